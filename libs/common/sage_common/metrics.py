@@ -1,0 +1,71 @@
+"""Prometheus metrics every service exposes: per route and per bus consumer.
+
+Metrics live in the process-wide registry and carry a `service` label, so several apps built in one
+test process share them without registering twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+HTTP_REQUESTS = Counter(
+    "sage_http_requests_total", "HTTP requests handled", ["service", "method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "sage_http_request_duration_seconds",
+    "Time to answer an HTTP request",
+    ["service", "method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+EVENTS_HANDLED = Counter("sage_events_handled_total", "Events handled", ["service", "consumer"])
+EVENTS_FAILED = Counter(
+    "sage_events_failed_total", "Event handling attempts that failed", ["service", "consumer"]
+)
+EVENTS_DEAD = Counter(
+    "sage_events_dead_lettered_total", "Events sent to the dead-letter queue", ["service", "consumer"]
+)
+EVENT_LAG = Histogram(
+    "sage_event_lag_seconds",
+    "Time from an event's creation to its handling",
+    ["service", "consumer"],
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 1800),
+)
+OUTBOX_PENDING = Gauge("sage_outbox_pending", "Outbox rows not yet published", ["service"])
+EVENTS_PUBLISHED = Counter("sage_events_published_total", "Events published", ["service", "type"])
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _route_name(request: web.Request) -> str:
+    info = request.match_info.route.resource
+    return info.canonical if info is not None else "unmatched"
+
+
+def metrics_middleware(service: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """Count and time each request by its route template, never by its raw path."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            route = _route_name(request)
+            HTTP_REQUESTS.labels(service, request.method, route, str(status)).inc()
+            HTTP_LATENCY.labels(service, request.method, route).observe(time.perf_counter() - start)
+
+    return middleware
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,87 @@
+"""An OpenAPI 3.1 document built from the route table and the pydantic models handlers declare.
+
+A handler declares its models with `@describe(request=..., response=...)`; its docstring's first line
+is the summary. Undeclared handlers still appear, with their path and method.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel
+
+F = TypeVar("F", bound=Callable[..., Any])
+_PARAM_RE = re.compile(r"\{([^}:]+)(:[^}]*)?\}")
+
+
+def describe(
+    *, request: type[BaseModel] | None = None, response: type[BaseModel] | None = None,
+    status: int = 200, tags: list[str] | None = None,
+) -> Callable[[F], F]:
+    def mark(fn: F) -> F:
+        fn.__openapi__ = {"request": request, "response": response, "status": status, "tags": tags}  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def build_document(app: web.Application, title: str) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    schemas: dict[str, Any] = {}
+    for route in app.router.routes():
+        if route.method in ("HEAD", "*"):
+            continue
+        info = route.resource.get_info() if route.resource else {}
+        raw = info.get("path") or info.get("formatter")
+        if not raw:
+            continue
+        path = _PARAM_RE.sub(r"{\1}", raw)
+        handler = route.handler
+        meta = getattr(handler, "__openapi__", {})
+        doc = (handler.__doc__ or "").strip().splitlines()
+        op: dict[str, Any] = {
+            "summary": doc[0] if doc else handler.__name__.replace("_", " "),
+            "operationId": f"{route.method.lower()}_{handler.__name__}",
+            "parameters": [
+                {"name": m.group(1), "in": "path", "required": True, "schema": {"type": "string"}}
+                for m in _PARAM_RE.finditer(raw)
+            ],
+            "responses": {"default": {"description": "problem+json error"}},
+        }
+        if meta.get("tags"):
+            op["tags"] = meta["tags"]
+        for key in ("request", "response"):
+            model = meta.get(key)
+            if model is None:
+                continue
+            schemas[model.__name__] = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(schemas[model.__name__].pop("$defs", {}))
+            ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+            content = {"application/json": {"schema": ref}}
+            if key == "request":
+                op["requestBody"] = {"required": True, "content": content}
+            else:
+                op["responses"][str(meta.get("status", 200))] = {"description": "OK", "content": content}
+        if not any(k.startswith("2") for k in op["responses"]):
+            op["responses"]["200"] = {"description": "OK"}
+        paths.setdefault(path, {})[route.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": "1"},
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"sage": {"type": "apiKey", "in": "header", "name": "Authorization"}},
+        },
+        "security": [{"sage": []}],
+    }
+
+
+async def openapi_handler(request: web.Request) -> web.Response:
+    """This service's OpenAPI document."""
+    from .web import SERVICE
+
+    return web.json_response(build_document(request.app, f"SAGE {request.app[SERVICE]}"))

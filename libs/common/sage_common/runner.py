@@ -1,0 +1,19 @@
+"""Start a service from its `__main__`: JSON logging, then the aiohttp app on the configured port."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from aiohttp import web
+
+from .config import ServiceConfig
+from .logs import setup_logging
+
+
+def run_service(name: str, config: ServiceConfig, create_app: Callable[[ServiceConfig], web.Application]) -> None:
+    setup_logging(name, config.log_level)
+    logging.getLogger(__name__).info(
+        "starting", extra={"host": config.host, "port": config.port, "schema": config.db_schema}
+    )
+    web.run_app(create_app(config), host=config.host, port=config.port, access_log=None, print=None)

@@ -1,0 +1,181 @@
+"""The aiohttp application every service starts from, and the helpers handlers share.
+
+`create_service_app` wires the middlewares (request id, metrics, errors, auth), the pool and its
+migrations, the bus with its outbox relay, and the routes every service has: `/healthz`, `/readyz`,
+`/metrics` and `/openapi.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+from aiohttp import web
+from pydantic import BaseModel
+
+from . import db
+from .auth import IntrospectionClient, Introspector, auth_middleware
+from .config import ServiceConfig
+from .errors import BadRequest, UnsupportedMediaType, error_middleware
+from .logs import new_request_id, request_id
+from .metrics import metrics_handler, metrics_middleware
+from .openapi import openapi_handler
+
+log = logging.getLogger(__name__)
+
+CONFIG = web.AppKey("config", ServiceConfig)
+SERVICE = web.AppKey("service", str)
+POOL = web.AppKey("pool", asyncpg.Pool)
+INTROSPECTOR = web.AppKey("introspector", Introspector)  # type: ignore[type-abstract]
+READY_CHECKS = web.AppKey("ready_checks", list)
+
+ReadyCheck = Callable[[web.Application], Awaitable[None]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+M = TypeVar("M", bound=BaseModel)
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Carry the caller's X-Request-ID (when well formed) or a new one through logs and events."""
+    incoming = request.headers.get("X-Request-ID", "")
+    rid = incoming if _REQUEST_ID_RE.match(incoming) else new_request_id()
+    token = request_id.set(rid)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers["X-Request-ID"] = rid
+        raise
+    finally:
+        request_id.reset(token)
+    if not response.prepared:
+        response.headers["X-Request-ID"] = rid
+    return response
+
+
+def json_response(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """JSON out: pydantic models (or lists of them) by their JSON dump, the rest by json.dumps."""
+    if isinstance(data, BaseModel):
+        text = data.model_dump_json(by_alias=True)
+    elif isinstance(data, list) and data and isinstance(data[0], BaseModel):
+        text = "[" + ",".join(m.model_dump_json(by_alias=True) for m in data) + "]"
+    else:
+        text = json.dumps(data, default=str)
+    return web.Response(text=text, status=status, content_type="application/json", headers=headers)
+
+
+async def read_json(request: web.Request, model: type[M] | None = None) -> Any:
+    """The JSON body, validated against `model` when given; 415 for other content types."""
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType("send the body as application/json")
+    try:
+        data = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadRequest("the body is not valid JSON") from None
+    return model.model_validate(data) if model is not None else data
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Alive: the process answers."""
+    return json_response({"status": "ok", "service": request.app[SERVICE]})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready: every dependency (Postgres, RabbitMQ, ...) answered just now."""
+    failed: dict[str, str] = {}
+    for check in request.app[READY_CHECKS]:
+        try:
+            await check(request.app)
+        except Exception as exc:  # noqa: BLE001 - readiness reports any failure by name
+            failed[getattr(check, "__name__", "check")] = type(exc).__name__
+    if failed:
+        return json_response({"status": "unavailable", "failed": failed}, status=503)
+    return json_response({"status": "ready", "service": request.app[SERVICE]})
+
+
+async def _db_ready(app: web.Application) -> None:
+    await db.ping(app[POOL])
+
+
+def database_context(
+    migrations: Path | None,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Open the pool, apply migrations (under the advisory lock), close the pool at shutdown."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        config = app[CONFIG]
+        pool = await db.create_pool(
+            config.database_url.get_secret_value(),
+            config.db_schema,
+            min_size=config.db_pool_min,
+            max_size=config.db_pool_max,
+        )
+        app[POOL] = pool
+        extra = (migrations,) if migrations is not None else ()
+        await db.migrate(pool, config.db_schema, *extra)
+        app[READY_CHECKS].append(_db_ready)
+        yield
+        await pool.close()
+
+    return ctx
+
+
+async def _introspection_context(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    client = IntrospectionClient(
+        config.auth_url,
+        config.client_id,
+        config.client_secret.get_secret_value(),
+        ttl=config.introspection_ttl,
+        negative_ttl=config.introspection_negative_ttl,
+        timeout=config.introspection_timeout,
+    )
+    app[INTROSPECTOR] = client
+    yield
+    await client.close()
+
+
+def create_service_app(
+    service: str,
+    config: ServiceConfig,
+    *,
+    routes: Iterable[web.AbstractRouteDef] = (),
+    migrations: Path | None = None,
+    use_database: bool = True,
+    introspector: Introspector | None = None,
+    client_max_size: int | None = None,
+) -> web.Application:
+    """The common frame of a service; the caller adds its own cleanup contexts and consumers.
+
+    Pass `introspector` to check tokens locally (the auth service does); otherwise the service asks
+    the auth service at `config.auth_url` with its client credentials.
+    """
+    app = web.Application(
+        middlewares=[
+            request_id_middleware,
+            metrics_middleware(service),
+            error_middleware,
+            auth_middleware(lambda: app[INTROSPECTOR]),
+        ],
+        client_max_size=client_max_size or config.max_body_bytes,
+    )
+    app[CONFIG] = config
+    app[SERVICE] = service
+    app[READY_CHECKS] = []
+    if use_database:
+        app.cleanup_ctx.append(database_context(migrations))
+    if introspector is not None:
+        app[INTROSPECTOR] = introspector
+    else:
+        app.cleanup_ctx.append(_introspection_context)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/openapi.json", openapi_handler)
+    app.router.add_routes(list(routes))
+    return app

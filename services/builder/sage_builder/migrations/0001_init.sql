@@ -1,0 +1,2 @@
+-- The builder service's schema starts empty.
+SELECT 1;

@@ -1,0 +1,5 @@
+"""The ECR API's route table, in one place."""
+
+from aiohttp import web
+
+routes: list[web.RouteDef] = []

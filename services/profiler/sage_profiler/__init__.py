@@ -1,0 +1,1 @@
+"""The profiler: runs each built image's tests under limits and measures them."""

@@ -1,0 +1,2 @@
+-- The profiler service's schema starts empty.
+SELECT 1;

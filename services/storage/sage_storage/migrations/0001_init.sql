@@ -1,0 +1,2 @@
+-- The storage service's schema starts empty.
+SELECT 1;
