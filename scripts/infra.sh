@@ -182,7 +182,6 @@ EOF
 
 launch_registry() {
   if recorded_pid registry >/dev/null || up_registry; then return 0; fi
-  ensure_registry_keys
   write_registry_config
   log "starting the registry on 127.0.0.1:5000"
   spawn registry docker-registry serve "$VAR/registry/config.yml"
@@ -271,7 +270,7 @@ cmd_start() {
   if want postgres; then start_postgres; ensure_database; fi
   if want rabbitmq; then start_rabbitmq; fi
   if want dockerd; then launch_dockerd; fi
-  if want registry; then launch_registry; fi
+  if want registry; then ensure_registry_keys; launch_registry; fi
   if want s3; then launch_s3; fi
   if want gateway; then launch_gateway; fi
   local part pid failed=0
