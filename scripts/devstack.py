@@ -90,13 +90,18 @@ def env_seconds(name: str, default: float) -> float:
 
 
 def alive(pid: int) -> bool:
+    """Whether pid runs (a zombie, exited but not yet reaped by its parent, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def cmdline(pid: int) -> list[str]:
@@ -136,12 +141,19 @@ def ready(svc: Service) -> bool:
     return http_status(svc.url("/readyz")) == 200
 
 
-def tail(path: Path, lines: int = 40) -> str:
+def tail(path: Path, lines: int = 40, since: int = 0) -> str:
+    """The last lines of a log file, from byte offset `since` on."""
     try:
-        data = path.read_bytes()[-64 * 1024 :]
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(since, size - 64 * 1024))
+            data = f.read()
     except OSError:
         return "(no log)"
-    return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
+    return "\n".join(data.decode(errors="replace").splitlines()[-lines:]) or "(empty)"
+
+
+LOG_OFFSETS: dict[str, int] = {}  # where each service's log stood when devstack started it
 
 
 def stop_pid(pid: int, name: str, grace: float) -> None:
@@ -273,6 +285,13 @@ def spawn(svc: Service, env: dict[str, str], stdout: int | IO[bytes]) -> subproc
     return proc
 
 
+def log_offset(svc: Service) -> int:
+    try:
+        return svc.logfile.stat().st_size
+    except OSError:
+        return 0
+
+
 def wait_ready(services: list[Service], procs: dict[str, subprocess.Popen[bytes]]) -> None:
     """Return once every service answers /readyz 200; raise if one exits or the time runs out."""
     timeout = env_seconds("SAGE_DEVSTACK_TIMEOUT", 90)
@@ -284,7 +303,8 @@ def wait_ready(services: list[Service], procs: dict[str, subprocess.Popen[bytes]
             if proc is not None and proc.poll() is not None:
                 raise StackError(
                     f"{svc.name} exited with status {proc.returncode} while starting;"
-                    f" last lines of var/log/{svc.name}.log:\n{tail(svc.logfile)}"
+                    f" last lines of var/log/{svc.name}.log:\n"
+                    + tail(svc.logfile, since=LOG_OFFSETS.get(svc.name, 0))
                 )
             if ready(svc):
                 say(f"{svc.name} ready on 127.0.0.1:{svc.port}")
@@ -296,7 +316,8 @@ def wait_ready(services: list[Service], procs: dict[str, subprocess.Popen[bytes]
             code = http_status(svc.url("/readyz"))
             raise StackError(
                 f"{svc.name} not ready after {timeout:.0f}s (GET /readyz: {code or 'no answer'});"
-                f" last lines of var/log/{svc.name}.log:\n{tail(svc.logfile)}"
+                f" last lines of var/log/{svc.name}.log:\n"
+                + tail(svc.logfile, since=LOG_OFFSETS.get(svc.name, 0))
             )
         time.sleep(0.25)
 
@@ -334,6 +355,7 @@ def cmd_up(names: list[str]) -> int:
         if pid is not None:
             say(f"{svc.name} already running (pid {pid})")
             continue
+        LOG_OFFSETS[svc.name] = log_offset(svc)
         with open(svc.logfile, "ab") as log:
             log.write(f"=== {time.strftime('%FT%T')} starting python -m {svc.module}\n".encode())
             log.flush()
@@ -341,8 +363,12 @@ def cmd_up(names: list[str]) -> int:
         say(f"started {svc.name} (pid {procs[svc.name].pid}), log: var/log/{svc.name}.log")
     try:
         wait_ready(services, procs)
-    except BaseException:
+    except BaseException as exc:
+        if isinstance(exc, StackError):
+            say(f"error: {exc}")
         stop_services([s for s in services if s.name in procs], procs)
+        if isinstance(exc, StackError):
+            return 1
         raise
     say("all services ready; gateway on http://127.0.0.1:8080")
     return 0
@@ -432,6 +458,7 @@ def cmd_run(names: list[str]) -> int:
         for index, svc in enumerate(services):
             if stop.is_set():
                 break
+            LOG_OFFSETS[svc.name] = log_offset(svc)
             proc = spawn(svc, env, subprocess.PIPE)
             procs[svc.name] = proc
             assert proc.stdout is not None
