@@ -141,7 +141,7 @@ ensure_registry_keys() {
   local dir="$VAR/auth-keys"
   mkdir -p "$dir"
   if [ -x "$PY" ] && "$PY" -c 'import sage_auth.signing' >/dev/null 2>&1; then
-    "$PY" -m sage_auth.signing ensure var/auth-keys
+    "$PY" -m sage_auth.signing ensure var/auth-keys >/dev/null
   elif [ ! -s "$dir/registry.key" ] || [ ! -s "$dir/registry.crt" ]; then
     log "sage_auth.signing is not importable: making the registry key pair with openssl"
     openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=sage-auth" \
@@ -187,8 +187,25 @@ launch_registry() {
   spawn registry docker-registry serve "$VAR/registry/config.yml"
 }
 
+s3_keys_work() {  # do var/stack.env's S3 keys work against the server on 127.0.0.1:9000?
+  [ -x "$PY" ] || return 0
+  SAGE_S3_ACCESS_KEY="$(stack_value SAGE_S3_ACCESS_KEY)" \
+  SAGE_S3_SECRET_KEY="$(stack_value SAGE_S3_SECRET_KEY)" \
+  "$PY" - <<'EOF' >/dev/null 2>&1
+import os
+from minio import Minio
+Minio("127.0.0.1:9000", os.environ["SAGE_S3_ACCESS_KEY"], os.environ["SAGE_S3_SECRET_KEY"],
+      secure=False, region="us-east-1").list_buckets()
+EOF
+}
+
 launch_s3() {
-  if recorded_pid s3 >/dev/null || up_s3; then return 0; fi
+  if recorded_pid s3 >/dev/null; then return 0; fi
+  if up_s3; then
+    s3_keys_work || log "WARNING: the S3 server on 127.0.0.1:9000 was not started by this" \
+      "checkout and refuses the keys in var/stack.env: stop it, or put its keys there"
+    return 0
+  fi
   [ -x "$ROOT/.venv/bin/rclone" ] || die ".venv/bin/rclone is missing (run scripts/setup.sh)"
   local access secret
   access="$(stack_value SAGE_S3_ACCESS_KEY)"
@@ -273,7 +290,7 @@ cmd_start() {
   if want registry; then ensure_registry_keys; launch_registry; fi
   if want s3; then launch_s3; fi
   if want gateway; then launch_gateway; fi
-  local part pid failed=0
+  local part pid failed=0 reused=()
   if want dockerd; then wait_dockerd || failed=1; fi
   for part in registry s3 gateway; do
     want "$part" || continue
@@ -281,7 +298,15 @@ cmd_start() {
     wait_for "$part" 30 "$pid" || failed=1
   done
   [ "$failed" -eq 0 ] || die "some parts did not start"
-  log "started: ${PARTS[*]}"
+  for part in dockerd registry s3 gateway; do
+    if want "$part" && ! recorded_pid "$part" >/dev/null; then
+      reused+=("$part")
+    fi
+  done
+  if [ ${#reused[@]} -gt 0 ]; then
+    log "reused, not started by this checkout (so \`stop\` leaves them): ${reused[*]}"
+  fi
+  log "ready: ${PARTS[*]}"
 }
 
 stop_part() {
