@@ -1,0 +1,272 @@
+"""The Runner on a Docker engine: the docker SDK (blocking) in threads, measurement from cgroups.
+
+Every container runs in a parent cgroup of its own (`<prefix>/<run>/c<k>`), so its totals survive
+its exit; copies run side by side share `<prefix>/<run>`, where the shared ceiling is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import platform
+import socket
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import docker
+import requests
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+
+from .cgroup import Cgroups, detect
+from .gpu import GpuMonitor
+from .runner import RunnerError, RunResult, RunSpec
+from .sampler import Sampler
+
+log = logging.getLogger(__name__)
+
+LABEL = "org.sagecontinuum.profiler"
+_MACHINES = {
+    "x86_64": "linux/amd64",
+    "amd64": "linux/amd64",
+    "aarch64": "linux/arm64",
+    "arm64": "linux/arm64",
+    "armv7l": "linux/arm/v7",
+}
+_QEMU = {"qemu-aarch64": "linux/arm64", "qemu-arm": "linux/arm/v7", "qemu-x86_64": "linux/amd64"}
+
+
+def docker_time(value: str) -> float:
+    """Docker's RFC 3339 time with nanoseconds, as a Unix timestamp."""
+    head, _, frac = value.rstrip("Z").partition(".")
+    base = datetime.fromisoformat(head + "+00:00").timestamp()
+    return base + (float("0." + frac) if frac else 0.0)
+
+
+def owner_token() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class DockerRunner:
+    """Runs containers under test on the local Docker engine (cgroupfs driver, v1 or v2)."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        cgroup_root: Path = Path("/sys/fs/cgroup"),
+        cgroup_prefix: str = "sage-profiler",
+        sample_hz: float = 10.0,
+        pull_policy: str = "if_missing",
+        registry_auth: dict[str, str] | None = None,
+        gpu: GpuMonitor | None = None,
+        binfmt_dir: Path = Path("/proc/sys/fs/binfmt_misc"),
+    ) -> None:
+        try:
+            self.client = (
+                docker.DockerClient(base_url=base_url, max_pool_size=64)
+                if base_url
+                else docker.from_env(max_pool_size=64)
+            )
+        except DockerException as exc:
+            raise RunnerError(f"the Docker engine is unreachable: {exc}") from None
+        self.cgroups: Cgroups = detect(cgroup_root)
+        self.prefix = cgroup_prefix.strip("/")
+        self.hz = sample_hz
+        self.pull_policy = pull_policy
+        self.registry_auth = registry_auth
+        self.gpu = gpu
+        self.binfmt_dir = binfmt_dir
+        self.owner = owner_token()
+
+    def close(self) -> None:
+        self.client.close()
+
+    def native_architectures(self) -> set[str]:
+        arch = _MACHINES.get(platform.machine())
+        return {arch} if arch else set()
+
+    def emulated_architectures(self) -> set[str]:
+        found = {arch for name, arch in _QEMU.items() if (self.binfmt_dir / name).exists()}
+        return found - self.native_architectures()
+
+    async def prepare(self, image: str, platform: str | None) -> None:
+        await asyncio.to_thread(self._prepare, image, platform)
+
+    def _prepare(self, image: str, platform: str | None) -> None:
+        if self.pull_policy != "always":
+            try:
+                self.client.images.get(image)
+                return
+            except ImageNotFound:
+                if self.pull_policy == "never":
+                    raise RunnerError(
+                        f"image {image} is not on this engine (pull_policy=never)"
+                    ) from None
+        try:
+            self.client.images.pull(image, platform=platform, auth_config=self.registry_auth)
+        except (APIError, DockerException) as exc:
+            raise RunnerError(f"cannot pull {image}: {exc}") from None
+
+    async def run(self, spec: RunSpec) -> RunResult:
+        run = f"{self.prefix}/{uuid.uuid4().hex[:16]}"
+        try:
+            return (await self._run_many([spec], run))[0]
+        finally:
+            await asyncio.to_thread(self.cgroups.remove, run)
+
+    async def run_together(
+        self, specs: list[RunSpec], *, memory_bytes: int, cpus: float
+    ) -> list[RunResult]:
+        run = f"{self.prefix}/{uuid.uuid4().hex[:16]}"
+        try:
+            await asyncio.to_thread(self.cgroups.create, run, memory_bytes=memory_bytes, cpus=cpus)
+            return await self._run_many(specs, run)
+        finally:
+            await asyncio.to_thread(self.cgroups.remove, run)
+
+    async def _run_many(self, specs: list[RunSpec], run: str) -> list[RunResult]:
+        made: list[tuple[Any, Sampler, float]] = []
+        try:
+            for k, spec in enumerate(specs):
+                made.append(await asyncio.to_thread(self._create, spec, f"{run}/c{k}"))
+            for container, sampler, _ in made:
+                sampler.start()
+                await asyncio.to_thread(container.start)
+                sampler.child = f"{sampler.rel}/{container.id}"
+            waits = [
+                asyncio.to_thread(self._finish, c, s, t, spec)
+                for (c, s, t), spec in zip(made, specs, strict=True)
+            ]
+            return list(await asyncio.gather(*waits))
+        except (APIError, DockerException) as exc:
+            raise RunnerError(f"the Docker engine failed: {exc}") from None
+        finally:
+            for container, sampler, _ in made:
+                sampler.stop()
+                await asyncio.to_thread(self._remove, container)
+
+    def _create(self, spec: RunSpec, rel: str) -> tuple[Any, Sampler, float]:
+        volumes = {}
+        if spec.data_dir is not None:
+            volumes[str(spec.data_dir)] = {"bind": spec.data_mount, "mode": "ro"}
+        extra: dict[str, Any] = {}
+        if spec.gpu:
+            extra["device_requests"] = [
+                docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])
+            ]
+        if spec.user:
+            extra["user"] = spec.user
+        requested = time.time()
+        container = self.client.containers.create(
+            spec.image,
+            command=spec.args or None,
+            entrypoint=spec.command,
+            environment=spec.env,
+            platform=spec.platform,
+            network_mode="none",
+            read_only=True,
+            tmpfs={"/tmp": f"rw,nosuid,nodev,size={spec.tmpfs_bytes}"},  # noqa: S108 - in the container
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            pids_limit=spec.pids_limit,
+            mem_limit=spec.memory_bytes,
+            memswap_limit=spec.memory_bytes,
+            nano_cpus=int(spec.cpus * 1e9),
+            cgroup_parent="/" + rel,
+            volumes=volumes,
+            labels={
+                **spec.labels,
+                LABEL: "1",
+                f"{LABEL}.owner": self.owner,
+                f"{LABEL}.cgroup": rel,
+            },
+            **extra,
+        )
+        return container, Sampler(self.cgroups, rel, hz=self.hz, gpu=self.gpu), requested
+
+    def _finish(
+        self, container: Any, sampler: Sampler, requested: float, spec: RunSpec
+    ) -> RunResult:
+        timed_out = False
+        try:
+            container.wait(timeout=spec.timeout_seconds)
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+            timed_out = True
+            try:
+                container.kill()
+            except APIError:
+                pass  # it ended just now
+            container.wait(timeout=60)
+        sampler.stop()
+        container.reload()
+        state = container.attrs["State"]
+        started, finished = docker_time(state["StartedAt"]), docker_time(state["FinishedAt"])
+        totals = self.cgroups.totals(sampler.rel)
+        exit_code = state.get("ExitCode")
+        return RunResult(
+            exit_code=None if timed_out else exit_code,
+            oom_killed=bool(state.get("OOMKilled")) and exit_code == 137 and not timed_out,
+            timed_out=timed_out,
+            wall_seconds=max(0.0, finished - started),
+            startup_seconds=max(0.0, started - requested),
+            peak_memory_bytes=totals.peak_memory_bytes,
+            cpu_seconds=totals.cpu_seconds,
+            cpu_user_seconds=totals.cpu_user_seconds,
+            cpu_system_seconds=totals.cpu_system_seconds,
+            throttled_seconds=sampler.throttled_seconds,
+            nr_throttled=sampler.nr_throttled,
+            gpu_memory_bytes=sampler.gpu_peak_bytes,
+            gpu_utilization=sampler.gpu_util_max,
+            samples=sampler.samples,
+            sample_interval=sampler.interval,
+            log_tail=_tail(container),
+        )
+
+    def _remove(self, container: Any) -> None:
+        try:
+            container.remove(force=True)
+        except NotFound:
+            pass
+        except APIError as exc:
+            log.warning("could not remove container %s: %s", container.id[:12], exc)
+
+    async def cleanup(self) -> int:
+        return await asyncio.to_thread(self._cleanup)
+
+    def _cleanup(self) -> int:
+        """Remove containers (and cgroups) whose profiler on this host is gone (killed)."""
+        host = socket.gethostname()
+        removed = 0
+        for container in self.client.containers.list(all=True, filters={"label": LABEL}):
+            labels = container.labels
+            owner_host, _, pid = labels.get(f"{LABEL}.owner", "").rpartition(":")
+            if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+                continue  # another host's, or a live profiler's on this host
+            self._remove(container)
+            rel = labels.get(f"{LABEL}.cgroup", "")
+            if rel.startswith(self.prefix + "/"):
+                self.cgroups.remove(rel.rsplit("/", 1)[0])
+            removed += 1
+        return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _tail(container: Any, lines: int = 20) -> list[str]:
+    try:
+        raw = container.logs(tail=lines)
+    except APIError:
+        return []
+    return [line[:500] for line in raw.decode("utf-8", "replace").splitlines()[-lines:]]
