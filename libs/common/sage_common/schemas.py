@@ -89,6 +89,86 @@ class TestRun(_Part):
     gpu_memory_bytes: int | None = None
     gpu_utilization: float | None = None
     emulated: bool = False
+    # Added by the profiler (all optional):
+    startup_seconds: float = 0.0  # from the create request to the process starting
+    nr_throttled: int = 0  # CFS periods in which the CPU ceiling held the app back
+    passed: bool | None = None
+    failure: str | None = None  # why it did not pass, in words
+    log_tail: list[str] = Field(default_factory=list)
+
+
+class ProfileSeries(_Part):
+    """Memory and CPU of one run over time, as columns of equal length (for charts)."""
+
+    architecture: str
+    repetition: int
+    interval_seconds: float
+    t: list[float]  # seconds since the run started
+    memory_bytes: list[int]
+    cpu_cores: list[float]
+    gpu_memory_bytes: list[int | None] | None = None
+    gpu_utilization: list[float | None] | None = None
+
+
+class Recommended(_Part):
+    """Limits and requests from passing native runs (`ProfileDone.recommended`)."""
+
+    memory_limit_bytes: int | None = None  # peak with headroom
+    memory_request_bytes: int | None = None  # peak
+    cpu_limit: float | None = None  # cores: the busiest second, with headroom
+    cpu_request: float | None = None  # cores: the average over a run
+    gpu_memory_bytes: int | None = None
+    basis: str = ""
+
+
+class NodeFit(_Part):
+    """How many copies fit on one node profile (`ProfileDone.node_fit[name]`)."""
+
+    architecture: str
+    copies: int | None  # None when no limits could be derived
+    limited_by: Literal["memory", "cpu", "architecture", "gpu", "unknown"]
+    copies_by_memory: int | None = None
+    copies_by_cpu: int | None = None
+
+
+class Concurrency(_Part):
+    """The declared copies run side by side (`ProfileDone.concurrency`)."""
+
+    tested: bool
+    copies: int
+    reason: str | None = None  # why it was not tested
+    architecture: str | None = None
+    emulated: bool = False
+    passed: int | None = None
+    all_passed: bool | None = None
+    failures: dict[str, str] = Field(default_factory=dict)  # copy index -> why it failed
+    wall_seconds: list[float] = Field(default_factory=list)
+    solo_wall_seconds: float | None = None
+    slowdown: float | None = None  # mean wall side by side / mean wall alone
+    peak_memory_bytes: list[int] = Field(default_factory=list)
+    ceiling: dict[str, float] = Field(default_factory=dict)  # memory_bytes, cpus shared by all
+
+
+class Period(_Part):
+    """How often the app can run (`ProfileDone.period`)."""
+
+    shortest_seconds: float | None = None  # (slowest wall + start-up) * (1 + margin)
+    shortest_minutes: int | None = None  # the same, whole minutes, at least 1
+    wall_seconds: float | None = None
+    startup_seconds: float | None = None
+    declared_seconds: float | None = None
+    met: bool | None = None  # None when nothing was declared or nothing could be timed
+    emulated: bool = False
+    reason: str | None = None
+
+
+class ArchitectureOutcome(_Part):
+    """What the profiler did with one architecture of the image (`ProfileDone.architectures`)."""
+
+    architecture: str
+    ran: bool
+    emulated: bool = False
+    reason: str | None = None  # why it did not run, or failed
 
 
 class ProfileDone(EventData):
@@ -103,6 +183,12 @@ class ProfileDone(EventData):
     period: dict[str, Any] = Field(default_factory=dict)
     recommended: dict[str, Any] = Field(default_factory=dict)
     node_fit: dict[str, Any] = Field(default_factory=dict)
+    # Added by the profiler (all optional); the dicts above follow Concurrency, Period,
+    # Recommended and NodeFit.
+    architectures: list[ArchitectureOutcome] = Field(default_factory=list)
+    series: list[ProfileSeries] = Field(default_factory=list)
+    started_at: datetime | None = None
+    duration_seconds: float = 0.0
 
 
 class ReviewRequested(EventData):
