@@ -35,6 +35,7 @@ class AppSubmitted(EventData):
     source: AppSource
     submitter: str
     testing: dict[str, Any] | None = None
+    hardware: dict[str, Any] | None = None  # the spec's hardware (gpu, min_memory, devices)
 
 
 class BuildStarted(EventData):

@@ -1,1 +1,1 @@
-"""The Edge Code Repository API: the catalogue of apps and the pipeline that builds, profiles and publishes them."""
+"""The Edge Code Repository API: the catalogue of apps, and the pipeline that publishes them."""

@@ -1,16 +1,50 @@
-"""The ECR API's aiohttp application."""
+"""The ECR API's aiohttp application: the common service frame plus the use cases' context."""
 
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
+from sage_common.auth import Introspector
+from sage_common.web import POOL, create_service_app
 
-from sage_common.web import create_service_app
-
+from .access import Policy
 from .config import Config
+from .handlers import ECR
 from .routes import routes
+from .service import Ecr
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def create_app(config: Config) -> web.Application:
-    return create_service_app("ecr-api", config, routes=routes, migrations=MIGRATIONS)
+def _ecr_context(config: Config):  # type: ignore[no-untyped-def]
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        app[ECR] = Ecr(
+            pool=app[POOL],
+            policy=Policy(
+                reviewers_group=config.reviewers_group,
+                builder_account=config.builder_account,
+                registry_access_clients=tuple(config.registry_access_clients),
+            ),
+            max_body_bytes=config.max_body_bytes,
+            spec_max_depth=config.spec_max_depth,
+            spec_max_nodes=config.spec_max_nodes,
+        )
+        yield
+
+    return ctx
+
+
+def create_app(config: Config, *, introspector: Introspector | None = None) -> web.Application:
+    """The ECR API; pass `introspector` to check tokens without the auth service (benchmarks)."""
+    app = create_service_app(
+        "ecr-api",
+        config,
+        routes=routes,
+        migrations=MIGRATIONS,
+        introspector=introspector,
+        client_max_size=config.max_body_bytes,
+    )
+    app.cleanup_ctx.append(_ecr_context(config))
+    return app

@@ -1,7 +1,6 @@
 """Configuration of the ECR API, from `SAGE_ECR_*` environment variables."""
 
 from pydantic_settings import SettingsConfigDict
-
 from sage_common.config import ServiceConfig
 
 
@@ -10,3 +9,18 @@ class Config(ServiceConfig):
 
     port: int = 8082
     db_schema: str = "ecr"
+    # App descriptions are small; anything bigger is refused with 413 before it is parsed.
+    max_body_bytes: int = 256 * 1024
+    # YAML limits: nesting depth, and nodes after alias expansion (a "billion laughs" guard).
+    spec_max_depth: int = 32
+    spec_max_nodes: int = 20_000
+    # Members of this group (and admins) review apps; they may read every app.
+    reviewers_group: str = "reviewers"
+    # The one account allowed to push images to the registry.
+    builder_account: str = "service:builder"
+    # Service accounts (client ids) that may ask `GET /api/registry/access`.
+    registry_access_clients: list[str] = ["auth"]
+    # The consumer's queue name; tests set a unique one.
+    consumer_queue: str = "ecr-api.pipeline"
+    # Whether to start the pipeline consumer and the outbox relay (off for HTTP-only tests).
+    use_bus: bool = True

@@ -1,0 +1,134 @@
+"""Access checks on loaded resources: what the caller may do, and the 401/403/404 that follows.
+
+A resource the caller may not read is a 404, exactly as if it did not exist; one they may read but
+not change is a 403 (401 when anonymous).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from sage_common.auth import Principal
+from sage_common.errors import Forbidden, NotFound, Unauthorized
+
+from . import acl, store
+from . import store_apps as apps
+from .acl import Permission
+from .views import app_id
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The settings the access rules depend on."""
+
+    reviewers_group: str = "reviewers"
+    builder_account: str = "service:builder"
+    registry_access_clients: tuple[str, ...] = ("auth",)
+
+
+def deny(who: Principal | None, message: str) -> Exception:
+    if who is None:
+        return Unauthorized(f"{message}: send 'Authorization: sage <token>'")
+    return Forbidden(message)
+
+
+def require_submitter(who: Principal | None) -> Principal:
+    """Only approved users (and admins) start builds or claim names."""
+    if who is None:
+        raise Unauthorized("this needs a token: send 'Authorization: sage <token>'")
+    if not (who.is_approved or who.is_admin):
+        raise Forbidden("your account is not approved yet: ask an administrator")
+    return who
+
+
+def viewer(who: Principal | None, policy: Policy) -> apps.Viewer:
+    if who is None:
+        return apps.Viewer(username=None)
+    return apps.Viewer(
+        who.username, list(who.groups), acl.reads_everything(who, policy.reviewers_group)
+    )
+
+
+async def on_repository(
+    conn: asyncpg.Connection, who: Principal | None, policy: Policy, namespace: str, name: str
+) -> frozenset[Permission]:
+    ns_grants = await store.grants(conn, "namespace", namespace)
+    repo_grants = await store.grants(conn, "repository", f"{namespace}/{name}")
+    granted = acl.on_repository(who, ns_grants, repo_grants)
+    if acl.reads_everything(who, policy.reviewers_group):
+        granted |= {Permission.READ}
+    return granted
+
+
+async def on_namespace(
+    conn: asyncpg.Connection, who: Principal | None, policy: Policy, namespace: str
+) -> frozenset[Permission]:
+    granted = acl.on_namespace(who, await store.grants(conn, "namespace", namespace))
+    if acl.reads_everything(who, policy.reviewers_group):
+        granted |= {Permission.READ}
+    return granted
+
+
+async def app_for(
+    conn: asyncpg.Connection,
+    who: Principal | None,
+    policy: Policy,
+    namespace: str,
+    name: str,
+    version: str,
+    need: Permission,
+    *,
+    for_update: bool = False,
+) -> dict[str, Any]:
+    """The app version if the caller holds `need` on its repository; 404 if they may not read it."""
+    app = await apps.get_app(conn, namespace, name, version, for_update=for_update)
+    granted = await on_repository(conn, who, policy, namespace, name) if app else frozenset()
+    if app is None or Permission.READ not in granted:
+        raise NotFound(f"no app {app_id(namespace, name, version)}")
+    if need not in granted:
+        raise deny(who, f"you may not do this to {app_id(namespace, name, version)} (needs {need})")
+    return app
+
+
+async def repository_for(
+    conn: asyncpg.Connection,
+    who: Principal | None,
+    policy: Policy,
+    namespace: str,
+    name: str,
+    need: Permission,
+) -> dict[str, Any]:
+    repo = await store.get_repository(conn, namespace, name)
+    granted = await on_repository(conn, who, policy, namespace, name) if repo else frozenset()
+    if repo is None or Permission.READ not in granted:
+        raise NotFound(f"no repository {namespace}/{name}")
+    if need not in granted:
+        raise deny(who, f"you may not do this to {namespace}/{name} (needs {need})")
+    return repo
+
+
+async def namespace_for(
+    conn: asyncpg.Connection,
+    who: Principal | None,
+    policy: Policy,
+    namespace: str,
+    need: Permission,
+) -> dict[str, Any]:
+    """The namespace if the caller holds `need`; also visible through a readable repository."""
+    row = await store.get_namespace(conn, namespace)
+    granted = await on_namespace(conn, who, policy, namespace) if row else frozenset()
+    visible = Permission.READ in granted
+    if row is not None and not visible:
+        who_view = viewer(who, policy)
+        visible = bool(
+            await store.list_repositories(
+                conn, namespace, who_view.username, who_view.groups, who_view.everything
+            )
+        )
+    if row is None or not visible:
+        raise NotFound(f"no namespace {namespace}")
+    if need not in granted and need != Permission.READ:
+        raise deny(who, f"you may not do this to namespace {namespace} (needs {need})")
+    return row

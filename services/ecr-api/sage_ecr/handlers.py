@@ -1,0 +1,208 @@
+"""HTTP in and out: parse the request, call one use case, answer JSON. Nothing else happens here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from sage_common.auth import principal
+from sage_common.errors import PayloadTooLarge
+from sage_common.openapi import describe
+from sage_common.web import json_response, read_json
+
+from . import pipeline_service, service, spec
+from .models import (
+    ListQuery,
+    NamespaceCreate,
+    PermissionChange,
+    RegistryAccessQuery,
+    ReviewDecision,
+)
+from .service import Ecr
+from .specload import load_document
+
+ECR = web.AppKey("ecr", Ecr)
+
+
+def _ecr(request: web.Request) -> Ecr:
+    return request.app[ECR]
+
+
+def _text(body: str, status: int = 200) -> web.Response:
+    return web.Response(text=body, status=status, content_type="application/json")
+
+
+def _path(request: web.Request) -> tuple[str, str, str]:
+    m = request.match_info
+    return m["namespace"], m["name"], m["version"]
+
+
+async def _spec_body(request: web.Request) -> Any:
+    ecr = _ecr(request)
+    if request.content_length is not None and request.content_length > ecr.max_body_bytes:
+        raise PayloadTooLarge(
+            f"the app description is larger than {ecr.max_body_bytes // 1024} KiB"
+        )
+    body = await request.read()
+    return load_document(
+        body, request.content_type, max_depth=ecr.spec_max_depth, max_nodes=ecr.spec_max_nodes
+    )
+
+
+async def app_schema(request: web.Request) -> web.Response:
+    """The JSON Schema of the app description (sage.yaml)."""
+    return json_response(spec.json_schema())
+
+
+@describe(request=spec.AppSpec, tags=["apps"])
+async def submit(request: web.Request) -> web.Response:
+    """Submit a new app version (JSON or YAML body); it enters the pipeline."""
+    data = await _spec_body(request)
+    path = _path(request) if "version" in request.match_info else None
+    app_spec = service.validate_spec(data, path)
+    return _text(await service.submit(_ecr(request), principal(request), app_spec))
+
+
+async def list_apps(request: web.Request) -> web.Response:
+    """List the apps you may read: paged, filtered, searchable."""
+    query = ListQuery.model_validate(dict(request.query))
+    m = request.match_info
+    return _text(
+        await service.list_apps(
+            _ecr(request), principal(request), query, m.get("namespace"), m.get("name")
+        )
+    )
+
+
+async def get_app(request: web.Request) -> web.Response:
+    """One app version."""
+    return _text(await service.get_app(_ecr(request), principal(request), *_path(request)))
+
+
+async def delete_app(request: web.Request) -> web.Response:
+    """Delete an app version (a frozen one: administrators only)."""
+    return json_response(
+        await service.delete_app(_ecr(request), principal(request), *_path(request))
+    )
+
+
+async def app_status(request: web.Request) -> web.Response:
+    """Pipeline state and its history."""
+    return json_response(
+        await pipeline_service.status(_ecr(request), principal(request), *_path(request))
+    )
+
+
+async def app_logs(request: web.Request) -> web.Response:
+    """Where the build log is, and its tail."""
+    return json_response(
+        await pipeline_service.logs(_ecr(request), principal(request), *_path(request))
+    )
+
+
+async def app_profile(request: web.Request) -> web.Response:
+    """The profiler's report."""
+    return json_response(
+        await pipeline_service.profile(_ecr(request), principal(request), *_path(request))
+    )
+
+
+@describe(request=ReviewDecision, tags=["review"])
+async def review(request: web.Request) -> web.Response:
+    """Approve or reject a version in review."""
+    body = await read_json(request, ReviewDecision)
+    return _text(
+        await pipeline_service.review(_ecr(request), principal(request), *_path(request), body)
+    )
+
+
+async def get_build(request: web.Request) -> web.Response:
+    """The current build (`result`: SUCCESS, FAILURE, or null while running)."""
+    return json_response(
+        await pipeline_service.get_build(_ecr(request), principal(request), *_path(request))
+    )
+
+
+async def rebuild(request: web.Request) -> web.Response:
+    """Build the version again (new build id); not for frozen versions."""
+    return json_response(
+        await pipeline_service.rebuild(_ecr(request), principal(request), *_path(request))
+    )
+
+
+async def list_namespaces(request: web.Request) -> web.Response:
+    """Namespaces you may read."""
+    return json_response(await service.list_namespaces(_ecr(request), principal(request)))
+
+
+@describe(request=NamespaceCreate, tags=["namespaces"])
+async def create_namespace(request: web.Request) -> web.Response:
+    """Claim a namespace."""
+    body = await read_json(request, NamespaceCreate)
+    return json_response(await service.create_namespace(_ecr(request), principal(request), body))
+
+
+async def get_namespace(request: web.Request) -> web.Response:
+    """A namespace and the repositories in it you may read."""
+    ns = request.match_info["namespace"]
+    return json_response(await service.get_namespace(_ecr(request), principal(request), ns))
+
+
+async def delete_namespace(request: web.Request) -> web.Response:
+    """Delete an empty namespace."""
+    ns = request.match_info["namespace"]
+    return json_response(await service.delete_namespace(_ecr(request), principal(request), ns))
+
+
+async def list_repositories(request: web.Request) -> web.Response:
+    """Repositories you may read."""
+    ns = request.match_info.get("namespace") or request.query.get("namespace")
+    return json_response(await service.list_repositories(_ecr(request), principal(request), ns))
+
+
+async def get_repository(request: web.Request) -> web.Response:
+    """A repository and its versions."""
+    m = request.match_info
+    return _text(
+        await service.get_repository(_ecr(request), principal(request), m["namespace"], m["name"])
+    )
+
+
+async def delete_repository(request: web.Request) -> web.Response:
+    """Delete a repository with no versions."""
+    m = request.match_info
+    return json_response(
+        await service.delete_repository(
+            _ecr(request), principal(request), m["namespace"], m["name"]
+        )
+    )
+
+
+async def get_permissions(request: web.Request) -> web.Response:
+    """The access control list of a namespace or repository."""
+    m = request.match_info
+    return json_response(
+        await service.get_permissions(
+            _ecr(request), principal(request), m["namespace"], m.get("name")
+        )
+    )
+
+
+@describe(request=PermissionChange, tags=["permissions"])
+async def change_permissions(request: web.Request) -> web.Response:
+    """Add or delete grants."""
+    body = await read_json(request, PermissionChange)
+    m = request.match_info
+    return json_response(
+        await service.change_permissions(
+            _ecr(request), principal(request), m["namespace"], m.get("name"), body
+        )
+    )
+
+
+async def registry_access(request: web.Request) -> web.Response:
+    """Registry actions a user may take on a repository (for the auth service)."""
+    query = RegistryAccessQuery.model_validate(dict(request.query))
+    return json_response(
+        await pipeline_service.registry_access(_ecr(request), principal(request), query)
+    )

@@ -1,0 +1,247 @@
+"""The pipeline side of the catalogue: builds, the events that move a version along, and review.
+
+Every state change and the event it causes are written in one transaction (the outbox), with the
+app row locked, so an HTTP action and a bus event on the same version never interleave.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from sage_common.auth import Principal
+from sage_common.errors import Conflict
+from sage_common.events import EventData, make_event
+from sage_common.schemas import (
+    AppPublished,
+    AppRejected,
+    AppSource,
+    AppSubmitted,
+    BuildCancelled,
+    BuildDone,
+    BuildStarted,
+    ProfileDone,
+    ReviewRequested,
+)
+
+from . import store_apps as apps
+from . import views
+from .outbox import enqueue
+from .states import IN_FLIGHT, Facts, State, advance
+
+log = logging.getLogger(__name__)
+SOURCE = "ecr-api"
+Conn = asyncpg.Connection
+
+
+async def emit(conn: Conn, data: EventData, subject: str) -> None:
+    """Queue an event in the caller's transaction; the outbox relay publishes it after commit."""
+    await enqueue(conn, make_event(SOURCE, data, subject=subject))
+
+
+def ident(app: dict[str, Any]) -> str:
+    return views.app_id(app["namespace"], app["name"], app["version"])
+
+
+async def refresh_doc(conn: Conn, app_id: int) -> None:
+    """Recompute the stored document after any change to the version or its current build."""
+    app = await apps.get_app_by_id(conn, app_id)
+    assert app is not None
+    build = await apps.get_build(conn, app["build_id"])
+    await apps.save_doc(conn, app_id, views.app_doc(app, build))
+
+
+async def start_build(conn: Conn, app: dict[str, Any], requested_by: str, cause: str) -> int:
+    """A new build of the (locked) version: new build id, `submitted`, `app.submitted` queued."""
+    await cancel_build(conn, app, requested_by)
+    number = app["build_number"] + 1
+    build = await apps.insert_build(conn, app["id"], number, requested_by)
+    previous = app["state"] if app["build_number"] else None
+    await apps.update_app(
+        conn,
+        app["id"],
+        state=State.SUBMITTED.value,
+        build_id=build["build_id"],
+        build_number=number,
+        reviewer=None,
+        review_comment=None,
+        reviewed_at=None,
+    )
+    await apps.add_history(
+        conn, app["id"], previous, State.SUBMITTED, cause, build_number=number, actor=requested_by
+    )
+    spec = app["spec"]
+    await emit(
+        conn,
+        AppSubmitted(
+            app_id=ident(app),
+            build_id=str(build["build_id"]),
+            source=AppSource(**spec["source"]),
+            submitter=requested_by,
+            testing=spec.get("testing"),
+            hardware=spec.get("hardware"),
+        ),
+        ident(app),
+    )
+    await refresh_doc(conn, app["id"])
+    return number
+
+
+async def cancel_build(conn: Conn, app: dict[str, Any], requested_by: str) -> None:
+    """Tell the builder and profiler to stop the version's current build, if one is under way."""
+    if app["state"] in IN_FLIGHT and app["build_id"] is not None:
+        await emit(
+            conn,
+            BuildCancelled(
+                app_id=ident(app), build_id=str(app["build_id"]), requested_by=requested_by
+            ),
+            ident(app),
+        )
+
+
+async def rebuild(conn: Conn, app: dict[str, Any], who: Principal) -> int:
+    if app["frozen"]:
+        raise Conflict(f"{ident(app)} is published and frozen: submit a new version instead")
+    return await start_build(conn, app, who.username, "rebuild")
+
+
+async def review(
+    conn: Conn, app: dict[str, Any], who: Principal, decision: str, comment: str
+) -> None:
+    """Approve (publish, freeze, `app.published`) or reject (`app.rejected`) a version in review."""
+    if app["state"] != State.IN_REVIEW:
+        raise Conflict(f"{ident(app)} is {app['state']}, not in review")
+    build = await apps.get_build(conn, app["build_id"])
+    done = (build or {}).get("done") or {}
+    if decision == "approve":
+        target = State.PUBLISHED
+        await apps.update_app(
+            conn,
+            app["id"],
+            state=target.value,
+            frozen=True,
+            reviewer=who.username,
+            review_comment=comment,
+            reviewed_at=datetime.now(UTC),
+        )
+        event: EventData = AppPublished(
+            app_id=ident(app),
+            reviewer=who.username,
+            comment=comment,
+            image=done.get("image"),
+            index_digest=done.get("index_digest"),
+            images=done.get("images", []),
+        )
+    else:
+        target = State.REJECTED
+        await apps.update_app(
+            conn,
+            app["id"],
+            state=target.value,
+            reviewer=who.username,
+            review_comment=comment,
+            reviewed_at=datetime.now(UTC),
+        )
+        event = AppRejected(app_id=ident(app), reviewer=who.username, comment=comment)
+    await apps.add_history(
+        conn,
+        app["id"],
+        app["state"],
+        target,
+        f"review.{decision}",
+        build_number=app["build_number"],
+        actor=who.username,
+    )
+    await emit(conn, event, ident(app))
+    await refresh_doc(conn, app["id"])
+
+
+# ---- events from the builder and the profiler
+
+
+async def on_build_started(conn: Conn, data: BuildStarted, event_id: str) -> None:
+    async def record(build_id: Any) -> bool:
+        return await apps.record_started(conn, build_id, data.started_at, event_id)
+
+    await _apply(conn, data.app_id, data.build_id, record)
+
+
+async def on_build_done(conn: Conn, data: BuildDone, event_id: str) -> None:
+    async def record(build_id: Any) -> bool:
+        return await apps.record_done(
+            conn, build_id, data.status, data.model_dump(mode="json"), event_id
+        )
+
+    await _apply(conn, data.app_id, data.build_id, record)
+
+
+async def on_profile_done(conn: Conn, data: ProfileDone, event_id: str) -> None:
+    async def record(build_id: Any) -> bool:
+        return await apps.record_profile(
+            conn, build_id, data.status, data.model_dump(mode="json"), event_id
+        )
+
+    await _apply(conn, data.app_id, data.build_id, record)
+
+
+async def _apply(conn: Conn, app_ident: str, build_ident: str, record: Any) -> None:
+    """Record the event's fact on its build, then move the version as far as the facts allow."""
+    try:
+        build_id = uuid.UUID(build_ident)
+    except ValueError:
+        log.warning("event names a build id that is not ours", extra={"build_id": build_ident})
+        return
+    build = await apps.get_build(conn, build_id)
+    if build is None:
+        log.info("event for an unknown or deleted build ignored", extra={"build_id": build_ident})
+        return
+    app = await apps.get_app_by_id(conn, build["app_id"], for_update=True)
+    if app is None or ident(app) != app_ident:
+        log.warning("event's app id does not match its build", extra={"app_id": app_ident})
+        return
+    if not await record(build_id):
+        return  # a duplicate: the fact was known already
+    if app["build_id"] != build_id:
+        log.info(
+            "event for a superseded build recorded, state unchanged", extra={"app_id": app_ident}
+        )
+        return
+    build = await apps.get_build(conn, build_id)
+    assert build is not None
+    facts = Facts(
+        started=build["started_event"] is not None,
+        build=build["status"],
+        profile=build["profile_status"],
+    )
+    moves = advance(State(app["state"]), facts)
+    events = {
+        "build.started": "started_event",
+        "build.done": "done_event",
+        "profile.done": "profile_event",
+    }
+    for move in moves:
+        await apps.add_history(
+            conn,
+            app["id"],
+            move.source,
+            move.target,
+            move.cause,
+            event_id=build[events[move.cause]],
+            build_number=build["build_number"],
+        )
+    if moves:
+        await apps.update_app(conn, app["id"], state=moves[-1].target.value)
+        if moves[-1].target == State.IN_REVIEW:
+            await emit(
+                conn,
+                ReviewRequested(
+                    app_id=app_ident,
+                    build=views.build_view({**app, "state": State.IN_REVIEW}, build),
+                    profile=views.profile_summary(build["profile"]) or {},
+                ),
+                app_ident,
+            )
+    await refresh_doc(conn, app["id"])

@@ -1,0 +1,138 @@
+"""Use cases over the pipeline: rebuild, build/status/logs/profile, review, registry access."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sage_common.auth import Principal
+from sage_common.errors import Forbidden, NotFound, Unauthorized
+
+from . import access, acl, pipeline, store, views
+from . import store_apps as apps
+from .acl import Permission
+from .models import RegistryAccessQuery, ReviewDecision
+from .service import Ecr
+
+
+async def rebuild(
+    ecr: Ecr, who: Principal | None, ns: str, name: str, version: str
+) -> dict[str, int]:
+    """A new build of a version that is not frozen: new build id, `app.submitted` again."""
+    async with ecr.pool.acquire() as conn, conn.transaction():
+        app = await access.app_for(
+            conn, who, ecr.policy, ns, name, version, Permission.WRITE, for_update=True
+        )
+        return {"build_number": await pipeline.rebuild(conn, app, access.require_submitter(who))}
+
+
+async def get_build(
+    ecr: Ecr, who: Principal | None, ns: str, name: str, version: str
+) -> dict[str, Any]:
+    async with ecr.pool.acquire() as conn:
+        app = await access.app_for(conn, who, ecr.policy, ns, name, version, Permission.READ)
+        build = await apps.get_build(conn, app["build_id"])
+    return views.build_view(app, build)
+
+
+async def status(
+    ecr: Ecr, who: Principal | None, ns: str, name: str, version: str
+) -> dict[str, Any]:
+    """The state and every transition so far (what `sage ecr app submit --wait` follows)."""
+    async with ecr.pool.acquire() as conn:
+        app = await access.app_for(conn, who, ecr.policy, ns, name, version, Permission.READ)
+        rows = await apps.history(conn, app["id"])
+    return {
+        "id": pipeline.ident(app),
+        "state": app["state"],
+        "frozen": app["frozen"],
+        "build_number": app["build_number"],
+        "history": [views.history_view(r) for r in rows],
+    }
+
+
+async def logs(ecr: Ecr, who: Principal | None, ns: str, name: str, version: str) -> dict[str, Any]:
+    """Where the current build's log is, and its last lines as the builder reported them."""
+    async with ecr.pool.acquire() as conn:
+        app = await access.app_for(conn, who, ecr.policy, ns, name, version, Permission.READ)
+        build = await apps.get_build(conn, app["build_id"])
+    done = (build or {}).get("done") or {}
+    return {
+        "id": pipeline.ident(app),
+        "build_number": app["build_number"],
+        "build_id": str(build["build_id"]) if build else None,
+        "finished": bool(done),
+        "log_location": done.get("log_location"),
+        "log_tail": done.get("log_tail", []),
+        "error_class": done.get("error_class"),
+        "error": done.get("error"),
+    }
+
+
+async def profile(
+    ecr: Ecr, who: Principal | None, ns: str, name: str, version: str
+) -> dict[str, Any]:
+    """The profiler's report on the current build; 404 until there is one."""
+    async with ecr.pool.acquire() as conn:
+        app = await access.app_for(conn, who, ecr.policy, ns, name, version, Permission.READ)
+        build = await apps.get_build(conn, app["build_id"])
+    if not build or not build.get("profile"):
+        raise NotFound(f"{pipeline.ident(app)} has no profile yet (state: {app['state']})")
+    return {"id": pipeline.ident(app), "build_number": build["build_number"], **build["profile"]}
+
+
+async def review(
+    ecr: Ecr, who: Principal | None, ns: str, name: str, version: str, body: ReviewDecision
+) -> str:
+    """Approve or reject a version in review; only admins and the reviewers group may."""
+    async with ecr.pool.acquire() as conn, conn.transaction():
+        app = await access.app_for(
+            conn, who, ecr.policy, ns, name, version, Permission.READ, for_update=True
+        )
+        if not acl.is_reviewer(who, ecr.policy.reviewers_group):
+            raise access.deny(
+                who, f"only reviewers (group {ecr.policy.reviewers_group}) may review apps"
+            )
+        assert who is not None
+        await pipeline.review(conn, app, who, body.decision, body.comment)
+        return await apps.app_document(conn, app["id"])
+
+
+async def registry_access(
+    ecr: Ecr, who: Principal | None, query: RegistryAccessQuery
+) -> dict[str, Any]:
+    """The registry actions `username` may take on `repository` (asked by the auth service)."""
+    if who is None:
+        raise Unauthorized("the auth service must authenticate")
+    trusted = who.is_admin or (
+        who.is_service and who.client_id in ecr.policy.registry_access_clients
+    )
+    if not trusted:
+        raise Forbidden("only the auth service may ask for registry access")
+    answer: dict[str, Any] = {
+        "repository": query.repository,
+        "username": query.username,
+        "actions": [],
+    }
+    ns, sep, name = query.repository.partition("/")
+    if not sep or "/" in name:
+        return answer
+    async with ecr.pool.acquire() as conn:
+        if await store.get_repository(conn, ns, name) is None:
+            return answer
+        if query.username == ecr.policy.builder_account:
+            answer["actions"] = ["pull", "push"]
+            return answer
+        asker = None
+        if query.username:
+            groups = [g for g in query.groups.split(",") if g]
+            service = query.username.removeprefix("service:")
+            asker = Principal(
+                username=query.username,
+                groups=groups,
+                is_admin=query.admin,
+                client_id=service if service != query.username else None,
+            )
+        granted = await access.on_repository(conn, asker, ecr.policy, ns, name)
+    if Permission.READ in granted:
+        answer["actions"] = ["pull"]
+    return answer

@@ -1,0 +1,290 @@
+"""The catalogue's use cases: submit, show, list, delete, namespaces, repositories, permissions.
+
+Plain functions over a pool; each opens the one transaction its rules need. No aiohttp, no SQL.
+Documents come back as JSON text where they are stored as such, so listings are not re-encoded.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from sage_common.auth import Principal
+from sage_common.errors import Conflict, Forbidden, Unprocessable
+
+from . import access, cursor, pipeline, store, views
+from . import store_apps as apps
+from .access import Policy
+from .acl import Permission
+from .models import ListQuery, NamespaceCreate, PermissionChange
+from .spec import AppSpec, cross_check
+from .spectypes import version_key
+from .states import State
+
+
+@dataclass
+class Ecr:
+    """What the use cases work with: the database pool, the access policy and the input limits."""
+
+    pool: asyncpg.Pool
+    policy: Policy = field(default_factory=Policy)
+    max_body_bytes: int = 256 * 1024
+    spec_max_depth: int = 32
+    spec_max_nodes: int = 20_000
+
+
+def _search_text(spec: AppSpec) -> tuple[str, str, str]:
+    name_words = spec.name + " " + spec.name.replace("-", " ").replace("_", " ").replace(".", " ")
+    return name_words, " ".join(spec.keywords), spec.description
+
+
+def validate_spec(data: Any, path: tuple[str, str, str] | None = None) -> AppSpec:
+    """The app description, the URL's namespace/name/version filled in; 422 on any problem."""
+    if path is not None and isinstance(data, dict):
+        problems = []
+        for key, value in zip(("namespace", "name", "version"), path, strict=True):
+            if data.setdefault(key, value) != value:
+                problems.append(
+                    {
+                        "loc": [key],
+                        "msg": f"does not match the URL ({value})",
+                        "type": "value_error",
+                    }
+                )
+        if problems:
+            raise Unprocessable("the app description does not match its URL", errors=problems)
+    spec = AppSpec.model_validate(data)
+    problems = cross_check(spec)
+    if spec.namespace is None:
+        problems.append({"loc": ["namespace"], "msg": "Field required", "type": "missing"})
+    if problems:
+        raise Unprocessable("the app description is not valid", errors=problems)
+    return spec
+
+
+async def submit(ecr: Ecr, who: Principal | None, spec: AppSpec) -> str:
+    """Store a new version and queue `app.submitted`; the namespace goes to its first submitter."""
+    who = access.require_submitter(who)
+    assert spec.namespace is not None
+    ns, name = spec.namespace, spec.name
+    async with ecr.pool.acquire() as conn, conn.transaction():
+        if await store.create_namespace(conn, ns, who.username):
+            await store.create_repository(conn, ns, name, who.username)
+        elif await store.get_repository(conn, ns, name) is None:
+            granted = await access.on_namespace(conn, who, ecr.policy, ns)
+            if Permission.WRITE not in granted:
+                raise Forbidden(
+                    f"namespace {ns} belongs to someone else: you may not add apps to it"
+                )
+            await store.create_repository(conn, ns, name, who.username)
+        else:
+            granted = await access.on_repository(conn, who, ecr.policy, ns, name)
+            if Permission.WRITE not in granted:
+                raise Forbidden(f"you may not submit versions of {ns}/{name}")
+        doc = spec.model_dump(mode="json", exclude={"namespace", "name", "version"})
+        app = await apps.insert_app(
+            conn,
+            namespace=ns,
+            name=name,
+            version=spec.version,
+            version_key=version_key(spec.version),
+            owner=who.username,
+            spec=doc,
+            architectures=list(spec.source.architectures),
+            gpu=spec.hardware.gpu,
+            state=State.SUBMITTED.value,
+            search=_search_text(spec),
+        )
+        if app is None:
+            raise Conflict(
+                f"{views.app_id(ns, name, spec.version)} already exists: use a new version"
+            )
+        await pipeline.start_build(conn, app, who.username, "submitted")
+        return await apps.app_document(conn, app["id"])
+
+
+async def get_app(ecr: Ecr, who: Principal | None, ns: str, name: str, version: str) -> str:
+    async with ecr.pool.acquire() as conn:
+        app = await access.app_for(conn, who, ecr.policy, ns, name, version, Permission.READ)
+        return await apps.app_document(conn, app["id"])
+
+
+async def delete_app(
+    ecr: Ecr, who: Principal | None, ns: str, name: str, version: str
+) -> dict[str, int]:
+    """Delete a version (cancelling its build); a frozen one only by an administrator."""
+    async with ecr.pool.acquire() as conn, conn.transaction():
+        app = await access.app_for(
+            conn, who, ecr.policy, ns, name, version, Permission.FULL_CONTROL, for_update=True
+        )
+        assert who is not None
+        if app["frozen"] and not who.is_admin:
+            raise Forbidden(f"{pipeline.ident(app)} is frozen: only an administrator may delete it")
+        await pipeline.cancel_build(conn, app, who.username)
+        await apps.delete_app(conn, app["id"])
+    return {"deleted": 1}
+
+
+async def list_apps(
+    ecr: Ecr,
+    who: Principal | None,
+    query: ListQuery,
+    ns: str | None = None,
+    name: str | None = None,
+) -> str:
+    """One page of the apps the caller may read, as `{"pagination": ..., "data": [...]}` text."""
+    owner = query.owner
+    if owner is not None and owner.lower() in ("true", "1"):
+        owner = who.username if who else ""
+    gpu = {"true": ["required", "optional"], "false": ["optional", "none"]}.get(
+        query.gpu or "", [query.gpu] if query.gpu else None
+    )
+    flt = apps.AppFilter(
+        namespace=ns or query.namespace,
+        name=name,
+        owner=owner,
+        public=query.public,
+        shared=query.shared,
+        state=State.PUBLISHED.value
+        if query.published
+        else (query.state.value if query.state else None),
+        architecture=query.architecture,
+        gpu=gpu,
+        q=(query.q or "").strip() or None,
+    )
+    fingerprint = {**vars(flt), "viewer": who.username if who else None}
+    after = cursor.decode(query.continue_, fingerprint, 3) if query.continue_ else None
+    async with ecr.pool.acquire() as conn:
+        rows = await apps.list_apps(
+            conn, access.viewer(who, ecr.policy), flt, after, query.limit + 1
+        )
+    token = (
+        cursor.encode(rows[query.limit - 1][0], fingerprint) if len(rows) > query.limit else None
+    )
+    data = ",".join(doc for _, doc in rows[: query.limit])
+    return f'{{"pagination":{{"continuationToken":{json.dumps(token)}}},"data":[{data}]}}'
+
+
+# ---- namespaces and repositories
+
+
+async def list_namespaces(ecr: Ecr, who: Principal | None) -> dict[str, Any]:
+    v = access.viewer(who, ecr.policy)
+    async with ecr.pool.acquire() as conn:
+        rows = await store.list_namespaces(conn, v.username, v.groups, v.everything)
+    return {"data": [views.namespace_view(r) for r in rows]}
+
+
+async def create_namespace(
+    ecr: Ecr, who: Principal | None, body: NamespaceCreate
+) -> dict[str, Any]:
+    who = access.require_submitter(who)
+    async with ecr.pool.acquire() as conn, conn.transaction():
+        if not await store.create_namespace(conn, body.id, who.username):
+            raise Conflict(f"namespace {body.id} already exists")
+        row = await store.get_namespace(conn, body.id)
+    assert row is not None
+    return views.namespace_view(row)
+
+
+async def get_namespace(ecr: Ecr, who: Principal | None, ns: str) -> dict[str, Any]:
+    v = access.viewer(who, ecr.policy)
+    async with ecr.pool.acquire() as conn:
+        row = await access.namespace_for(conn, who, ecr.policy, ns, Permission.READ)
+        repos = await store.list_repositories(conn, ns, v.username, v.groups, v.everything)
+    return {**views.namespace_view(row), "repositories": [views.repository_view(r) for r in repos]}
+
+
+async def delete_namespace(ecr: Ecr, who: Principal | None, ns: str) -> dict[str, int]:
+    async with ecr.pool.acquire() as conn, conn.transaction():
+        await access.namespace_for(conn, who, ecr.policy, ns, Permission.FULL_CONTROL)
+        if count := await store.count_repositories(conn, ns):
+            raise Conflict(f"namespace {ns} is not empty: it holds {count} repositories")
+        await store.delete_namespace(conn, ns)
+    return {"deleted": 1}
+
+
+async def list_repositories(ecr: Ecr, who: Principal | None, ns: str | None) -> dict[str, Any]:
+    v = access.viewer(who, ecr.policy)
+    async with ecr.pool.acquire() as conn:
+        rows = await store.list_repositories(conn, ns, v.username, v.groups, v.everything)
+    return {"data": [views.repository_view(r) for r in rows]}
+
+
+async def get_repository(ecr: Ecr, who: Principal | None, ns: str, name: str) -> str:
+    async with ecr.pool.acquire() as conn:
+        repo = await access.repository_for(conn, who, ecr.policy, ns, name, Permission.READ)
+        rows = await apps.list_apps(
+            conn,
+            apps.Viewer(None, everything=True),
+            apps.AppFilter(namespace=ns, name=name),
+            None,
+            10_000,
+        )
+    versions = ",".join(doc for _, doc in rows)
+    head = json.dumps(views.repository_view(repo))[:-1]
+    return f'{head},"versions":[{versions}]}}'
+
+
+async def delete_repository(ecr: Ecr, who: Principal | None, ns: str, name: str) -> dict[str, int]:
+    async with ecr.pool.acquire() as conn, conn.transaction():
+        await access.repository_for(conn, who, ecr.policy, ns, name, Permission.FULL_CONTROL)
+        if count := await store.count_apps(conn, ns, name):
+            raise Conflict(f"repository {ns}/{name} is not empty: it holds {count} versions")
+        await store.delete_repository(conn, ns, name)
+    return {"deleted": 1}
+
+
+# ---- permissions
+
+
+async def _acl_target(
+    conn: asyncpg.Connection,
+    ecr: Ecr,
+    who: Principal | None,
+    ns: str,
+    name: str | None,
+    need: Permission,
+) -> tuple[str, str, str]:
+    """(resource type, resource name, owner) of the ACL the caller may use with `need`."""
+    if name is None:
+        row = await access.namespace_for(conn, who, ecr.policy, ns, need)
+        return "namespace", ns, row["owner"]
+    repo = await access.repository_for(conn, who, ecr.policy, ns, name, need)
+    return "repository", f"{ns}/{name}", repo["owner"]
+
+
+async def get_permissions(
+    ecr: Ecr, who: Principal | None, ns: str, name: str | None
+) -> list[dict[str, Any]]:
+    async with ecr.pool.acquire() as conn:
+        kind, resource, _ = await _acl_target(conn, ecr, who, ns, name, Permission.READ_ACP)
+        grants = await store.grants(conn, kind, resource)
+    return [
+        views.permission_view(
+            {
+                "grantee": g.grantee,
+                "grantee_type": g.grantee_type,
+                "permission": g.permission.value,
+                "resource_name": resource,
+                "resource_type": kind,
+            }
+        )
+        for g in grants
+    ]
+
+
+async def change_permissions(
+    ecr: Ecr, who: Principal | None, ns: str, name: str | None, change: PermissionChange
+) -> dict[str, int]:
+    async with ecr.pool.acquire() as conn, conn.transaction():
+        kind, resource, owner = await _acl_target(conn, ecr, who, ns, name, Permission.WRITE_ACP)
+        if change.operation == "add":
+            return {"added": await store.add_grant(conn, kind, resource, change.grant())}
+        permission = change.permission.value if change.permission else None
+        deleted = await store.delete_grants(
+            conn, kind, resource, owner, change.granteeType, change.grantee, permission
+        )
+        return {"deleted": deleted}

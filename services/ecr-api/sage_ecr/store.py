@@ -1,0 +1,226 @@
+"""SQL for namespaces, repositories and their access control lists (asyncpg, `$n` parameters).
+
+Every function takes the connection it runs on, so the service decides what shares a transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from .acl import GIVEN_BY, Grant, Permission
+
+Conn = asyncpg.Connection
+READERS = GIVEN_BY[Permission.READ]
+
+# Whether the grant row `p` names the viewer ($u: username or NULL, $g: groups).
+_NAMES_VIEWER = """((p.grantee_type = 'USER' AND p.grantee = {u})
+    OR (p.grantee_type = 'GROUP' AND (p.grantee = 'AllUsers' OR p.grantee = ANY({g}))))"""
+
+
+def readable_repository(namespace: str, name: str, u: str, g: str, everything: str) -> str:
+    """SQL: the viewer may read the repository `namespace`/`name` (SQL expressions)."""
+    return f"""({everything} OR EXISTS (
+        SELECT 1 FROM permissions p
+        WHERE p.permission = ANY('{{{",".join(READERS)}}}'::text[])
+          AND ((p.resource_type = 'repository' AND p.resource_name = {namespace} || '/' || {name})
+            OR (p.resource_type = 'namespace' AND p.resource_name = {namespace}
+                AND NOT (p.grantee_type = 'GROUP' AND p.grantee = 'AllUsers')))
+          AND {_NAMES_VIEWER.format(u=u, g=g)}))"""
+
+
+def public_repository(namespace: str, name: str) -> str:
+    """SQL: AllUsers may read the repository."""
+    return f"""EXISTS (SELECT 1 FROM permissions p
+        WHERE p.resource_type = 'repository' AND p.resource_name = {namespace} || '/' || {name}
+          AND p.grantee_type = 'GROUP' AND p.grantee = 'AllUsers')"""
+
+
+_PUBLIC_R = public_repository("r.namespace", "r.name")
+
+
+# ---- namespaces
+
+
+async def get_namespace(conn: Conn, name: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow(
+        "SELECT name, owner, created_at FROM namespaces WHERE name = $1", name
+    )
+    return dict(row) if row else None
+
+
+async def create_namespace(conn: Conn, name: str, owner: str) -> bool:
+    """Claim `name` for `owner` with FULL_CONTROL; False when it is already taken."""
+    created = await conn.fetchval(
+        """INSERT INTO namespaces (name, owner) VALUES ($1, $2)
+           ON CONFLICT DO NOTHING RETURNING true""",
+        name,
+        owner,
+    )
+    if created:
+        await add_grant(
+            conn,
+            "namespace",
+            name,
+            Grant(granteeType="USER", grantee=owner, permission=Permission.FULL_CONTROL),
+        )
+    return bool(created)
+
+
+async def delete_namespace(conn: Conn, name: str) -> None:
+    await conn.execute(
+        "DELETE FROM permissions WHERE resource_type = 'namespace' AND resource_name = $1", name
+    )
+    await conn.execute("DELETE FROM namespaces WHERE name = $1", name)
+
+
+async def count_repositories(conn: Conn, namespace: str) -> int:
+    return int(
+        await conn.fetchval("SELECT count(*) FROM repositories WHERE namespace = $1", namespace)
+    )
+
+
+async def list_namespaces(
+    conn: Conn, username: str | None, groups: list[str], everything: bool
+) -> list[dict[str, Any]]:
+    """Namespaces the viewer may read, directly or through one of their repositories."""
+    rows = await conn.fetch(
+        f"""SELECT n.name, n.owner FROM namespaces n
+            WHERE $3 OR EXISTS (
+                SELECT 1 FROM permissions p
+                WHERE p.permission = ANY($4::text[])
+                  AND ((p.resource_type = 'namespace' AND p.resource_name = n.name)
+                    OR (p.resource_type = 'repository'
+                        AND left(p.resource_name, length(n.name) + 1) = n.name || '/'))
+                  AND {_NAMES_VIEWER.format(u="$1", g="$2")})
+            ORDER BY n.name""",
+        username,
+        groups,
+        everything,
+        READERS,
+    )
+    return [dict(r) for r in rows]
+
+
+# ---- repositories
+
+
+async def get_repository(conn: Conn, namespace: str, name: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow(
+        f"""SELECT r.namespace, r.name, r.owner, r.created_at, {_PUBLIC_R} AS public
+            FROM repositories r WHERE r.namespace = $1 AND r.name = $2""",
+        namespace,
+        name,
+    )
+    return dict(row) if row else None
+
+
+async def create_repository(conn: Conn, namespace: str, name: str, owner: str) -> bool:
+    created = await conn.fetchval(
+        """INSERT INTO repositories (namespace, name, owner) VALUES ($1, $2, $3)
+           ON CONFLICT DO NOTHING RETURNING true""",
+        namespace,
+        name,
+        owner,
+    )
+    if created:
+        await add_grant(
+            conn,
+            "repository",
+            f"{namespace}/{name}",
+            Grant(granteeType="USER", grantee=owner, permission=Permission.FULL_CONTROL),
+        )
+    return bool(created)
+
+
+async def delete_repository(conn: Conn, namespace: str, name: str) -> None:
+    await conn.execute(
+        "DELETE FROM permissions WHERE resource_type = 'repository' AND resource_name = $1",
+        f"{namespace}/{name}",
+    )
+    await conn.execute(
+        "DELETE FROM repositories WHERE namespace = $1 AND name = $2", namespace, name
+    )
+
+
+async def count_apps(conn: Conn, namespace: str, name: str) -> int:
+    return int(
+        await conn.fetchval(
+            "SELECT count(*) FROM apps WHERE namespace = $1 AND name = $2", namespace, name
+        )
+    )
+
+
+async def list_repositories(
+    conn: Conn, namespace: str | None, username: str | None, groups: list[str], everything: bool
+) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        f"""SELECT r.namespace, r.name, r.owner, {_PUBLIC_R} AS public
+            FROM repositories r
+            WHERE ($1::text IS NULL OR r.namespace = $1)
+              AND {readable_repository("r.namespace", "r.name", "$2", "$3", "$4")}
+            ORDER BY r.namespace, r.name""",
+        namespace,
+        username,
+        groups,
+        everything,
+    )
+    return [dict(r) for r in rows]
+
+
+# ---- access control lists
+
+
+async def grants(conn: Conn, resource_type: str, resource_name: str) -> list[Grant]:
+    rows = await conn.fetch(
+        """SELECT grantee_type, grantee, permission FROM permissions
+           WHERE resource_type = $1 AND resource_name = $2
+           ORDER BY grantee_type, grantee, permission""",
+        resource_type,
+        resource_name,
+    )
+    return [
+        Grant(granteeType=r["grantee_type"], grantee=r["grantee"], permission=r["permission"])
+        for r in rows
+    ]
+
+
+async def add_grant(conn: Conn, resource_type: str, resource_name: str, grant: Grant) -> int:
+    status = await conn.execute(
+        """INSERT INTO permissions (resource_type, resource_name, grantee_type, grantee, permission)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING""",
+        resource_type,
+        resource_name,
+        grant.grantee_type,
+        grant.grantee,
+        grant.permission.value,
+    )
+    return int(status.split()[-1])
+
+
+async def delete_grants(
+    conn: Conn,
+    resource_type: str,
+    resource_name: str,
+    owner: str,
+    grantee_type: str | None,
+    grantee: str | None,
+    permission: str | None,
+) -> int:
+    """Delete the matching grants (all when no filter), never the owner's FULL_CONTROL."""
+    status = await conn.execute(
+        """DELETE FROM permissions
+           WHERE resource_type = $1 AND resource_name = $2
+             AND ($3::text IS NULL OR grantee_type = $3)
+             AND ($4::text IS NULL OR grantee = $4)
+             AND ($5::text IS NULL OR permission = $5)
+             AND NOT (grantee_type = 'USER' AND grantee = $6 AND permission = 'FULL_CONTROL')""",
+        resource_type,
+        resource_name,
+        grantee_type,
+        grantee,
+        permission,
+        owner,
+    )
+    return int(status.split()[-1])

@@ -1,0 +1,280 @@
+"""SQL for app versions, their builds and state history, and the filtered, keyset-paged listing."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from .store import public_repository, readable_repository
+
+Conn = asyncpg.Connection
+
+_APP = """a.id, a.namespace, a.name, a.version, a.version_key, a.owner, a.spec, a.state,
+    a.frozen, a.build_number, a.build_id, a.reviewer, a.review_comment, a.reviewed_at,
+    a.created_at, a.updated_at"""
+_SEARCH = """setweight(to_tsvector('english', $1), 'A')
+    || setweight(to_tsvector('english', $2), 'A')
+    || setweight(to_tsvector('english', $3), 'B')"""
+# The stored document plus `public`, as JSON text (never decoded into Python on the way out).
+_PUBLIC = public_repository("a.namespace", "a.name")
+_DOC = f"(a.doc || jsonb_build_object('public', {_PUBLIC}))::text"
+
+
+@dataclass
+class Viewer:
+    """The caller as the listing SQL needs it."""
+
+    username: str | None
+    groups: list[str] = field(default_factory=list)
+    everything: bool = False
+
+
+@dataclass
+class AppFilter:
+    namespace: str | None = None
+    name: str | None = None
+    owner: str | None = None
+    public: bool = False
+    shared: bool = False
+    state: str | None = None
+    architecture: str | None = None
+    gpu: list[str] | None = None
+    q: str | None = None
+
+
+async def insert_app(
+    conn: Conn,
+    *,
+    namespace: str,
+    name: str,
+    version: str,
+    version_key: str,
+    owner: str,
+    spec: dict[str, Any],
+    architectures: list[str],
+    gpu: str,
+    state: str,
+    search: tuple[str, str, str],
+) -> dict[str, Any] | None:
+    """The new version's row, or None when that version already exists."""
+    row = await conn.fetchrow(
+        f"""INSERT INTO apps (namespace, name, version, version_key, owner, spec,
+                              architectures, gpu, state, search, doc)
+            VALUES ($4, $5, $6, $7, $8, $9, $10, $11, $12, {_SEARCH}, '{{}}')
+            ON CONFLICT DO NOTHING
+            RETURNING {_APP.replace("a.", "")}""",
+        *search,
+        namespace,
+        name,
+        version,
+        version_key,
+        owner,
+        spec,
+        architectures,
+        gpu,
+        state,
+    )
+    return dict(row) if row else None
+
+
+async def get_app(
+    conn: Conn, namespace: str, name: str, version: str, *, for_update: bool = False
+) -> dict[str, Any] | None:
+    lock = " FOR UPDATE" if for_update else ""
+    row = await conn.fetchrow(
+        f"""SELECT {_APP} FROM apps a
+            WHERE a.namespace = $1 AND a.name = $2 AND a.version = $3{lock}""",
+        namespace,
+        name,
+        version,
+    )
+    return dict(row) if row else None
+
+
+async def get_app_by_id(
+    conn: Conn, app_id: int, *, for_update: bool = False
+) -> dict[str, Any] | None:
+    lock = " FOR UPDATE" if for_update else ""
+    row = await conn.fetchrow(f"SELECT {_APP} FROM apps a WHERE a.id = $1{lock}", app_id)
+    return dict(row) if row else None
+
+
+async def app_document(conn: Conn, app_id: int) -> str:
+    """The stored document with `public` added, as JSON text."""
+    text: str = await conn.fetchval(
+        f"""SELECT {_DOC}
+            FROM apps a WHERE a.id = $1""",
+        app_id,
+    )
+    return text
+
+
+async def update_app(conn: Conn, app_id: int, **values: Any) -> None:
+    """Set columns (names come from the service, never from a request) and touch `updated_at`."""
+    names = list(values)
+    assignments = ", ".join(f"{n} = ${i}" for i, n in enumerate(names, start=2))
+    await conn.execute(
+        f"UPDATE apps SET {assignments}, updated_at = now() WHERE id = $1", app_id, *values.values()
+    )
+
+
+async def save_doc(conn: Conn, app_id: int, doc: dict[str, Any]) -> None:
+    await conn.execute("UPDATE apps SET doc = $2 WHERE id = $1", app_id, doc)
+
+
+async def delete_app(conn: Conn, app_id: int) -> None:
+    await conn.execute("DELETE FROM apps WHERE id = $1", app_id)
+
+
+# ---- builds
+
+
+async def insert_build(
+    conn: Conn, app_id: int, build_number: int, requested_by: str
+) -> dict[str, Any]:
+    row = await conn.fetchrow(
+        """INSERT INTO builds (build_id, app_id, build_number, requested_by) VALUES ($1, $2, $3, $4)
+           RETURNING *""",
+        uuid.uuid4(),
+        app_id,
+        build_number,
+        requested_by,
+    )
+    assert row is not None
+    return dict(row)
+
+
+async def get_build(conn: Conn, build_id: uuid.UUID | None) -> dict[str, Any] | None:
+    if build_id is None:
+        return None
+    row = await conn.fetchrow("SELECT * FROM builds WHERE build_id = $1", build_id)
+    return dict(row) if row else None
+
+
+async def record_started(conn: Conn, build_id: uuid.UUID, at: datetime, event_id: str) -> bool:
+    """Note that the build started; False when that was already known."""
+    status = await conn.execute(
+        """UPDATE builds SET started_at = $2, started_event = $3
+           WHERE build_id = $1 AND started_event IS NULL""",
+        build_id,
+        at,
+        event_id,
+    )
+    return status.endswith(" 1")
+
+
+async def record_done(
+    conn: Conn, build_id: uuid.UUID, status: str, data: dict[str, Any], event_id: str
+) -> bool:
+    result = await conn.execute(
+        """UPDATE builds SET status = $2, done = $3, done_event = $4, finished_at = now()
+           WHERE build_id = $1 AND done_event IS NULL""",
+        build_id,
+        status,
+        data,
+        event_id,
+    )
+    return result.endswith(" 1")
+
+
+async def record_profile(
+    conn: Conn, build_id: uuid.UUID, status: str, data: dict[str, Any], event_id: str
+) -> bool:
+    result = await conn.execute(
+        """UPDATE builds
+           SET profile_status = $2, profile = $3, profile_event = $4, profiled_at = now()
+           WHERE build_id = $1 AND profile_event IS NULL""",
+        build_id,
+        status,
+        data,
+        event_id,
+    )
+    return result.endswith(" 1")
+
+
+# ---- history
+
+
+async def add_history(
+    conn: Conn,
+    app_id: int,
+    source: str | None,
+    target: str,
+    cause: str,
+    *,
+    event_id: str | None = None,
+    build_number: int | None = None,
+    actor: str | None = None,
+) -> None:
+    await conn.execute(
+        """INSERT INTO app_history
+               (app_id, from_state, to_state, cause, event_id, build_number, actor)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+        app_id,
+        source,
+        target,
+        cause,
+        event_id,
+        build_number,
+        actor,
+    )
+
+
+async def history(conn: Conn, app_id: int) -> list[dict[str, Any]]:
+    rows = await conn.fetch("SELECT * FROM app_history WHERE app_id = $1 ORDER BY id", app_id)
+    return [dict(r) for r in rows]
+
+
+# ---- listing
+
+
+async def list_apps(
+    conn: Conn, viewer: Viewer, flt: AppFilter, after: list[str] | None, limit: int
+) -> list[tuple[list[str], str]]:
+    """Up to `limit` (keyset position, document text) pairs the viewer may read, in id order."""
+    args: list[Any] = [viewer.username, viewer.groups, viewer.everything]
+    where = [readable_repository("a.namespace", "a.name", "$1", "$2", "$3")]
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if flt.namespace is not None:
+        where.append(f"a.namespace = {arg(flt.namespace)}")
+    if flt.name is not None:
+        where.append(f"a.name = {arg(flt.name)}")
+    if flt.owner is not None:
+        where.append(f"a.owner = {arg(flt.owner)}")
+    if flt.public:
+        where.append(public_repository("a.namespace", "a.name"))
+    if flt.shared:
+        where.append(
+            """a.owner IS DISTINCT FROM $1 AND EXISTS (SELECT 1 FROM permissions p
+                WHERE ((p.resource_type = 'repository'
+                        AND p.resource_name = a.namespace || '/' || a.name)
+                    OR (p.resource_type = 'namespace' AND p.resource_name = a.namespace))
+                  AND ((p.grantee_type = 'USER' AND p.grantee = $1)
+                    OR (p.grantee_type = 'GROUP' AND p.grantee = ANY($2))))"""
+        )
+    if flt.state is not None:
+        where.append(f"a.state = {arg(flt.state)}")
+    if flt.architecture is not None:
+        where.append(f"{arg(flt.architecture)} = ANY(a.architectures)")
+    if flt.gpu is not None:
+        where.append(f"a.gpu = ANY({arg(flt.gpu)}::text[])")
+    if flt.q:
+        where.append(f"a.search @@ websearch_to_tsquery('english', {arg(flt.q)})")
+    if after is not None:
+        where.append(f"(a.namespace, a.name, a.version_key) > ({', '.join(arg(k) for k in after)})")
+    rows = await conn.fetch(
+        f"""SELECT a.namespace, a.name, a.version_key,
+                   {_DOC} AS doc
+            FROM apps a WHERE {" AND ".join(where)}
+            ORDER BY a.namespace, a.name, a.version_key LIMIT {arg(limit)}""",
+        *args,
+    )
+    return [([r["namespace"], r["name"], r["version_key"]], r["doc"]) for r in rows]
