@@ -1,0 +1,1 @@
+"""The auth service: users, groups, user tokens, introspection, OIDC login, registry tokens."""

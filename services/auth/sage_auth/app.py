@@ -1,0 +1,64 @@
+"""The auth service's aiohttp application: the common frame, checking tokens locally."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+from sage_common.web import POOL, create_service_app
+
+from .config import Config
+from .introspect import LocalIntrospector
+from .login import Login
+from .oidc import OidcProvider
+from .registry import AdminAndBuilderPolicy, RegistryPolicy
+from .routes import routes
+from .signing import Signer
+from .state import AUTH_CONFIG, LOCAL, LOGIN, POLICY, SIGNER, STORE
+from .store import Store
+from .store_login import LoginStore
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def create_app(config: Config, *, registry_policy: RegistryPolicy | None = None) -> web.Application:
+    """The auth service; `registry_policy` decides registry access (default: admins and builder)."""
+    local = LocalIntrospector(config)
+    app = create_service_app(
+        "auth", config, routes=routes, migrations=MIGRATIONS, introspector=local
+    )
+    app[AUTH_CONFIG] = config
+    app[LOCAL] = local
+    app[SIGNER] = Signer.from_dir(config.key_dir)
+    app[POLICY] = registry_policy or AdminAndBuilderPolicy()
+    app.cleanup_ctx.append(_store_context)
+    return app
+
+
+async def _store_context(app: web.Application) -> AsyncIterator[None]:
+    """Runs after the pool is open: the store, token-use batching and the login flow."""
+    config, local = app[AUTH_CONFIG], app[LOCAL]
+    store = Store(app[POOL])
+    app[STORE] = store
+    local.bind(store)
+    usage = asyncio.create_task(local.usage.run(store, config.token_usage_flush_seconds))
+    provider = None
+    if config.login_enabled:
+        provider = OidcProvider(
+            config.oidc_issuer, config.oidc_client_id,
+            config.oidc_client_secret.get_secret_value(), config.redirect_uri,
+            scopes=config.oidc_scopes, timeout=config.oidc_timeout,
+        )
+        app[LOGIN] = Login(
+            LoginStore(store), provider,
+            state_seconds=config.login_state_seconds, session_hours=config.session_hours,
+        )
+    yield
+    usage.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await usage
+    if provider is not None:
+        await provider.close()

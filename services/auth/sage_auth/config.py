@@ -1,0 +1,57 @@
+"""Configuration of the auth service, from `SAGE_AUTH_*` environment variables."""
+
+from __future__ import annotations
+
+from pydantic import SecretStr
+from pydantic_settings import SettingsConfigDict
+from sage_common.config import ServiceConfig
+
+
+class Config(ServiceConfig):
+    model_config = SettingsConfigDict(env_prefix="SAGE_AUTH_", extra="ignore")
+
+    port: int = 8081
+    db_schema: str = "auth"
+    # Small bodies only: JSON documents and RFC 7662 forms.
+    max_body_bytes: int = 64 * 1024
+
+    # The services allowed to call token_info: client_id -> secret
+    # (JSON in SAGE_AUTH_SERVICE_CLIENTS).
+    service_clients: dict[str, SecretStr] = {}
+
+    # Where users reach this system (the gateway); used for the OIDC redirect and the login page.
+    public_url: str = "http://localhost:8080"
+
+    # User tokens.
+    token_default_days: int = 90
+    token_max_days: int = 3650
+    # How long a token's last use may lag behind in the database (written in batches).
+    token_usage_flush_seconds: float = 30.0
+
+    # Registry tokens (Docker registry v2 token protocol), signed with the key pair in key_dir.
+    key_dir: str = "var/auth-keys"
+    registry_service: str = "sage-registry"
+    registry_issuer: str = "sage-auth"
+    registry_token_seconds: int = 300
+
+    # Institutional login (OpenID Connect, code flow + PKCE); off while oidc_issuer is empty.
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: SecretStr = SecretStr("")
+    oidc_redirect_uri: str = ""  # default: public_url + /auth/callback
+    oidc_scopes: str = "openid email profile"
+    oidc_timeout: float = 10.0
+    login_state_seconds: int = 600
+    session_hours: int = 12
+
+    @property
+    def login_enabled(self) -> bool:
+        return bool(self.oidc_issuer)
+
+    @property
+    def redirect_uri(self) -> str:
+        return self.oidc_redirect_uri or self.public_url.rstrip("/") + "/auth/callback"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.public_url.startswith("https://")

@@ -1,0 +1,210 @@
+"""HTTP in and out for users, groups, tokens and introspection; the rules are in service.py."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from uuid import UUID
+
+from aiohttp import web
+from sage_common.auth import require_principal
+from sage_common.errors import BadRequest, NotFound, Unauthorized, UnsupportedMediaType
+from sage_common.openapi import describe
+from sage_common.web import json_response, read_json
+
+from . import service
+from .models import CreateGroup, CreateToken, CreateUser, Group, NewToken, UpdateUser, User, Whoami
+from .state import AUTH_CONFIG, LOCAL, STORE
+
+FORM = "application/x-www-form-urlencoded"
+
+
+@describe(response=Whoami, tags=["tokens"])
+async def whoami(request: web.Request) -> web.Response:
+    """Who the caller is: user, flags, groups and the token's scopes."""
+    who = require_principal(request)
+    return json_response(await service.whoami(request.app[STORE], who))
+
+
+@describe(request=CreateToken, response=NewToken, status=201, tags=["tokens"])
+async def create_token(request: web.Request) -> web.Response:
+    """Make a token for the caller; the answer is the only time the token is shown."""
+    who = require_principal(request)
+    body = await read_json(request, CreateToken)
+    config = request.app[AUTH_CONFIG]
+    new = await service.create_token(
+        request.app[STORE], who, body,
+        default_days=config.token_default_days, max_days=config.token_max_days,
+    )
+    return json_response(new, status=201, headers={"Cache-Control": "no-store"})
+
+
+@describe(tags=["tokens"])
+async def list_tokens(request: web.Request) -> web.Response:
+    """The caller's tokens (an admin may pass ?username=), never the tokens themselves."""
+    who = require_principal(request)
+    tokens = await service.list_tokens(request.app[STORE], who, request.query.get("username"))
+    return json_response(tokens)
+
+
+def _uuid(value: str, what: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        raise NotFound(f"no such {what}") from None
+
+
+@describe(status=204, tags=["tokens"])
+async def revoke_token(request: web.Request) -> web.Response:
+    """Revoke the caller's token (an admin: anyone's); it stops working within the cache TTL."""
+    who = require_principal(request)
+    token_id = _uuid(request.match_info["token_id"], "token")
+    hashed = await service.revoke_token(request.app[STORE], who, token_id)
+    if hashed is not None:
+        request.app[LOCAL].forget(hashed)
+    return web.Response(status=204)
+
+
+def _service_client(request: web.Request) -> str:
+    """The calling service's client_id, checked against its secret (HTTP Basic); 401 otherwise."""
+    unauthorized = Unauthorized(
+        "token_info needs service credentials (HTTP Basic client_id:secret)",
+        headers={"WWW-Authenticate": 'Basic realm="sage-auth"'},
+    )
+    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        raise unauthorized
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+        client_id, sep, secret = decoded.partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise unauthorized from None
+    expected = request.app[AUTH_CONFIG].service_clients.get(client_id)
+    if not sep or expected is None or not expected.get_secret_value():
+        raise unauthorized
+    if not hmac.compare_digest(secret.encode(), expected.get_secret_value().encode()):
+        raise unauthorized
+    return client_id
+
+
+@describe(tags=["introspection"])
+async def token_info(request: web.Request) -> web.Response:
+    """RFC 7662 introspection for the other services: form `token=`, HTTP Basic service login."""
+    _service_client(request)
+    if request.content_type != FORM:
+        raise UnsupportedMediaType(f"send the token as {FORM}")
+    form = await request.post()
+    token = form.get("token")
+    if not isinstance(token, str) or not token:
+        raise BadRequest("send the token as the form field token")
+    who = await request.app[LOCAL].lookup(token)
+    headers = {"Cache-Control": "no-store"}
+    if who is None:
+        return json_response({"active": False}, headers=headers)
+    return json_response(
+        {
+            "active": True,
+            "username": who.username,
+            "sub": who.username,
+            "scope": " ".join(who.scopes),
+            "exp": who.exp,
+            "client_id": who.client_id,
+            "groups": who.groups,
+            "is_admin": who.is_admin,
+            "is_approved": who.is_approved,
+            "token_type": "service" if who.is_service else "sage",
+        },
+        headers=headers,
+    )
+
+
+# ------------------------------------------------------------------------ administration ----
+@describe(response=User, tags=["users"])
+async def list_users(request: web.Request) -> web.Response:
+    """Every user (admins only)."""
+    return json_response(await service.list_users(request.app[STORE], require_principal(request)))
+
+
+@describe(request=CreateUser, response=User, status=201, tags=["users"])
+async def create_user(request: web.Request) -> web.Response:
+    """Add a user (admins only); institutional login adds users by itself."""
+    who = require_principal(request)
+    service.require_admin(who)  # before the body, so strangers learn nothing from 422s
+    body = await read_json(request, CreateUser)
+    return json_response(await service.create_user(request.app[STORE], who, body), status=201)
+
+
+@describe(response=User, tags=["users"])
+async def get_user(request: web.Request) -> web.Response:
+    """One user with their groups (admins only)."""
+    who = require_principal(request)
+    user = await service.get_user(request.app[STORE], who, request.match_info["username"])
+    return json_response(user)
+
+
+@describe(request=UpdateUser, response=User, tags=["users"])
+async def update_user(request: web.Request) -> web.Response:
+    """Change a user's name, email, admin or approved flag (admins only)."""
+    who = require_principal(request)
+    service.require_admin(who)
+    body = await read_json(request, UpdateUser)
+    user = await service.update_user(request.app[STORE], who, request.match_info["username"], body)
+    return json_response(user)
+
+
+@describe(status=204, tags=["users"])
+async def delete_user(request: web.Request) -> web.Response:
+    """Delete a user with their tokens, sessions and memberships (admins only)."""
+    who = require_principal(request)
+    await service.delete_user(request.app[STORE], who, request.match_info["username"])
+    return web.Response(status=204)
+
+
+@describe(response=Group, tags=["groups"])
+async def list_groups(request: web.Request) -> web.Response:
+    """Every group with its members (admins only)."""
+    return json_response(await service.list_groups(request.app[STORE], require_principal(request)))
+
+
+@describe(request=CreateGroup, response=Group, status=201, tags=["groups"])
+async def create_group(request: web.Request) -> web.Response:
+    """Add a group (admins only)."""
+    who = require_principal(request)
+    service.require_admin(who)
+    body = await read_json(request, CreateGroup)
+    return json_response(await service.create_group(request.app[STORE], who, body), status=201)
+
+
+@describe(response=Group, tags=["groups"])
+async def get_group(request: web.Request) -> web.Response:
+    """One group with its members (admins only)."""
+    who = require_principal(request)
+    group = await service.get_group(request.app[STORE], who, request.match_info["name"])
+    return json_response(group)
+
+
+@describe(status=204, tags=["groups"])
+async def delete_group(request: web.Request) -> web.Response:
+    """Delete a group and its memberships (admins only)."""
+    who = require_principal(request)
+    await service.delete_group(request.app[STORE], who, request.match_info["name"])
+    return web.Response(status=204)
+
+
+@describe(status=204, tags=["groups"])
+async def add_member(request: web.Request) -> web.Response:
+    """Put a user in a group (admins only; doing it twice is harmless)."""
+    who = require_principal(request)
+    m = request.match_info
+    await service.add_member(request.app[STORE], who, m["name"], m["username"])
+    return web.Response(status=204)
+
+
+@describe(status=204, tags=["groups"])
+async def remove_member(request: web.Request) -> web.Response:
+    """Take a user out of a group (admins only)."""
+    who = require_principal(request)
+    m = request.match_info
+    await service.remove_member(request.app[STORE], who, m["name"], m["username"])
+    return web.Response(status=204)

@@ -1,0 +1,57 @@
+"""HTTP in and out for registry tokens (Docker registry v2 token protocol) and the public key."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from aiohttp import web
+from sage_common.auth import Principal, principal
+from sage_common.errors import BadRequest, Unauthorized
+from sage_common.openapi import describe
+from sage_common.web import json_response
+
+from . import registry
+from .state import AUTH_CONFIG, POLICY, SIGNER
+
+
+def _basic_user(request: web.Request) -> str | None:
+    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        return base64.b64decode(encoded.strip(), validate=True).decode().partition(":")[0]
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def _caller(request: web.Request) -> Principal | None:
+    """The caller; a service account logging in with Basic must give its own client_id as user."""
+    who = principal(request)
+    if who is not None and who.is_service:
+        user = _basic_user(request)
+        if user is not None and user != who.client_id:
+            raise Unauthorized("wrong client id for these credentials")
+    return who
+
+
+@describe(tags=["registry"])
+async def registry_token(request: web.Request) -> web.Response:
+    """Docker registry token: ?service=&scope=repository:ns/name:pull,push (repeatable)."""
+    who = _caller(request)
+    config = request.app[AUTH_CONFIG]
+    service = request.query.get("service") or config.registry_service
+    if service != config.registry_service:
+        raise BadRequest(f"this auth service issues tokens for {config.registry_service} only")
+    wanted = registry.parse_scopes(request.query.getall("scope", []))
+    body = await registry.issue_token(
+        request.app[SIGNER], request.app[POLICY], who, wanted,
+        service=service, issuer=config.registry_issuer, lifetime=config.registry_token_seconds,
+    )
+    return json_response(body, headers={"Cache-Control": "no-store"})
+
+
+@describe(tags=["registry"])
+async def jwks(request: web.Request) -> web.Response:
+    """The public key that signs registry tokens, as a JWK Set."""
+    return json_response(request.app[SIGNER].jwks(), headers={"Cache-Control": "max-age=300"})

@@ -1,0 +1,114 @@
+"""Registry tokens: the Docker registry v2 token protocol, answered with JWTs the registry trusts.
+
+Which actions a caller gets is a `RegistryPolicy`. Until the ECR API decides per repository,
+`AdminAndBuilderPolicy` lets administrators and the builder's service account push and pull, and
+gives everyone else (and anonymous callers) a token with no access at all.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sage_common.auth import Principal
+from sage_common.errors import BadRequest
+
+from .signing import Signer
+
+REGISTRY_SCOPE = "registry"
+_SCOPE_RE = re.compile(
+    r"^([a-z0-9]+(?:\([a-z0-9]+\))?)"  # type, e.g. repository or repository(plugin)
+    r":([^:\s]+(?::[0-9]+/[^:\s]+)?)"  # name, which may hold a host:port/ prefix
+    r":([a-z*]+(?:,[a-z*]+)*)$"  # actions
+)
+MAX_SCOPES = 32
+
+
+@dataclass(frozen=True)
+class Access:
+    """One resource and the actions on it, as in the JWT's `access` claim."""
+
+    type: str
+    name: str
+    actions: tuple[str, ...]
+
+    def claim(self) -> dict[str, Any]:
+        return {"type": self.type, "name": self.name, "actions": list(self.actions)}
+
+
+def parse_scopes(values: list[str]) -> list[Access]:
+    """`repository:ns/name:pull,push` (one per parameter, or several separated by spaces)."""
+    wanted: list[Access] = []
+    for value in values:
+        for scope in value.split():
+            match = _SCOPE_RE.match(scope)
+            if match is None:
+                raise BadRequest("a scope looks like repository:namespace/name:pull,push")
+            kind, name, actions = match.groups()
+            wanted.append(Access(kind, name, tuple(dict.fromkeys(actions.split(",")))))
+    if len(wanted) > MAX_SCOPES:
+        raise BadRequest(f"at most {MAX_SCOPES} scopes at once")
+    return wanted
+
+
+class RegistryPolicy(Protocol):
+    """Decides which of the wanted actions a caller gets (None: anonymous)."""
+
+    async def grant(self, who: Principal | None, wanted: list[Access]) -> list[Access]: ...
+
+
+class AdminAndBuilderPolicy:
+    """Admins get what they ask; the builder may push and pull; nobody else gets anything."""
+
+    def __init__(self, pushers: frozenset[str] = frozenset({"builder"})) -> None:
+        self._pushers = pushers
+
+    async def grant(self, who: Principal | None, wanted: list[Access]) -> list[Access]:
+        if who is None:
+            return []
+        if who.is_admin and who.has_scope(REGISTRY_SCOPE):
+            return list(wanted)
+        if who.is_service and who.client_id in self._pushers:
+            granted = []
+            for access in wanted:
+                actions = tuple(a for a in access.actions if a in ("pull", "push"))
+                if access.type == "repository" and actions:
+                    granted.append(Access(access.type, access.name, actions))
+            return granted
+        return []
+
+
+async def issue_token(
+    signer: Signer,
+    policy: RegistryPolicy,
+    who: Principal | None,
+    wanted: list[Access],
+    *,
+    service: str,
+    issuer: str,
+    lifetime: int,
+) -> dict[str, Any]:
+    """The token endpoint's answer: a signed JWT carrying what the policy granted."""
+    granted = await policy.grant(who, wanted)
+    now = int(time.time())
+    claims = {
+        "iss": issuer,
+        "sub": who.username if who is not None else "",
+        "aud": service,
+        "exp": now + lifetime,
+        "nbf": now - 10,
+        "iat": now,
+        "jti": secrets.token_urlsafe(16),
+        "access": [a.claim() for a in granted],
+    }
+    token = signer.sign(claims)
+    return {
+        "token": token,
+        "access_token": token,
+        "expires_in": lifetime,
+        "issued_at": datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z"),
+    }

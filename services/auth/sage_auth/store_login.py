@@ -1,0 +1,101 @@
+"""SQL of institutional login: pending logins, linked identities and browser sessions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+from sage_common.auth import Principal
+from sage_common.errors import Conflict
+
+from .models import User
+from .store import Store
+
+_SESSION = """SELECT u.username, u.is_admin, u.is_approved,
+                     ARRAY(SELECT m.group_name FROM memberships m
+                           WHERE m.username = u.username ORDER BY m.group_name) AS groups
+              FROM sessions s JOIN users u ON u.username = s.username
+              WHERE s.session_hash = $1 AND s.expires_at > now()"""
+
+
+class LoginStore:
+    """Tables behind the OIDC login; users themselves stay with `Store`."""
+
+    def __init__(self, store: Store) -> None:
+        self.users = store
+        self.pool = store.pool
+
+    async def insert_state(
+        self, state_hash: str, nonce: str, code_verifier: str, next_path: str, expires_at: datetime
+    ) -> None:
+        await self.pool.execute("DELETE FROM login_states WHERE expires_at < now()")
+        await self.pool.execute(
+            "INSERT INTO login_states (state_hash, nonce, code_verifier, next_path, expires_at)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            state_hash, nonce, code_verifier, next_path, expires_at,
+        )
+
+    async def take_state(self, state_hash: str) -> asyncpg.Record | None:
+        """The pending login for this state, removed so it serves once; None if unknown or stale."""
+        row: asyncpg.Record | None = await self.pool.fetchrow(
+            "DELETE FROM login_states WHERE state_hash = $1"
+            " RETURNING nonce, code_verifier, next_path, expires_at > now() AS fresh",
+            state_hash,
+        )
+        return row if row is not None and row["fresh"] else None
+
+    async def identity_user(self, issuer: str, subject: str) -> str | None:
+        value: str | None = await self.pool.fetchval(
+            "SELECT username FROM identities WHERE issuer = $1 AND subject = $2", issuer, subject
+        )
+        return value
+
+    async def has_identity(self, username: str, issuer: str) -> bool:
+        return bool(
+            await self.pool.fetchval(
+                "SELECT 1 FROM identities WHERE username = $1 AND issuer = $2", username, issuer
+            )
+        )
+
+    async def link(self, username: str, issuer: str, subject: str) -> None:
+        await self.pool.execute(
+            "INSERT INTO identities (issuer, subject, username) VALUES ($1, $2, $3)",
+            issuer, subject, username,
+        )
+
+    async def create_user_with_identity(
+        self, username: str, name: str, email: str, issuer: str, subject: str
+    ) -> User:
+        """A new, unapproved user and its identity, together; Conflict if the username is taken."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            try:
+                await conn.execute(
+                    "INSERT INTO users (username, name, email) VALUES ($1, $2, $3)",
+                    username, name, email,
+                )
+            except asyncpg.UniqueViolationError:
+                raise Conflict(f"user {username} already exists") from None
+            await conn.execute(
+                "INSERT INTO identities (issuer, subject, username) VALUES ($1, $2, $3)",
+                issuer, subject, username,
+            )
+        return await self.users.get_user(username)
+
+    async def insert_session(self, session_hash: str, username: str, expires_at: datetime) -> None:
+        await self.pool.execute("DELETE FROM sessions WHERE expires_at < now()")
+        await self.pool.execute(
+            "INSERT INTO sessions (session_hash, username, expires_at) VALUES ($1, $2, $3)",
+            session_hash, username, expires_at,
+        )
+
+    async def session_principal(self, session_hash: str) -> Principal | None:
+        row = await self.pool.fetchrow(_SESSION, session_hash)
+        if row is None:
+            return None
+        return Principal(
+            username=row["username"], groups=list(row["groups"]), is_admin=row["is_admin"],
+            is_approved=row["is_approved"], scopes=["all"],
+        )
+
+    async def delete_session(self, session_hash: str) -> None:
+        await self.pool.execute("DELETE FROM sessions WHERE session_hash = $1", session_hash)
