@@ -1,15 +1,84 @@
-"""The profiler service's aiohttp application."""
+"""The profiler service's aiohttp application: health and metrics, the runner, the consumer."""
 
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
-from sage_common.web import create_service_app
+from sage_common.web import BUS, CONFIG, POOL, READY_CHECKS, bus_context, create_service_app
 
 from .config import Config
+from .docker_runner import DockerRunner
+from .events import BuildDoneConsumer
+from .gpu import open_gpu
 from .routes import routes
+from .service import Profiler
+from .testdata import StorageHttpSource
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+PROFILER = web.AppKey("profiler", Profiler)
+
+
+def make_runner(config: Config) -> DockerRunner:
+    auth = None
+    if config.registry_username:
+        auth = {
+            "username": config.registry_username,
+            "password": config.registry_password.get_secret_value(),
+        }
+    return DockerRunner(
+        base_url=config.docker_url,
+        cgroup_root=config.cgroup_root,
+        cgroup_prefix=config.cgroup_prefix,
+        sample_hz=config.sample_hz,
+        pull_policy=config.pull_policy,
+        registry_auth=auth,
+        gpu=open_gpu() if config.gpu == "auto" else None,
+    )
+
+
+async def _engine_ready(app: web.Application) -> None:
+    runner = app[PROFILER].runner
+    assert isinstance(runner, DockerRunner)
+    await asyncio.to_thread(runner.client.ping)
+
+
+async def profiler_context(app: web.Application) -> AsyncIterator[None]:
+    """The Docker runner and test data source; containers a killed profiler left are removed."""
+    config = app[CONFIG]
+    assert isinstance(config, Config)
+    runner = await asyncio.to_thread(make_runner, config)
+    await runner.cleanup()
+    data = StorageHttpSource(
+        config.storage_url,
+        config.storage_token.get_secret_value(),
+        max_bytes=config.test_data_max_bytes,
+    )
+    app[PROFILER] = Profiler(runner=runner, data=data, config=config)
+    app[READY_CHECKS].append(_engine_ready)
+    yield
+    runner.close()
+
+
+def _consumers(app: web.Application) -> list[BuildDoneConsumer]:
+    config = app[CONFIG]
+    assert isinstance(config, Config)
+    return [
+        BuildDoneConsumer(
+            app[POOL],
+            app[BUS],
+            app[PROFILER],
+            name=config.queue,
+            source=config.source,
+            parallel=config.max_parallel_profiles,
+        )
+    ]
 
 
 def create_app(config: Config) -> web.Application:
-    return create_service_app("profiler", config, routes=routes, migrations=MIGRATIONS)
+    app = create_service_app("profiler", config, routes=routes, migrations=MIGRATIONS)
+    app.cleanup_ctx.append(profiler_context)
+    app.cleanup_ctx.append(bus_context(_consumers))
+    return app

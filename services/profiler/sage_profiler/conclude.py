@@ -22,6 +22,7 @@ class ArchOutcome:
 
     architecture: str
     emulated: bool
+    image: str = ""
     runs: list[RunResult] = field(default_factory=list)
     together: list[RunResult] | None = None
     error: str | None = None
@@ -121,7 +122,7 @@ def concurrency(
     failures = {
         i: why
         for i, r in enumerate(outcome.together)
-        if (why := run_failure(r, expected_exit, config.memory_limit_bytes, timeout))
+        if (why := run_failure(r, expected_exit, config.concurrency_memory_bytes, timeout))
     }
     walls = [r.wall_seconds for r in outcome.together]
     solo_wall = sum(solo) / len(solo) if solo else None

@@ -90,7 +90,6 @@ class Config(ServiceConfig):
     memory_headroom: float = 0.25  # limit = peak * (1 + headroom)
     cpu_headroom: float = 0.25
     period_margin: float = 0.2  # a period must exceed (wall + start-up) * (1 + margin)
-    slowdown_tolerance: float = 2.0  # concurrent copies slower than this many times fail
     node_profiles: list[NodeProfile] = DEFAULT_NODES
 
     # Test data, fetched from the object store's HTTP API and mounted read-only.

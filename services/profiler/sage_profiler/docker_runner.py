@@ -93,6 +93,9 @@ class DockerRunner:
         found = {arch for name, arch in _QEMU.items() if (self.binfmt_dir / name).exists()}
         return found - self.native_architectures()
 
+    def has_gpu(self) -> bool:
+        return self.gpu is not None
+
     async def prepare(self, image: str, platform: str | None) -> None:
         await asyncio.to_thread(self._prepare, image, platform)
 

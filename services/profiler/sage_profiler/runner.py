@@ -85,6 +85,10 @@ class Runner(Protocol):
         """Architectures it can run under emulation (timings then don't count)."""
         ...
 
+    def has_gpu(self) -> bool:
+        """Whether containers can be given an NVIDIA GPU (and its use measured)."""
+        ...
+
     async def prepare(self, image: str, platform: str | None) -> None:
         """Make the image available (pull it) before any timed run."""
         ...

@@ -1,0 +1,46 @@
+"""SQL of the profiler's own schema: the profiles it produced, one per build."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+from sage_common.schemas import ProfileDone
+
+
+async def has_profile(conn: asyncpg.Connection | asyncpg.Pool, build_id: str) -> bool:
+    """Whether this build was profiled already (a redelivery, or a second build.done)."""
+    found = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM profiles WHERE build_id = $1)", build_id
+    )
+    return bool(found)
+
+
+async def save_profile(conn: asyncpg.Connection, profile: ProfileDone) -> bool:
+    """Keep `profile`; False when this build already has one (then nothing is written)."""
+    inserted = await conn.fetchval(
+        """INSERT INTO profiles (profile_id, build_id, app_id, status, reason, result, started_at)
+           VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7)
+           ON CONFLICT DO NOTHING RETURNING true""",
+        uuid.UUID(profile.profile_id),
+        profile.build_id,
+        profile.app_id,
+        profile.status,
+        profile.reason,
+        profile.model_dump_json(),
+        profile.started_at,
+    )
+    return bool(inserted)
+
+
+async def get_profile(
+    conn: asyncpg.Connection | asyncpg.Pool, build_id: str
+) -> dict[str, Any] | None:
+    """The stored profile.done data of a build, or None."""
+    row = await conn.fetchrow("SELECT result FROM profiles WHERE build_id = $1", build_id)
+    return None if row is None else dict(row["result"])
+
+
+async def count_profiles(conn: asyncpg.Connection | asyncpg.Pool, build_id: str) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM profiles WHERE build_id = $1", build_id))
