@@ -28,6 +28,11 @@ EVENTS_FAILED = Counter(
 EVENTS_DEAD = Counter(
     "sage_events_dead_lettered_total", "Events sent to the dead-letter queue", ["service", "consumer"]
 )
+EVENTS_DUPLICATE = Counter(
+    "sage_events_duplicate_total",
+    "Redeliveries of events already handled, acked with no effect",
+    ["service", "consumer"],
+)
 EVENT_LAG = Histogram(
     "sage_event_lag_seconds",
     "Time from an event's creation to its handling",

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from . import db
 from .auth import IntrospectionClient, Introspector, auth_middleware
+from .bus import Bus, Consumer, OutboxRelay
 from .config import ServiceConfig
 from .errors import BadRequest, UnsupportedMediaType, error_middleware
 from .logs import new_request_id, request_id
@@ -33,6 +34,7 @@ SERVICE = web.AppKey("service", str)
 POOL = web.AppKey("pool", asyncpg.Pool)
 INTROSPECTOR = web.AppKey("introspector", Introspector)  # type: ignore[type-abstract]
 READY_CHECKS = web.AppKey("ready_checks", list)
+BUS = web.AppKey("bus", Bus)
 
 ReadyCheck = Callable[[web.Application], Awaitable[None]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -121,6 +123,49 @@ def database_context(
         app[READY_CHECKS].append(_db_ready)
         yield
         await pool.close()
+
+    return ctx
+
+
+async def _bus_ready(app: web.Application) -> None:
+    if not app[BUS].connected:
+        raise ConnectionError("the RabbitMQ connection is down")
+
+
+def bus_context(
+    consumers: Callable[[web.Application], Iterable[Consumer]] | None = None,
+    *,
+    relay: bool = True,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Connect the bus, start the outbox relay and the consumers `consumers(app)` builds; stop all.
+
+    Append it to `app.cleanup_ctx` after the database context (the relay and consumers need POOL).
+    """
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        config, service = app[CONFIG], app[SERVICE]
+        bus = Bus(config.amqp_url.get_secret_value(), exchange=config.exchange, service=service)
+        await bus.connect()
+        app[BUS] = bus
+        app[READY_CHECKS].append(_bus_ready)
+        outbox: OutboxRelay | None = None
+        started: list[Consumer] = []
+        try:
+            if relay:
+                outbox = OutboxRelay(
+                    app[POOL], bus, service=service, poll_seconds=config.outbox_poll_seconds
+                )
+                await outbox.start()
+            for consumer in consumers(app) if consumers is not None else ():
+                await consumer.start()
+                started.append(consumer)
+            yield
+        finally:
+            for consumer in reversed(started):
+                await consumer.stop()
+            if outbox is not None:
+                await outbox.stop()
+            await bus.close()
 
     return ctx
 

@@ -1,0 +1,21 @@
+"""The event bus: a transactional outbox, a confirming publisher and idempotent consumers.
+
+Every event is a CloudEvents envelope on one durable topic exchange, routed by its short name
+(`build.done`). `docs/adr/0002-event-delivery.md` says why it is built this way.
+"""
+
+from .broker import CONTENT_TYPE, Bus
+from .consumer import Consumer, InvalidEnvelope, Skip, parse_envelope
+from .outbox import BusUnavailable, OutboxRelay, enqueue
+
+__all__ = [
+    "CONTENT_TYPE",
+    "Bus",
+    "BusUnavailable",
+    "Consumer",
+    "InvalidEnvelope",
+    "OutboxRelay",
+    "Skip",
+    "enqueue",
+    "parse_envelope",
+]

@@ -1,0 +1,323 @@
+"""The idempotent consumer: one durable queue, retry queues with back-off, and a dead-letter queue.
+
+Topology for a consumer named `n` (all durable, on the default exchange except the bindings):
+
+- `n` is bound to the events exchange for each routing key;
+- `n.retry.<ms>ms`, one per delay, holds a failed message for its TTL and then dead-letters it back
+  to `n`; no consumer reads it;
+- `n.dlq` keeps a message that failed on every attempt, or could not be parsed at all, with its
+  error in the headers (`x-error`, `x-attempts`, `x-first-failure`, `x-last-failure`,
+  `x-consumer`, `x-routing-key`).
+
+A failed message is republished (with confirms) to its retry or dead-letter queue and only then
+acked, so it never blocks the queue and is never lost. A successful one is acked only after the
+transaction that recorded it in `processed_events` committed, so a redelivery is a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, suppress
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import asyncpg
+from aio_pika.abc import (
+    AbstractIncomingMessage,
+    AbstractRobustChannel,
+    AbstractRobustQueue,
+    ConsumerTag,
+    DeliveryMode,
+)
+from aiormq.abc import DeliveredMessage
+from pydantic import ValidationError
+
+from ..events import CloudEvent
+from ..logs import new_request_id, request_id
+from ..metrics import EVENT_LAG, EVENTS_DEAD, EVENTS_DUPLICATE, EVENTS_FAILED, EVENTS_HANDLED
+from .broker import Bus
+
+log = logging.getLogger(__name__)
+
+_DROPPED_HEADERS = ("x-death", "x-first-death-", "x-last-death-")
+_ERROR_LIMIT = 2000
+
+
+class Skip(Exception):  # noqa: N818 - a control-flow signal, named as the brief's API says
+    """This consumer already recorded the event: the delivery is a duplicate and is acked as is."""
+
+
+class InvalidEnvelope(ValueError):
+    """The message body is not a CloudEvents envelope this bus can handle."""
+
+
+def parse_envelope(body: bytes) -> CloudEvent:
+    """The envelope in `body`; raise InvalidEnvelope when it is not one (its id must be a UUID)."""
+    try:
+        event = CloudEvent.model_validate_json(body)
+        uuid.UUID(event.id)
+    except (ValidationError, ValueError) as exc:
+        raise InvalidEnvelope(str(exc)) from None
+    return event
+
+
+def _describe(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text[:_ERROR_LIMIT]
+
+
+class Consumer:
+    """Subclass per consumer; override `handle`, or `process` for slow work outside a transaction.
+
+    Each instance consumes one durable queue named `name`; run one per service replica.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        bus: Bus,
+        *,
+        name: str,
+        routing_keys: Sequence[str],
+        retry_delays: Sequence[float] = (1.0, 5.0, 25.0),
+        prefetch: int = 8,
+        stop_grace: float = 10.0,
+    ) -> None:
+        if not name or not routing_keys:
+            raise ValueError("a consumer needs a name and at least one routing key")
+        if any(d <= 0 for d in retry_delays):
+            raise ValueError("retry delays must be positive")
+        self.pool = pool
+        self.bus = bus
+        self.name = name
+        self.routing_keys = list(routing_keys)
+        self.retry_delays = tuple(retry_delays)
+        self.prefetch = prefetch
+        self.stop_grace = stop_grace
+        self._channel: AbstractRobustChannel | None = None
+        self._queue: AbstractRobustQueue | None = None
+        self._tag: ConsumerTag | None = None
+        self._inflight: set[asyncio.Task[Any]] = set()
+
+    # -- names -------------------------------------------------------------------------------
+
+    @property
+    def dlq_name(self) -> str:
+        return f"{self.name}.dlq"
+
+    def retry_queue_name(self, delay: float) -> str:
+        return f"{self.name}.retry.{round(delay * 1000)}ms"
+
+    @property
+    def queue_names(self) -> list[str]:
+        """Every queue this consumer declares (for operators and test clean-up)."""
+        retry = dict.fromkeys(self.retry_queue_name(d) for d in self.retry_delays)
+        return [self.name, *retry, self.dlq_name]
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Declare the queues and bindings, then consume with `prefetch` messages in flight."""
+        channel = await self.bus.channel(prefetch=self.prefetch)
+        self._channel = channel
+        exchange = await self.bus.declare_exchange(channel)
+        await channel.declare_queue(self.dlq_name, durable=True)
+        for delay in dict.fromkeys(self.retry_delays):
+            await channel.declare_queue(
+                self.retry_queue_name(delay),
+                durable=True,
+                arguments={
+                    "x-message-ttl": round(delay * 1000),
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": self.name,
+                },
+            )
+        # A reject without requeue (none of ours) still lands in the DLQ instead of vanishing.
+        queue = await channel.declare_queue(
+            self.name,
+            durable=True,
+            arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": self.dlq_name},
+        )
+        for key in self.routing_keys:
+            await queue.bind(exchange, key)
+        self._queue = queue
+        self._tag = await queue.consume(self._on_message)
+        log.info("consumer started", extra={**self._ctx(), "routing_keys": self.routing_keys})
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop taking messages; give in-flight ones `grace` seconds, then hand the rest back."""
+        queue, tag, channel = self._queue, self._tag, self._channel
+        self._queue = self._tag = self._channel = None
+        if queue is not None and tag is not None:
+            with suppress(Exception):
+                await queue.cancel(tag, timeout=5)
+        pending = set(self._inflight)
+        if pending:
+            wait = self.stop_grace if grace is None else grace
+            _, pending = await asyncio.wait(pending, timeout=wait)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if channel is not None and not channel.is_closed:
+            await channel.close()
+        log.info("consumer stopped", extra={"consumer": self.name})
+
+    # -- what subclasses use -----------------------------------------------------------------
+
+    async def handle(self, conn: asyncpg.Connection, event: CloudEvent) -> None:
+        """Apply `event` inside the transaction that records it; override this."""
+        raise NotImplementedError(f"{type(self).__name__} must override handle() or process()")
+
+    async def process(self, event: CloudEvent) -> None:
+        """Record the event and handle it in one transaction; raise Skip when already recorded."""
+        async with self.transaction(event) as conn:
+            await self.handle(conn, event)
+
+    async def seen(self, event_id: str) -> bool:
+        """Whether this consumer already recorded `event_id` (to skip slow work on a redelivery)."""
+        async with self.pool.acquire() as conn:
+            found = await conn.fetchval(
+                "SELECT EXISTS (SELECT FROM processed_events WHERE consumer=$1 AND event_id=$2)",
+                self.name,
+                uuid.UUID(event_id),
+            )
+        return bool(found)
+
+    @asynccontextmanager
+    async def transaction(self, event: CloudEvent) -> AsyncIterator[asyncpg.Connection]:
+        """A transaction that records the event first; raises Skip if another delivery did."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            # A concurrent delivery of the same event waits here on the key, then finds it taken.
+            inserted = await conn.fetchval(
+                "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) "
+                "ON CONFLICT DO NOTHING RETURNING true",
+                self.name,
+                uuid.UUID(event.id),
+            )
+            if not inserted:
+                raise Skip(event.id)
+            yield conn
+
+    # -- delivery ----------------------------------------------------------------------------
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._inflight.add(task)
+        try:
+            # Any exception (a cancel included) gives the message back to the broker.
+            async with message.process(requeue=True, ignore_processed=True):
+                try:
+                    await self._dispatch(message)
+                except Exception:
+                    log.exception("could not settle a message; giving it back", extra=self._ctx())
+                    await asyncio.sleep(1.0)  # no hot loop while the broker refuses our publishes
+                    raise
+        except Exception:  # noqa: BLE001, S110 - logged above; the message was given back
+            pass
+        finally:
+            if task is not None:
+                self._inflight.discard(task)
+
+    async def _dispatch(self, message: AbstractIncomingMessage) -> None:
+        service = self.bus.service
+        try:
+            event = parse_envelope(message.body)
+        except InvalidEnvelope as exc:
+            EVENTS_FAILED.labels(service, self.name).inc()
+            await self._give_up(message, f"unparseable envelope: {exc}"[:_ERROR_LIMIT])
+            return
+        token = request_id.set(event.requestid or new_request_id())
+        try:
+            ctx = self._ctx(event)
+            EVENT_LAG.labels(service, self.name).observe(self._lag(event))
+            try:
+                await self.process(event)
+            except Skip:
+                await message.ack()
+                EVENTS_DUPLICATE.labels(service, self.name).inc()
+                log.info("duplicate event ignored", extra=ctx)
+                return
+            except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead
+                EVENTS_FAILED.labels(service, self.name).inc()
+                await self._retry(message, exc, ctx)
+                return
+            await message.ack()
+            EVENTS_HANDLED.labels(service, self.name).inc()
+            log.info("event handled", extra=ctx)
+        finally:
+            request_id.reset(token)
+
+    async def _retry(
+        self, message: AbstractIncomingMessage, exc: Exception, ctx: dict[str, Any]
+    ) -> None:
+        attempts = _int((message.headers or {}).get("x-attempts")) + 1
+        if attempts > len(self.retry_delays):
+            extra = {**ctx, "attempts": attempts}
+            log.error("event failed on every attempt", exc_info=exc, extra=extra)
+            await self._give_up(message, _describe(exc))
+            return
+        delay = self.retry_delays[attempts - 1]
+        log.warning(
+            "event failed; will retry",
+            exc_info=exc,
+            extra={**ctx, "attempts": attempts, "retry_in": delay},
+        )
+        await self._republish(message, self.retry_queue_name(delay), _describe(exc))
+        await message.ack()
+
+    async def _give_up(self, message: AbstractIncomingMessage, error: str) -> None:
+        await self._republish(message, self.dlq_name, error)
+        await message.ack()
+        EVENTS_DEAD.labels(self.bus.service, self.name).inc()
+        extra = {**self._ctx(), "queue": self.dlq_name, "error": error}
+        log.error("message dead-lettered", extra=extra)
+
+    async def _republish(self, message: AbstractIncomingMessage, queue: str, error: str) -> None:
+        """Copy `message` into `queue` with the failure recorded in its headers, confirmed."""
+        channel = self._channel
+        if channel is None:
+            raise RuntimeError("consumer is stopped")
+        now = datetime.now(UTC).isoformat()
+        headers: dict[str, Any] = {
+            k: v for k, v in (message.headers or {}).items() if not k.startswith(_DROPPED_HEADERS)
+        }
+        headers["x-attempts"] = _int(headers.get("x-attempts")) + 1
+        headers["x-error"] = error
+        headers["x-last-failure"] = now
+        headers["x-consumer"] = self.name
+        headers.setdefault("x-first-failure", now)
+        headers.setdefault("x-routing-key", message.routing_key or "")
+        copy = aio_pika.Message(
+            message.body,
+            headers=headers,
+            content_type=message.content_type,
+            delivery_mode=DeliveryMode.PERSISTENT,
+            message_id=message.message_id,
+            app_id=message.app_id,
+        )
+        result = await channel.default_exchange.publish(copy, queue, mandatory=True, timeout=10)
+        if isinstance(result, DeliveredMessage):
+            raise RuntimeError(f"queue {queue} is missing; message not moved")
+
+    def _ctx(self, event: CloudEvent | None = None) -> dict[str, Any]:
+        ctx: dict[str, Any] = {"consumer": self.name}
+        if event is not None:
+            ctx.update(event_id=event.id, event_type=event.type, subject=event.subject)
+        return ctx
+
+    @staticmethod
+    def _lag(event: CloudEvent) -> float:
+        created = event.time if event.time.tzinfo else event.time.replace(tzinfo=UTC)
+        return max(0.0, (datetime.now(UTC) - created).total_seconds())
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0

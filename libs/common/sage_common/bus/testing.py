@@ -1,0 +1,110 @@
+"""Helpers for tests of code that uses the bus: a recording publisher and a TCP proxy.
+
+`RecordingBus` replaces the broker in unit tests. `TcpProxy` sits between a Bus and the real
+broker so a test can cut the connection (an outage) without stopping the shared RabbitMQ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from ..events import CloudEvent
+from .broker import Bus
+
+
+class RecordingBus(Bus):
+    """A Bus that keeps what it is asked to publish instead of sending it (unit tests only)."""
+
+    def __init__(self, *, service: str = "test", exchange: str = "sage.events") -> None:
+        super().__init__("amqp://unused", exchange=exchange, service=service)
+        self.published: list[CloudEvent] = []
+        self._up = False
+
+    async def connect(self) -> None:
+        self._up = True
+
+    async def close(self) -> None:
+        self._up = False
+
+    @property
+    def connected(self) -> bool:
+        return self._up
+
+    async def publish_raw(
+        self,
+        routing_key: str,
+        body: bytes,
+        *,
+        message_id: str,
+        timeout: float = 10.0,  # noqa: ASYNC109 - the confirm's own deadline
+    ) -> None:
+        self.published.append(CloudEvent.model_validate_json(body))
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:<port> to a target; `close()` cuts all connections, refuses new ones."""
+
+    def __init__(self, target_host: str = "127.0.0.1", target_port: int = 5672) -> None:
+        self.target = (target_host, target_port)
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def url(self, amqp_url: str) -> str:
+        """`amqp_url` with its host and port replaced by this proxy's."""
+        from yarl import URL
+
+        return str(URL(amqp_url).with_host("127.0.0.1").with_port(self.port))
+
+    async def open(self) -> None:
+        """Listen (again, on the same port once it had one)."""
+        self._server = await asyncio.start_server(
+            self._accept, "127.0.0.1", self.port, reuse_address=True
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def drop(self) -> None:
+        """Cut the open connections but keep listening (a network blip)."""
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+        tasks, self._tasks = list(self._tasks), set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Stop listening and cut every connection (the broker is gone)."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        await self.drop()
+        if server is not None:
+            await server.wait_closed()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update((writer, up_writer))
+        pumps = [
+            asyncio.create_task(self._pump(reader, up_writer)),
+            asyncio.create_task(self._pump(up_reader, writer)),
+        ]
+        self._tasks.update(pumps)
+        await asyncio.gather(*pumps, return_exceptions=True)
+        for w in (writer, up_writer):
+            w.transport.abort()
+            self._writers.discard(w)
+
+    @staticmethod
+    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.transport.abort()
