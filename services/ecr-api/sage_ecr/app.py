@@ -1,4 +1,4 @@
-"""The ECR API's aiohttp application: the common service frame plus the use cases' context."""
+"""The ECR API's aiohttp application: the service frame, the use cases' context, the bus."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from pathlib import Path
 
 from aiohttp import web
 from sage_common.auth import Introspector
-from sage_common.web import POOL, create_service_app
+from sage_common.web import POOL, bus_context, create_service_app
 
 from .access import Policy
 from .config import Config
+from .events import consumers
 from .handlers import ECR
 from .routes import routes
 from .service import Ecr
@@ -47,4 +48,6 @@ def create_app(config: Config, *, introspector: Introspector | None = None) -> w
         client_max_size=config.max_body_bytes,
     )
     app.cleanup_ctx.append(_ecr_context(config))
+    if config.use_bus:
+        app.cleanup_ctx.append(bus_context(consumers))
     return app

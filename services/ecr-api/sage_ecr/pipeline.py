@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 from sage_common.auth import Principal
+from sage_common.bus import enqueue
 from sage_common.errors import Conflict
 from sage_common.events import EventData, make_event
 from sage_common.schemas import (
@@ -29,7 +30,6 @@ from sage_common.schemas import (
 
 from . import store_apps as apps
 from . import views
-from .outbox import enqueue
 from .states import IN_FLIGHT, Facts, State, advance
 
 log = logging.getLogger(__name__)

@@ -19,9 +19,11 @@ _APP = """a.id, a.namespace, a.name, a.version, a.version_key, a.owner, a.spec, 
 _SEARCH = """setweight(to_tsvector('english', $1), 'A')
     || setweight(to_tsvector('english', $2), 'A')
     || setweight(to_tsvector('english', $3), 'B')"""
-# The stored document plus `public`, as JSON text (never decoded into Python on the way out).
+# The stored document plus `public`, as JSON text (never decoded into Python on the way out);
+# `doc` is `json`, not `jsonb`, so its text (and key order) is kept as written.
 _PUBLIC = public_repository("a.namespace", "a.name")
-_DOC = f"(a.doc || jsonb_build_object('public', {_PUBLIC}))::text"
+_DOC = f"""(left(a.doc::text, -1) || ', "public": '
+    || CASE WHEN {_PUBLIC} THEN 'true' ELSE 'false' END || '}}')"""
 
 
 @dataclass

@@ -34,7 +34,7 @@ CREATE TABLE apps (
     version         text NOT NULL,
     version_key     text NOT NULL,          -- sorts like semver precedence
     owner           text NOT NULL,
-    spec            jsonb NOT NULL,         -- the validated app description
+    spec            json NOT NULL,          -- the validated app description, as submitted
     architectures   text[] NOT NULL,
     gpu             text NOT NULL,
     state           text NOT NULL,
@@ -45,7 +45,7 @@ CREATE TABLE apps (
     review_comment  text,
     reviewed_at     timestamptz,
     search          tsvector NOT NULL,
-    doc             jsonb NOT NULL,         -- the app as the API shows it, but `public`
+    doc             json NOT NULL,          -- the app as the API shows it, but `public`
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now(),
     UNIQUE (namespace, name, version),

@@ -1,0 +1,39 @@
+"""The consumer of the builder's and profiler's events: parse the data, hand it to the pipeline.
+
+It runs inside the bus's transaction, which also records the event id, so a redelivery is a no-op;
+data that does not parse fails, is retried, and ends in the dead-letter queue with its error.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+from aiohttp import web
+from sage_common.bus import Consumer
+from sage_common.events import CloudEvent
+from sage_common.schemas import BuildDone, BuildStarted, ProfileDone
+from sage_common.web import BUS, CONFIG, POOL
+
+from . import pipeline
+
+ROUTING_KEYS = ("build.started", "build.done", "profile.done")
+
+
+class PipelineConsumer(Consumer):
+    """Moves app versions along as builds start, finish and get profiled."""
+
+    async def handle(self, conn: asyncpg.Connection, event: CloudEvent) -> None:
+        key = event.routing_key
+        if key == "build.started":
+            await pipeline.on_build_started(conn, event.parse_data(BuildStarted), event.id)
+        elif key == "build.done":
+            await pipeline.on_build_done(conn, event.parse_data(BuildDone), event.id)
+        elif key == "profile.done":
+            await pipeline.on_profile_done(conn, event.parse_data(ProfileDone), event.id)
+        else:
+            raise ValueError(f"this consumer does not handle {key!r}")
+
+
+def consumers(app: web.Application) -> list[Consumer]:
+    """What `bus_context` starts for the ECR API."""
+    queue = getattr(app[CONFIG], "consumer_queue", "ecr-api.pipeline")
+    return [PipelineConsumer(app[POOL], app[BUS], name=queue, routing_keys=ROUTING_KEYS)]

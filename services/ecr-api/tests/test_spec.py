@@ -1,0 +1,139 @@
+"""The app description: strict validation that names every problem with its path."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+from sage_ecr.spec import AppSpec, cross_check, json_schema
+from sage_ecr.spectypes import version_key
+
+
+def make(**overrides):
+    data = {
+        "namespace": "lab",
+        "name": "car-counter",
+        "version": "1.0.0",
+        "description": "counts cars",
+        "source": {"url": "https://git.example.org/lab/car-counter.git"},
+    }
+    data.update(overrides)
+    return data
+
+
+def errors(data) -> dict[str, str]:
+    with pytest.raises(ValidationError) as info:
+        AppSpec.model_validate(data)
+    return {".".join(str(p) for p in e["loc"]): e["msg"] for e in info.value.errors()}
+
+
+def test_minimal_description_gets_sage_defaults():
+    spec = AppSpec.model_validate(make())
+    assert spec.source.architectures == ["linux/amd64"]
+    assert spec.source.dockerfile == "Dockerfile" and spec.source.directory == "."
+    assert spec.hardware.gpu == "none"
+    assert cross_check(spec) == []
+
+
+def test_every_problem_is_reported_with_its_path():
+    found = errors(
+        make(
+            version="1.0",
+            name="Bad_Name!",
+            color="blue",
+            source={"url": "not a url", "architectures": ["linux/s390x"]},
+            inputs=[{"id": "speed", "type": "int", "default": "fast"}],
+        )
+    )
+    assert "version" in found and "name" in found
+    assert found["color"] == "Extra inputs are not permitted"
+    assert "source.url" in found
+    assert "source.architectures.0" in found
+    assert any(k.startswith("inputs.0") for k in found)
+
+
+@pytest.mark.parametrize("version", ["1.0.0", "0.1.2-rc.1", "10.20.30", "1.0.0-alpha.beta"])
+def test_semver_versions_are_accepted(version):
+    assert AppSpec.model_validate(make(version=version)).version == version
+
+
+@pytest.mark.parametrize("version", ["1.0", "v1.0.0", "01.0.0", "1.0.0+build.5", "latest", ""])
+def test_non_semver_versions_are_refused(version):
+    assert "version" in errors(make(version=version))
+
+
+@pytest.mark.parametrize("name", ["a", "-lead", "trail-", "UPPER", "two..dots", "x" * 65, "sp ace"])
+def test_name_rules(name):
+    assert "name" in errors(make(name=name))
+
+
+def test_keywords_may_be_sage_style_comma_separated_text():
+    spec = AppSpec.model_validate(make(keywords="cars, traffic ,  vision"))
+    assert spec.keywords == ["cars", "traffic", "vision"]
+
+
+def test_sizes_and_durations_are_normalised():
+    spec = AppSpec.model_validate(
+        make(
+            hardware={"min_memory": "512Mi", "gpu": "required"},
+            testing={"command": ["run"], "timeout": "2m", "period": "5m"},
+        )
+    )
+    assert spec.hardware.min_memory == 512 * 1024 * 1024
+    assert spec.testing is not None and spec.testing.timeout == 120 and spec.testing.period == 300
+
+
+def test_branch_and_tag_are_exclusive():
+    found = errors(make(source={"url": "https://g.example/x.git", "branch": "main", "tag": "v1"}))
+    assert "source" in found
+
+
+def test_paths_must_stay_inside_the_repository():
+    assert "source.dockerfile" in errors(
+        make(source={"url": "https://g.example/x.git", "dockerfile": "../../etc/passwd"})
+    )
+
+
+def test_training_data_links_are_object_store_buckets_or_urls():
+    ok = AppSpec.model_validate(
+        make(
+            provenance={
+                "training_data": ["sage://3f2a-bucket/images/", "https://data.example.org/set"],
+                "framework": "pytorch",
+                "metrics": {"mAP": 0.61},
+            }
+        )
+    )
+    assert ok.provenance is not None and len(ok.provenance.training_data) == 2
+    assert "provenance.training_data.0" in errors(make(provenance={"training_data": ["s3://x/y"]}))
+
+
+def test_cross_checks_name_the_fields_they_are_about():
+    spec = AppSpec.model_validate(
+        make(
+            inputs=[{"id": "n", "type": "int"}, {"id": "n", "type": "int"}],
+            hardware={"architectures": ["linux/arm64"]},
+            testing={"inputs": {"n": "x", "ghost": 1}, "timeout": 600, "period": 60},
+        )
+    )
+    locs = {".".join(p["loc"]) for p in cross_check(spec)}
+    assert locs == {
+        "inputs.1.id",
+        "hardware.architectures.0",
+        "testing.inputs.n",
+        "testing.inputs.ghost",
+        "testing.timeout",
+    }
+
+
+def test_json_schema_describes_the_fields_and_forbids_others():
+    schema = json_schema()
+    assert schema["additionalProperties"] is False
+    assert {"name", "version", "source", "hardware", "provenance", "testing"} <= set(
+        schema["properties"]
+    )
+    assert set(schema["required"]) == {"name", "version", "description", "source"}
+
+
+def test_version_key_sorts_by_semver_precedence():
+    ordered = ["0.9.0", "1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-beta", "1.0.0", "1.2.0", "1.10.0"]
+    assert sorted(ordered, key=version_key) == ordered
