@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 import logging
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import jwt
@@ -105,9 +105,12 @@ class OidcProvider:
             "code_verifier": code_verifier,
         }
         try:
+            # RFC 6749 2.3.1: client_secret_basic form-encodes both parts before base64
+            basic = aiohttp.encode_basic_auth(
+                quote(self.client_id, safe=""), quote(self._secret, safe="")
+            )
             async with self._session.post(
-                meta["token_endpoint"], data=form,
-                auth=aiohttp.BasicAuth(self.client_id, self._secret),
+                meta["token_endpoint"], data=form, headers={"Authorization": basic}
             ) as resp:
                 body: dict[str, Any] = await resp.json(content_type=None)
                 status = resp.status
