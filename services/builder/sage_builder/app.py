@@ -3,7 +3,6 @@
 from pathlib import Path
 
 from aiohttp import web
-
 from sage_common.web import create_service_app
 
 from .config import Config

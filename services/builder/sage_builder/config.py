@@ -1,7 +1,9 @@
 """Configuration of the builder service, from `SAGE_BUILDER_*` environment variables."""
 
-from pydantic_settings import SettingsConfigDict
+from pathlib import Path
 
+from pydantic import SecretStr
+from pydantic_settings import SettingsConfigDict
 from sage_common.config import ServiceConfig
 
 
@@ -10,3 +12,52 @@ class Config(ServiceConfig):
 
     port: int = 8084
     db_schema: str = "builder"
+
+    # Local state: checkouts (per build, removed after it) and the per-repository layer caches.
+    work_dir: Path = Path("var/builder")
+    # Total size of the layer caches; the least recently used repositories go first past it.
+    cache_max_bytes: int = 10 * 1024**3
+
+    # Builds at once on this node, and how long one may take from fetch to pushed index.
+    concurrency: int = 2
+    build_timeout_seconds: float = 3600.0
+    # How often a running build looks for a cancel recorded by another replica.
+    cancel_poll_seconds: float = 1.0
+
+    # Source fetch: https always; plain http/git only to these hosts (a test's loopback server).
+    git_timeout_seconds: float = 300.0
+    git_insecure_hosts: list[str] = []
+
+    # buildah: storage driver, isolation of RUN steps and their limits.
+    buildah: str = "buildah"
+    storage_driver: str = "vfs"
+    isolation: str = "oci"
+    # Network of RUN steps: "none" (no network at all) or "host"; off unless a deployment opts in.
+    build_network: str = "none"
+    build_memory: str = "4g"
+    build_cpus: float = 2.0
+    build_nproc: int = 4096
+
+    # Registry: where images go, and the service name its tokens are issued for.
+    registry: str = "127.0.0.1:5000"
+    registry_tls_verify: bool = False
+    registry_service: str = "sage-registry"
+    # Token endpoint (empty: `{auth_url}/auth/registry/token`), asked with client_id/secret.
+    registry_token_url: str = ""
+    push_attempts: int = 4
+    push_backoff_seconds: float = 1.0
+
+    # Build logs: the builder's own bucket, written while the build runs.
+    s3_endpoint: str = "127.0.0.1:9000"
+    s3_access_key: str = ""
+    s3_secret_key: SecretStr = SecretStr("")
+    s3_bucket: str = "sage-build-logs"
+    s3_region: str = "us-east-1"
+    s3_secure: bool = False
+    log_flush_seconds: float = 1.0
+    log_max_bytes: int = 16 * 1024**2
+    log_tail_lines: int = 40
+
+    @property
+    def token_url(self) -> str:
+        return self.registry_token_url or f"{self.auth_url.rstrip('/')}/auth/registry/token"

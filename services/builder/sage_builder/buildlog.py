@@ -1,0 +1,171 @@
+"""A build's log: scrubbed of secrets, kept in S3 while the build runs, its tail kept for the event.
+
+The object is rewritten whole every `flush_seconds` while lines arrive (logs are small), so a
+reader follows a live build with ranged GETs from the length it already has; the last upload
+carries the metadata `complete: true`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import re
+from collections import deque
+from collections.abc import Iterable
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+_PATTERNS = [
+    # user:password@ in URLs (git remotes, registries)
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@"), r"\1***@"),
+    # Authorization headers and bearer/basic/sage tokens
+    (re.compile(r"(?i)\b(authorization:\s*)\S+(\s+\S+)?"), r"\1***"),
+    (re.compile(r"(?i)\b(bearer|basic|sage)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 ***"),
+    # JWTs anywhere
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), "***"),
+    # password=..., token=..., secret=... in query strings and key-value output
+    (
+        re.compile(
+            r"(?i)\b((?:password|passwd|token|secret|access_token)[\"']?\s*[=:]\s*[\"']?)[^\s&\"',]+"
+        ),
+        r"\1***",
+    ),
+]
+
+
+class Scrubber:
+    """Removes known secrets and anything shaped like a credential from log lines."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def add(self, secret: str) -> None:
+        if secret and len(secret) >= 4 and secret not in self._secrets:
+            self._secrets = sorted([*self._secrets, secret], key=len, reverse=True)
+
+    def __call__(self, line: str) -> str:
+        for secret in self._secrets:
+            line = line.replace(secret, "***")
+        for pattern, repl in _PATTERNS:
+            line = pattern.sub(repl, line)
+        return line
+
+
+class LogSink(Protocol):
+    """Where a build log is kept; `put` replaces the whole object."""
+
+    def location(self, key: str) -> str: ...
+
+    async def put(self, key: str, data: bytes, *, complete: bool) -> None: ...
+
+
+class MemoryLogSink:
+    """A log sink in memory, for tests of code that writes logs."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.complete: dict[str, bool] = {}
+
+    def location(self, key: str) -> str:
+        return f"memory://{key}"
+
+    async def put(self, key: str, data: bytes, *, complete: bool) -> None:
+        self.objects[key] = data
+        self.complete[key] = complete
+
+
+class S3LogSink:
+    """Build logs in the builder's S3 bucket, written through the minio client in a thread."""
+
+    def __init__(self, client: object, bucket: str) -> None:
+        self.client = client
+        self.bucket = bucket
+
+    def location(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    async def put(self, key: str, data: bytes, *, complete: bool) -> None:
+        await asyncio.to_thread(
+            self.client.put_object,  # type: ignore[attr-defined]
+            self.bucket,
+            key,
+            io.BytesIO(data),
+            len(data),
+            content_type="text/plain; charset=utf-8",
+            metadata={"complete": "true" if complete else "false"},
+        )
+
+
+class BuildLog:
+    """The log of one build: lines in, scrubbed, uploaded now and then, tail kept for the event."""
+
+    def __init__(
+        self,
+        sink: LogSink,
+        key: str,
+        scrubber: Scrubber,
+        *,
+        flush_seconds: float = 1.0,
+        max_bytes: int = 16 * 1024**2,
+        tail_lines: int = 40,
+    ) -> None:
+        self.sink, self.key, self.scrub = sink, key, scrubber
+        self.flush_seconds, self.max_bytes = flush_seconds, max_bytes
+        self._buffer = bytearray()
+        self._tail: deque[str] = deque(maxlen=tail_lines)
+        self._dirty = asyncio.Event()
+        self._truncated = False
+        self._task: asyncio.Task[None] | None = None
+        self.uploaded = False
+
+    @property
+    def location(self) -> str:
+        return self.sink.location(self.key)
+
+    def tail(self) -> list[str]:
+        return list(self._tail)
+
+    def text(self) -> str:
+        return self._buffer.decode("utf-8", "replace")
+
+    def __call__(self, line: str) -> None:
+        """Add one line (the `procs.LineSink` shape)."""
+        line = self.scrub(line)
+        self._tail.append(line)
+        data = (line + "\n").encode()
+        if len(self._buffer) + len(data) <= self.max_bytes:
+            self._buffer += data
+        elif not self._truncated:
+            self._truncated = True
+            self._buffer += b"[log truncated: larger than the builder keeps]\n"
+        self._dirty.set()
+
+    async def __aenter__(self) -> BuildLog:
+        self._task = asyncio.create_task(self._flusher(), name=f"log-flush {self.key}")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await asyncio.shield(self._upload(complete=True))
+
+    async def _flusher(self) -> None:
+        while True:
+            await self._dirty.wait()
+            await self._upload(complete=False)
+            await asyncio.sleep(self.flush_seconds)
+
+    async def _upload(self, *, complete: bool) -> None:
+        self._dirty.clear()
+        try:
+            await self.sink.put(self.key, bytes(self._buffer), complete=complete)
+            self.uploaded = True
+        except Exception as exc:  # noqa: BLE001 - a log store outage must not fail the build
+            log.warning(
+                "build log upload failed", extra={"key": self.key, "error": type(exc).__name__}
+            )

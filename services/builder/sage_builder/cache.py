@@ -1,0 +1,105 @@
+"""Layer caches, one buildah storage per source repository, under a cap on their total size.
+
+A repository's second build finds its layers in its own storage (`buildah build --layers`), so
+builds of unrelated repositories never share or evict each other's layers mid-build. When the
+caches together pass the cap, whole caches go, the least recently used first, never one in use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_STAMP = ".last-used"
+
+
+def cache_key(url: str) -> str:
+    """A stable directory name for a repository URL (credentials and `.git` ignored)."""
+    normal = url.strip().rstrip("/").removesuffix(".git").lower()
+    scheme, sep, rest = normal.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        normal = scheme + "://" + rest.split("@", 1)[1]
+    return hashlib.sha256(normal.encode()).hexdigest()[:24]
+
+
+def _size(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path, followlinks=False):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
+
+
+class LayerCache:
+    """Hands out per-repository storage directories and keeps their total under `max_bytes`."""
+
+    def __init__(self, root: Path, max_bytes: int) -> None:
+        self.root = root
+        self.max_bytes = max_bytes
+        self._in_use: Counter[str] = Counter()
+        self._lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def use(self, url: str) -> AsyncIterator[Path]:
+        """The storage directory for `url`'s repository, protected from eviction while held."""
+        key = cache_key(url)
+        path = self.root / key
+        async with self._lock:
+            self._in_use[key] += 1
+            path.mkdir(parents=True, exist_ok=True)
+            (path / _STAMP).touch()
+        try:
+            yield path
+        finally:
+            (path / _STAMP).touch()
+            async with self._lock:
+                self._in_use[key] -= 1
+                if not self._in_use[key]:
+                    del self._in_use[key]
+            await self.evict()
+
+    async def evict(self) -> list[str]:
+        """Remove the least recently used idle caches until the total fits; return their keys."""
+        async with self._lock:
+            return await asyncio.to_thread(self._evict, set(self._in_use))
+
+    def _evict(self, busy: set[str]) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        entries = []
+        for path in self.root.iterdir():
+            if path.is_dir():
+                stamp = path / _STAMP
+                used = stamp.stat().st_mtime if stamp.exists() else 0.0
+                entries.append((used, path, _size(path)))
+        total = sum(size for _, _, size in entries)
+        removed: list[str] = []
+        for _used, path, size in sorted(entries, key=lambda e: e[0]):
+            if total <= self.max_bytes:
+                break
+            if path.name in busy:
+                continue
+            started = time.monotonic()
+            shutil.rmtree(path, ignore_errors=True)
+            total -= size
+            removed.append(path.name)
+            log.info(
+                "layer cache evicted",
+                extra={
+                    "cache": path.name,
+                    "bytes": size,
+                    "seconds": round(time.monotonic() - started, 2),
+                },
+            )
+        return removed

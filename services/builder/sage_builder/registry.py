@@ -1,0 +1,108 @@
+"""The registry as the builder sees it: a token from the auth service, and the index it serves.
+
+After a push the builder reads the image index back from the registry, so the digests it reports
+are the ones the registry serves, not what the local store thought it sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+INDEX_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+
+
+class RegistryError(Exception):
+    """The registry or its token service answered something other than what a push needs."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The builder's service client credentials, given to the auth service for registry tokens."""
+
+    username: str
+    password: str
+
+    @property
+    def basic(self) -> str:
+        return base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+
+
+def write_authfile(directory: Path, registry: str, creds: Credentials) -> Path:
+    """A containers-auth.json for buildah in a private directory; buildah trades it for a token."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = directory / "auth.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"auths": {registry: {"auth": creds.basic}}}, f)
+    return path
+
+
+class RegistryClient:
+    """Reads manifests with a registry token from the auth service (Basic client credentials)."""
+
+    def __init__(
+        self,
+        registry: str,
+        *,
+        token_url: str,
+        service: str,
+        creds: Credentials | None,
+        tls: bool = False,
+        timeout: float = 15.0,
+    ) -> None:
+        self.base = f"{'https' if tls else 'http'}://{registry}"
+        self.token_url, self.service, self.creds = token_url, service, creds
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def token(self, session: aiohttp.ClientSession, repository: str, actions: str) -> str:
+        """A registry JWT for `repository` with `actions` (e.g. `pull` or `pull,push`)."""
+        assert self.creds is not None
+        params = {"service": self.service, "scope": f"repository:{repository}:{actions}"}
+        headers = {"Authorization": f"Basic {self.creds.basic}"}
+        async with session.get(self.token_url, params=params, headers=headers) as resp:
+            if resp.status != 200:
+                raise RegistryError(f"the auth service refused a registry token ({resp.status})")
+            body = await resp.json(content_type=None)
+        token = body.get("token") or body.get("access_token")
+        if not token:
+            raise RegistryError("the auth service answered no registry token")
+        return str(token)
+
+    async def index(self, repository: str, reference: str) -> tuple[str, dict[str, str]]:
+        """The index digest and `{platform: manifest digest}` of `repository:reference`."""
+        accept = ", ".join(INDEX_TYPES)
+        async with aiohttp.ClientSession(timeout=self.timeout) as session:
+            headers = {"Accept": accept}
+            if self.creds is not None:
+                headers["Authorization"] = f"Bearer {await self.token(session, repository, 'pull')}"
+            url = f"{self.base}/v2/{repository}/manifests/{reference}"
+            async with session.get(url, headers=headers) as resp:
+                if resp.status != 200:
+                    raise RegistryError(
+                        f"the registry answered {resp.status} for {repository}:{reference}"
+                    )
+                raw = await resp.read()
+                media = resp.headers.get("Content-Type", "").split(";")[0]
+        if media not in INDEX_TYPES:
+            raise RegistryError(
+                f"{repository}:{reference} is a {media or 'manifest'}, not an index"
+            )
+        body = json.loads(raw)
+        digests: dict[str, str] = {}
+        for entry in body.get("manifests", []):
+            plat = entry.get("platform") or {}
+            name = "/".join(
+                p for p in (plat.get("os"), plat.get("architecture"), plat.get("variant")) if p
+            )
+            digests[name] = entry["digest"]
+        return "sha256:" + hashlib.sha256(raw).hexdigest(), digests

@@ -1,0 +1,272 @@
+"""The build pipeline: fetch, build each platform, push the index, read it back, report.
+
+`Builder.run` always ends in a `BuildDone` (success, or failure with its class and the log's last
+lines) unless the service itself is stopping, in which case the build is left for redelivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sage_common.schemas import AppSubmitted, ArchImage, BuildDone
+
+from .backend import BuildBackend
+from .buildlog import BuildLog, LogSink, Scrubber
+from .cache import LayerCache
+from .model import ArchResult, BuildFailure, BuildRequest, BuildResult, Platform, PushResult
+from .registry import Credentials, RegistryClient, RegistryError, write_authfile
+from .source import GitFetcher
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def request_from_event(data: AppSubmitted) -> BuildRequest:
+    """The build an `app.submitted` asks for; a malformed one still gets a build with a failure."""
+    src = data.source
+    platforms: list[Platform] = []
+    for text in src.architectures or ["linux/amd64"]:
+        with contextlib.suppress(ValueError):
+            plat = Platform.parse(text)
+            if plat not in platforms:
+                platforms.append(plat)
+    return BuildRequest(
+        build_id=data.build_id,
+        app_id=data.app_id,
+        url=src.url,
+        branch=src.branch,
+        tag=src.tag,
+        commit=src.commit,
+        directory=src.directory,
+        dockerfile=src.dockerfile,
+        platforms=tuple(platforms),
+        build_args=dict(src.build_args),
+    )
+
+
+def log_key(request: BuildRequest) -> str:
+    return f"builds/{request.repository}/{request.version}/{request.build_id}.log"
+
+
+@dataclass
+class Job:
+    """A build in progress on this node, with the switch that cancels it."""
+
+    build_id: str
+    app_id: str
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    reason: str | None = None
+
+    def request_cancel(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self.cancel.set()
+
+
+async def supervise(work: Awaitable[T], job: Job, limit: float) -> T:
+    """`work`'s result, unless the job is cancelled or the timeout passes first (then it stops)."""
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.create_task(job.cancel.wait())
+    try:
+        done, _ = await asyncio.wait(
+            {task, waiter}, timeout=limit, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        waiter.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    if task in done:
+        return task.result()
+    if waiter in done:
+        raise BuildFailure("cancelled", job.reason or "the build was cancelled")
+    raise BuildFailure("timeout", f"the build took longer than {limit:.0f}s and was stopped")
+
+
+@dataclass
+class Progress:
+    """What a build learned before it ended, reported even when it fails."""
+
+    commit: str | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+class Builder:
+    """Runs builds with one backend, one fetcher, one layer cache and one log store."""
+
+    def __init__(
+        self,
+        *,
+        backend: BuildBackend,
+        fetcher: GitFetcher,
+        cache: LayerCache,
+        sink: LogSink,
+        registry: str,
+        registry_client: RegistryClient,
+        creds: Credentials | None,
+        work_dir: Path,
+        timeout: float,
+        push_attempts: int = 4,
+        push_backoff: float = 1.0,
+        log_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.backend, self.fetcher, self.cache, self.sink = backend, fetcher, cache, sink
+        self.registry, self.registry_client, self.creds = registry, registry_client, creds
+        self.work_dir, self.timeout = work_dir, timeout
+        self.push_attempts, self.push_backoff = max(1, push_attempts), push_backoff
+        self.log_options = log_options or {}
+
+    def scrubber(self) -> Scrubber:
+        return Scrubber([self.creds.password, self.creds.basic] if self.creds else [])
+
+    def new_log(self, request: BuildRequest) -> BuildLog:
+        return BuildLog(self.sink, log_key(request), self.scrubber(), **self.log_options)
+
+    async def run(
+        self, request: BuildRequest, job: Job, build_log: BuildLog | None = None
+    ) -> BuildDone:
+        """Build, push and describe the outcome; cancels and timeouts become failures too."""
+        started = time.monotonic()
+        progress = Progress()
+        blog = build_log or self.new_log(request)
+        async with blog:
+            blog(f"build {request.build_id} of {request.app_id} from {request.url}")
+            try:
+                result = await supervise(
+                    self.build_and_push(request, blog, progress), job, self.timeout
+                )
+                done = _success(request, result)
+                blog(f"build succeeded: {done.image}@{done.index_digest}")
+            except BuildFailure as failure:
+                blog(f"build failed ({failure.error_class}): {failure.message}")
+                done = _failure(request, failure, progress, blog.tail())
+            except Exception as exc:  # noqa: BLE001 - one result for every build, even on a builder bug
+                log.exception("build crashed", extra={"build_id": request.build_id})
+                blog(f"build failed: internal builder error ({type(exc).__name__})")
+                failure = BuildFailure(
+                    "build_failed", f"internal builder error ({type(exc).__name__})"
+                )
+                done = _failure(request, failure, progress, blog.tail())
+        done.duration_seconds = round(time.monotonic() - started, 3)
+        done.log_location = blog.location if blog.uploaded else None
+        return done
+
+    async def build_and_push(
+        self, request: BuildRequest, blog: BuildLog, progress: Progress
+    ) -> BuildResult:
+        """The pipeline itself; raises `BuildFailure` for every way it can go wrong."""
+        if not request.platforms:
+            raise BuildFailure("build_failed", "no valid architecture was asked for")
+        workdir = self.work_dir / "builds" / request.build_id
+        await asyncio.to_thread(shutil.rmtree, workdir, True)  # a killed attempt's leftovers
+        try:
+            checkout = await self.fetcher.fetch(request, workdir / "src", blog)
+            progress.commit = checkout.commit
+            progress.provenance = {
+                "url": request.url,
+                "ref": request.tag or request.branch,
+                "commit": checkout.commit,
+                "directory": request.directory,
+                "dockerfile": request.dockerfile,
+                "dockerfile_digest": checkout.dockerfile_digest,
+                "build_args": dict(request.build_args),
+            }
+            authfile = None
+            if self.creds is not None:
+                authfile = write_authfile(workdir / "auth", self.registry, self.creds)
+            async with self.cache.use(request.url) as store:
+                images = []
+                for platform in request.platforms:
+                    images.append(
+                        await self.backend.build(request, checkout, platform, store, blog, authfile)
+                    )
+                progress.provenance["base_images"] = {
+                    str(i.platform): i.base_images for i in images if i.base_images
+                }
+                destination = f"{self.registry}/{request.repository}:{request.version}"
+                push = await self._push(request, images, destination, store, blog, authfile)
+                await self.backend.release(request, images, store)
+            return BuildResult(checkout.commit, push, images, progress.provenance)
+        finally:
+            await asyncio.shield(asyncio.to_thread(shutil.rmtree, workdir, True))
+
+    async def _push(
+        self,
+        request: BuildRequest,
+        images: list[ArchResult],
+        destination: str,
+        store: Path,
+        blog: BuildLog,
+        authfile: Path | None,
+    ) -> PushResult:
+        last: BuildFailure | None = None
+        for attempt in range(1, self.push_attempts + 1):
+            try:
+                await self.backend.push(request, images, destination, store, blog, authfile)
+                digest, digests = await self.registry_client.index(
+                    request.repository, request.version
+                )
+                missing = [str(i.platform) for i in images if str(i.platform) not in digests]
+                if missing:
+                    raise BuildFailure(
+                        "push_failed", f"the registry's index lacks {', '.join(missing)}"
+                    )
+                return PushResult(destination, digest, digests)
+            except RegistryError as exc:
+                last = BuildFailure("push_failed", str(exc))
+            except BuildFailure as exc:
+                if exc.error_class != "push_failed":
+                    raise
+                last = exc
+            if attempt < self.push_attempts:
+                delay = self.push_backoff * 2 ** (attempt - 1)
+                blog(f"push attempt {attempt} failed ({last.message}); retrying in {delay:.0f}s")
+                await asyncio.sleep(delay)
+        assert last is not None
+        raise BuildFailure(
+            "push_failed",
+            f"the registry did not take the image in {self.push_attempts} attempts: {last.message}",
+        )
+
+
+def _success(request: BuildRequest, result: BuildResult) -> BuildDone:
+    return BuildDone(
+        app_id=request.app_id,
+        build_id=request.build_id,
+        status="success",
+        commit=result.commit,
+        image=result.push.reference,
+        index_digest=result.push.index_digest,
+        images=[
+            ArchImage(
+                architecture=str(arch.platform),
+                digest=result.push.digests[str(arch.platform)],
+                emulated=arch.emulated,
+            )
+            for arch in result.archs
+        ],
+        provenance=result.provenance,
+    )
+
+
+def _failure(
+    request: BuildRequest, failure: BuildFailure, progress: Progress, tail: list[str]
+) -> BuildDone:
+    return BuildDone(
+        app_id=request.app_id,
+        build_id=request.build_id,
+        status="failure",
+        commit=progress.commit,
+        error_class=failure.error_class,
+        error=failure.message,
+        log_tail=tail,
+        provenance=progress.provenance,
+    )
