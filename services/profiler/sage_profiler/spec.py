@@ -18,6 +18,8 @@ from .config import Config
 class TestData(BaseModel):
     """An object store bucket (and prefix) mounted read-only into the container."""
 
+    __test__ = False  # not a pytest test class
+
     bucket: str
     prefix: str = ""
 

@@ -1,0 +1,194 @@
+"""The profiling use case over a scripted runner: what is run, and what is concluded."""
+
+from __future__ import annotations
+
+from sage_common.schemas import ArchImage, BuildDone, ProfileDone
+from sage_profiler.config import Config, NodeProfile
+from sage_profiler.fakes import FakeDataSource, FakeRunner, result
+from sage_profiler.runner import RunSpec
+from sage_profiler.service import Profiler, image_ref, profile, profile_id_for
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+def build(testing: dict | None = None, images: list[ArchImage] | None = None, **kw) -> BuildDone:
+    return BuildDone(
+        app_id="ns/app:1.0.0",
+        build_id=kw.pop("build_id", "b-1"),
+        status="success",
+        image="127.0.0.1:5000/ns/app:1.0.0",
+        images=images or [],
+        testing=testing,
+        **kw,
+    )
+
+
+def config(**kw) -> Config:
+    nodes = [NodeProfile(name="small", architecture="linux/amd64", memory_bytes=1 * GiB, cpus=2)]
+    return Config(node_profiles=kw.pop("node_profiles", nodes), **kw)
+
+
+async def run(
+    runner: FakeRunner, b: BuildDone, cfg: Config | None = None, data: FakeDataSource | None = None
+) -> ProfileDone:
+    return await profile(Profiler(runner, data or FakeDataSource(), cfg or config()), b)
+
+
+async def test_a_passing_app_gets_limits_period_and_node_fit() -> None:
+    runner = FakeRunner(lambda spec: result(peak=100 * MiB, cpu=0.5, wall=1.0, startup=0.5))
+    done = await run(runner, build({"repetitions": 3, "period": 60}))
+    assert done.status == "passed" and done.reason is None
+    assert len(done.runs) == 3 and all(r.passed for r in done.runs)
+    assert done.recommended["memory_limit_bytes"] == 125 * MiB  # 25 % headroom
+    assert done.recommended["memory_request_bytes"] == 100 * MiB
+    assert done.recommended["cpu_request"] == 0.5
+    assert done.period["shortest_seconds"] == 1.8 and done.period["met"] is True
+    assert done.node_fit["small"]["copies"] == 4  # 2 cpus / 0.5, memory would allow 8
+    assert done.node_fit["small"]["limited_by"] == "cpu"
+    assert done.profile_id == profile_id_for("b-1")
+    assert done.series and done.series[0].architecture == "linux/amd64"
+
+
+async def test_each_failure_is_named_in_the_reason() -> None:
+    answers = iter(
+        [
+            result(),
+            result(exit_code=3),
+            result(exit_code=137, oom=True),
+            result(exit_code=None, timed_out=True),
+        ]
+    )
+    runner = FakeRunner(lambda spec: next(answers))
+    done = await run(runner, build({"repetitions": 4, "timeout": 30}))
+    assert done.status == "failed"
+    assert "repetition 2: exited 3, expected 0" in done.reason
+    assert "repetition 3: killed out of memory" in done.reason
+    assert "repetition 4: timed out after 30 s" in done.reason
+    assert [r.passed for r in done.runs] == [True, False, False, False]
+    assert done.recommended["basis"] == "1 passing native run(s)"
+
+
+async def test_the_expected_exit_code_is_what_passes() -> None:
+    done = await run(FakeRunner(lambda s: result(exit_code=2)), build({"expected_exit_code": 2}))
+    assert done.status == "passed"
+
+
+async def test_declared_copies_run_side_by_side_under_the_shared_ceiling() -> None:
+    def script(spec: RunSpec):
+        return result(wall=1.0)
+
+    runner = FakeRunner(script)
+    cfg = config(concurrency_memory_bytes=3 * GiB, concurrency_cpus=1.5)
+    done = await run(runner, build({"concurrency": 3, "repetitions": 1}), cfg)
+    specs, memory, cpus = runner.together[0]
+    assert len(specs) == 3 and memory == 3 * GiB and cpus == 1.5
+    assert done.concurrency["tested"] and done.concurrency["all_passed"]
+    assert done.concurrency["slowdown"] == 1.0
+
+
+async def test_a_copy_that_fails_side_by_side_fails_the_profile() -> None:
+    calls = iter([result(wall=1.0), result(wall=2.0), result(exit_code=137, oom=True)])
+    done = await run(FakeRunner(lambda s: next(calls)), build({"concurrency": 2, "repetitions": 1}))
+    assert done.status == "failed"
+    assert done.concurrency["passed"] == 1 and not done.concurrency["all_passed"]
+    assert "1 of 2 copies failed side by side" in done.reason
+    assert done.concurrency["slowdown"] == 2.0
+
+
+async def test_a_period_shorter_than_the_app_needs_fails() -> None:
+    done = await run(FakeRunner(lambda s: result(wall=10.0, startup=0.5)), build({"period": "10s"}))
+    assert done.status == "failed"
+    assert done.period["met"] is False and done.period["shortest_minutes"] == 1
+    assert "declared period of 10 s" in done.reason
+
+
+async def test_emulated_architectures_are_marked_and_not_used_for_limits() -> None:
+    images = [ArchImage(architecture="linux/arm64", digest="sha256:" + "a" * 64)]
+    runner = FakeRunner(emulated={"linux/arm64"})
+    done = await run(runner, build({"period": 60}, images))
+    assert done.status == "passed"
+    assert all(r.emulated for r in done.runs)
+    assert "memory_limit_bytes" not in done.recommended
+    assert done.period["emulated"] is True
+    assert runner.prepared == [("127.0.0.1:5000/ns/app@sha256:" + "a" * 64, "linux/arm64")]
+    assert runner.runs[0].platform == "linux/arm64"
+
+
+async def test_native_runs_come_first_and_emulated_ones_do_not_count_for_limits() -> None:
+    images = [
+        ArchImage(architecture="linux/arm64", digest="sha256:" + "b" * 64),
+        ArchImage(architecture="linux/amd64", digest="sha256:" + "c" * 64),
+    ]
+    runner = FakeRunner(
+        lambda s: result(peak=(300 if s.platform else 100) * MiB), emulated={"linux/arm64"}
+    )
+    done = await run(runner, build({"repetitions": 1}, images))
+    assert [(r.architecture, r.emulated) for r in done.runs] == [
+        ("linux/amd64", False),
+        ("linux/arm64", True),
+    ]
+    assert done.recommended["memory_request_bytes"] == 100 * MiB
+
+
+async def test_an_architecture_nothing_here_can_run_fails_with_the_reason() -> None:
+    images = [ArchImage(architecture="linux/riscv64", digest="sha256:" + "d" * 64)]
+    done = await run(FakeRunner(), build(None, images))
+    assert done.status == "failed"
+    assert done.reason == "no architecture of the image can run here"
+    assert done.architectures[0].ran is False
+
+
+async def test_an_image_that_cannot_be_pulled_fails_the_profile() -> None:
+    runner = FakeRunner(missing={"127.0.0.1:5000/ns/app:1.0.0"})
+    done = await run(runner, build())
+    assert done.status == "failed" and "cannot pull" in done.reason
+    assert runner.runs == []
+
+
+async def test_test_data_is_mounted_read_only_and_missing_data_fails() -> None:
+    seen: list[RunSpec] = []
+
+    def script(spec: RunSpec):
+        seen.append(spec)
+        assert spec.data_dir is not None and (spec.data_dir / "a.txt").read_bytes() == b"hello"
+        return result()
+
+    data = FakeDataSource({"camera7": {"imgs/a.txt": b"hello"}})
+    done = await run(FakeRunner(script), build({"data": "sage://camera7/imgs/"}), data=data)
+    assert done.status == "passed"
+    assert seen[0].env["SAGE_TEST_DATA"] == "/data" and seen[0].data_mount == "/data"
+    assert not seen[0].data_dir.exists()  # removed afterwards
+    missing = await run(FakeRunner(), build({"data": "sage://nope/"}), data=data)
+    assert missing.status == "failed" and missing.reason.startswith("test data:")
+
+
+async def test_containers_get_the_configured_ceilings() -> None:
+    runner = FakeRunner()
+    cfg = config(memory_limit_bytes=512 * MiB, cpu_limit=1.5, pids_limit=64, tmpfs_bytes=8 * MiB)
+    await run(
+        runner,
+        build({"command": ["/bin/app"], "mask_entrypoint": True, "args": ["x"], "repetitions": 1}),
+        cfg,
+    )
+    spec = runner.runs[0]
+    assert (spec.memory_bytes, spec.cpus, spec.pids_limit, spec.tmpfs_bytes) == (
+        512 * MiB,
+        1.5,
+        64,
+        8 * MiB,
+    )
+    assert spec.command == ["/bin/app"] and spec.args == ["x"]
+
+
+async def test_gpu_is_requested_only_where_the_runner_has_one() -> None:
+    with_gpu, without = FakeRunner(gpu=True), FakeRunner(gpu=False)
+    await run(with_gpu, build({"gpu": True, "repetitions": 1}))
+    await run(without, build({"gpu": True, "repetitions": 1}))
+    assert with_gpu.runs[0].gpu and not without.runs[0].gpu
+
+
+def test_image_reference_per_architecture_uses_the_digest() -> None:
+    assert image_ref("127.0.0.1:5000/ns/app:1.0", "sha256:x") == "127.0.0.1:5000/ns/app@sha256:x"
+    assert image_ref("localhost:5000/ns/app", "sha256:x") == "localhost:5000/ns/app@sha256:x"
+    assert image_ref("ns/app:1.0", "") == "ns/app:1.0"
