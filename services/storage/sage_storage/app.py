@@ -1,16 +1,57 @@
-"""The storage service's aiohttp application."""
+"""The storage service's aiohttp application: the common frame, the stores, and the sweeper."""
 
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
-
-from sage_common.web import create_service_app
+from sage_common.auth import Introspector
+from sage_common.errors import Unavailable
+from sage_common.web import POOL, READY_CHECKS, create_service_app
 
 from .config import Config
+from .handlers import STORAGE
+from .objectstore import ObjectStore
 from .routes import routes
+from .s3 import S3ObjectStore
+from .service import Storage
+from .store import Store
+from .upkeep import sweeper_context
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+log = logging.getLogger(__name__)
 
 
-def create_app(config: Config) -> web.Application:
-    return create_service_app("storage", config, routes=routes, migrations=MIGRATIONS)
+def create_app(
+    config: Config,
+    *,
+    objects: ObjectStore | None = None,
+    introspector: Introspector | None = None,
+) -> web.Application:
+    """The app; tests pass an in-memory `objects` or a local `introspector`."""
+    app = create_service_app(
+        "storage", config, routes=routes, migrations=MIGRATIONS, introspector=introspector
+    )
+
+    async def storage_context(app: web.Application) -> AsyncIterator[None]:
+        store = S3ObjectStore(config) if objects is None else objects
+        app[STORAGE] = Storage(Store(app[POOL]), store, config)
+
+        async def object_store_ready(app: web.Application) -> None:
+            await store.ensure_bucket()
+
+        app[READY_CHECKS].append(object_store_ready)
+        try:
+            await store.ensure_bucket()
+        except Unavailable:
+            log.warning("the object store is unreachable at start-up; /readyz retries")
+        yield
+        close = getattr(store, "close", None)
+        if objects is None and close is not None:
+            await close()
+
+    app.cleanup_ctx.append(storage_context)
+    app.cleanup_ctx.append(sweeper_context(STORAGE))
+    return app

@@ -1,8 +1,11 @@
 """Configuration of the storage service, from `SAGE_STORAGE_*` environment variables."""
 
+from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
-
 from sage_common.config import ServiceConfig
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
 
 
 class Config(ServiceConfig):
@@ -10,3 +13,32 @@ class Config(ServiceConfig):
 
     port: int = 8083
     db_schema: str = "storage"
+    client_id: str = "storage"
+
+    # The S3 server behind the store: MinIO in production, `rclone serve s3` in development.
+    s3_endpoint: str = "127.0.0.1:9000"
+    s3_access_key: str = ""
+    s3_secret_key: SecretStr = SecretStr("")
+    s3_secure: bool = False
+    # A fixed region: without one the client asks for the bucket's location, which rclone lacks.
+    s3_region: str = "us-east-1"
+    # One S3 bucket holds every SAGE bucket (docs/adr/0004-object-store-layout.md).
+    s3_bucket: str = "sage-storage"
+    # Threads that run the (synchronous) minio client; also the size of its connection pool.
+    s3_workers: int = 32
+    s3_connect_timeout: float = 5.0
+    s3_read_timeout: float = 120.0
+
+    # Uploads: bodies stream to S3 in parts of this size (S3's minimum is 5 MiB).
+    part_size: int = 16 * MiB
+    max_upload_bytes: int = 50 * GiB
+    # Per-user quotas, counted on the buckets a user owns; 0 means no limit.
+    quota_bytes: int = 0
+    quota_buckets: int = 1000
+
+    # Background clean-up of interrupted deletes and abandoned uploads.
+    sweep_interval_seconds: float = 60.0
+    stale_upload_seconds: float = 24 * 3600.0
+    # After a failed upload, how long to keep reading (and dropping) the rest of the body so the
+    # client sees the error answer instead of a reset connection.
+    drain_seconds: float = 10.0

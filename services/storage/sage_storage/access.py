@@ -1,0 +1,54 @@
+"""Who may do what with a bucket: grants, what each permission implies, and the answer when not.
+
+Rules (DESIGN.md, "Identity and access"): FULL_CONTROL implies all; WRITE implies READ; WRITE_ACP
+implies READ_ACP. Admins and the owner pass every check. A caller who holds no permission at all
+gets 404, so private buckets stay invisible; a caller who can see the bucket but lacks the
+permission gets 403, or 401 when anonymous (a token might help).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+from sage_common.auth import Principal
+from sage_common.errors import Forbidden, NotFound, Unauthorized
+
+Permission = Literal["READ", "WRITE", "READ_ACP", "WRITE_ACP", "FULL_CONTROL"]
+PERMISSIONS: tuple[Permission, ...] = ("READ", "WRITE", "READ_ACP", "WRITE_ACP", "FULL_CONTROL")
+ALL_USERS = "AllUsers"
+
+_IMPLIES: dict[str, frozenset[str]] = {
+    "READ": frozenset({"READ"}),
+    "WRITE": frozenset({"WRITE", "READ"}),
+    "READ_ACP": frozenset({"READ_ACP"}),
+    "WRITE_ACP": frozenset({"WRITE_ACP", "READ_ACP"}),
+    "FULL_CONTROL": frozenset(PERMISSIONS),
+}
+
+
+def effective(granted: Iterable[str]) -> frozenset[str]:
+    """Every permission that the granted ones amount to."""
+    out: set[str] = set()
+    for permission in granted:
+        out |= _IMPLIES.get(permission, frozenset())
+    return frozenset(out)
+
+
+def grantee_groups(who: Principal | None) -> list[str]:
+    """The groups whose grants apply to the caller: theirs, and AllUsers for everyone."""
+    return [ALL_USERS, *(who.groups if who else [])]
+
+
+def check(who: Principal | None, owner: str, granted: Iterable[str], needed: Permission) -> None:
+    """Pass, or raise 404 (cannot see the bucket), 401 (anonymous) or 403 (can see, may not)."""
+    if who is not None and (who.is_admin or who.username == owner):
+        return
+    have = effective(granted)
+    if needed in have:
+        return
+    if not have:
+        raise NotFound("no such bucket")
+    if who is None:
+        raise Unauthorized("this needs a token: send 'Authorization: sage <token>'")
+    raise Forbidden(f"this needs {needed} permission on the bucket")

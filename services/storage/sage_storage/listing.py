@@ -1,0 +1,117 @@
+"""Listings of a bucket's keys under a prefix, in the SAGE storage API's (S3-like) shape.
+
+Entries come from the Postgres object index in bytewise key order. Without `recursive`, keys with a
+`/` after the prefix fold into one common prefix each, and the walk jumps past the whole folder.
+The continuation token names the last entry answered, so every next token differs from the last.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from sage_common.errors import BadRequest
+
+from . import keys
+from .models import Bucket, StoredObject, sage_time
+from .service import Storage
+
+MAX_KEYS = 1000
+_BATCH = 1000
+
+
+def encode_token(after: str) -> str:
+    return base64.urlsafe_b64encode(after.encode()).decode().rstrip("=")
+
+
+def decode_token(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadRequest("the ContinuationToken is not one this service gave") from None
+
+
+def _past(entry: str) -> str:
+    """The smallest key after `entry` and, for a folder `a/`, after everything inside it."""
+    if entry.endswith("/"):
+        return entry[:-1] + "0"  # '0' follows '/' bytewise
+    return entry + "\x01"  # keys hold no control characters
+
+
+def _upper(prefix: str) -> str | None:
+    """The smallest string after every string that starts with `prefix`."""
+    if not prefix:
+        return None
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+async def list_objects(
+    ctx: Storage, bucket: Bucket, path: str, *, recursive: bool, limit: int | None,
+    token: str | None,
+) -> dict[str, Any]:
+    prefix = keys.prefix(path)
+    size = MAX_KEYS if limit is None else limit
+    if not 1 <= size <= MAX_KEYS:
+        raise BadRequest(f"limit is between 1 and {MAX_KEYS}")
+    lower = prefix
+    if token:
+        lower = max(prefix, _past(decode_token(token)))
+    upper = _upper(prefix)
+    entries: list[StoredObject | str] = []
+    truncated = False
+    done = False
+    while not done and not truncated:
+        rows = await ctx.store.list_objects(bucket.id, lower, upper, _BATCH)
+        done = len(rows) < _BATCH
+        folder: str | None = None
+        for row in rows:
+            if folder is not None and row.key.startswith(folder):
+                continue
+            rest = row.key[len(prefix):]
+            slash = -1 if recursive else rest.find("/")
+            entry: StoredObject | str = row if slash < 0 else prefix + rest[: slash + 1]
+            if len(entries) == size:
+                truncated = True
+                break
+            entries.append(entry)
+            if isinstance(entry, str):
+                folder = entry
+            lower = _past(entry if isinstance(entry, str) else entry.key)
+        else:
+            if rows and folder is not None:
+                lower = _past(folder)
+    return _answer(bucket, prefix, entries, truncated, size, token, recursive)
+
+
+def _answer(
+    bucket: Bucket, prefix: str, entries: list[StoredObject | str], truncated: bool,
+    size: int, token: str | None, recursive: bool,
+) -> dict[str, Any]:
+    contents = [
+        {
+            "Key": e.key[len(prefix):],
+            "Size": e.size,
+            "LastModified": sage_time(e.last_modified),
+            "ETag": f'"{e.sha256}"',
+        }
+        for e in entries
+        if isinstance(e, StoredObject)
+    ]
+    folders = [{"Prefix": e[len(prefix):]} for e in entries if isinstance(e, str)]
+    last = entries[-1] if entries else None
+    next_token = None
+    if truncated and last is not None:
+        next_token = encode_token(last if isinstance(last, str) else last.key)
+    return {
+        "Name": str(bucket.id),
+        "Prefix": keys.shown(prefix),
+        "Delimiter": None if recursive else "/",
+        "MaxKeys": size,
+        "KeyCount": len(entries),
+        "Contents": contents,
+        "CommonPrefixes": folders,
+        "IsTruncated": truncated,
+        "ContinuationToken": token,
+        "NextContinuationToken": next_token,
+    }

@@ -1,0 +1,136 @@
+"""Use cases on objects: upload, open for download, delete. Listings are in listing.py."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+from sage_common.errors import NotFound, PayloadTooLarge
+
+from . import keys
+from .models import Bucket, StoredObject
+from .objectstore import BlobMissing, BlobReader
+from .service import Storage
+from .uploads import Checksums, Limit, write_blob
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TYPE = "application/octet-stream"
+
+
+@dataclass
+class Incoming:
+    """One file arriving: a raw body, or one `file` part of a multipart form."""
+
+    chunks: AsyncIterable[bytes]
+    filename: str | None = None
+    content_type: str | None = None
+    length: int | None = None
+    expect: Checksums = Checksums()
+
+
+def _limit(ctx: Storage, bucket: Bucket, used: int | None) -> Limit:
+    limit = Limit(
+        ctx.config.max_upload_bytes,
+        f"the upload is larger than this service accepts ({ctx.config.max_upload_bytes} bytes)",
+    )
+    quota = ctx.config.quota_bytes
+    if quota > 0 and used is not None and quota - used < limit.bytes:
+        left = max(0, quota - used)
+        limit = Limit(
+            left,
+            f"storage quota exceeded: {bucket.owner} uses {used} of {quota} bytes",
+        )
+    return limit
+
+
+async def upload(ctx: Storage, bucket: Bucket, path: str, incoming: Incoming) -> str:
+    """Store one file under `path` in a bucket the caller may write; answer its key."""
+    key = keys.upload_key(path, incoming.filename)
+    used = await ctx.store.usage(bucket.owner) if ctx.config.quota_bytes > 0 else None
+    limit = _limit(ctx, bucket, used)
+    if incoming.length is not None and incoming.length > limit.bytes:
+        raise PayloadTooLarge(limit.message)
+    blob = f"{bucket.id}/{uuid.uuid4()}"
+    content_type = incoming.content_type or DEFAULT_TYPE
+    await ctx.store.begin_upload(blob, bucket.id)
+    try:
+        written = await write_blob(
+            ctx.objects, blob, incoming.chunks,
+            part_size=ctx.config.part_size, limit=limit, content_type=content_type,
+            metadata={"sage-bucket": str(bucket.id), "sage-key": quote(key, safe="/")},
+            expect=incoming.expect,
+            on_multipart=lambda upload_id: ctx.store.set_upload_id(blob, upload_id),
+        )
+        old = await ctx.store.commit_object(
+            StoredObject(
+                bucket.id, key, blob, written.size, written.sha256, written.md5, content_type,
+                datetime.now(UTC),
+            ),
+            ctx.config.quota_bytes,
+        )
+    except BaseException:
+        await asyncio.shield(discard_upload(ctx, blob))
+        raise
+    if old is not None:
+        await drop_blobs(ctx, [old])
+    return key
+
+
+async def discard_upload(ctx: Storage, blob: str) -> None:
+    """Undo an upload that did not commit: abort its S3 upload, delete its blob, forget it.
+
+    Whatever cannot be undone now (S3 or Postgres down) stays recorded for the sweeper.
+    """
+    try:
+        row = await ctx.store.upload(blob)
+        if row is not None and row["upload_id"]:
+            await ctx.objects.abort_multipart(blob, row["upload_id"])
+        await ctx.objects.delete([blob])
+        await ctx.store.forget_upload(blob)
+    except Exception as exc:  # noqa: BLE001 - the sweeper retries; the caller's error stands
+        log.warning("upload clean-up deferred to the sweeper: %s", type(exc).__name__)
+        try:
+            await ctx.store.upload_failed(blob)
+        except Exception:  # noqa: BLE001 - the stale-upload sweep still finds it
+            log.warning("could not mark the upload for clean-up")
+
+
+async def drop_blobs(ctx: Storage, blobs: list[str]) -> None:
+    """Delete blobs already listed in `garbage`; on failure they wait there for the sweeper."""
+    try:
+        await ctx.objects.delete(blobs)
+        await ctx.store.forget_garbage(blobs)
+    except Exception as exc:  # noqa: BLE001 - garbage is retried by the sweeper
+        log.warning("blob deletion deferred to the sweeper: %s", type(exc).__name__)
+
+
+async def stat(ctx: Storage, bucket: Bucket, path: str) -> StoredObject:
+    obj = await ctx.store.object(bucket.id, keys.object_key(path))
+    if obj is None:
+        raise NotFound("no such object")
+    return obj
+
+
+async def open_blob(
+    ctx: Storage, obj: StoredObject, offset: int = 0, length: int | None = None
+) -> BlobReader:
+    try:
+        return await ctx.objects.open(obj.blob, offset, length)
+    except BlobMissing:
+        log.error("object row without its blob: %s", obj.blob)
+        raise NotFound("no such object") from None
+
+
+async def delete(ctx: Storage, bucket: Bucket, path: str) -> str:
+    key = keys.object_key(path)
+    blob = await ctx.store.delete_object(bucket.id, key)
+    if blob is None:
+        raise NotFound("no such object")
+    await drop_blobs(ctx, [blob])
+    return key

@@ -1,0 +1,205 @@
+"""The object store on a real S3 server (MinIO, or `rclone serve s3`) through the `minio` client.
+
+The client is synchronous: every call runs on a bounded thread pool whose size is also the size of
+the HTTP connection pool. Network failures and S3 server errors become `Unavailable` here, so the
+rest of the service never sees a urllib3 or minio exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import re
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import urllib3
+from minio import Minio
+from minio.datatypes import Part
+from minio.deleteobjects import DeleteObject
+from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
+from sage_common.errors import Unavailable
+
+from .config import Config
+from .objectstore import BlobMissing, BlobReader, Buffer, UploadMissing
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+READ_CHUNK = 1024 * 1024
+_CODE_RE = re.compile(r"<Code>([A-Za-z]+)</Code>")
+_MISSING_BLOB = {"NoSuchKey", "NoSuchObject"}
+_MISSING_UPLOAD = {"NoSuchUpload"}
+
+
+def _s3_code(exc: BaseException) -> str | None:
+    """The S3 error code, also where a server sends its XML error as text/xml (rclone does)."""
+    if isinstance(exc, S3Error):
+        return exc.code
+    if isinstance(exc, InvalidResponseError):
+        match = _CODE_RE.search(str(exc))
+        return match.group(1) if match else None
+    return None
+
+
+def translate(exc: BaseException, what: str) -> BaseException:
+    """The domain error for a failed S3 call."""
+    code = _s3_code(exc)
+    if code in _MISSING_BLOB:
+        return BlobMissing(what)
+    if code in _MISSING_UPLOAD:
+        return UploadMissing(what)
+    if isinstance(exc, (urllib3.exceptions.HTTPError, OSError, ServerError)):
+        log.warning("object store unreachable during %s: %s", what, type(exc).__name__)
+        return Unavailable("the object store is unreachable, try again", retry_after=5)
+    log.error("object store refused %s: %s", what, code or type(exc).__name__)
+    return Unavailable("the object store failed, try again", retry_after=5)
+
+
+class S3ObjectStore:
+    """`ObjectStore` on one S3 bucket; blob keys are `<sage-bucket-id>/<blob-id>`."""
+
+    def __init__(self, config: Config) -> None:
+        self._bucket = config.s3_bucket
+        self._pool = ThreadPoolExecutor(config.s3_workers, thread_name_prefix="s3")
+        http = urllib3.PoolManager(
+            maxsize=config.s3_workers,
+            timeout=urllib3.Timeout(
+                connect=config.s3_connect_timeout, read=config.s3_read_timeout
+            ),
+            # A store that is down must answer quickly as a 503, not after a long back-off.
+            retries=urllib3.Retry(
+                total=2, connect=1, read=0, backoff_factor=0.1,
+                status_forcelist=[502, 503, 504], allowed_methods=["GET", "HEAD", "DELETE"],
+            ),
+        )
+        self.client = Minio(
+            config.s3_endpoint,
+            access_key=config.s3_access_key,
+            secret_key=config.s3_secret_key.get_secret_value(),
+            secure=config.s3_secure,
+            region=config.s3_region,
+            http_client=http,
+        )
+
+    async def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _call(self, what: str, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kw))
+        except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            raise translate(exc, what) from None
+
+    async def ensure_bucket(self) -> None:
+        if not await self._call("bucket check", self.client.bucket_exists, self._bucket):
+            try:
+                await self._call("bucket creation", self.client.make_bucket, self._bucket)
+            except Unavailable:
+                # A replica starting beside this one may have made it first.
+                if not await self._call("bucket check", self.client.bucket_exists, self._bucket):
+                    raise
+
+    async def ping(self) -> None:
+        await self._call("ping", self.client.bucket_exists, self._bucket)
+
+    async def put(
+        self, key: str, data: Buffer, *, content_type: str, metadata: dict[str, str]
+    ) -> None:
+        headers = {"Content-Type": content_type, **_meta_headers(metadata)}
+        await self._call("put", self.client._put_object, self._bucket, key, data, headers)
+
+    async def create_multipart(
+        self, key: str, *, content_type: str, metadata: dict[str, str]
+    ) -> str:
+        headers = {"Content-Type": content_type, **_meta_headers(metadata)}
+        return await self._call(
+            "multipart start", self.client._create_multipart_upload, self._bucket, key, headers
+        )
+
+    async def upload_part(self, key: str, upload_id: str, number: int, data: Buffer) -> str:
+        return await self._call(
+            "part upload", self.client._upload_part, self._bucket, key, data, None, upload_id,
+            number,
+        )
+
+    async def complete_multipart(
+        self, key: str, upload_id: str, parts: list[tuple[int, str]]
+    ) -> None:
+        await self._call(
+            "multipart completion", self.client._complete_multipart_upload, self._bucket, key,
+            upload_id, [Part(n, etag) for n, etag in parts],
+        )
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        try:
+            await self._call(
+                "multipart abort", self.client._abort_multipart_upload, self._bucket, key,
+                upload_id,
+            )
+        except UploadMissing:
+            pass
+
+    async def upload_exists(self, key: str, upload_id: str) -> bool:
+        try:
+            await self._call("part listing", self.client._list_parts, self._bucket, key, upload_id)
+        except UploadMissing:
+            return False
+        return True
+
+    async def open(self, key: str, offset: int = 0, length: int | None = None) -> BlobReader:
+        response = await self._call(
+            "download", self.client.get_object, self._bucket, key, offset=offset,
+            length=length or 0,
+        )
+        size = int(response.headers.get("Content-Length", "0"))
+        return BlobReader(self._chunks(response), size)
+
+    async def _chunks(self, response: Any) -> AsyncIterator[bytes]:
+        # One read always in flight: S3 delivers the next chunk while the caller sends this one.
+        loop = asyncio.get_running_loop()
+        pending = loop.run_in_executor(self._pool, response.read, READ_CHUNK)
+        try:
+            while True:
+                try:
+                    chunk = await pending
+                except (urllib3.exceptions.HTTPError, OSError) as exc:
+                    raise translate(exc, "download") from None
+                if not chunk:
+                    return
+                pending = loop.run_in_executor(self._pool, response.read, READ_CHUNK)
+                yield chunk
+        finally:
+            if not pending.done():
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(pending)
+            response.close()
+            response.release_conn()
+
+    async def delete(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), 1000):
+            batch = [DeleteObject(k) for k in keys[start : start + 1000]]
+            errors = await self._call(
+                "delete", lambda b=batch: list(self.client.remove_objects(self._bucket, b))
+            )
+            failed = [e for e in errors if e.code not in _MISSING_BLOB]
+            if failed:
+                log.error("object store kept %d blobs on delete: %s", len(failed), failed[0].code)
+                raise Unavailable("the object store failed to delete, try again")
+
+    async def list_keys(self, prefix: str) -> list[str]:
+        return await self._call(
+            "listing",
+            lambda: [
+                o.object_name
+                for o in self.client.list_objects(self._bucket, prefix=prefix, recursive=True)
+            ],
+        )
+
+
+def _meta_headers(metadata: dict[str, str]) -> dict[str, str]:
+    return {f"x-amz-meta-{k}": v for k, v in metadata.items()}

@@ -1,0 +1,226 @@
+"""SQL of the storage service: buckets, grants, the object index and its S3 bookkeeping."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from sage_common.errors import Forbidden, NotFound, PayloadTooLarge
+
+from .models import Bucket, StoredObject
+from .store_upkeep import UpkeepStore
+
+_BUCKET_COLS = (
+    "b.id, b.name, b.owner, b.type, b.metadata, b.time_created, b.time_last_updated, "
+    "b.bytes_used, b.object_count"
+)
+# The caller's grants on b: as a user ($2, NULL when anonymous) and through groups ($3).
+_MY_GRANTS = """(g.grantee_type = 'USER' AND g.grantee = $2)
+                OR (g.grantee_type = 'GROUP' AND g.grantee = ANY($3::text[]))"""
+
+
+def _bucket(row: asyncpg.Record) -> Bucket:
+    data = dict(row)
+    data["granted"] = list(data.pop("granted", None) or [])
+    return Bucket(**data)
+
+
+def _object(row: asyncpg.Record) -> StoredObject:
+    return StoredObject(**dict(row))
+
+
+class Store(UpkeepStore):
+    """Every query of the service; `UpkeepStore` holds the S3 bookkeeping half."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    # ------------------------------------------------------------------ buckets and grants
+    async def create_bucket(
+        self, owner: str, name: str, type_: str, metadata: dict[str, str], public: bool,
+        max_buckets: int,
+    ) -> Bucket:
+        """Insert a bucket with the owner's FULL_CONTROL (and public READ); 403 over quota."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('storage-owner:' || $1))", owner
+            )
+            if max_buckets > 0:
+                count = await conn.fetchval(
+                    "SELECT count(*) FROM buckets WHERE owner = $1 AND NOT deleting", owner
+                )
+                if count >= max_buckets:
+                    raise Forbidden(f"bucket quota reached: {owner} owns {count} of {max_buckets}")
+            row = await conn.fetchrow(
+                f"""INSERT INTO buckets AS b (id, name, owner, type, metadata)
+                    VALUES ($1, $2, $3, $4, $5) RETURNING {_BUCKET_COLS}""",
+                uuid.uuid4(), name, owner, type_, metadata,
+            )
+            grants = [(row["id"], "USER", owner, "FULL_CONTROL")]
+            if public:
+                grants.append((row["id"], "GROUP", "AllUsers", "READ"))
+            await conn.executemany("INSERT INTO grants VALUES ($1, $2, $3, $4)", grants)
+        return _bucket(row)
+
+    async def bucket(
+        self, bucket_id: uuid.UUID, username: str | None, groups: list[str]
+    ) -> Bucket | None:
+        """The bucket with the caller's grants on it; None when absent or being deleted."""
+        row = await self.pool.fetchrow(
+            f"""SELECT {_BUCKET_COLS},
+                       array_agg(g.permission) FILTER (WHERE g.permission IS NOT NULL) AS granted
+                FROM buckets b LEFT JOIN grants g ON g.bucket_id = b.id AND ({_MY_GRANTS})
+                WHERE b.id = $1 AND NOT b.deleting GROUP BY b.id""",
+            bucket_id, username, groups,
+        )
+        return _bucket(row) if row else None
+
+    async def list_buckets(
+        self, username: str | None, groups: list[str], *, admin: bool, owner: str | None,
+        name: str | None, after: tuple[datetime, uuid.UUID] | None, limit: int,
+    ) -> list[Bucket]:
+        """Buckets the caller may read, oldest first, one page after the `after` position."""
+        rows = await self.pool.fetch(
+            f"""SELECT {_BUCKET_COLS} FROM buckets b
+                WHERE NOT b.deleting
+                  AND ($4 OR b.owner = $2 OR EXISTS (
+                        SELECT 1 FROM grants g WHERE g.bucket_id = b.id
+                          AND g.permission IN ('READ', 'WRITE', 'FULL_CONTROL') AND ({_MY_GRANTS})))
+                  AND ($5::text IS NULL OR b.owner = $5)
+                  AND ($6::text IS NULL OR b.name = $6)
+                  AND ($7::timestamptz IS NULL OR (b.time_created, b.id) > ($7, $8::uuid))
+                ORDER BY b.time_created, b.id LIMIT $1""",
+            limit, username, groups, admin, owner, name,
+            after[0] if after else None, after[1] if after else None,
+        )
+        return [_bucket(r) for r in rows]
+
+    async def update_bucket(self, bucket_id: uuid.UUID, fields: dict[str, Any]) -> None:
+        sets = ", ".join(f"{col} = ${i}" for i, col in enumerate(fields, start=2))
+        await self.pool.execute(
+            f"UPDATE buckets SET {sets}, time_last_updated = now() WHERE id = $1 AND NOT deleting",
+            bucket_id, *fields.values(),
+        )
+
+    async def grants(self, bucket_id: uuid.UUID) -> list[dict[str, str]]:
+        rows = await self.pool.fetch(
+            """SELECT grantee_type AS "granteeType", grantee, permission FROM grants
+               WHERE bucket_id = $1 ORDER BY grantee_type DESC, grantee, permission""",
+            bucket_id,
+        )
+        return [dict(r) for r in rows]
+
+    async def add_grant(self, bucket_id: uuid.UUID, type_: str, grantee: str, perm: str) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO grants VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                bucket_id, type_, grantee, perm,
+            )
+            await conn.execute(
+                "UPDATE buckets SET time_last_updated = now() WHERE id = $1", bucket_id
+            )
+
+    async def delete_grants(
+        self, bucket_id: uuid.UUID, type_: str, grantee: str, perm: str | None
+    ) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            result = await conn.execute(
+                """DELETE FROM grants WHERE bucket_id = $1 AND grantee_type = $2 AND grantee = $3
+                   AND ($4::text IS NULL OR permission = $4)""",
+                bucket_id, type_, grantee, perm,
+            )
+            deleted = int(result.split()[-1])
+            if deleted:
+                await conn.execute(
+                    "UPDATE buckets SET time_last_updated = now() WHERE id = $1", bucket_id
+                )
+        return deleted
+
+    # ------------------------------------------------------------------ objects
+    async def object(self, bucket_id: uuid.UUID, key: str) -> StoredObject | None:
+        row = await self.pool.fetchrow(
+            "SELECT * FROM objects WHERE bucket_id = $1 AND key = $2", bucket_id, key
+        )
+        return _object(row) if row else None
+
+    async def list_objects(
+        self, bucket_id: uuid.UUID, start: str, end: str | None, limit: int
+    ) -> list[StoredObject]:
+        """Objects with `start` <= key < `end` (no end: to the last key), in key order."""
+        rows = await self.pool.fetch(
+            """SELECT * FROM objects WHERE bucket_id = $1 AND key >= $2
+               AND ($3::text IS NULL OR key < $3) ORDER BY key LIMIT $4""",
+            bucket_id, start, end, limit,
+        )
+        return [_object(r) for r in rows]
+
+    async def usage(self, owner: str) -> int:
+        return int(await self.pool.fetchval(
+            "SELECT coalesce(sum(bytes_used), 0) FROM buckets WHERE owner = $1", owner
+        ))
+
+    async def commit_object(self, obj: StoredObject, quota_bytes: int) -> str | None:
+        """Make an uploaded blob the object at its key, in one transaction with its bookkeeping.
+
+        Answers the replaced blob (now in `garbage`), if any; 404 if the bucket went away
+        meanwhile, 413 if the owner's byte quota would be passed.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            owner = await conn.fetchval(
+                "SELECT owner FROM buckets WHERE id = $1 AND NOT deleting FOR UPDATE", obj.bucket_id
+            )
+            if owner is None:
+                raise NotFound("the bucket was deleted during the upload")
+            old = await conn.fetchrow(
+                "SELECT blob, size FROM objects WHERE bucket_id = $1 AND key = $2",
+                obj.bucket_id, obj.key,
+            )
+            grows = obj.size - (old["size"] if old else 0)
+            if quota_bytes > 0 and grows > 0:
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext('storage-owner:' || $1))", owner
+                )
+                used = await conn.fetchval(
+                    "SELECT coalesce(sum(bytes_used), 0) FROM buckets WHERE owner = $1", owner
+                )
+                if used + grows > quota_bytes:
+                    raise PayloadTooLarge(
+                        f"storage quota exceeded: {owner} uses {used} of {quota_bytes} bytes"
+                    )
+            await conn.execute(
+                """INSERT INTO objects (bucket_id, key, blob, size, sha256, md5, content_type,
+                                        last_modified)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, now())
+                   ON CONFLICT (bucket_id, key) DO UPDATE SET blob = $3, size = $4, sha256 = $5,
+                       md5 = $6, content_type = $7, last_modified = now()""",
+                obj.bucket_id, obj.key, obj.blob, obj.size, obj.sha256, obj.md5, obj.content_type,
+            )
+            if old:
+                await conn.execute("INSERT INTO garbage (blob) VALUES ($1)", old["blob"])
+            await conn.execute(
+                """UPDATE buckets SET bytes_used = bytes_used + $2,
+                       object_count = object_count + $3 WHERE id = $1""",
+                obj.bucket_id, grows, 0 if old else 1,
+            )
+            await conn.execute("DELETE FROM uploads WHERE blob = $1", obj.blob)
+        return str(old["blob"]) if old else None
+
+    async def delete_object(self, bucket_id: uuid.UUID, key: str) -> str | None:
+        """Remove the object row (its blob to `garbage`); the blob, or None if there was none."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT 1 FROM buckets WHERE id = $1 FOR UPDATE", bucket_id)
+            row = await conn.fetchrow(
+                "DELETE FROM objects WHERE bucket_id = $1 AND key = $2 RETURNING blob, size",
+                bucket_id, key,
+            )
+            if row is None:
+                return None
+            await conn.execute("INSERT INTO garbage (blob) VALUES ($1)", row["blob"])
+            await conn.execute(
+                """UPDATE buckets SET bytes_used = bytes_used - $2,
+                       object_count = object_count - 1 WHERE id = $1""",
+                bucket_id, row["size"],
+            )
+        return str(row["blob"])

@@ -1,0 +1,183 @@
+"""HTTP in and out for objects: streamed uploads (multipart form or raw body), downloads, listings.
+
+Bodies are never read whole: each file streams from the socket to S3 in parts. When an upload
+fails before its body is read, the rest is read and dropped (for a bounded time) so the client
+gets the error answer rather than a reset connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from urllib.parse import quote
+
+from aiohttp import BodyPartReader, web
+from aiohttp.hdrs import CONTENT_TYPE
+from sage_common.auth import principal
+from sage_common.errors import BadRequest, ProblemError
+from sage_common.openapi import describe
+from sage_common.web import json_response
+
+from . import keys, listing, objects, service
+from .handlers import STORAGE, flag, int_query
+from .models import Bucket, StoredObject
+from .objects import Incoming
+from .ranges import parse_range, unsatisfiable
+from .uploads import Checksums
+
+log = logging.getLogger(__name__)
+
+PART_READ = 1024 * 1024
+_FORM_TYPES = ("application/x-www-form-urlencoded", "")
+
+
+def _is_listing(path: str) -> bool:
+    return path == "" or path.endswith("/")
+
+
+async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
+    while chunk := await part.read_chunk(PART_READ):
+        yield chunk
+
+
+async def _drain(request: web.Request, seconds: float) -> None:
+    """Read and drop what is left of the body, for at most `seconds`."""
+    deadline = time.monotonic() + seconds
+    with contextlib.suppress(Exception):
+        while time.monotonic() < deadline:
+            left = deadline - time.monotonic()
+            if not await asyncio.wait_for(request.content.readany(), max(left, 0.01)):
+                return
+
+
+@describe(tags=["objects"])
+async def upload(request: web.Request) -> web.Response:
+    """Upload: multipart form (every part named `file`) or a raw body; answers bucket id and key."""
+    ctx = request.app[STORAGE]
+    raw_id, path = request.match_info["bucket"], request.match_info["key"]
+    try:
+        bucket = await service.bucket_for(ctx, principal(request), raw_id, "WRITE")
+        if request.content_type == "multipart/form-data":
+            stored = await _upload_form(request, ctx, bucket, path)
+        else:
+            stored = [await objects.upload(ctx, bucket, path, _raw_incoming(request, path))]
+    except ProblemError:
+        if not request.content.at_eof():
+            await _drain(request, ctx.config.drain_seconds)
+        raise
+    answer: dict[str, object] = {"bucket-id": str(bucket.id), "key": keys.shown(stored[0])}
+    if len(stored) > 1:
+        answer["keys"] = [keys.shown(k) for k in stored]
+    return json_response(answer)
+
+
+def _raw_incoming(request: web.Request, path: str) -> Incoming:
+    if _is_listing(path):
+        raise BadRequest("a raw upload names its key; a key ending in '/' needs a multipart form")
+    ctype = request.headers.get(CONTENT_TYPE, "")
+    return Incoming(
+        chunks=request.content.iter_any(),
+        content_type=None if request.content_type in _FORM_TYPES else ctype,
+        length=request.content_length,
+        expect=Checksums.from_headers(request.headers),
+    )
+
+
+async def _upload_form(
+    request: web.Request, ctx: service.Storage, bucket: Bucket, path: str
+) -> list[str]:
+    reader = await request.multipart()
+    stored: list[str] = []
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader) or part.name != "file":
+            await part.release()
+            continue
+        if stored and not _is_listing(path):
+            raise BadRequest(
+                f"several files need a key ending in '/'; stored only {keys.shown(stored[0])}"
+            )
+        incoming = Incoming(
+            chunks=_part_chunks(part),
+            filename=part.filename,
+            content_type=part.headers.get(CONTENT_TYPE),
+            expect=Checksums.from_headers(part.headers),
+        )
+        stored.append(await objects.upload(ctx, bucket, path, incoming))
+    if not stored:
+        raise BadRequest("the form has no part named 'file'")
+    return stored
+
+
+def _headers(obj: StoredObject) -> dict[str, str]:
+    name = obj.key.rsplit("/", 1)[-1]
+    ascii_name = name.encode("ascii", "replace").decode().replace('"', "_").replace("\\", "_")
+    return {
+        "Content-Type": obj.content_type,
+        "ETag": f'"{obj.sha256}"',
+        "Last-Modified": obj.last_modified.strftime("%a, %d %b %Y %H:%M:%S GMT"),
+        "Accept-Ranges": "bytes",
+        "X-Checksum-SHA256": obj.sha256,
+        "Content-Disposition": (
+            f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
+        ),
+    }
+
+
+@describe(tags=["objects"])
+async def get(request: web.Request) -> web.StreamResponse:
+    """A listing (path ending in `/`) or a download (streamed; `Range` honoured)."""
+    ctx, who = request.app[STORAGE], principal(request)
+    path = request.match_info["key"]
+    bucket = await service.bucket_for(ctx, who, request.match_info["bucket"], "READ")
+    if _is_listing(path):
+        token = request.query.get("ContinuationToken") or request.query.get("continuationToken")
+        return json_response(await listing.list_objects(
+            ctx, bucket, path, recursive=flag(request, "recursive"),
+            limit=int_query(request, "limit"), token=token,
+        ))
+    obj = await objects.stat(ctx, bucket, path)
+    headers = _headers(obj)
+    wanted = parse_range(request.headers.get("Range"), obj.size)
+    if wanted is unsatisfiable:
+        headers["Content-Range"] = f"bytes */{obj.size}"
+        return web.Response(status=416, headers=headers)
+    status, offset, length = 200, 0, obj.size
+    if wanted is not None:
+        status, (offset, length) = 206, wanted  # type: ignore[misc]
+        headers["Content-Range"] = f"bytes {offset}-{offset + length - 1}/{obj.size}"
+    if request.method == "HEAD":
+        headers["Content-Length"] = str(length)
+        return web.Response(status=status, headers=headers)
+    reader = await objects.open_blob(ctx, obj, offset, length if wanted else None)
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_length = length
+    try:
+        await response.prepare(request)
+        async for chunk in reader.chunks:
+            await response.write(chunk)
+        await response.write_eof()
+    except ProblemError as exc:
+        # Too late for an error answer: cut the connection so the client sees a short body.
+        log.warning("download broke off: %s", exc.detail)
+        if request.transport is not None:
+            request.transport.close()
+    finally:
+        await reader.close()
+    return response
+
+
+@describe(tags=["objects"])
+async def delete(request: web.Request) -> web.Response:
+    """Delete one object. An empty key is refused: deleting a bucket is DELETE on the bucket."""
+    path = request.match_info["key"]
+    if path == "":
+        raise BadRequest("no key given; to delete the bucket, DELETE /api/v1/objects/{id}")
+    ctx = request.app[STORAGE]
+    raw_id = request.match_info["bucket"]
+    bucket = await service.bucket_for(ctx, principal(request), raw_id, "WRITE")
+    key = await objects.delete(ctx, bucket, path)
+    return json_response({"deleted": [keys.shown(key)]})
+
