@@ -43,6 +43,7 @@ class BuildStarted(EventData):
     app_id: str
     build_id: str
     started_at: datetime
+    log_location: str | None = None  # where the live build log is written (s3://bucket/key)
 
 
 BuildErrorClass = Literal[
