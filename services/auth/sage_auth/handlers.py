@@ -150,6 +150,7 @@ async def update_user(request: web.Request) -> web.Response:
     service.require_admin(who)
     body = await read_json(request, UpdateUser)
     user = await service.update_user(request.app[STORE], who, request.match_info["username"], body)
+    request.app[LOCAL].forget_user(user.username)
     return json_response(user)
 
 
@@ -158,6 +159,7 @@ async def delete_user(request: web.Request) -> web.Response:
     """Delete a user with their tokens, sessions and memberships (admins only)."""
     who = require_principal(request)
     await service.delete_user(request.app[STORE], who, request.match_info["username"])
+    request.app[LOCAL].forget_user(request.match_info["username"])
     return web.Response(status=204)
 
 
@@ -198,6 +200,7 @@ async def add_member(request: web.Request) -> web.Response:
     who = require_principal(request)
     m = request.match_info
     await service.add_member(request.app[STORE], who, m["name"], m["username"])
+    request.app[LOCAL].forget_user(m["username"])
     return web.Response(status=204)
 
 
@@ -207,4 +210,5 @@ async def remove_member(request: web.Request) -> web.Response:
     who = require_principal(request)
     m = request.match_info
     await service.remove_member(request.app[STORE], who, m["name"], m["username"])
+    request.app[LOCAL].forget_user(m["username"])
     return web.Response(status=204)

@@ -110,5 +110,8 @@ class LocalIntrospector:
         """Drop a token (by hash) from the cache, e.g. right after it was revoked here."""
         self._cache.pop(hashed, None)
 
-    def is_service_client(self, client_id: str) -> bool:
-        return client_id in self._services.values()
+    def forget_user(self, username: str) -> None:
+        """Drop a user's cached tokens, e.g. after their flags changed here."""
+        stale = [k for k, (_, who) in self._cache.items() if who and who.username == username]
+        for key in stale:
+            del self._cache[key]
