@@ -1,0 +1,112 @@
+"""Helpers for tests that run the real ECR API: start it on loopback, and watch the events it emits.
+
+`start_ecr` runs the real application (its own schema, exchange and queue names come from the
+config, so parallel runs do not meet). `EventTap` binds a throw-away queue to the events exchange
+and hands over what arrives, for tests that check what the service published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import aio_pika
+from aiohttp import web
+from sage_common.events import CloudEvent
+
+from .app import create_app
+from .config import Config
+
+
+@dataclass
+class RunningEcr:
+    """The ECR API answering on `url` until `stop()`."""
+
+    app: web.Application
+    url: str
+    config: Config
+    runner: web.AppRunner
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start_ecr(config: Config) -> RunningEcr:
+    """Start the real app on a free loopback port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    runner = web.AppRunner(create_app(config), access_log=None)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    return RunningEcr(app=runner.app, url=url, config=config, runner=runner)
+
+
+class EventTap:
+    """An exclusive queue bound to `exchange` for `routing_keys`; `get` waits for a match."""
+
+    def __init__(self, amqp_url: str, exchange: str, routing_keys: Iterable[str]) -> None:
+        self.amqp_url = amqp_url
+        self.exchange_name = exchange
+        self.routing_keys = list(routing_keys)
+        self.seen: list[CloudEvent] = []
+        self._arrived = asyncio.Condition()
+        self._connection: aio_pika.abc.AbstractConnection | None = None
+
+    async def __aenter__(self) -> EventTap:
+        self._connection = await aio_pika.connect(self.amqp_url)
+        channel = await self._connection.channel()
+        exchange = await channel.declare_exchange(
+            self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        for key in self.routing_keys:
+            await queue.bind(exchange, key)
+        await queue.consume(self._on_message, no_ack=True)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await self._connection.close()
+
+    async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        async with self._arrived:
+            self.seen.append(CloudEvent.model_validate_json(message.body))
+            self._arrived.notify_all()
+
+    async def get(self, match: Callable[[CloudEvent], bool], *, within: float = 10.0) -> CloudEvent:
+        """The first event (seen before or arriving later) for which `match` is true."""
+        async with asyncio.timeout(within), self._arrived:
+            while True:
+                for event in self.seen:
+                    if match(event):
+                        return event
+                await self._arrived.wait()
+
+    def count(self, match: Callable[[CloudEvent], bool]) -> int:
+        return sum(1 for event in self.seen if match(event))
+
+
+def app_spec(namespace: str, name: str, version: str = "1.0.0", **overrides: object) -> dict:
+    """A valid app description to submit, with `overrides` replacing top-level fields."""
+    spec: dict = {
+        "namespace": namespace,
+        "name": name,
+        "version": version,
+        "description": f"{name}: counts things in camera images",
+        "keywords": ["camera", "counting"],
+        "source": {
+            "url": f"https://git.example.org/{namespace}/{name}.git",
+            "branch": "main",
+            "architectures": ["linux/amd64", "linux/arm64"],
+        },
+        "hardware": {"gpu": "optional", "min_memory": "256Mi", "devices": ["camera"]},
+        "testing": {"command": ["/bin/app", "--selftest"], "timeout": "1m", "period": "5m"},
+    }
+    spec.update(overrides)
+    return spec
