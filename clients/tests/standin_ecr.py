@@ -1,0 +1,150 @@
+"""The ECR part of the stand-in server: submit, list, status with a scripted pipeline, review."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from .standin import NOW, USER, State, problem
+
+
+def ecr_routes(key: web.AppKey[State]) -> list[web.RouteDef]:
+    """The routes, closed over the app key of the shared state."""
+
+    def state(request: web.Request) -> State:
+        return request.app[key]
+
+    def app_id(request: web.Request) -> str:
+        m = request.match_info
+        return f"{m['ns']}/{m['name']}:{m['version']}"
+
+    def found(request: web.Request) -> dict[str, Any]:
+        app = state(request).apps.get(app_id(request))
+        if app is None:
+            raise web.HTTPNotFound(
+                text=json.dumps({"detail": "app not found"}),
+                content_type="application/problem+json",
+            )
+        return app
+
+    async def submit(request: web.Request) -> web.Response:
+        try:
+            spec = yaml.safe_load(await request.read())
+        except yaml.YAMLError:
+            return problem(422, "the description is not valid YAML")
+        ns = spec.get("namespace", request[USER])
+        aid = f"{ns}/{spec['name']}:{spec['version']}"
+        if aid in state(request).apps:
+            return problem(409, f"{aid} exists")
+        app = {
+            "id": aid,
+            "namespace": ns,
+            "name": spec["name"],
+            "version": spec["version"],
+            "description": spec.get("description", ""),
+            "source": spec.get("source", {}),
+            "owner": request[USER],
+            "frozen": False,
+            "time_created": NOW,
+            "time_last_updated": NOW,
+            "state": "submitted",
+            "_history": [{"state": "submitted", "time": NOW}],
+            "_content_type": request.content_type,
+        }
+        state(request).apps[aid] = app
+        return web.json_response(_public(app))
+
+    async def list_apps(request: web.Request) -> web.Response:
+        prefix = "/".join(
+            p for p in (request.match_info.get("ns"), request.match_info.get("name")) if p
+        )
+        apps = [_public(a) for k, a in sorted(state(request).apps.items()) if k.startswith(prefix)]
+        start = int(request.query.get("continue", "0"))
+        limit = int(request.query.get("limit", "100"))
+        page = apps[start : start + limit]
+        token = str(start + limit) if start + limit < len(apps) else None
+        return web.json_response({"pagination": {"continuationToken": token}, "data": page})
+
+    async def show(request: web.Request) -> web.Response:
+        return web.json_response(_public(found(request)))
+
+    async def delete(request: web.Request) -> web.Response:
+        app = found(request)
+        del state(request).apps[app["id"]]
+        return web.json_response({"deleted": [app["id"]]})
+
+    async def status(request: web.Request) -> web.Response:
+        app = found(request)
+        pipeline = state(request).pipeline
+        if pipeline:
+            step, cause = pipeline.pop(0)
+            app["state"] = step
+            app["_history"].append({"state": step, "time": NOW, "cause": cause})
+        return web.json_response({"state": app["state"], "history": app["_history"]})
+
+    async def logs(request: web.Request) -> web.StreamResponse:
+        found(request)
+        text = state(request).log
+        if request.query.get("follow") != "true":
+            return web.Response(text=text, content_type="text/plain")
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(request)
+        for line in text.splitlines(keepends=True):
+            await response.write(line.encode())
+            await asyncio.sleep(0.01)
+        await response.write_eof()
+        return response
+
+    async def profile(request: web.Request) -> web.Response:
+        found(request)
+        return web.json_response({"status": "passed", "recommended_limits": {"memory": "256Mi"}})
+
+    async def review(request: web.Request) -> web.Response:
+        app = found(request)
+        body = await request.json()
+        app["state"] = "published" if body["decision"] == "approve" else "rejected"
+        app["_review"] = body
+        return web.json_response({"id": app["id"], "state": app["state"]})
+
+    async def namespaces(request: web.Request) -> web.Response:
+        return web.json_response({"data": state(request).namespaces})
+
+    async def create_namespace(request: web.Request) -> web.Response:
+        body = await request.json()
+        ns = {"id": body["id"], "owner_id": request[USER], "type": "user"}
+        state(request).namespaces.append(ns)
+        return web.json_response(ns)
+
+    async def permissions(request: web.Request) -> web.Response:
+        return web.json_response(state(request).ecr_grants.get(request.match_info["res"], []))
+
+    async def change_permission(request: web.Request) -> web.Response:
+        body = await request.json()
+        state(request).ecr_grants.setdefault(request.match_info["res"], []).append(body)
+        return web.json_response(body)
+
+    app_path = "/api/apps/{ns}/{name}/{version}"
+    return [
+        web.post("/api/submit", submit),
+        web.get("/api/apps", list_apps),
+        web.get("/api/apps/{ns}", list_apps),
+        web.get("/api/apps/{ns}/{name}", list_apps),
+        web.get(app_path, show),
+        web.delete(app_path, delete),
+        web.get(app_path + "/status", status),
+        web.get(app_path + "/logs", logs),
+        web.get(app_path + "/profile", profile),
+        web.post(app_path + "/review", review),
+        web.get("/api/namespaces", namespaces),
+        web.put("/api/namespaces", create_namespace),
+        web.get("/api/permissions/{res:.+}", permissions),
+        web.put("/api/permissions/{res:.+}", change_permission),
+    ]
+
+
+def _public(app: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in app.items() if not k.startswith("_")}
