@@ -35,8 +35,12 @@ def make_app(token: str) -> web.Application:
             start = int(request.query.get("ContinuationToken", "0"))
             page = keys[start : start + 1]  # one per page, to exercise continuation
             more = start + 1 < len(keys)
-            body = {"Name": bucket, "Prefix": path, "IsTruncated": more,
-                    "Contents": [{"Key": k[len(path):], "Size": len(OBJECTS[k])} for k in page]}
+            body = {
+                "Name": bucket,
+                "Prefix": path,
+                "IsTruncated": more,
+                "Contents": [{"Key": k[len(path) :], "Size": len(OBJECTS[k])} for k in page],
+            }
             if more:
                 body["NextContinuationToken"] = str(start + 1)
             return web.json_response(body)
@@ -57,8 +61,12 @@ async def server() -> AsyncIterator[str]:
     await srv.close()
 
 
-async def test_every_object_under_the_prefix_is_copied_across_pages(server: str, tmp_path: Path) -> None:
-    got = await StorageHttpSource(server, "t0ken").fetch(TestData(bucket="cam", prefix="imgs"), tmp_path)
+async def test_every_object_under_the_prefix_is_copied_across_pages(
+    server: str, tmp_path: Path
+) -> None:
+    got = await StorageHttpSource(server, "t0ken").fetch(
+        TestData(bucket="cam", prefix="imgs"), tmp_path
+    )
     assert got == 30
     assert (tmp_path / "a.jpg").read_bytes() == b"A" * 10
     assert (tmp_path / "sub/b.jpg").read_bytes() == b"B" * 20
@@ -75,7 +83,9 @@ async def test_missing_or_forbidden_data_is_a_profile_failure(server: str, tmp_p
     with pytest.raises(TestDataError):
         await StorageHttpSource(server, "wrong").fetch(TestData(bucket="cam"), tmp_path)
     with pytest.raises(TestDataError, match="no objects"):
-        await StorageHttpSource(server, "t0ken").fetch(TestData(bucket="cam", prefix="zzz"), tmp_path)
+        await StorageHttpSource(server, "t0ken").fetch(
+            TestData(bucket="cam", prefix="zzz"), tmp_path
+        )
 
 
 async def test_an_unavailable_store_is_worth_retrying(server: str, tmp_path: Path) -> None:
