@@ -10,7 +10,6 @@ from pathlib import Path
 
 import docker
 import pytest
-
 from sage_profiler.docker_runner import DockerRunner
 from sage_profiler.runner import RunResult, RunSpec
 from sage_profiler.testapps import build_load_image
@@ -107,9 +106,14 @@ async def test_a_cpu_ceiling_throttles_and_stretches_wall_time(runner, load_imag
     assert res.throttled_seconds > 0.3 and res.nr_throttled > 0
 
 
-async def test_the_container_is_locked_down(runner, load_image, tmp_path: Path) -> None:
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
     (tmp_path / "input.txt").write_text("x")
     tmp_path.chmod(0o755)
+    return tmp_path
+
+
+async def test_the_container_is_locked_down(runner, load_image, data_dir: Path) -> None:
     script = (
         "touch /root-write 2>/dev/null && exit 10; "
         "touch /tmp/ok || exit 11; "
@@ -125,7 +129,7 @@ async def test_the_container_is_locked_down(runner, load_image, tmp_path: Path) 
             image=load_image,
             command=["/bin/busybox", "sh", "-c"],
             args=[script],
-            data_dir=tmp_path,
+            data_dir=data_dir,
             timeout_seconds=30,
         )
     )

@@ -1,4 +1,4 @@
-"""Fetching test data over the SAGE storage HTTP API (a stand-in server speaking its wire format)."""
+"""Fetching test data over the storage HTTP API (a stand-in server speaking its wire format)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-
 from sage_profiler.spec import TestData
 from sage_profiler.testdata import (
     StorageHttpSource,
