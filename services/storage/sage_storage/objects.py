@@ -52,7 +52,10 @@ def _limit(ctx: Storage, bucket: Bucket, used: int | None) -> Limit:
 async def upload(ctx: Storage, bucket: Bucket, path: str, incoming: Incoming) -> str:
     """Store one file under `path` in a bucket the caller may write; answer its key."""
     key = keys.upload_key(path, incoming.filename)
-    used = await ctx.store.usage(bucket.owner) if ctx.config.quota_bytes > 0 else None
+    used = None
+    if ctx.config.quota_bytes > 0:  # what replacing an object frees counts as free
+        current = await ctx.store.object(bucket.id, key)
+        used = await ctx.store.usage(bucket.owner) - (current.size if current else 0)
     limit = _limit(ctx, bucket, used)
     if incoming.length is not None and incoming.length > limit.bytes:
         raise PayloadTooLarge(limit.message)

@@ -92,7 +92,7 @@ def _encode_position(when: datetime, bucket_id: uuid.UUID) -> str:
 
 def _decode_position(token: str) -> tuple[datetime, uuid.UUID]:
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
         when, bucket_id = json.loads(raw)
         return datetime.fromisoformat(when), uuid.UUID(bucket_id)
     except (ValueError, TypeError):

@@ -12,10 +12,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
-
 from sage_common.auth import Principal
 from sage_storage.app import create_app
-from sage_storage.config import MiB, Config
+from sage_storage.config import Config, MiB
 from sage_storage.handlers import STORAGE
 from sage_storage.memory import MemoryObjectStore
 from sage_storage.service import Storage

@@ -1,0 +1,245 @@
+"""Object routes through HTTP with the in-memory object store: uploads, downloads, deletes."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import uuid
+
+import aiohttp
+from sage_storage.config import MiB
+from yarl import URL
+
+from .conftest import Api
+
+
+def form(*files: tuple[str, bytes], field: str = "file") -> aiohttp.FormData:
+    data = aiohttp.FormData()
+    for name, content in files:
+        data.add_field(field, content, filename=name, content_type="image/jpeg")
+    return data
+
+
+async def test_form_upload_to_bucket_root_answers_like_the_seed(api: Api) -> None:
+    alice = api.tokens.add("alice")
+    bucket = await api.bucket(alice)
+    picture = os.urandom(300_000)
+    async with api.client.put(f"/api/v1/objects/{bucket['id']}/", headers=api.auth(alice),
+                              data=form(("camera_picture1.jpg", picture))) as r:
+        assert r.status == 200
+        assert await r.json() == {"bucket-id": bucket["id"], "key": "/camera_picture1.jpg"}
+    async with api.client.get(f"/api/v1/objects/{bucket['id']}/camera_picture1.jpg",
+                              headers=api.auth(alice)) as r:
+        assert r.status == 200
+        assert await r.read() == picture
+        assert r.headers["Content-Type"] == "image/jpeg"
+        assert r.headers["Content-Length"] == str(len(picture))
+        assert r.headers["ETag"] == f'"{hashlib.sha256(picture).hexdigest()}"'
+        assert r.headers["Content-Disposition"].startswith('attachment; filename="camera_picture1')
+
+
+async def test_every_file_part_is_stored_under_a_directory_key(api: Api) -> None:
+    alice = api.tokens.add("alice")
+    bucket = await api.bucket(alice)
+    async with api.client.put(f"/api/v1/objects/{bucket['id']}/imgs/", headers=api.auth(alice),
+                              data=form(("a.jpg", b"A"), ("b.jpg", b"BB"))) as r:
+        assert r.status == 200
+        body = await r.json()
+    assert body["key"] == "/imgs/a.jpg" and body["keys"] == ["/imgs/a.jpg", "/imgs/b.jpg"]
+    for name, content in (("a.jpg", b"A"), ("b.jpg", b"BB")):
+        async with api.client.get(f"/api/v1/objects/{bucket['id']}/imgs/{name}",
+                                  headers=api.auth(alice)) as r:
+            assert await r.read() == content
+
+
+async def test_form_upload_to_a_full_key_renames_the_file(api: Api) -> None:
+    alice = api.tokens.add("alice")
+    bucket = await api.bucket(alice)
+    async with api.client.put(f"/api/v1/objects/{bucket['id']}/x/renamed.bin",
+                              headers=api.auth(alice), data=form(("orig.jpg", b"data"))) as r:
+        assert await r.json() == {"bucket-id": bucket["id"], "key": "/x/renamed.bin"}
+
+
+async def test_raw_body_upload_and_overwrite_replaces_the_blob(api: Api) -> None:
+    alice = api.tokens.add("alice")
+    bucket = await api.bucket(alice)
+    async with await api.put(alice, bucket["id"], "model.bin", b"first") as r:
+        assert await r.json() == {"bucket-id": bucket["id"], "key": "/model.bin"}
+    async with await api.put(alice, bucket["id"], "model.bin", b"second!") as r:
+        assert r.status == 200
+    async with api.client.get(f"/api/v1/objects/{bucket['id']}/model.bin",
+                              headers=api.auth(alice)) as r:
+        assert await r.read() == b"second!"
+    assert len([k for k in api.objects.blobs if k.startswith(bucket["id"])]) == 1
+
+
+async def test_large_upload_goes_multipart_and_round_trips(api: Api) -> None:
+    alice = api.tokens.add("alice")
+    bucket = await api.bucket(alice)
+    data = os.urandom(12 * MiB + 123)
+    async with await api.put(alice, bucket["id"], "big", data) as r:
+        assert r.status == 200, await r.text()
+    assert "complete_multipart" in api.objects.calls
+    async with api.client.get(f"/api/v1/objects/{bucket['id']}/big", headers=api.auth(alice)) as r:
+        assert hashlib.sha256(await r.read()).digest() == hashlib.sha256(data).digest()
+
+
+async def test_zero_byte_object_round_trips(api: Api) -> None:
+    alice = api.tokens.add("alice")
+    bucket = await api.bucket(alice)
+    async with await api.put(alice, bucket["id"], "empty", b"") as r:
+        assert r.status == 200
+    async with api.client.get(f"/api/v1/objects/{bucket['id']}/empty",
+                              headers=api.auth(alice)) as r:
+        assert r.status == 200 and await r.read() == b""
+
+
+async def test_wrong_content_md5_or_sha256_stores_nothing(api: Api) -> None:
+    alice = api.tokens.add("alice")
+    bucket = await api.bucket(alice)
+    data = os.urandom(6 * MiB)
+    wrong_md5 = base64.b64encode(hashlib.md5(b"other").digest()).decode()
+    wrong_sha = hashlib.sha256(b"other").hexdigest()
+    for headers in ({"Content-MD5": wrong_md5}, {"X-Checksum-SHA256": wrong_sha},
+                    {"x-amz-checksum-sha256": base64.b64encode(bytes(32)).decode()}):
+        async with await api.put(alice, bucket["id"], "checked", data, headers) as r:
+            assert r.status == 400
+            assert "nothing was stored" in (await r.json())["error"]
+    async with api.client.head(f"/api/v1/objects/{bucket['id']}/checked",
+                               headers=api.auth(alice)) as r:
+        assert r.status == 404
+    assert not api.objects.uploads
+    assert not [k for k in api.objects.blobs if k.startswith(bucket["id"])]
+    good = {"Content-MD5": base64.b64encode(hashlib.md5(data).digest()).decode(),
+            "X-Checksum-SHA256": hashlib.sha256(data).hexdigest()}
+    async with await api.put(alice, bucket["id"], "checked", data, good) as r:
+        assert r.status == 200
+
+
+async def test_malformed_checksum_header_is_400(api: Api) -> None:
+    alice = api.tokens.add("alice")
+    bucket = await api.bucket(alice)
+    async with await api.put(alice, bucket["id"], "k", b"x", {"Content-MD5": "nope"}) as r:
+        assert r.status == 400
+
+
+async def test_bad_keys_are_400(api: Api) -> None:
+    alice = api.tokens.add("alice")
+    bucket = await api.bucket(alice)
+    root = str(api.client.make_url(f"/api/v1/objects/{bucket['id']}/"))
+    for key in ("a/../b", "a/%2E%2E/b", "a//b", "./a", "x" * 1025, "ctl%01char",
+                "%E2%82%AC" * 342, "%2Fabs"):
+        # sent as written: clients such as yarl and curl would fold '..' away themselves
+        url = URL(root + key, encoded=True)
+        async with api.client.session.put(url, data=b"x", headers=api.auth(alice)) as r:
+            assert r.status == 400, key
+    async with await api.put(alice, bucket["id"], "%E2%82%AC" * 341, b"x") as r:
+        assert r.status == 200  # 1,023 bytes of UTF-8
+
+
+async def test_raw_upload_to_a_directory_key_is_400(api: Api) -> None:
+    alice = api.tokens.add("alice")
+    bucket = await api.bucket(alice)
+    async with await api.put(alice, bucket["id"], "dir/", b"x") as r:
+        assert r.status == 400
+
+
+async def test_body_over_the_limit_is_413_and_leaves_nothing(make_api) -> None:  # type: ignore[no-untyped-def]
+    api = await make_api(part_size=5 * MiB, max_upload_bytes=7 * MiB)
+    alice = api.tokens.add("alice")
+    bucket = await api.bucket(alice)
+    async with await api.put(alice, bucket["id"], "big", os.urandom(8 * MiB)) as r:
+        assert r.status == 413
+
+    async def stream():  # no Content-Length: the limit is found while streaming
+        for _ in range(8):
+            yield os.urandom(MiB)
+
+    async with api.client.put(f"/api/v1/objects/{bucket['id']}/big2", data=stream(),
+                              headers=api.auth(alice)) as r:
+        assert r.status == 413
+    assert not api.objects.uploads
+    assert not [k for k in api.objects.blobs if k.startswith(bucket["id"])]
+    assert await api.storage.store.uploads_of(uuid.UUID(bucket["id"])) == []
+
+
+async def test_byte_quota_is_413_with_a_clear_message(make_api) -> None:  # type: ignore[no-untyped-def]
+    api = await make_api(part_size=5 * MiB, quota_bytes=1000)
+    owner = f"q{uuid.uuid4().hex[:6]}"
+    alice = api.tokens.add(owner)
+    bucket = await api.bucket(alice)
+    async with await api.put(alice, bucket["id"], "a", b"x" * 600) as r:
+        assert r.status == 200
+    async with await api.put(alice, bucket["id"], "b", b"x" * 600) as r:
+        assert r.status == 413
+        assert "quota" in (await r.json())["error"]
+    async with await api.put(alice, bucket["id"], "a", b"x" * 900) as r:
+        assert r.status == 200  # replacing counts the difference
+
+
+async def test_object_store_down_is_503_with_retry_after_and_no_row(api: Api) -> None:
+    alice = api.tokens.add("alice")
+    bucket = await api.bucket(alice)
+    api.objects.down = True
+    async with await api.put(alice, bucket["id"], "k", b"data") as r:
+        assert r.status == 503
+        assert r.headers["Retry-After"]
+    api.objects.down = False
+    async with api.client.head(f"/api/v1/objects/{bucket['id']}/k", headers=api.auth(alice)) as r:
+        assert r.status == 404
+
+
+async def test_failure_mid_multipart_aborts_the_upload(api: Api) -> None:
+    alice = api.tokens.add("alice")
+    bucket = await api.bucket(alice)
+    api.objects.fail_part = 2
+    async with await api.put(alice, bucket["id"], "k", os.urandom(16 * MiB)) as r:
+        assert r.status == 503
+    assert not api.objects.uploads
+    assert not [k for k in api.objects.blobs if k.startswith(bucket["id"])]
+
+
+async def test_range_requests(api: Api) -> None:
+    alice = api.tokens.add("alice")
+    bucket = await api.bucket(alice)
+    data = bytes(range(256)) * 4
+    async with await api.put(alice, bucket["id"], "r", data) as r:
+        assert r.status == 200
+    url = f"/api/v1/objects/{bucket['id']}/r"
+    for header, status, body in (("bytes=0-9", 206, data[:10]), ("bytes=1000-", 206, data[1000:]),
+                                 ("bytes=-5", 206, data[-5:]), ("bytes=0-1,5-6", 200, data)):
+        async with api.client.get(url, headers={**api.auth(alice), "Range": header}) as r:
+            assert r.status == status, header
+            assert await r.read() == body
+    async with api.client.get(url, headers={**api.auth(alice), "Range": "bytes=2000-"}) as r:
+        assert r.status == 416
+        assert r.headers["Content-Range"] == "bytes */1024"
+
+
+async def test_head_gives_headers_without_body(api: Api) -> None:
+    alice = api.tokens.add("alice")
+    bucket = await api.bucket(alice)
+    async with await api.put(alice, bucket["id"], "h.txt", b"hello",
+                             {"Content-Type": "text/plain"}) as r:
+        assert r.status == 200
+    async with api.client.head(f"/api/v1/objects/{bucket['id']}/h.txt",
+                               headers=api.auth(alice)) as r:
+        assert r.status == 200
+        assert r.headers["Content-Length"] == "5"
+        assert r.headers["Content-Type"] == "text/plain"
+        assert r.headers["X-Checksum-SHA256"] == hashlib.sha256(b"hello").hexdigest()
+
+
+async def test_delete_object_then_it_is_404(api: Api) -> None:
+    alice = api.tokens.add("alice")
+    bucket = await api.bucket(alice)
+    async with await api.put(alice, bucket["id"], "d/x", b"x") as r:
+        assert r.status == 200
+    url = f"/api/v1/objects/{bucket['id']}/d/x"
+    async with api.client.delete(url, headers=api.auth(alice)) as r:
+        assert r.status == 200
+        assert await r.json() == {"deleted": ["/d/x"]}
+    async with api.client.delete(url, headers=api.auth(alice)) as r:
+        assert r.status == 404
+    assert not [k for k in api.objects.blobs if k.startswith(bucket["id"])]
