@@ -13,6 +13,7 @@ import platform
 import socket
 import time
 import uuid
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,12 @@ class DockerRunner:
         run = f"{self.prefix}/{uuid.uuid4().hex[:16]}"
         try:
             await asyncio.to_thread(self.cgroups.create, run, memory_bytes=memory_bytes, cpus=cpus)
-            return await self._run_many(specs, run)
+            # A child's CPU quota may not exceed its parent's (v1 refuses it): clamp to the group.
+            clamped = [
+                replace(s, cpus=min(s.cpus, cpus), memory_bytes=min(s.memory_bytes, memory_bytes))
+                for s in specs
+            ]
+            return await self._run_many(clamped, run)
         finally:
             await asyncio.to_thread(self.cgroups.remove, run)
 
