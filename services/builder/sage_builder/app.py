@@ -1,15 +1,129 @@
-"""The builder service's aiohttp application."""
+"""The builder service's aiohttp application: health and metrics, the builder, its consumers."""
 
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
-from sage_common.web import create_service_app
+from minio import Minio
+from sage_common.web import BUS, CONFIG, POOL, READY_CHECKS, bus_context, create_service_app
 
+from .buildah import BuildahBackend
+from .buildlog import S3LogSink
+from .cache import LayerCache
 from .config import Config
+from .events import CancelConsumer, SubmittedConsumer
+from .jobs import Jobs
+from .registry import Credentials, RegistryClient
 from .routes import routes
+from .service import Builder
+from .source import GitFetcher
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+BUILDER = web.AppKey("builder", Builder)
+JOBS = web.AppKey("jobs", Jobs)
+
+
+def credentials(config: Config) -> Credentials | None:
+    """The builder's service account, which the auth service turns into registry tokens."""
+    secret = config.client_secret.get_secret_value()
+    return Credentials(config.client_id, secret) if config.client_id and secret else None
+
+
+def make_builder(config: Config) -> Builder:
+    """A Builder wired from configuration (also what the benchmark drives directly)."""
+    creds = credentials(config)
+    s3 = Minio(
+        config.s3_endpoint,
+        config.s3_access_key,
+        config.s3_secret_key.get_secret_value(),
+        secure=config.s3_secure,
+        region=config.s3_region,
+    )
+    backend = BuildahBackend(
+        buildah=config.buildah,
+        storage_driver=config.storage_driver,
+        isolation=config.isolation,
+        network=config.build_network,
+        memory=config.build_memory,
+        cpus=config.build_cpus,
+        nproc=config.build_nproc,
+        tls_verify=config.registry_tls_verify,
+    )
+    work = config.work_dir.resolve()
+    return Builder(
+        backend=backend,
+        fetcher=GitFetcher(config.git_insecure_hosts, config.git_timeout_seconds),
+        cache=LayerCache(work / "cache", config.cache_max_bytes),
+        sink=S3LogSink(s3, config.s3_bucket),
+        registry=config.registry,
+        registry_client=RegistryClient(
+            config.registry,
+            token_url=config.token_url,
+            service=config.registry_service,
+            creds=creds,
+            tls=config.registry_tls_verify,
+        ),
+        creds=creds,
+        work_dir=work,
+        timeout=config.build_timeout_seconds,
+        push_attempts=config.push_attempts,
+        push_backoff=config.push_backoff_seconds,
+        log_options={
+            "flush_seconds": config.log_flush_seconds,
+            "max_bytes": config.log_max_bytes,
+            "tail_lines": config.log_tail_lines,
+        },
+    )
+
+
+async def _buildah_ready(app: web.Application) -> None:
+    config = app[CONFIG]
+    assert isinstance(config, Config)
+    if shutil.which(config.buildah) is None:
+        raise FileNotFoundError(config.buildah)
+
+
+async def builder_context(app: web.Application) -> AsyncIterator[None]:
+    """The builder and its jobs; the log bucket is made if missing; the cancel poller runs."""
+    config = app[CONFIG]
+    assert isinstance(config, Config)
+    builder = make_builder(config)
+    sink = builder.sink
+    assert isinstance(sink, S3LogSink)
+    try:
+        await sink.ensure_bucket()
+    except Exception as exc:  # noqa: BLE001 - logs are retried per build; builds go on without
+        log.warning("log bucket not reachable", extra={"error": type(exc).__name__})
+    jobs = Jobs(app[POOL], concurrency=config.concurrency, poll_seconds=config.cancel_poll_seconds)
+    app[BUILDER], app[JOBS] = builder, jobs
+    app[READY_CHECKS].append(_buildah_ready)
+    await jobs.start()
+    yield
+    await jobs.stop()
+    await asyncio.to_thread(shutil.rmtree, config.work_dir.resolve() / "builds", True)
+
+
+def _consumers(app: web.Application) -> list[SubmittedConsumer | CancelConsumer]:
+    config = app[CONFIG]
+    assert isinstance(config, Config)
+    source = "sage-builder"
+    return [
+        CancelConsumer(app[POOL], app[BUS], app[JOBS], name=config.cancel_queue),
+        SubmittedConsumer(
+            app[POOL], app[BUS], app[BUILDER], app[JOBS], name=config.queue, source=source
+        ),
+    ]
 
 
 def create_app(config: Config) -> web.Application:
-    return create_service_app("builder", config, routes=routes, migrations=MIGRATIONS)
+    app = create_service_app("builder", config, routes=routes, migrations=MIGRATIONS)
+    app.cleanup_ctx.append(builder_context)
+    app.cleanup_ctx.append(bus_context(_consumers))
+    return app

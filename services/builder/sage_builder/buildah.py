@@ -2,7 +2,8 @@
 
 Each source repository has its own buildah storage (`LayerCache`), so `--layers` reuses that
 repository's layers. RUN steps run under runc (`--isolation oci`) with no network unless configured,
-memory/CPU/process limits, no host mounts and `no-new-privileges`.
+memory/CPU/process limits, buildah's default (unprivileged) capability set and no host
+mounts.
 """
 
 from __future__ import annotations
@@ -111,8 +112,6 @@ class BuildahBackend:
             str(int(self.cpus * period)),
             "--ulimit",
             f"nproc={self.nproc}:{self.nproc}",
-            "--security-opt",
-            "no-new-privileges",
             f"--tls-verify={'true' if self.tls_verify else 'false'}",
             "-f",
             str(checkout.dockerfile),

@@ -83,11 +83,23 @@ class S3LogSink:
     def __init__(self, client: object, bucket: str) -> None:
         self.client = client
         self.bucket = bucket
+        self._bucket_checked = False
 
     def location(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
+    async def ensure_bucket(self) -> None:
+        """Make the log bucket when it does not exist yet."""
+        await asyncio.to_thread(self._ensure_bucket)
+
+    def _ensure_bucket(self) -> None:
+        if not self.client.bucket_exists(self.bucket):  # type: ignore[attr-defined]
+            self.client.make_bucket(self.bucket)  # type: ignore[attr-defined]
+        self._bucket_checked = True
+
     async def put(self, key: str, data: bytes, *, complete: bool) -> None:
+        if not self._bucket_checked:
+            await self.ensure_bucket()
         await asyncio.to_thread(
             self.client.put_object,  # type: ignore[attr-defined]
             self.bucket,

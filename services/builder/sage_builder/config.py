@@ -18,6 +18,10 @@ class Config(ServiceConfig):
     # Total size of the layer caches; the least recently used repositories go first past it.
     cache_max_bytes: int = 10 * 1024**3
 
+    # This service's durable queues (one per consumer, shared by the replicas).
+    queue: str = "builder.app-submitted"
+    cancel_queue: str = "builder.build-cancel"
+
     # Builds at once on this node, and how long one may take from fetch to pushed index.
     concurrency: int = 2
     build_timeout_seconds: float = 3600.0

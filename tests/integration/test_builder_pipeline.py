@@ -1,0 +1,331 @@
+"""The builder end to end: app.submitted in, build.done out, images in a real token-auth registry.
+
+Real parts only: the builder's app in-process on the run's Postgres and RabbitMQ, buildah with
+qemu for arm64, Debian's docker-registry trusting the test auth service's tokens, a `git daemon`
+on loopback, and the S3 server the build logs go to. One two-architecture build is made once and
+looked at by several tests; every other build is amd64 only, to stay quick on two cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aio_pika
+import aiohttp
+import pytest
+from aiohttp import web
+from sage_auth.signing import ensure_keypair
+from sage_builder.app import create_app
+from sage_builder.config import Config
+from sage_builder.registry import Credentials, RegistryClient
+from sage_builder.testing import (
+    GitServer,
+    RegistryReader,
+    RegistryServer,
+    commit_all,
+    free_port,
+    git,
+    scratch_app,
+)
+from sage_common.bus import Bus
+from sage_common.events import CloudEvent, make_event
+from sage_common.schemas import AppSource, AppSubmitted, BuildCancelled, BuildDone
+
+pytestmark = pytest.mark.slow
+RETRY_MS = (1000, 5000, 25000, 30000, 120000)  # the builder consumers' retry queues
+
+
+class Events:
+    """build.started / build.done seen on a test queue, waited on by build id."""
+
+    def __init__(self) -> None:
+        self.seen: list[CloudEvent] = []
+        self._changed = asyncio.Condition()
+
+    async def on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        async with message.process():
+            event = CloudEvent.model_validate_json(message.body)
+        async with self._changed:
+            self.seen.append(event)
+            self._changed.notify_all()
+
+    def of(self, build_id: str, key: str) -> list[CloudEvent]:
+        return [e for e in self.seen if e.routing_key == key and e.data.get("build_id") == build_id]
+
+    async def wait(self, build_id: str, key: str, within: float = 180.0) -> CloudEvent:
+        async with self._changed:
+            await asyncio.wait_for(
+                self._changed.wait_for(lambda: bool(self.of(build_id, key))), within
+            )
+        return self.of(build_id, key)[0]
+
+    async def done(self, build_id: str, within: float = 180.0) -> BuildDone:
+        return (await self.wait(build_id, "build.done", within)).parse_data(BuildDone)
+
+
+class Harness:
+    """Publishes app.submitted / build.cancel on the module's exchange and reads the results."""
+
+    def __init__(self, bus: Bus, events: Events, git_server: GitServer) -> None:
+        self.bus, self.events, self.git = bus, events, git_server
+
+    async def submit(self, app_id: str, repo: str, **source: object) -> str:
+        build_id = str(uuid.uuid4())
+        data = AppSubmitted(
+            app_id=app_id,
+            build_id=build_id,
+            source=AppSource(url=self.git.url(repo), **source),
+            submitter="tester",
+        )
+        await self.bus.publish(make_event("tests", data, subject=app_id))
+        return build_id
+
+    async def cancel(self, app_id: str, build_id: str) -> None:
+        data = BuildCancelled(app_id=app_id, build_id=build_id, requested_by="tester")
+        await self.bus.publish(make_event("tests", data, subject=app_id))
+
+
+def app_id(name: str) -> str:
+    return f"tests/{name}-{uuid.uuid4().hex[:6]}:1.0"
+
+
+@pytest.fixture(scope="module")
+def suffix() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="module")
+def git_server(tmp_path_factory) -> GitServer:
+    server = GitServer(tmp_path_factory.mktemp("git"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def registry(auth_url, auth_config, tmp_path_factory) -> RegistryServer:
+    _, cert = ensure_keypair(auth_config.key_dir)
+    server = RegistryServer(
+        tmp_path_factory.mktemp("registry"),
+        realm=f"{auth_url}/auth/registry/token",
+        cert=cert,
+        service=auth_config.registry_service,
+        issuer=auth_config.registry_issuer,
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def repos(git_server, tmp_path_factory) -> dict[str, str]:
+    """The test apps, served by the git server; name -> commit of what is built by default."""
+    work = tmp_path_factory.mktemp("apps")
+    commits = {}
+    run = 'uname -m > /arch; echo "$GREETING" > /greeting; echo built-for-$(uname -m)'
+    scratch_app(work / "multi", run, args=("GREETING",))
+    commits["multi"] = commit_all(work / "multi", "multi-arch app", tag="v1")
+    git_server.publish("multi", work / "multi")
+
+    scratch_app(work / "fails", "echo about-to-fail; exit 3")
+    commits["fails"] = commit_all(work / "fails", "a RUN that fails")
+    git_server.publish("fails", work / "fails")
+
+    scratch_app(work / "slow", "echo quick-build > /done")
+    commits["quick"] = commit_all(work / "slow", "quick", tag="quick")
+    scratch_app(work / "slow", "echo sleeping-now; sleep 120")
+    commits["slow"] = commit_all(work / "slow", "slow")
+    git_server.publish("slow", work / "slow")
+
+    sub = work / "sub"
+    sub.mkdir()
+    (sub / "hello.txt").write_text("hello from a submodule\n")
+    commit_all(sub, "submodule content")
+    git_server.publish("sub", sub)
+    nested = work / "nested"
+    scratch_app(nested / "app", "cat /hello.txt > /from-sub")
+    dockerfile = (nested / "app" / "Dockerfile").read_text()
+    (nested / "app" / "Dockerfile").write_text(
+        dockerfile.replace("CMD", "COPY vendor/hello.txt /hello.txt\nCMD", 1)
+    )
+    commit_all(nested, "nested app")
+    git(nested / "app", "submodule", "add", "-q", git_server.url("sub"), "vendor")
+    os.symlink("../../..", nested / "outside")
+    os.symlink("/etc/hostname", nested / "app" / "Linked.Dockerfile")
+    commits["nested"] = commit_all(nested, "with a submodule and escaping links", branch="main")
+    git_server.publish("nested", nested)
+    return commits
+
+
+@pytest.fixture(scope="module")
+async def stack(
+    database_url,
+    amqp_url,
+    auth_url,
+    service_secrets,
+    s3_server,
+    registry,
+    git_server,
+    repos,
+    suffix,
+    tmp_path_factory,
+) -> AsyncIterator[tuple[Harness, Config, web.Application]]:
+    exchange = f"test.builder.{suffix}"
+    config = Config(
+        database_url=database_url,
+        db_schema=f"builder_{suffix}",
+        amqp_url=amqp_url,
+        exchange=exchange,
+        queue=f"builder.app-submitted.{suffix}",
+        cancel_queue=f"builder.build-cancel.{suffix}",
+        auth_url=auth_url,
+        client_id="builder",
+        client_secret=service_secrets["builder"],
+        port=free_port(),
+        work_dir=tmp_path_factory.mktemp("builder"),
+        concurrency=2,
+        build_timeout_seconds=300,
+        cancel_poll_seconds=0.5,
+        git_insecure_hosts=["127.0.0.1"],
+        git_timeout_seconds=30,
+        registry=registry.address,
+        push_attempts=3,
+        push_backoff_seconds=1.0,
+        s3_endpoint=s3_server.endpoint,
+        s3_access_key=s3_server.access_key,
+        s3_secret_key=s3_server.secret_key,
+        s3_bucket=f"build-logs-{suffix}",
+        log_flush_seconds=0.2,
+    )
+    app = create_app(config)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", config.port).start()
+    bus = Bus(amqp_url, exchange=exchange, service="tests")
+    await bus.connect()
+    events = Events()
+    connection = await aio_pika.connect_robust(amqp_url)
+    channel = await connection.channel()
+    queue = await channel.declare_queue(f"test.builder.events.{suffix}", auto_delete=True)
+    ex = await channel.declare_exchange(exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+    await queue.bind(ex, "build.*")
+    await queue.consume(events.on_message)
+    try:
+        yield Harness(bus, events, git_server), config, app
+    finally:
+        await runner.cleanup()
+        await bus.close()
+        for name in (config.queue, config.cancel_queue):
+            for q in (name, f"{name}.dlq", *(f"{name}.retry.{ms}ms" for ms in RETRY_MS)):
+                await channel.queue_delete(q)
+        await channel.exchange_delete(exchange)
+        await connection.close()
+
+
+@pytest.fixture(scope="module")
+def reader_for(registry, auth_url, service_secrets):
+    """A RegistryReader holding a pull token for one repository (asked as the builder account)."""
+
+    async def make(repository: str) -> RegistryReader:
+        client = RegistryClient(
+            registry.address,
+            token_url=f"{auth_url}/auth/registry/token",
+            service="sage-registry",
+            creds=Credentials("builder", service_secrets["builder"]),
+        )
+        async with aiohttp.ClientSession() as session:
+            token = await client.token(session, repository, "pull")
+        return RegistryReader(registry.address, token)
+
+    return make
+
+
+def read_log(s3_server, location: str) -> str:
+    assert location.startswith("s3://")
+    bucket, key = location[5:].split("/", 1)
+    response = s3_server.client().get_object(bucket, key)
+    try:
+        return response.read().decode()
+    finally:
+        response.close()
+        response.release_conn()
+
+
+# -- the two-architecture build, made once ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+async def multi(stack, repos) -> tuple[str, BuildDone]:
+    harness, _, _ = stack
+    ident = app_id("multi")
+    build_id = await harness.submit(
+        ident,
+        "multi",
+        tag="v1",
+        architectures=["linux/amd64", "linux/arm64"],
+        build_args={"GREETING": "hello-from-args"},
+    )
+    return ident, await harness.events.done(build_id, within=300)
+
+
+async def test_two_arch_build_pushes_an_index_the_registry_serves_with_both(
+    multi, reader_for, stack
+):
+    ident, done = multi
+    assert done.status == "success", (done.error_class, done.error, done.log_tail)
+    repository, version = ident.rsplit(":", 1)
+    assert done.image == f"{stack[1].registry}/{repository}:{version}"
+    reader = await reader_for(repository)
+    index, media = await reader.manifest(repository, version)
+    assert media == "application/vnd.oci.image.index.v1+json"
+    platforms = {
+        f"{m['platform']['os']}/{m['platform']['architecture']}": m["digest"]
+        for m in index["manifests"]
+    }
+    assert platforms == {img.architecture: img.digest for img in done.images}
+    assert set(platforms) == {"linux/amd64", "linux/arm64"}
+    raw, _ = await reader.get(f"{repository}/manifests/{version}", media)
+    assert done.index_digest == "sha256:" + hashlib.sha256(raw).hexdigest()
+    assert [i.emulated for i in done.images] == [False, True]
+
+
+async def test_arm64_run_step_really_ran_as_arm64(multi, reader_for):
+    ident, done = multi
+    repository = ident.rsplit(":", 1)[0]
+    reader = await reader_for(repository)
+    by_arch = {img.architecture: img.digest for img in done.images}
+    assert await reader.read_file(repository, by_arch["linux/arm64"], "arch") == b"aarch64\n"
+    assert await reader.read_file(repository, by_arch["linux/amd64"], "arch") == b"x86_64\n"
+    config = await reader.config(repository, by_arch["linux/arm64"])
+    assert config["architecture"] == "arm64"
+
+
+async def test_build_args_arrive_in_the_run_step(multi, reader_for):
+    ident, done = multi
+    repository = ident.rsplit(":", 1)[0]
+    reader = await reader_for(repository)
+    for image in done.images:
+        assert await reader.read_file(repository, image.digest, "greeting") == b"hello-from-args\n"
+    assert done.provenance["build_args"] == {"GREETING": "hello-from-args"}
+
+
+async def test_result_records_commit_provenance_and_a_scrubbed_log(
+    multi, repos, stack, s3_server, service_secrets
+):
+    ident, done = multi
+    assert done.commit == repos["multi"]
+    assert done.provenance["commit"] == repos["multi"]
+    assert done.provenance["ref"] == "v1"
+    assert done.provenance["dockerfile_digest"].startswith("sha256:")
+    assert done.index_digest and done.index_digest.startswith("sha256:")
+    assert done.duration_seconds > 0
+    started = stack[0].events.of(done.build_id, "build.started")
+    assert len(started) == 1 and started[0].data["log_location"] == done.log_location
+    text = read_log(s3_server, done.log_location)
+    assert "built-for-aarch64" in text and "built-for-x86_64" in text
+    assert service_secrets["builder"] not in text
