@@ -1,7 +1,8 @@
 """Access checks on loaded resources: what the caller may do, and the 401/403/404 that follows.
 
-A resource the caller may not read is a 404, exactly as if it did not exist; one they may read but
-not change is a 403 (401 when anonymous).
+A resource the caller may neither read nor use as asked is a 404, exactly as if it did not exist;
+one they may read but not change is a 403 (401 when anonymous). Holding the permission asked for is
+enough to see the resource, and READ_ACP shows it to whoever asks about its access control list.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ class Policy:
     reviewers_group: str = "reviewers"
     builder_account: str = "service:builder"
     registry_access_clients: tuple[str, ...] = ("auth",)
+
+
+def _reveals(need: Permission) -> set[Permission]:
+    """The permissions that let a caller know the resource exists when asking for `need`."""
+    if need in (Permission.READ_ACP, Permission.WRITE_ACP):
+        return {Permission.READ, Permission.READ_ACP, need}
+    return {Permission.READ, need}
 
 
 def deny(who: Principal | None, message: str) -> Exception:
@@ -85,7 +93,7 @@ async def app_for(
     """The app version if the caller holds `need` on its repository; 404 if they may not read it."""
     app = await apps.get_app(conn, namespace, name, version, for_update=for_update)
     granted = await on_repository(conn, who, policy, namespace, name) if app else frozenset()
-    if app is None or Permission.READ not in granted:
+    if app is None or not granted & _reveals(need):
         raise NotFound(f"no app {app_id(namespace, name, version)}")
     if need not in granted:
         raise deny(who, f"you may not do this to {app_id(namespace, name, version)} (needs {need})")
@@ -102,7 +110,7 @@ async def repository_for(
 ) -> dict[str, Any]:
     repo = await store.get_repository(conn, namespace, name)
     granted = await on_repository(conn, who, policy, namespace, name) if repo else frozenset()
-    if repo is None or Permission.READ not in granted:
+    if repo is None or not granted & _reveals(need):
         raise NotFound(f"no repository {namespace}/{name}")
     if need not in granted:
         raise deny(who, f"you may not do this to {namespace}/{name} (needs {need})")
@@ -119,7 +127,7 @@ async def namespace_for(
     """The namespace if the caller holds `need`; also visible through a readable repository."""
     row = await store.get_namespace(conn, namespace)
     granted = await on_namespace(conn, who, policy, namespace) if row else frozenset()
-    visible = Permission.READ in granted
+    visible = bool(granted & _reveals(need))
     if row is not None and not visible:
         who_view = viewer(who, policy)
         visible = bool(
