@@ -68,6 +68,10 @@ class Login:
             raise LoginFailed("this login is unknown or expired: start again")
         tokens = await self.provider.exchange(code, pending["code_verifier"])
         claims = await self.provider.verify_id_token(tokens["id_token"], pending["nonce"])
+        wanted = ("preferred_username", "email", "name")
+        if not all(claims.get(k) for k in wanted) and isinstance(tokens.get("access_token"), str):
+            extra = await self.provider.userinfo(tokens["access_token"], str(claims["sub"]))
+            claims = {**extra, **claims}  # what the signed ID token says wins
         user = await self._user_for(claims)
         session = secrets.token_urlsafe(32)
         expires = datetime.now(UTC) + timedelta(hours=self._session_hours)

@@ -54,11 +54,11 @@ class OidcProvider:
             await self._session.close()
             self._session = None
 
-    async def _get_json(self, url: str) -> dict[str, Any]:
+    async def _get_json(self, url: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         try:
-            async with self._session.get(url) as resp:
+            async with self._session.get(url, headers=headers) as resp:
                 if resp.status != 200:
                     raise Unavailable(f"the identity provider answered {resp.status}")
                 body: dict[str, Any] = await resp.json(content_type=None)
@@ -156,3 +156,12 @@ class OidcProvider:
         if isinstance(aud, list) and len(aud) > 1 and claims.get("azp") != self.client_id:
             raise LoginFailed("the ID token was issued to another client")
         return claims
+
+    async def userinfo(self, access_token: str, subject: str) -> dict[str, Any]:
+        """Claims from the UserInfo endpoint (providers may keep email and names out of the ID
+        token); {} when there is none or it speaks of another subject."""
+        endpoint = (await self.metadata()).get("userinfo_endpoint")
+        if not endpoint:
+            return {}
+        info = await self._get_json(endpoint, {"Authorization": f"Bearer {access_token}"})
+        return info if info.get("sub") == subject else {}
