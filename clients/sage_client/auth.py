@@ -35,8 +35,8 @@ class AuthAPI:
 
     async def list_tokens(self) -> list[dict[str, Any]]:
         """The caller's tokens, without their secrets."""
-        result: list[dict[str, Any]] = await self._t.request("GET", "/auth/tokens")
-        return result
+        result: list[dict[str, Any]] | None = await self._t.request("GET", "/auth/tokens")
+        return result or []
 
     async def revoke_token(self, token_id: str) -> None:
         """Revoke one token by its id; it stops working within the services' cache TTL."""

@@ -206,8 +206,8 @@ class EcrAPI:
 
     async def permissions(self, resource: str) -> list[dict[str, Any]]:
         """Grants on `namespace` or `namespace/repository`."""
-        result: list[dict[str, Any]] = await self._t.request("GET", resource_path(resource))
-        return result
+        result: list[dict[str, Any]] | None = await self._t.request("GET", resource_path(resource))
+        return result or []
 
     async def change_permission(
         self, resource: str, operation: str, grantee_type: str, grantee: str, permission: str

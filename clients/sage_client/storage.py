@@ -94,10 +94,10 @@ class StorageAPI:
     # -- permissions ----------------------------------------------------------------------------
 
     async def permissions(self, bucket_id: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = await self._t.request(
+        result: list[dict[str, Any]] | None = await self._t.request(
             "GET", self._bucket(bucket_id), params={"permissions": "True"}
         )
-        return result
+        return result or []
 
     async def add_permission(self, bucket_id: str, grant: Grant) -> dict[str, Any]:
         result: dict[str, Any] = await self._t.request(

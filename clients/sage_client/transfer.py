@@ -20,7 +20,7 @@ from .http import Transport, quote_path
 from .retry import RetryPolicy, with_retries
 
 CHUNK = 1024 * 1024
-DEFAULT_RETRY = RetryPolicy()
+DEFAULT_RETRY: RetryPolicy = RetryPolicy()
 Progress = Callable[[int, int], None]
 
 
@@ -144,7 +144,7 @@ async def upload_file(
     if _is_dir_key(key):
         key += path.name
     size = (await asyncio.to_thread(path.stat)).st_size
-    digest = sha256 or await asyncio.to_thread(_sha256, path)
+    digest = sha256 if sha256 else await asyncio.to_thread(_sha256, path)
     headers = {
         "Content-Type": "application/octet-stream",
         "Content-Length": str(size),

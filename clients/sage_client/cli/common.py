@@ -30,12 +30,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 class Failed(click.ClickException):
     """A command failed: one line on stderr, exit code 1 (or the one given)."""
 
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
     def show(self, file: Any = None) -> None:
         click.echo(f"sage: error: {self.format_message()}", err=True)
+
+
+class Interrupted(Failed):
+    exit_code = 130
 
 
 @dataclass
@@ -142,7 +142,7 @@ def run(action: Callable[[SageClient], Awaitable[T]]) -> T:
         where = f"{exc.filename}: " if exc.filename else ""
         raise Failed(f"{where}{exc.strerror or exc}") from None
     except KeyboardInterrupt:
-        raise Failed("interrupted", exit_code=130) from None
+        raise Interrupted("interrupted") from None
 
 
 # -- output ---------------------------------------------------------------------------------------

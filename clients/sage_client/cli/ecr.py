@@ -121,7 +121,7 @@ def list_apps(
 ) -> None:
     """List app versions, newest pages first as the server orders them."""
     ns, _, name = (scope or "").partition("/")
-    filters = {"owner": owner, "public": public, "shared": shared}
+    filters: dict[str, Any] = {"owner": owner, "public": public, "shared": shared}
 
     async def go(sage: SageClient) -> Any:
         if all_pages:

@@ -22,7 +22,7 @@ def review() -> None:
 def _decide(decision: str, app_id: AppId, comment: str) -> None:
     answer = run(lambda sage: sage.ecr.review(app_id, decision, comment))
     past = "approved" if decision == "approve" else "rejected"
-    emit(answer, lambda: say(f"{past} {app_id}"))
+    emit(answer or {"id": str(app_id), "decision": decision}, lambda: say(f"{past} {app_id}"))
 
 
 @review.command("approve")
@@ -63,7 +63,7 @@ def namespace_list() -> None:
 def namespace_create(name: str) -> None:
     """Claim a namespace; you get FULL_CONTROL of it."""
     created = run(lambda sage: sage.ecr.create_namespace(name))
-    emit(created, lambda: say(f"created namespace {name}"))
+    emit(created or {"id": name}, lambda: say(f"created namespace {name}"))
 
 
 @click.group()
@@ -100,8 +100,14 @@ def _change(
         )
     )
     done = "granted" if operation == "add" else "removed"
+    body = {
+        "operation": operation,
+        "granteeType": grantee_type.upper(),
+        "grantee": grantee,
+        "permission": permission.upper(),
+    }
     emit(
-        answer,
+        answer or body,
         lambda: say(
             f"{done} {permission.upper()} on {resource} to {grantee_type.upper()} {grantee}"
         ),

@@ -98,14 +98,16 @@ def upload(
         "files": uploaded,
         "failed": failed,
     }
-    emit(
-        summary,
-        lambda: table(
+
+    def human() -> None:
+        table(
             ("key", "size", "sha256"),
             ([u["key"], human_size(u["size"]), u["sha256"][:16]] for u in uploaded),
-            title=f"{len(uploaded)} file(s) uploaded to {bucket_id}",
-        ),
-    )
+        )
+        total = human_size(sum(u["size"] for u in uploaded))
+        say(f"uploaded {len(uploaded)} file(s), {total}, to bucket {bucket_id}")
+
+    emit(summary, human)
     if failed:
         raise Failed(f"{len(failed)} of {len(failed) + len(uploaded)} files failed to upload")
 
@@ -217,7 +219,7 @@ def delete(bucket_id: str, keys: tuple[str, ...]) -> None:
         raise click.BadParameter("an empty key names no file", param_hint="KEY")
 
     async def go(sage: SageClient) -> list[str]:
-        deleted = []
+        deleted: list[str] = []
         for k in keys:
             try:
                 await sage.storage.delete_object(bucket_id, k)

@@ -33,7 +33,7 @@ class TransferBars:
         self._progress = Progress(
             TextColumn("{task.description}", table_column=None),
             BarColumn(),
-            DownloadColumn(),
+            DownloadColumn(binary_units=True),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
             console=self._console,

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from ..storage import BUCKET_TYPES, GRANTEE_TYPES, PERMISSIONS, Grant
+from ..storage import BUCKET_TYPES, GRANTEE_TYPES, PERMISSIONS, PUBLIC_GRANT, Grant
 from .common import emit, global_options, print_json, record, run, say, table
 from .files import files
 
@@ -137,7 +137,8 @@ def permissions_add(bucket_id: str, grantee_type: str, grantee: str, permission:
 @global_options
 def permissions_public(bucket_id: str) -> None:
     """Make a bucket readable by everyone (GROUP AllUsers READ)."""
-    _show_grant(run(lambda sage: sage.storage.make_public(bucket_id)))
+    answer = run(lambda sage: sage.storage.make_public(bucket_id))
+    _show_grant(answer or PUBLIC_GRANT.model_dump())
 
 
 @permissions.command("private")
