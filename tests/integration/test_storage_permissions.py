@@ -1,0 +1,134 @@
+"""Every storage route against owner, grantee with each permission, group member, stranger,
+anonymous and admin, on a private and on a public bucket: the exact status of each.
+
+Rules (DESIGN.md): FULL_CONTROL implies all, WRITE implies READ, WRITE_ACP implies READ_ACP;
+admins and the owner pass; a caller holding nothing on a private bucket gets 404; one who can see
+the bucket but lacks the permission gets 403, or 401 when anonymous.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.fixtures.auth import MakeUser
+from tests.fixtures.s3 import RunningStorage
+
+IMPLIES = {
+    "READ": {"READ"}, "WRITE": {"WRITE", "READ"}, "READ_ACP": {"READ_ACP"},
+    "WRITE_ACP": {"WRITE_ACP", "READ_ACP"},
+    "FULL_CONTROL": {"READ", "WRITE", "READ_ACP", "WRITE_ACP", "FULL_CONTROL"},
+}
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    method: str
+    path: str  # after /api/v1/objects/{id}
+    needs: str
+    kw: tuple[tuple[str, Any], ...] = ()
+
+
+ROUTES = [
+    Route("show bucket", "GET", "", "READ"),
+    Route("show permissions", "GET", "?permissions", "READ_ACP"),
+    Route("add permission", "PUT", "?permissions", "WRITE_ACP", (
+        ("json", {"granteeType": "USER", "grantee": "someone", "permission": "READ"}),)),
+    Route("remove permission", "DELETE", "?permissions&grantee=USER:someone", "WRITE_ACP"),
+    Route("update bucket", "PATCH", "", "FULL_CONTROL", (("json", {"name": "renamed"}),)),
+    Route("delete bucket", "DELETE", "", "FULL_CONTROL"),
+    Route("list objects", "GET", "/", "READ"),
+    Route("download", "GET", "/f.txt", "READ"),
+    Route("head", "HEAD", "/f.txt", "READ"),
+    Route("upload", "PUT", "/new.txt", "WRITE", (("data", b"new"),)),
+    Route("delete object", "DELETE", "/f.txt", "WRITE"),
+]
+GRANTEES = ["READ", "WRITE", "READ_ACP", "WRITE_ACP", "FULL_CONTROL"]
+ROLES = ["owner", *(f"user:{p}" for p in GRANTEES), "group:READ", "group:WRITE",
+         "stranger", "anonymous", "admin"]
+
+
+def expected(route: Route, role: str, public: bool) -> int:
+    if role in ("owner", "admin"):
+        return 200
+    if ":" in role:
+        held = IMPLIES[role.split(":")[1]] | ({"READ"} if public else set())
+        return 200 if route.needs in held else 403
+    if public:
+        if route.needs == "READ":
+            return 200
+        return 401 if role == "anonymous" else 403
+    return 404
+
+
+@dataclass
+class Cast:
+    tokens: dict[str, str]
+    grantees: dict[str, str]  # role -> the user or group name its grant names
+
+
+@pytest.fixture(scope="module")
+async def cast(make_user: MakeUser) -> Cast:
+    tag = uuid.uuid4().hex[:8]
+    tokens, grantees = {}, {}
+    for role in ROLES:
+        if role == "anonymous":
+            continue
+        name = f"{role.replace(':', '-').replace('_', '').lower()}-{tag}"
+        group = f"lab-{role.split(':')[1].lower()}-{tag}" if role.startswith("group:") else None
+        grantees[role] = group or name
+        tokens[role] = await make_user(name, admin=role == "admin", groups=[group] if group else [])
+    return Cast(tokens, grantees)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+def _auth(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"sage {token}"} if token else {}
+
+
+async def _bucket(http: aiohttp.ClientSession, url: str, cast: Cast, public: bool) -> str:
+    owner = _auth(cast.tokens["owner"])
+    async with http.post(f"{url}/api/v1/objects", headers=owner,
+                         params={"type": "model", "public": str(public).lower()}) as r:
+        assert r.status == 200
+        bucket = (await r.json())["id"]
+    for role in ROLES:
+        kind, _, perm = role.partition(":")
+        if kind not in ("user", "group"):
+            continue
+        body = {"granteeType": kind.upper(), "grantee": cast.grantees[role], "permission": perm}
+        async with http.put(f"{url}/api/v1/objects/{bucket}?permissions", json=body,
+                            headers=owner) as r:
+            assert r.status == 200, await r.text()
+    async with http.put(f"{url}/api/v1/objects/{bucket}/f.txt", data=b"file",
+                        headers=owner) as r:
+        assert r.status == 200
+    return str(bucket)
+
+
+@pytest.mark.parametrize("public", [False, True], ids=["private", "public"])
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("route", ROUTES, ids=[r.name for r in ROUTES])
+async def test_route_status_for_role(
+    route: Route, role: str, public: bool, storage_server: RunningStorage, cast: Cast,
+    http: aiohttp.ClientSession,
+) -> None:
+    url = storage_server.url
+    bucket = await _bucket(http, url, cast, public)
+    async with http.request(route.method, f"{url}/api/v1/objects/{bucket}{route.path}",
+                            headers=_auth(cast.tokens.get(role)), **dict(route.kw)) as r:
+        body = await r.read()
+        assert r.status == expected(route, role, public), body[:300]
+        if r.status >= 400 and route.method != "HEAD":
+            assert b'"error"' in body
