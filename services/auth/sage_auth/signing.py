@@ -27,7 +27,7 @@ from cryptography.x509.oid import NameOID
 
 KEY_FILE = "registry.key"
 CERT_FILE = "registry.crt"
-KEY_BITS = 3072
+KEY_BITS = 2048
 CERT_YEARS = 10
 
 
