@@ -95,8 +95,11 @@ def ensure_keypair(directory: str | Path) -> tuple[Path, Path]:
             _write(key_path, pem, 0o600)
         matches = False
         if cert_path.exists():
-            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-            matches = cert.public_key().public_numbers() == key.public_key().public_numbers()
+            cert_key = x509.load_pem_x509_certificate(cert_path.read_bytes()).public_key()
+            matches = (
+                isinstance(cert_key, rsa.RSAPublicKey)
+                and cert_key.public_numbers() == key.public_key().public_numbers()
+            )
         if not matches:
             _write(cert_path, _self_signed(key).public_bytes(serialization.Encoding.PEM), 0o644)
     return key_path, cert_path
