@@ -137,7 +137,7 @@ class EcrAPI:
         return result
 
     async def status(self, app: AppId) -> dict[str, Any]:
-        """`{"state", "history": [{"state", "time", "cause"}]}` of one version."""
+        """`{"state", "history": [{"time", "from", "to", "cause", ...}]}` of one version."""
         result: dict[str, Any] = await self._t.request("GET", app.path("status"))
         return result
 
@@ -148,17 +148,28 @@ class EcrAPI:
         result: dict[str, Any] = await self._t.request("GET", app.path("profile"))
         return result
 
-    async def logs(self, app: AppId) -> str:
-        """The build log as text."""
-        return await self._t.text("GET", app.path("logs"))
+    async def logs(self, app: AppId) -> dict[str, Any]:
+        """The current build's log: `finished`, `log_tail` (lines), `log_location`, `error`."""
+        result: dict[str, Any] = await self._t.request("GET", app.path("logs"))
+        return result
 
-    async def follow_logs(self, app: AppId) -> AsyncIterator[str]:
-        """The build log as it is written, until the server ends it."""
-        async with self._t.open(
-            "GET", app.path("logs"), params={"follow": "true"}, unbounded_read=True
-        ) as response:
-            async for chunk in response.content.iter_any():
-                yield chunk.decode("utf-8", errors="replace")
+    async def follow_logs(
+        self, app: AppId, *, interval: float = 2.0
+    ) -> AsyncIterator[str | dict[str, Any]]:
+        """Each new log line until the build has finished, then the last answer (a dict)."""
+        printed = 0
+        while True:
+            answer = await with_retries(lambda: self.logs(app), POLL_RETRY)
+            lines = [str(line) for line in answer.get("log_tail") or []]
+            if len(lines) < printed:  # a new build started: its log from the top
+                printed = 0
+            for line in lines[printed:]:
+                yield line
+            printed = len(lines)
+            if answer.get("finished"):
+                yield answer
+                return
+            await asyncio.sleep(interval)
 
     async def review(self, app: AppId, decision: str, comment: str = "") -> dict[str, Any]:
         """Approve (publish) or reject a version in review, with a comment."""
@@ -168,6 +179,11 @@ class EcrAPI:
             "POST", app.path("review"), json={"decision": decision, "comment": comment}
         )
         return result
+
+    @staticmethod
+    def entry_state(entry: dict[str, Any]) -> str:
+        """The state a history entry moved to (`to`, or `state` in older answers)."""
+        return str(entry.get("to") or entry.get("state") or "?")
 
     async def wait(
         self,
@@ -183,7 +199,7 @@ class EcrAPI:
             status = await with_retries(lambda: self.status(app), POLL_RETRY)
             history = status.get("history") or []
             if not history and status.get("state") != last_state:
-                history = [{"state": status.get("state")}]  # a server without history
+                history = [{"to": status.get("state")}]  # a server without history
                 seen = 0
             for entry in history[seen:]:
                 if on_state is not None:

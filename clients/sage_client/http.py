@@ -105,16 +105,9 @@ class Transport:
         json: Any = None,
         data: Any = None,
         headers: Mapping[str, str] | None = None,
-        unbounded_read: bool = False,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Send a request and yield its 2xx response for streaming; errors raise `SageError`.
-
-        `unbounded_read` lifts the read timeout, for answers that may idle (a followed log).
-        """
+        """Send a request and yield its 2xx response for streaming; errors raise `SageError`."""
         all_headers = {**self.http.auth_headers(), **(headers or {})}
-        extra: dict[str, Any] = {}
-        if unbounded_read:
-            extra["timeout"] = aiohttp.ClientTimeout(total=None, connect=self.http.timeout)
         try:
             async with self.http.get().request(
                 method,
@@ -123,7 +116,6 @@ class Transport:
                 json=json,
                 data=data,
                 headers=all_headers,
-                **extra,
             ) as response:
                 if response.status >= 400:
                     text = await response.text(errors="replace")
@@ -177,8 +169,3 @@ class Transport:
                 raise SageError(
                     response.status, "the server's answer is not JSON", body=text[:200]
                 ) from None
-
-    async def text(self, method: str, path: str, *, params: Params | None = None) -> str:
-        """One call whose answer is text (a log)."""
-        async with self.open(method, path, params=params) as response:
-            return await response.text(errors="replace")

@@ -63,6 +63,8 @@ class State:
     cut_downloads: int = 0
     hang_seconds: float = 0.0
     log: str = "step 1/2: FROM scratch\nstep 2/2: COPY app /\ndone\n"
+    log_calls: int = 0
+    log_calls_to_finish: int = 0
 
     def fail(self, method: str, path: str, failure: Failure, times: int = 1) -> None:
         self.failures.setdefault((method, path), []).extend([failure] * times)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -52,7 +51,7 @@ def ecr_routes(key: web.AppKey[State]) -> list[web.RouteDef]:
             "time_created": NOW,
             "time_last_updated": NOW,
             "state": "submitted",
-            "_history": [{"state": "submitted", "time": NOW}],
+            "_history": [{"time": NOW, "from": None, "to": "submitted", "cause": "submitted"}],
             "_content_type": request.content_type,
         }
         state(request).apps[aid] = app
@@ -82,22 +81,28 @@ def ecr_routes(key: web.AppKey[State]) -> list[web.RouteDef]:
         pipeline = state(request).pipeline
         if pipeline:
             step, cause = pipeline.pop(0)
+            entry = {"time": NOW, "from": app["state"], "to": step, "cause": cause}
             app["state"] = step
-            app["_history"].append({"state": step, "time": NOW, "cause": cause})
+            app["_history"].append(entry)
         return web.json_response({"state": app["state"], "history": app["_history"]})
 
-    async def logs(request: web.Request) -> web.StreamResponse:
+    async def logs(request: web.Request) -> web.Response:
+        """As the ECR answers: the tail the builder reported, growing until `finished`."""
         found(request)
-        text = state(request).log
-        if request.query.get("follow") != "true":
-            return web.Response(text=text, content_type="text/plain")
-        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
-        await response.prepare(request)
-        for line in text.splitlines(keepends=True):
-            await response.write(line.encode())
-            await asyncio.sleep(0.01)
-        await response.write_eof()
-        return response
+        st = state(request)
+        lines = st.log.splitlines()
+        shown = min(len(lines), st.log_calls + 1) if st.log_calls_to_finish else len(lines)
+        st.log_calls += 1
+        finished = st.log_calls > st.log_calls_to_finish
+        body = {
+            "id": app_id(request),
+            "build_number": 1,
+            "finished": finished,
+            "log_tail": lines[:shown],
+            "log_location": "s3://logs/1.txt",
+            "error": None,
+        }
+        return web.json_response(body)
 
     async def profile(request: web.Request) -> web.Response:
         found(request)

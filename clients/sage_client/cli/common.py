@@ -184,8 +184,9 @@ def table(
 
 
 def record(data: dict[str, Any], order: Sequence[str] = ()) -> None:
-    """One object as a two-column table, the named fields first."""
+    """One object as a two-column table, the named fields first, empty ones left out."""
     keys = [k for k in order if k in data] + [k for k in data if k not in order]
+    keys = [k for k in keys if data[k] not in (None, "", [], {})]
     grid = Table(show_header=False, show_edge=False, box=None, padding=(0, 2, 0, 0))
     grid.add_column(style="bold")
     grid.add_column()

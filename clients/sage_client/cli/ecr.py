@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,7 @@ import click
 import yaml
 
 from ..client import SageClient
-from ..ecr import FAILED_STATES, AppId
+from ..ecr import FAILED_STATES, AppId, EcrAPI
 from .common import Failed, emit, global_options, print_json, record, run, say, state, table
 from .ecr_access import namespace, permissions, review
 from .ecr_types import APP_ID
@@ -50,7 +49,7 @@ def _read_spec(path: Path) -> bytes:
 
 
 def _print_entry(entry: dict[str, Any]) -> None:
-    parts = [str(entry.get("time") or ""), str(entry.get("state") or "?")]
+    parts = [str(entry.get("time") or ""), EcrAPI.entry_state(entry)]
     if entry.get("cause"):
         parts.append(f"({entry['cause']})")
     say("  ".join(p for p in parts if p), err=state().json)
@@ -178,21 +177,45 @@ def delete(app_id: AppId) -> None:
 
 @app.command("logs")
 @click.argument("app_id", metavar="NS/NAME:VERSION", type=APP_ID)
-@click.option("--follow", "-f", is_flag=True, help="Keep printing as the build writes.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the build has finished.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.05),
+    default=2.0,
+    show_default=True,
+    help="Seconds between checks with --follow.",
+)
 @global_options
-def logs(app_id: AppId, follow: bool) -> None:
-    """Print the build log."""
+def logs(app_id: AppId, follow: bool, interval: float) -> None:
+    """Print the build log (its last lines, as the builder reported them) and its location."""
     if not follow:
-        text = run(lambda sage: sage.ecr.logs(app_id))
-        emit({"id": str(app_id), "log": text}, lambda: click.echo(text, nl=False))
+        found = run(lambda sage: sage.ecr.logs(app_id))
+        emit(found, lambda: _print_log(found, found.get("log_tail") or []))
         return
 
-    async def go(sage: SageClient) -> None:
-        async for chunk in sage.ecr.follow_logs(app_id):
-            sys.stdout.write(chunk)
-            sys.stdout.flush()
+    async def go(sage: SageClient) -> dict[str, Any]:
+        last: dict[str, Any] = {}
+        async for item in sage.ecr.follow_logs(app_id, interval=interval):
+            if isinstance(item, dict):
+                last = item
+            elif not state().json:
+                say(item)
+        return last
 
-    run(go)
+    final = run(go)
+    emit(final, lambda: _print_log(final, []))
+
+
+def _print_log(answer: dict[str, Any], lines: list[Any]) -> None:
+    """The lines, then where the whole log is and the build's error, if any, on stderr."""
+    for line in lines:
+        say(str(line))
+    if answer.get("log_location"):
+        say(f"full log: {answer['log_location']}", err=True)
+    if answer.get("error"):
+        say(f"build error: {answer['error']}", err=True)
+    elif not answer.get("finished"):
+        say("the build has not finished yet", err=True)
 
 
 @app.command("profile")
