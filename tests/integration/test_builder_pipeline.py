@@ -75,11 +75,13 @@ class Harness:
         self.bus, self.events, self.git = bus, events, git_server
 
     async def submit(self, app_id: str, repo: str, **source: object) -> str:
+        """Publish app.submitted for `repo` on the git server (or `url=` given); the build id."""
         build_id = str(uuid.uuid4())
+        source.setdefault("url", self.git.url(repo))
         data = AppSubmitted(
             app_id=app_id,
             build_id=build_id,
-            source=AppSource(url=self.git.url(repo), **source),
+            source=AppSource(**source),
             submitter="tester",
         )
         await self.bus.publish(make_event("tests", data, subject=app_id))
@@ -148,10 +150,8 @@ def repos(git_server, tmp_path_factory) -> dict[str, str]:
     commit_all(sub, "submodule content")
     git_server.publish("sub", sub)
     nested = work / "nested"
-    scratch_app(nested / "app", "cat /hello.txt > /from-sub")
-    dockerfile = (nested / "app" / "Dockerfile").read_text()
-    (nested / "app" / "Dockerfile").write_text(
-        dockerfile.replace("CMD", "COPY vendor/hello.txt /hello.txt\nCMD", 1)
+    scratch_app(
+        nested / "app", "cat /hello.txt > /from-sub", steps=("COPY vendor/hello.txt /hello.txt",)
     )
     commit_all(nested, "nested app")
     git(nested / "app", "submodule", "add", "-q", git_server.url("sub"), "vendor")
@@ -245,6 +245,24 @@ def reader_for(registry, auth_url, service_secrets):
     return make
 
 
+async def until(check, within: float = 60.0) -> None:
+    """Poll `check()` (sync, run in a thread) until true; fail after `within` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not await asyncio.to_thread(check):
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.1)
+
+
+def log_has(s3_server, location: str, text: str):
+    def check() -> bool:
+        try:
+            return text in read_log(s3_server, location)
+        except Exception:
+            return False
+
+    return check
+
+
 def read_log(s3_server, location: str) -> str:
     assert location.startswith("s3://")
     bucket, key = location[5:].split("/", 1)
@@ -329,3 +347,156 @@ async def test_result_records_commit_provenance_and_a_scrubbed_log(
     text = read_log(s3_server, done.log_location)
     assert "built-for-aarch64" in text and "built-for-x86_64" in text
     assert service_secrets["builder"] not in text
+
+
+# -- the other outcomes, amd64 only ----------------------------------------------------------
+
+
+async def test_service_answers_health_and_readiness(stack):
+    _, config, _ = stack
+    async with aiohttp.ClientSession() as http:
+        for path in ("/healthz", "/readyz"):
+            async with http.get(f"http://127.0.0.1:{config.port}{path}") as resp:
+                assert resp.status == 200, (path, await resp.text())
+
+
+async def test_submodules_are_fetched_and_their_files_built_in(stack, repos, reader_for):
+    harness = stack[0]
+    ident = app_id("nested")
+    build_id = await harness.submit(ident, "nested", branch="main", directory="app")
+    done = await harness.events.done(build_id)
+    assert done.status == "success", (done.error_class, done.error, done.log_tail)
+    assert done.commit == repos["nested"]
+    repository = ident.rsplit(":", 1)[0]
+    reader = await reader_for(repository)
+    content = await reader.read_file(repository, done.images[0].digest, "from-sub")
+    assert content == b"hello from a submodule\n"
+
+
+async def test_unreachable_sources_fail_as_source_unreachable(stack, repos):
+    harness = stack[0]
+    cases = {
+        "no server": dict(url=f"git://127.0.0.1:{free_port()}/nothing.git"),
+        "no repository": dict(url=harness.git.url("does-not-exist")),
+        "no such branch": dict(branch="no-such-branch"),
+        "no such tag": dict(tag="v999"),
+        "file url": dict(url="file:///etc"),
+        "https nowhere": dict(url=f"https://127.0.0.1:{free_port()}/x.git"),
+    }
+    builds = {
+        name: await harness.submit(app_id("src"), "multi", **src) for name, src in cases.items()
+    }
+    for name, build_id in builds.items():
+        done = await harness.events.done(build_id, within=60)
+        assert (done.status, done.error_class) == ("failure", "source_unreachable"), (
+            name,
+            done.error,
+        )
+        assert done.error and done.log_location
+
+
+async def test_missing_or_escaping_dockerfiles_fail_as_dockerfile_missing(stack, repos):
+    harness = stack[0]
+    cases = {
+        "absent file": dict(directory="app", dockerfile="Nope.Dockerfile"),
+        "absent directory": dict(directory="nowhere"),
+        "dot-dot directory": dict(directory="../../.."),
+        "dot-dot dockerfile": dict(directory="app", dockerfile="../../../etc/hostname"),
+        "symlinked directory outside": dict(directory="outside"),
+        "symlinked dockerfile outside": dict(directory="app", dockerfile="Linked.Dockerfile"),
+    }
+    builds = {
+        name: await harness.submit(app_id("df"), "nested", branch="main", **src)
+        for name, src in cases.items()
+    }
+    for name, build_id in builds.items():
+        done = await harness.events.done(build_id, within=60)
+        assert (done.status, done.error_class) == ("failure", "dockerfile_missing"), (
+            name,
+            done.error,
+        )
+        assert done.commit == repos["nested"], name
+
+
+async def test_failing_run_step_fails_as_build_failed_with_the_log_tail(stack, repos):
+    harness = stack[0]
+    build_id = await harness.submit(app_id("fails"), "fails")
+    done = await harness.events.done(build_id)
+    assert (done.status, done.error_class) == ("failure", "build_failed")
+    assert "exit status 3" in done.error
+    assert any("about-to-fail" in line for line in done.log_tail)
+    assert done.images == [] and done.index_digest is None
+
+
+async def test_cancel_stops_a_running_build(stack, s3_server):
+    harness = stack[0]
+    ident = app_id("slow")
+    build_id = await harness.submit(ident, "slow", branch="main")
+    started = await harness.events.wait(build_id, "build.started")
+    # The log streams while the build runs: the RUN step's first line shows before it ends.
+    await until(log_has(s3_server, started.data["log_location"], "sleeping-now"))
+    await harness.cancel(ident, build_id)
+    done = await harness.events.done(build_id, within=60)
+    assert (done.status, done.error_class) == ("failure", "cancelled")
+    assert "tester" in done.error
+    assert done.duration_seconds < 100
+    assert not sleeping_containers()
+
+
+async def test_a_rebuild_cancels_the_running_build_of_the_same_app(stack, s3_server, repos):
+    harness = stack[0]
+    ident = app_id("rebuild")
+    first = await harness.submit(ident, "slow", branch="main")
+    started = await harness.events.wait(first, "build.started")
+    await until(log_has(s3_server, started.data["log_location"], "sleeping-now"))
+    second = await harness.submit(ident, "slow", tag="quick")
+    old = await harness.events.done(first, within=60)
+    assert (old.status, old.error_class) == ("failure", "cancelled")
+    assert f"superseded by build {second}" in old.error
+    new = await harness.events.done(second)
+    assert new.status == "success" and new.commit == repos["quick"]
+
+
+async def test_registry_down_during_push_is_retried_then_fails_clearly(stack, registry):
+    harness = stack[0]
+    registry.stop()
+    try:
+        build_id = await harness.submit(app_id("down"), "multi", tag="v1")
+        done = await harness.events.done(build_id, within=120)
+    finally:
+        registry.start()
+    assert (done.status, done.error_class) == ("failure", "push_failed")
+    assert "3 attempts" in done.error
+    assert sum("push attempt" in line and "retrying" in line for line in done.log_tail) == 2
+
+
+async def test_push_succeeds_when_the_registry_comes_back_between_attempts(
+    stack, registry, s3_server
+):
+    harness = stack[0]
+    registry.stop()
+    try:
+        build_id = await harness.submit(app_id("back"), "multi", tag="v1")
+        started = await harness.events.wait(build_id, "build.started")
+        await until(log_has(s3_server, started.data["log_location"], "push attempt 1 failed"))
+    finally:
+        registry.start()
+    done = await harness.events.done(build_id, within=120)
+    assert done.status == "success", (done.error_class, done.error)
+
+
+def sleeping_containers() -> list[str]:
+    """Processes still running the slow test app's RUN step."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if (
+                b"sleeping-now; sleep 120" in cmdline
+                or cmdline == b"/bin/busybox\x00sleep\x00120\x00"
+            ):
+                found.append(pid)
+    return found

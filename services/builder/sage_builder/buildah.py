@@ -175,11 +175,13 @@ class BuildahBackend:
                 args += ["--authfile", str(authfile)]
             log(f"== pushing {len(images)} image(s) and their index to {destination}")
             done = await self._run(store, [*args, index, f"docker://{destination}"], log)
-            if done.returncode != 0:
-                raise BuildFailure(
-                    "push_failed", _last_error(done.output, "buildah manifest push failed")
-                )
-            return digestfile.read_text().strip()
+            digest = digestfile.read_text().strip() if digestfile.exists() else ""
+            if done.returncode != 0 or not digest:
+                # buildah 1.28 can end `manifest push --all` with status 0 and no digest when the
+                # registry is gone mid-copy: an empty digest file is the failure it reports.
+                fallback = "buildah manifest push ended without pushing the index"
+                raise BuildFailure("push_failed", _last_error(done.output, fallback))
+            return digest
 
     async def release(self, request: BuildRequest, images: list[ArchResult], store: Path) -> None:
         await self._run(store, ["manifest", "rm", self._name(request, "index")], None)

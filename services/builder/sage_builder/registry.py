@@ -78,8 +78,28 @@ class RegistryClient:
             raise RegistryError("the auth service answered no registry token")
         return str(token)
 
+    async def ping(self) -> None:
+        """Raise RegistryError (saying why) unless the registry answers its API root."""
+        try:
+            async with aiohttp.ClientSession(timeout=self.timeout) as session:
+                async with session.get(f"{self.base}/v2/") as resp:
+                    if resp.status not in (200, 401):
+                        raise RegistryError(f"the registry answered {resp.status} at /v2/")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise RegistryError(
+                f"the registry at {self.base} is unreachable ({_why(exc)})"
+            ) from None
+
     async def index(self, repository: str, reference: str) -> tuple[str, dict[str, str]]:
         """The index digest and `{platform: manifest digest}` of `repository:reference`."""
+        try:
+            return await self._index(repository, reference)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise RegistryError(
+                f"the registry at {self.base} is unreachable ({_why(exc)})"
+            ) from None
+
+    async def _index(self, repository: str, reference: str) -> tuple[str, dict[str, str]]:
         accept = ", ".join(INDEX_TYPES)
         async with aiohttp.ClientSession(timeout=self.timeout) as session:
             headers = {"Accept": accept}
@@ -106,3 +126,11 @@ class RegistryClient:
             )
             digests[name] = entry["digest"]
         return "sha256:" + hashlib.sha256(raw).hexdigest(), digests
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"connection failed: {exc.os_error.strerror or exc.os_error}"
+    return type(exc).__name__

@@ -23,7 +23,7 @@ from .buildlog import BuildLog, LogSink, Scrubber
 from .cache import LayerCache
 from .model import ArchResult, BuildFailure, BuildRequest, BuildResult, Platform, PushResult
 from .registry import Credentials, RegistryClient, RegistryError, write_authfile
-from .source import GitFetcher
+from .source import GitFetcher, locate
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -168,8 +168,9 @@ class Builder:
         workdir = self.work_dir / "builds" / request.build_id
         await asyncio.to_thread(shutil.rmtree, workdir, True)  # a killed attempt's leftovers
         try:
-            checkout = await self.fetcher.fetch(request, workdir / "src", blog)
-            progress.commit = checkout.commit
+            progress.commit = await self.fetcher.fetch(request, workdir / "src", blog)
+            src = workdir / "src"
+            checkout = locate(src, progress.commit, request.directory, request.dockerfile)
             progress.provenance = {
                 "url": request.url,
                 "ref": request.tag or request.branch,
@@ -226,6 +227,10 @@ class Builder:
                 if exc.error_class != "push_failed":
                     raise
                 last = exc
+                try:  # say why, where the push tool could not
+                    await self.registry_client.ping()
+                except RegistryError as down:
+                    last = BuildFailure("push_failed", str(down))
             if attempt < self.push_attempts:
                 delay = self.push_backoff * 2 ** (attempt - 1)
                 blog(f"push attempt {attempt} failed ({last.message}); retrying in {delay:.0f}s")

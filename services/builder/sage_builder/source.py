@@ -103,10 +103,8 @@ class GitFetcher:
         self.insecure_hosts = list(insecure_hosts)
         self.timeout = timeout
 
-    async def fetch(
-        self, request: BuildRequest, dest: Path, log: Callable[[str], None]
-    ) -> Checkout:
-        """Fetch into `dest` (which must not exist) and locate the Dockerfile."""
+    async def fetch(self, request: BuildRequest, dest: Path, log: Callable[[str], None]) -> str:
+        """Fetch into `dest` (which must not exist); return the commit checked out."""
         url = check_url(request.url, self.insecure_hosts)
         for name, ref in (("branch", request.branch), ("tag", request.tag)):
             if ref is not None and not _REF_RE.match(ref):
@@ -122,7 +120,7 @@ class GitFetcher:
                 "source_unreachable", f"fetching the source took longer than {self.timeout:.0f}s"
             ) from None
         log(f"source at commit {commit}")
-        return locate(dest, commit, request.directory, request.dockerfile)
+        return commit
 
     async def _checkout(self, git: Git, url: str, request: BuildRequest) -> str:
         await git("init", "-q", ".")

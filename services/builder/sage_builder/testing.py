@@ -6,6 +6,8 @@
 Nothing here is used by the service itself.
 """
 
+# ruff: noqa: S603, S607 - fixed commands (git, docker-registry) of test servers
+
 from __future__ import annotations
 
 import io
@@ -75,8 +77,9 @@ def scratch_app(
     *,
     extra: Mapping[str, str | bytes] | None = None,
     args: tuple[str, ...] = (),
+    steps: tuple[str, ...] = (),
 ) -> None:
-    """A `FROM scratch` app: static busybox for the target architecture, then `RUN sh -c <run>`."""
+    """A `FROM scratch` app: static busybox for the target, `steps`, then `RUN sh -c <run>`."""
     directory.mkdir(parents=True, exist_ok=True)
     for arch, path in BUSYBOX.items():
         if not path.exists():
@@ -86,6 +89,7 @@ def scratch_app(
     lines += [
         "COPY busybox-${TARGETARCH} /bin/busybox",
         'RUN ["/bin/busybox", "sh", "-c", "/bin/busybox --install -s /bin"]',
+        *steps,
         f"RUN {json.dumps(['/bin/busybox', 'sh', '-c', run])}",
         'CMD ["/bin/sh"]',
     ]
@@ -201,7 +205,7 @@ class RegistryServer:
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        log = open(self.root / "registry.log", "ab")  # noqa: SIM115 - handed to the child
+        log = open(self.root / "registry.log", "ab")  # handed to the child, closed here
         self.proc = subprocess.Popen(
             ["docker-registry", "serve", str(self._config())], stdout=log, stderr=subprocess.STDOUT
         )
