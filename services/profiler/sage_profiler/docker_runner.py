@@ -74,6 +74,14 @@ class DockerRunner:
             )
         except DockerException as exc:
             raise RunnerError(f"the Docker engine is unreachable: {exc}") from None
+        driver = self.client.info().get("CgroupDriver", "cgroupfs")
+        if driver != "cgroupfs":
+            # With the systemd driver a cgroup parent must be a slice that systemd owns, and the
+            # shared ceiling of side-by-side copies could not be written to it: not supported.
+            raise RunnerError(
+                f"the Docker engine uses the {driver} cgroup driver; the profiler needs cgroupfs "
+                "(dockerd --exec-opt native.cgroupdriver=cgroupfs) or the Kubernetes runner"
+            )
         self.cgroups: Cgroups = detect(cgroup_root)
         self.prefix = cgroup_prefix.strip("/")
         self.hz = sample_hz
