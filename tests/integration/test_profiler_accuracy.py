@@ -11,7 +11,7 @@ from pathlib import Path
 import docker
 import pytest
 from sage_profiler.docker_runner import DockerRunner
-from sage_profiler.runner import RunResult, RunSpec
+from sage_profiler.runner import RunnerError, RunResult, RunSpec
 from sage_profiler.testapps import build_load_image
 
 MiB = 1 << 20
@@ -161,3 +161,12 @@ async def test_a_pids_limit_stops_a_fork_bomb(runner, load_image) -> None:
     )
     assert limited.exit_code == 0  # a fork failed inside the subshell
     assert roomy.exit_code == 20  # the same script forks 100 times when allowed to
+
+
+async def test_images_are_pulled_only_from_the_allowed_registries() -> None:
+    runner = DockerRunner(pull_policy="if_missing", registries=("127.0.0.1:5000",))
+    try:
+        with pytest.raises(RunnerError, match="pulls are allowed only from 127.0.0.1:5000"):
+            await runner.prepare("library/not-here-xyz:1", None)
+    finally:
+        runner.close()

@@ -34,6 +34,7 @@ def make_runner(config: Config) -> DockerRunner:
         cgroup_prefix=config.cgroup_prefix,
         sample_hz=config.sample_hz,
         pull_policy=config.pull_policy,
+        registries=tuple(config.pull_registries),
         registry_auth=auth,
         gpu=open_gpu() if config.gpu == "auto" else None,
     )

@@ -63,6 +63,7 @@ class Config(ServiceConfig):
     cgroup_prefix: str = "sage-profiler"
     sample_hz: float = 10.0
     pull_policy: Literal["always", "if_missing", "never"] = "if_missing"
+    pull_registries: list[str] = ["127.0.0.1:5000", "localhost:5000"]  # never pull elsewhere
     registry_username: str = ""
     registry_password: SecretStr = SecretStr("")
     run_emulated: bool = True  # run foreign architectures under qemu (marked, not used for limits)

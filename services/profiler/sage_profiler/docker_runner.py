@@ -24,7 +24,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from .cgroup import Cgroups, detect
 from .gpu import GpuMonitor
-from .runner import RunnerError, RunResult, RunSpec
+from .runner import RunnerError, RunnerUnavailable, RunResult, RunSpec
 from .sampler import Sampler
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,14 @@ def docker_time(value: str) -> float:
     return base + (float("0." + frac) if frac else 0.0)
 
 
+def registry_of(image: str) -> str:
+    """The registry host of an image reference (`docker.io` when none is named)."""
+    first, sep, _ = image.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
 def owner_token() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -65,6 +73,7 @@ class DockerRunner:
         registry_auth: dict[str, str] | None = None,
         gpu: GpuMonitor | None = None,
         binfmt_dir: Path = Path("/proc/sys/fs/binfmt_misc"),
+        registries: tuple[str, ...] = ("127.0.0.1:5000", "localhost:5000"),
     ) -> None:
         try:
             self.client = (
@@ -73,7 +82,7 @@ class DockerRunner:
                 else docker.from_env(max_pool_size=64)
             )
         except DockerException as exc:
-            raise RunnerError(f"the Docker engine is unreachable: {exc}") from None
+            raise RunnerUnavailable(f"the Docker engine is unreachable: {exc}") from None
         driver = self.client.info().get("CgroupDriver", "cgroupfs")
         if driver != "cgroupfs":
             # With the systemd driver a cgroup parent must be a slice that systemd owns, and the
@@ -90,6 +99,7 @@ class DockerRunner:
         self.gpu = gpu
         self.binfmt_dir = binfmt_dir
         self.owner = owner_token()
+        self.registries = registries
 
     def close(self) -> None:
         self.client.close()
@@ -118,10 +128,19 @@ class DockerRunner:
                     raise RunnerError(
                         f"image {image} is not on this engine (pull_policy=never)"
                     ) from None
+        if registry_of(image) not in self.registries:
+            raise RunnerError(
+                f"image {image} is not on this engine, and pulls are allowed only "
+                f"from {', '.join(self.registries) or 'no registry'}"
+            )
         try:
             self.client.images.pull(image, platform=platform, auth_config=self.registry_auth)
-        except (APIError, DockerException) as exc:
-            raise RunnerError(f"cannot pull {image}: {exc}") from None
+        except APIError as exc:
+            if exc.is_server_error() and "not found" not in str(exc).lower():
+                raise RunnerUnavailable(f"cannot pull {image}: {exc}") from None
+            raise RunnerError(f"cannot pull {image}: {exc.explanation}") from None
+        except DockerException as exc:
+            raise RunnerUnavailable(f"cannot pull {image}: {exc}") from None
 
     async def run(self, spec: RunSpec) -> RunResult:
         run = f"{self.prefix}/{uuid.uuid4().hex[:16]}"
@@ -159,8 +178,14 @@ class DockerRunner:
                 for (c, s, t), spec in zip(made, specs, strict=True)
             ]
             return list(await asyncio.gather(*waits))
-        except (APIError, DockerException) as exc:
-            raise RunnerError(f"the Docker engine failed: {exc}") from None
+        except ImageNotFound as exc:
+            raise RunnerError(f"cannot run {specs[0].image}: {exc.explanation}") from None
+        except APIError as exc:
+            if exc.is_client_error():
+                raise RunnerError(f"the Docker engine refused the run: {exc.explanation}") from None
+            raise RunnerUnavailable(f"the Docker engine failed: {exc}") from None
+        except (DockerException, requests.exceptions.ConnectionError) as exc:
+            raise RunnerUnavailable(f"the Docker engine is unreachable: {exc}") from None
         finally:
             for container, sampler, _ in made:
                 sampler.stop()

@@ -76,7 +76,7 @@ class FakeRunner:
 
     async def run(self, spec: RunSpec) -> RunResult:
         self.runs.append(spec)
-        return self.script(spec)
+        return self.script(spec)  # a script may raise RunnerError or RunnerUnavailable
 
     async def run_together(
         self, specs: list[RunSpec], *, memory_bytes: int, cpus: float

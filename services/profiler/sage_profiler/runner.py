@@ -71,7 +71,11 @@ class RunResult:
 
 
 class RunnerError(Exception):
-    """The runner could not do what was asked (image missing, engine down): not the app's fault."""
+    """The runner cannot run this (image missing or for another platform): the profile fails."""
+
+
+class RunnerUnavailable(RunnerError):
+    """The engine itself failed or cannot be reached: worth retrying the whole profile later."""
 
 
 class Runner(Protocol):

@@ -28,7 +28,7 @@ from sage_common.schemas import (
 from . import conclude
 from .conclude import ArchOutcome
 from .config import Config
-from .runner import Runner, RunnerError, RunResult, RunSpec
+from .runner import Runner, RunnerError, RunnerUnavailable, RunResult, RunSpec
 from .spec import TestingSpec, parse_testing
 from .testdata import TestDataError, TestDataSource, staged
 
@@ -195,13 +195,27 @@ async def _run_arch(
     *,
     concurrency: bool,
 ) -> None:
-    cfg = p.config
-    platform = outcome.architecture if outcome.emulated else None
     try:
-        await p.runner.prepare(outcome.image, platform)
+        await _measure(p, build, spec, outcome, data_dir, gpu, concurrency=concurrency)
+    except RunnerUnavailable:
+        raise  # the engine's fault: the whole profile is retried later
     except RunnerError as exc:
         outcome.error = str(exc)
-        return
+
+
+async def _measure(
+    p: Profiler,
+    build: BuildDone,
+    spec: TestingSpec,
+    outcome: ArchOutcome,
+    data_dir: Any,
+    gpu: bool,
+    *,
+    concurrency: bool,
+) -> None:
+    cfg = p.config
+    platform = outcome.architecture if outcome.emulated else None
+    await p.runner.prepare(outcome.image, platform)
     env = dict(spec.env)
     if data_dir is not None:
         env["SAGE_TEST_DATA"] = DATA_MOUNT

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from sage_common.schemas import ArchImage, BuildDone, ProfileDone
 from sage_profiler.config import Config, NodeProfile
 from sage_profiler.fakes import FakeDataSource, FakeRunner, result
-from sage_profiler.runner import RunSpec
+from sage_profiler.runner import RunnerError, RunnerUnavailable, RunSpec
 from sage_profiler.service import Profiler, image_ref, profile, profile_id_for
 
 MiB = 1 << 20
@@ -192,3 +193,17 @@ def test_image_reference_per_architecture_uses_the_digest() -> None:
     assert image_ref("127.0.0.1:5000/ns/app:1.0", "sha256:x") == "127.0.0.1:5000/ns/app@sha256:x"
     assert image_ref("localhost:5000/ns/app", "sha256:x") == "localhost:5000/ns/app@sha256:x"
     assert image_ref("ns/app:1.0", "") == "ns/app:1.0"
+
+
+async def test_an_image_the_engine_cannot_run_fails_but_an_engine_outage_is_retried() -> None:
+    def refuse(spec: RunSpec):
+        raise RunnerError("image is for another platform")
+
+    done = await run(FakeRunner(refuse), build())
+    assert done.status == "failed" and "another platform" in done.reason
+
+    def down(spec: RunSpec):
+        raise RunnerUnavailable("the Docker engine is unreachable")
+
+    with pytest.raises(RunnerUnavailable):
+        await run(FakeRunner(down), build())
