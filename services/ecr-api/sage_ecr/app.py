@@ -10,6 +10,7 @@ from sage_common.auth import Introspector
 from sage_common.web import POOL, bus_context, create_service_app
 
 from .access import Policy
+from .cache import invalidate_on_write, listener_context
 from .config import Config
 from .events import consumers
 from .handlers import ECR
@@ -47,7 +48,9 @@ def create_app(config: Config, *, introspector: Introspector | None = None) -> w
         introspector=introspector,
         client_max_size=config.max_body_bytes,
     )
+    app.middlewares.append(invalidate_on_write())
     app.cleanup_ctx.append(_ecr_context(config))
+    app.cleanup_ctx.append(listener_context(config.listing_cache_entries))
     if config.use_bus:
         app.cleanup_ctx.append(bus_context(consumers))
     return app

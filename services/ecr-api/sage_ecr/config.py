@@ -20,6 +20,8 @@ class Config(ServiceConfig):
     builder_account: str = "service:builder"
     # Service accounts (client ids) that may ask `GET /api/registry/access`.
     registry_access_clients: list[str] = ["auth"]
+    # Listing pages kept per process (emptied on every catalogue change); 0 turns caching off.
+    listing_cache_entries: int = 1024
     # The consumer's queue name; tests set a unique one.
     consumer_queue: str = "ecr-api.pipeline"
     # Whether to start the pipeline consumer and the outbox relay (off for HTTP-only tests).

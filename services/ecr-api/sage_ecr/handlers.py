@@ -11,6 +11,7 @@ from sage_common.openapi import describe
 from sage_common.web import json_response, read_json
 
 from . import pipeline_service, service, spec
+from .cache import cached_listing
 from .models import (
     ListQuery,
     NamespaceCreate,
@@ -63,6 +64,7 @@ async def submit(request: web.Request) -> web.Response:
     return _text(await service.submit(_ecr(request), principal(request), app_spec))
 
 
+@cached_listing
 async def list_apps(request: web.Request) -> web.Response:
     """List the apps you may read: paged, filtered, searchable."""
     query = ListQuery.model_validate(dict(request.query))
@@ -130,6 +132,7 @@ async def rebuild(request: web.Request) -> web.Response:
     )
 
 
+@cached_listing
 async def list_namespaces(request: web.Request) -> web.Response:
     """Namespaces you may read."""
     return json_response(await service.list_namespaces(_ecr(request), principal(request)))
@@ -154,6 +157,7 @@ async def delete_namespace(request: web.Request) -> web.Response:
     return json_response(await service.delete_namespace(_ecr(request), principal(request), ns))
 
 
+@cached_listing
 async def list_repositories(request: web.Request) -> web.Response:
     """Repositories you may read."""
     ns = request.match_info.get("namespace") or request.query.get("namespace")
