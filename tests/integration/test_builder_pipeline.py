@@ -8,88 +8,35 @@ looked at by several tests; every other build is amd64 only, to stay quick on tw
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aio_pika
 import aiohttp
 import pytest
 from aiohttp import web
 from sage_auth.signing import ensure_keypair
-from sage_builder.app import create_app
 from sage_builder.config import Config
 from sage_builder.registry import Credentials, RegistryClient
 from sage_builder.testing import (
     GitServer,
+    Harness,
     RegistryReader,
     RegistryServer,
     commit_all,
+    delete_queues,
     free_port,
     git,
+    read_log,
+    running_builder,
     scratch_app,
+    until,
 )
-from sage_common.bus import Bus
-from sage_common.events import CloudEvent, make_event
-from sage_common.schemas import AppSource, AppSubmitted, BuildCancelled, BuildDone
+from sage_common.schemas import BuildDone
 
 pytestmark = pytest.mark.slow
-RETRY_MS = (1000, 5000, 25000, 30000, 120000)  # the builder consumers' retry queues
-
-
-class Events:
-    """build.started / build.done seen on a test queue, waited on by build id."""
-
-    def __init__(self) -> None:
-        self.seen: list[CloudEvent] = []
-        self._changed = asyncio.Condition()
-
-    async def on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        async with message.process():
-            event = CloudEvent.model_validate_json(message.body)
-        async with self._changed:
-            self.seen.append(event)
-            self._changed.notify_all()
-
-    def of(self, build_id: str, key: str) -> list[CloudEvent]:
-        return [e for e in self.seen if e.routing_key == key and e.data.get("build_id") == build_id]
-
-    async def wait(self, build_id: str, key: str, within: float = 180.0) -> CloudEvent:
-        async with self._changed:
-            await asyncio.wait_for(
-                self._changed.wait_for(lambda: bool(self.of(build_id, key))), within
-            )
-        return self.of(build_id, key)[0]
-
-    async def done(self, build_id: str, within: float = 180.0) -> BuildDone:
-        return (await self.wait(build_id, "build.done", within)).parse_data(BuildDone)
-
-
-class Harness:
-    """Publishes app.submitted / build.cancel on the module's exchange and reads the results."""
-
-    def __init__(self, bus: Bus, events: Events, git_server: GitServer) -> None:
-        self.bus, self.events, self.git = bus, events, git_server
-
-    async def submit(self, app_id: str, repo: str, **source: object) -> str:
-        """Publish app.submitted for `repo` on the git server (or `url=` given); the build id."""
-        build_id = str(uuid.uuid4())
-        source.setdefault("url", self.git.url(repo))
-        data = AppSubmitted(
-            app_id=app_id,
-            build_id=build_id,
-            source=AppSource(**source),
-            submitter="tester",
-        )
-        await self.bus.publish(make_event("tests", data, subject=app_id))
-        return build_id
-
-    async def cancel(self, app_id: str, build_id: str) -> None:
-        data = BuildCancelled(app_id=app_id, build_id=build_id, requested_by="tester")
-        await self.bus.publish(make_event("tests", data, subject=app_id))
 
 
 def app_id(name: str) -> str:
@@ -162,6 +109,22 @@ def repos(git_server, tmp_path_factory) -> dict[str, str]:
     return commits
 
 
+def builder_config(**settings) -> Config:
+    """A builder's settings for these tests: loopback git allowed, short back-offs and polls."""
+    base = dict(
+        port=free_port(),
+        concurrency=2,
+        build_timeout_seconds=300,
+        cancel_poll_seconds=0.5,
+        git_insecure_hosts=["127.0.0.1"],
+        git_timeout_seconds=30,
+        push_attempts=3,
+        push_backoff_seconds=1.0,
+        log_flush_seconds=0.2,
+    )
+    return Config(**{**base, **settings})
+
+
 @pytest.fixture(scope="module")
 async def stack(
     database_url,
@@ -175,56 +138,31 @@ async def stack(
     suffix,
     tmp_path_factory,
 ) -> AsyncIterator[tuple[Harness, Config, web.Application]]:
-    exchange = f"test.builder.{suffix}"
-    config = Config(
+    config = builder_config(
         database_url=database_url,
         db_schema=f"builder_{suffix}",
         amqp_url=amqp_url,
-        exchange=exchange,
+        exchange=f"test.builder.{suffix}",
         queue=f"builder.app-submitted.{suffix}",
         cancel_queue=f"builder.build-cancel.{suffix}",
         auth_url=auth_url,
         client_id="builder",
         client_secret=service_secrets["builder"],
-        port=free_port(),
         work_dir=tmp_path_factory.mktemp("builder"),
-        concurrency=2,
-        build_timeout_seconds=300,
-        cancel_poll_seconds=0.5,
-        git_insecure_hosts=["127.0.0.1"],
-        git_timeout_seconds=30,
         registry=registry.address,
-        push_attempts=3,
-        push_backoff_seconds=1.0,
         s3_endpoint=s3_server.endpoint,
         s3_access_key=s3_server.access_key,
         s3_secret_key=s3_server.secret_key,
         s3_bucket=f"build-logs-{suffix}",
-        log_flush_seconds=0.2,
     )
-    app = create_app(config)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", config.port).start()
-    bus = Bus(amqp_url, exchange=exchange, service="tests")
-    await bus.connect()
-    events = Events()
-    connection = await aio_pika.connect_robust(amqp_url)
-    channel = await connection.channel()
-    queue = await channel.declare_queue(f"test.builder.events.{suffix}", auto_delete=True)
-    ex = await channel.declare_exchange(exchange, aio_pika.ExchangeType.TOPIC, durable=True)
-    await queue.bind(ex, "build.*")
-    await queue.consume(events.on_message)
     try:
-        yield Harness(bus, events, git_server), config, app
+        async with (
+            running_builder(config) as app,
+            Harness.open(amqp_url, config.exchange, git_server.url) as harness,
+        ):
+            yield harness, config, app
     finally:
-        await runner.cleanup()
-        await bus.close()
-        for name in (config.queue, config.cancel_queue):
-            for q in (name, f"{name}.dlq", *(f"{name}.retry.{ms}ms" for ms in RETRY_MS)):
-                await channel.queue_delete(q)
-        await channel.exchange_delete(exchange)
-        await connection.close()
+        await delete_queues(amqp_url, config)
 
 
 @pytest.fixture(scope="module")
@@ -245,33 +183,14 @@ def reader_for(registry, auth_url, service_secrets):
     return make
 
 
-async def until(check, within: float = 60.0) -> None:
-    """Poll `check()` (sync, run in a thread) until true; fail after `within` seconds."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not await asyncio.to_thread(check):
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.1)
-
-
 def log_has(s3_server, location: str, text: str):
     def check() -> bool:
         try:
-            return text in read_log(s3_server, location)
+            return text in read_log(s3_server.client(), location)
         except Exception:
             return False
 
     return check
-
-
-def read_log(s3_server, location: str) -> str:
-    assert location.startswith("s3://")
-    bucket, key = location[5:].split("/", 1)
-    response = s3_server.client().get_object(bucket, key)
-    try:
-        return response.read().decode()
-    finally:
-        response.close()
-        response.release_conn()
 
 
 # -- the two-architecture build, made once ---------------------------------------------------
@@ -344,7 +263,7 @@ async def test_result_records_commit_provenance_and_a_scrubbed_log(
     assert done.duration_seconds > 0
     started = stack[0].events.of(done.build_id, "build.started")
     assert len(started) == 1 and started[0].data["log_location"] == done.log_location
-    text = read_log(s3_server, done.log_location)
+    text = read_log(s3_server.client(), done.log_location)
     assert "built-for-aarch64" in text and "built-for-x86_64" in text
     assert service_secrets["builder"] not in text
 
@@ -377,7 +296,7 @@ async def test_unreachable_sources_fail_as_source_unreachable(stack, repos):
     harness = stack[0]
     cases = {
         "no server": dict(url=f"git://127.0.0.1:{free_port()}/nothing.git"),
-        "no repository": dict(url=harness.git.url("does-not-exist")),
+        "no repository": dict(url=harness.url_of("does-not-exist")),
         "no such branch": dict(branch="no-such-branch"),
         "no such tag": dict(tag="v999"),
         "file url": dict(url="file:///etc"),
