@@ -137,3 +137,17 @@ def test_json_schema_describes_the_fields_and_forbids_others():
 def test_version_key_sorts_by_semver_precedence():
     ordered = ["0.9.0", "1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-beta", "1.0.0", "1.2.0", "1.10.0"]
     assert sorted(ordered, key=version_key) == ordered
+
+
+def test_the_documented_example_is_a_valid_description():
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    doc = Path(__file__).parents[3] / "docs" / "app-spec.md"
+    example = re.search(r"```yaml\n(.*?)```", doc.read_text(), re.S)
+    assert example is not None
+    spec = AppSpec.model_validate(yaml.safe_load(example.group(1)))
+    assert cross_check(spec) == []
+    assert spec.testing is not None and spec.testing.period == 300
