@@ -66,6 +66,8 @@ class PermissionChange(BaseModel):
     permission: Permission | None = None
 
     def grant(self) -> Grant:
+        """The grant an `add` names (complete: the validator checked)."""
+        assert self.granteeType and self.grantee and self.permission
         return Grant(granteeType=self.granteeType, grantee=self.grantee, permission=self.permission)
 
     @model_validator(mode="after")

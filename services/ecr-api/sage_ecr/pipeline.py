@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 from sage_common.auth import Principal
@@ -34,7 +34,7 @@ from .states import IN_FLIGHT, Facts, State, advance
 
 log = logging.getLogger(__name__)
 SOURCE = "ecr-api"
-Conn = asyncpg.Connection
+Conn: TypeAlias = asyncpg.Connection
 
 
 async def emit(conn: Conn, data: EventData, subject: str) -> None:

@@ -138,9 +138,8 @@ async def list_apps(
     owner = query.owner
     if owner is not None and owner.lower() in ("true", "1"):
         owner = who.username if who else ""
-    gpu = {"true": ["required", "optional"], "false": ["optional", "none"]}.get(
-        query.gpu or "", [query.gpu] if query.gpu else None
-    )
+    gpus: dict[str, list[str]] = {"true": ["required", "optional"], "false": ["optional", "none"]}
+    gpu = gpus.get(query.gpu, [query.gpu]) if query.gpu else None
     flt = apps.AppFilter(
         namespace=ns or query.namespace,
         name=name,

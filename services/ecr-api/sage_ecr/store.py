@@ -5,13 +5,13 @@ Every function takes the connection it runs on, so the service decides what shar
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 
 from .acl import GIVEN_BY, Grant, Permission
 
-Conn = asyncpg.Connection
+Conn: TypeAlias = asyncpg.Connection
 READERS = GIVEN_BY[Permission.READ]
 
 # Whether the grant row `p` names the viewer ($u: username or NULL, $g: groups).

@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 
 from .store import public_repository, readable_repository
 
-Conn = asyncpg.Connection
+Conn: TypeAlias = asyncpg.Connection
 
 _APP = """a.id, a.namespace, a.name, a.version, a.version_key, a.owner, a.spec, a.state,
     a.frozen, a.build_number, a.build_id, a.reviewer, a.review_comment, a.reviewed_at,
