@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, WithJsonSchema
 
 # Docker's rule for a repository path component, so `namespace/name` is also a registry path.
 NAME_PATTERN = r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$"
@@ -21,15 +21,57 @@ _SEMVER_RE = re.compile(SEMVER_PATTERN)
 ARCHITECTURES = ("linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm/v6")
 INPUT_TYPES = ("boolean", "int", "long", "float", "double", "string", "File", "Directory")
 
+_NAME_RE = re.compile(NAME_PATTERN)
+NAME_RULE = (
+    "2 to 64 lowercase letters and digits, separated by '.', '_', '__' or dashes, "
+    "starting and ending with a letter or digit"
+)
+
+
+def _check_name(value: str) -> str:
+    if not (2 <= len(value) <= 64 and _NAME_RE.match(value)):
+        raise ValueError(f"not a valid name: {NAME_RULE}")
+    return value
+
+
+def _text(value: Any) -> Any:
+    """YAML reads `version: 1.0` as a number; keep it as text so the message says what is wrong."""
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+def _check_semver(value: str) -> str:
+    if len(value) > 64 or not _SEMVER_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a semantic version: write MAJOR.MINOR.PATCH[-PRERELEASE], e.g. 1.0.0"
+        )
+    return value
+
+
 Name = Annotated[
     str,
-    StringConstraints(min_length=2, max_length=64, pattern=NAME_PATTERN),
-    Field(description="lowercase letters and digits, separated by '.', '_', '__' or dashes"),
+    AfterValidator(_check_name),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 2,
+            "maxLength": 64,
+            "pattern": NAME_PATTERN,
+            "description": NAME_RULE,
+        }
+    ),
 ]
 Version = Annotated[
     str,
-    StringConstraints(max_length=64, pattern=SEMVER_PATTERN),
-    Field(description="semantic version MAJOR.MINOR.PATCH[-PRERELEASE], e.g. 1.0.0"),
+    BeforeValidator(_text),
+    AfterValidator(_check_semver),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "maxLength": 64,
+            "pattern": SEMVER_PATTERN,
+            "description": "semantic version MAJOR.MINOR.PATCH[-PRERELEASE], e.g. 1.0.0",
+        }
+    ),
 ]
 Word = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
