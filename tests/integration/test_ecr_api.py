@@ -476,3 +476,42 @@ async def test_registry_access_follows_repository_permissions(http, ecr, people,
             params={"username": "x", "repository": f"{ns}/img"},
         )
         assert status == 403
+
+
+async def test_sage_curl_examples_without_a_json_content_type_still_work(http, ecr, people):
+    """SAGE's docs use `curl -X PUT ... -d '{...}'`, which sends form data."""
+    ns = f"lab{sfx()}"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    status, body = await call(
+        http,
+        "PUT",
+        f"{ecr.url}/api/namespaces",
+        token=people["owner"],
+        data=json.dumps({"id": ns}),
+        headers=form,
+    )
+    assert (status, body["id"]) == (200, ns)
+    change = {
+        "operation": "add",
+        "granteeType": "GROUP",
+        "grantee": "AllUsers",
+        "permission": "READ",
+    }
+    status, body = await call(
+        http,
+        "PUT",
+        f"{ecr.url}/api/permissions/{ns}",
+        token=people["owner"],
+        data=json.dumps(change),
+        headers=form,
+    )
+    assert (status, body) == (200, {"added": 1})
+    status, body = await call(
+        http,
+        "PUT",
+        f"{ecr.url}/api/permissions/{ns}",
+        token=people["owner"],
+        data="operation=add",
+        headers=form,
+    )
+    assert status == 400 and "not valid JSON" in body["detail"]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, TypeVar
 
 from aiohttp import web
+from pydantic import BaseModel
 from sage_common.auth import principal
-from sage_common.errors import PayloadTooLarge
+from sage_common.errors import BadRequest, PayloadTooLarge
 from sage_common.openapi import describe
-from sage_common.web import json_response, read_json
+from sage_common.web import json_response
 
 from . import pipeline_service, service, spec
 from .cache import cached_listing
@@ -23,6 +25,7 @@ from .service import Ecr
 from .specload import load_document
 
 ECR = web.AppKey("ecr", Ecr)
+M = TypeVar("M", bound=BaseModel)
 
 
 def _ecr(request: web.Request) -> Ecr:
@@ -48,6 +51,15 @@ async def _spec_body(request: web.Request) -> Any:
     return load_document(
         body, request.content_type, max_depth=ecr.spec_max_depth, max_nodes=ecr.spec_max_nodes
     )
+
+
+async def _json_body(request: web.Request, model: type[M]) -> M:
+    """A JSON body whatever its declared type: SAGE's `curl -d '{...}'` examples send form data."""
+    try:
+        data = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the body is not valid JSON") from None
+    return model.model_validate(data)
 
 
 async def app_schema(request: web.Request) -> web.Response:
@@ -112,7 +124,7 @@ async def app_profile(request: web.Request) -> web.Response:
 @describe(request=ReviewDecision, tags=["review"])
 async def review(request: web.Request) -> web.Response:
     """Approve or reject a version in review."""
-    body = await read_json(request, ReviewDecision)
+    body = await _json_body(request, ReviewDecision)
     return _text(
         await pipeline_service.review(_ecr(request), principal(request), *_path(request), body)
     )
@@ -141,7 +153,7 @@ async def list_namespaces(request: web.Request) -> web.Response:
 @describe(request=NamespaceCreate, tags=["namespaces"])
 async def create_namespace(request: web.Request) -> web.Response:
     """Claim a namespace."""
-    body = await read_json(request, NamespaceCreate)
+    body = await _json_body(request, NamespaceCreate)
     return json_response(await service.create_namespace(_ecr(request), principal(request), body))
 
 
@@ -195,7 +207,7 @@ async def get_permissions(request: web.Request) -> web.Response:
 @describe(request=PermissionChange, tags=["permissions"])
 async def change_permissions(request: web.Request) -> web.Response:
     """Add or delete grants."""
-    body = await read_json(request, PermissionChange)
+    body = await _json_body(request, PermissionChange)
     m = request.match_info
     return json_response(
         await service.change_permissions(
