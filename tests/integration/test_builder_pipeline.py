@@ -26,6 +26,7 @@ from sage_builder.testing import (
     RegistryReader,
     RegistryServer,
     commit_all,
+    config_for_tests,
     delete_queues,
     free_port,
     git,
@@ -109,22 +110,6 @@ def repos(git_server, tmp_path_factory) -> dict[str, str]:
     return commits
 
 
-def builder_config(**settings) -> Config:
-    """A builder's settings for these tests: loopback git allowed, short back-offs and polls."""
-    base = dict(
-        port=free_port(),
-        concurrency=2,
-        build_timeout_seconds=300,
-        cancel_poll_seconds=0.5,
-        git_insecure_hosts=["127.0.0.1"],
-        git_timeout_seconds=30,
-        push_attempts=3,
-        push_backoff_seconds=1.0,
-        log_flush_seconds=0.2,
-    )
-    return Config(**{**base, **settings})
-
-
 @pytest.fixture(scope="module")
 async def stack(
     database_url,
@@ -138,7 +123,8 @@ async def stack(
     suffix,
     tmp_path_factory,
 ) -> AsyncIterator[tuple[Harness, Config, web.Application]]:
-    config = builder_config(
+    config = config_for_tests(
+        port=free_port(),
         database_url=database_url,
         db_schema=f"builder_{suffix}",
         amqp_url=amqp_url,
@@ -405,17 +391,15 @@ async def test_push_succeeds_when_the_registry_comes_back_between_attempts(
 
 
 def sleeping_containers() -> list[str]:
-    """Processes still running the slow test app's RUN step."""
+    """Pids still running the slow test app's RUN step."""
     found = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except OSError:
-                continue
+    for proc in Path("/proc").iterdir():
+        try:
             if (
-                b"sleeping-now; sleep 120" in cmdline
-                or cmdline == b"/bin/busybox\x00sleep\x00120\x00"
+                proc.name.isdigit()
+                and b"sleeping-now; sleep 120" in (proc / "cmdline").read_bytes()
             ):
-                found.append(pid)
+                found.append(proc.name)
+        except OSError:
+            continue
     return found

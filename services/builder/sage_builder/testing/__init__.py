@@ -4,7 +4,16 @@
 app started on a config, events published and awaited on a private exchange.
 """
 
-from .harness import Events, Harness, delete_queues, read_log, running_builder, until
+from .harness import (
+    Events,
+    Harness,
+    config_env,
+    config_for_tests,
+    delete_queues,
+    read_log,
+    running_builder,
+    until,
+)
 from .servers import (
     BUSYBOX,
     GitServer,
@@ -24,11 +33,13 @@ __all__ = [
     "RegistryReader",
     "RegistryServer",
     "commit_all",
+    "config_env",
     "delete_queues",
     "free_port",
     "git",
     "read_log",
     "running_builder",
     "scratch_app",
+    "config_for_tests",
     "until",
 ]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aio_pika
 from aiohttp import web
+from pydantic import SecretStr
 from sage_common.bus import Bus
 from sage_common.events import CloudEvent, make_event
 from sage_common.schemas import AppSource, AppSubmitted, BuildCancelled, BuildDone
@@ -104,6 +106,37 @@ async def running_builder(config: Config) -> AsyncIterator[web.Application]:
         yield app
     finally:
         await runner.cleanup()
+
+
+def config_for_tests(**settings: Any) -> Config:
+    """A builder's settings for tests: loopback git allowed, short back-offs, polls and flushes."""
+    base: dict[str, Any] = {
+        "concurrency": 2,
+        "build_timeout_seconds": 300,
+        "cancel_poll_seconds": 0.5,
+        "git_insecure_hosts": ["127.0.0.1"],
+        "git_timeout_seconds": 30,
+        "push_attempts": 3,
+        "push_backoff_seconds": 1.0,
+        "log_flush_seconds": 0.2,
+    }
+    return Config(**{**base, **settings})
+
+
+def config_env(config: Config) -> dict[str, str]:
+    """`config` as the `SAGE_BUILDER_*` environment of a builder process."""
+    env = {}
+    for name, value in config.model_dump().items():
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, list | dict):
+            text = json.dumps(value)
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        else:
+            text = str(value)
+        env[f"SAGE_BUILDER_{name.upper()}"] = text
+    return env
 
 
 async def delete_queues(amqp_url: str, config: Config) -> None:
