@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 
 import aiohttp
 import pytest
+import yarl
 from sage_auth.state import STORE
 
 from tests.fixtures.auth import call, free_socket, start_auth
@@ -241,7 +242,7 @@ async def test_session_tokens_need_a_session_and_json(browser, oidc):
 
 async def test_logout_ends_the_session(browser, oidc):
     await log_in(browser, oidc.url, uniq("bye"))
-    session = browser.cookie_jar.filter_cookies(oidc.url + "/auth/")["sage_session"].value
+    session = browser.cookie_jar.filter_cookies(yarl.URL(oidc.url + "/auth/"))["sage_session"].value
     assert (await call(browser, "POST", f"{oidc.url}/auth/logout"))[0] == 204
     url = f"{oidc.url}/auth/session/tokens"
     assert (await call(browser, "POST", url, json={"name": "x"}))[0] == 401

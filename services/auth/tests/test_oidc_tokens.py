@@ -102,7 +102,7 @@ async def test_unsigned_and_symmetric_tokens_are_refused(standin, provider):
               "nonce": "n0nce"}
     for token in (
         jwt.encode(claims, None, algorithm="none"),
-        jwt.encode(claims, "secret-but-shared-with-everyone", algorithm="HS256"),
+        jwt.encode(claims, "a-shared-secret-anyone-could-use-to-forge-tokens", algorithm="HS256"),
         "not.a.jwt",
     ):
         with pytest.raises(LoginFailed):
