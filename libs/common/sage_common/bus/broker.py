@@ -20,6 +20,7 @@ from aio_pika.abc import (
     DeliveryMode,
 )
 from aiormq.abc import DeliveredMessage
+from aiormq.exceptions import AMQPConnectionError, ChannelClosed, ChannelInvalidStateError
 
 from ..events import CloudEvent
 from ..metrics import EVENTS_PUBLISHED
@@ -27,6 +28,8 @@ from ..metrics import EVENTS_PUBLISHED
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/cloudevents+json"
+
+_LOST = (AMQPConnectionError, ChannelClosed, ChannelInvalidStateError, ConnectionError)
 
 ReconnectHook = Callable[[], Awaitable[None] | None]
 
@@ -141,9 +144,17 @@ class Bus:
         if channel is None or exchange is None:
             raise RuntimeError("Bus.connect() was not called")
         async with asyncio.timeout(timeout):
-            # Wait out a reconnect rather than fail at once on a closed channel.
-            await channel.ready()
-            result = await exchange.publish(message, routing_key, mandatory=True, timeout=timeout)
+            while True:
+                # Wait out a reconnect rather than fail at once on a closed channel.
+                await channel.ready()
+                try:
+                    result = await exchange.publish(message, routing_key, mandatory=True)
+                    break
+                except _LOST as exc:
+                    # The connection went before the confirm: send again once it is back. The
+                    # broker may then hold two copies; consumers drop the second by its id.
+                    log.info("publish interrupted; retrying", extra={"error": repr(exc)})
+                    await asyncio.sleep(min(0.1, self.reconnect_interval))
         EVENTS_PUBLISHED.labels(self.service, routing_key).inc()
         if isinstance(result, DeliveredMessage):
             log.warning(

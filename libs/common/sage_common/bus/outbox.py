@@ -75,6 +75,7 @@ class OutboxRelay:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._listener: Any = None  # a pool connection held for LISTEN
+        self._channel = ""
         self._last_prune: float | None = None
         bus.on_reconnect(self.wake)
 
@@ -166,8 +167,8 @@ class OutboxRelay:
         await self._unlisten()
         conn = await self.pool.acquire()
         try:
-            channel = await conn.fetchval(f"SELECT {_CHANNEL_SQL}")
-            await conn.add_listener(channel, self._notified)
+            self._channel = await conn.fetchval(f"SELECT {_CHANNEL_SQL}")
+            await conn.add_listener(self._channel, self._notified)
         except BaseException:
             await self.pool.release(conn)
             raise
@@ -176,6 +177,8 @@ class OutboxRelay:
     async def _unlisten(self) -> None:
         conn, self._listener = self._listener, None
         if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.remove_listener(self._channel, self._notified)
             with contextlib.suppress(Exception):
                 await self.pool.release(conn)
 

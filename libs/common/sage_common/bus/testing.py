@@ -8,9 +8,41 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable, Iterable
+
+import aio_pika
 
 from ..events import CloudEvent
 from .broker import Bus
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool] | bool], *, within: float = 10.0, every: float = 0.02
+) -> None:
+    """Wait until `check()` is true; fail the test with AssertionError after `within` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        result = check()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {within} s")
+        await asyncio.sleep(every)
+
+
+async def delete_topology(
+    amqp_url: str, *, exchanges: Iterable[str] = (), queues: Iterable[str] = ()
+) -> None:
+    """Remove what a test declared on the shared broker."""
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        for queue in queues:
+            await channel.queue_delete(queue)
+        for exchange in exchanges:
+            await channel.exchange_delete(exchange)
 
 
 class RecordingBus(Bus):
