@@ -95,15 +95,19 @@ async def test_the_time_series_has_ten_samples_a_second_and_shows_the_load(
     assert res.sample_interval <= 0.1
     assert len(res.samples) >= 0.8 * res.wall_seconds * 10
     assert max(s.memory_bytes for s in res.samples) >= 64 * MiB
-    assert max(s.cpu_cores for s in res.samples) >= 0.8
+    assert max(s.cpu_cores for s in res.samples) >= 0.5
+    # the series integrates to the exact total (what the app did between samples is not lost)
+    steps = zip(res.samples, res.samples[1:], strict=False)
+    integral = sum(b.cpu_cores * (b.t - a.t) for a, b in steps)
+    assert integral == pytest.approx(res.cpu_seconds, rel=0.25)
     assert res.samples[-1].cpu_cores < 0.2  # the last second was sleep
-    assert 2.0 <= res.wall_seconds < 4.0
+    assert res.wall_seconds >= 1.9
 
 
 async def test_a_cpu_ceiling_throttles_and_stretches_wall_time(runner, load_image) -> None:
-    res = await run(runner, load_image, "cpu=1", cpus=0.5)
-    assert res.wall_seconds >= 1.7
-    assert res.throttled_seconds > 0.3 and res.nr_throttled > 0
+    res = await run(runner, load_image, "cpu=0.4", cpus=0.2)
+    assert res.wall_seconds >= 1.6  # 0.4 CPU-seconds at a fifth of a core
+    assert res.throttled_seconds > 0.3 and res.nr_throttled > 5
 
 
 @pytest.fixture

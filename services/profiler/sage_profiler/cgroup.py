@@ -99,6 +99,9 @@ class CgroupV1:
         else:  # older kernels: ticks of USER_HZ only
             stat = parse_flat_keyed(_read(acct / "cpuacct.stat"))
             user, system = stat.get("user", 0) / USER_HZ, stat.get("system", 0) / USER_HZ
+        # v1 splits user/system by sampling ticks; only the total is exact, so scale the split.
+        if user + system > 0:
+            user, system = usage * user / (user + system), usage * system / (user + system)
         throttle = self.throttling(rel)
         oom = parse_flat_keyed(_read(mem / "memory.oom_control")).get("oom_kill", 0)
         return Totals(

@@ -172,7 +172,6 @@ class DockerRunner:
             for container, sampler, _ in made:
                 sampler.start()
                 await asyncio.to_thread(container.start)
-                sampler.child = f"{sampler.rel}/{container.id}"
             waits = [
                 asyncio.to_thread(self._finish, c, s, t, spec)
                 for (c, s, t), spec in zip(made, specs, strict=True)
@@ -202,6 +201,9 @@ class DockerRunner:
             ]
         if spec.user:
             extra["user"] = spec.user
+        # The CPU ceiling sits on the run's own cgroup, not the container's: its throttling
+        # counters then outlive the container and are read exactly, like the other totals.
+        self.cgroups.create(rel, cpus=spec.cpus)
         requested = time.time()
         container = self.client.containers.create(
             spec.image,
@@ -217,7 +219,6 @@ class DockerRunner:
             pids_limit=spec.pids_limit,
             mem_limit=spec.memory_bytes,
             memswap_limit=spec.memory_bytes,
-            nano_cpus=int(spec.cpus * 1e9),
             cgroup_parent="/" + rel,
             volumes=volumes,
             labels={
@@ -259,8 +260,8 @@ class DockerRunner:
             cpu_seconds=totals.cpu_seconds,
             cpu_user_seconds=totals.cpu_user_seconds,
             cpu_system_seconds=totals.cpu_system_seconds,
-            throttled_seconds=sampler.throttled_seconds,
-            nr_throttled=sampler.nr_throttled,
+            throttled_seconds=totals.throttled_seconds,
+            nr_throttled=totals.nr_throttled,
             gpu_memory_bytes=sampler.gpu_peak_bytes,
             gpu_utilization=sampler.gpu_util_max,
             samples=sampler.samples,

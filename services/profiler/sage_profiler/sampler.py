@@ -1,7 +1,7 @@
 """A thread that samples one cgroup at a fixed rate for the time series (plots, CPU peaks).
 
-Totals (peak memory, CPU seconds) never come from here: they are read from the cgroup afterwards.
-The sampler also remembers the container's own throttling counters, which vanish with it.
+Totals (peak memory, CPU seconds, throttling) never come from here: they are read from the run's
+cgroup after the container exited.
 """
 
 from __future__ import annotations
@@ -25,11 +25,8 @@ class Sampler:
         self.interval = 1.0 / max(hz, 1.0)
         self.gpu = gpu
         self.samples: list[Sample] = []
-        self.throttled_seconds = 0.0
-        self.nr_throttled = 0
         self.gpu_peak_bytes: int | None = None
         self.gpu_util_max: float | None = None
-        self.child: str | None = None  # the container's own cgroup, below rel, once known
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"sampler:{rel}", daemon=True)
         self._t0 = 0.0
@@ -65,11 +62,6 @@ class Sampler:
         if self._last is not None and now > self._last[0]:
             cores = max(0.0, (reading.cpu_seconds - self._last[1]) / (now - self._last[0]))
         self._last = (now, reading.cpu_seconds)
-        if self.child is not None:
-            try:
-                self.throttled_seconds, self.nr_throttled = self.cgroups.throttling(self.child)
-            except (OSError, ValueError):
-                pass
         gpu_mem = gpu_util = None
         if self.gpu is not None:
             got = self.gpu.read(set(self.cgroups.procs(self.rel)))
