@@ -208,7 +208,7 @@ async def test_poison_message_is_dead_lettered_with_its_error_and_does_not_block
     assert headers["x-attempts"] == 3
     assert headers["x-routing-key"] == "test.pinged"
     assert headers["x-consumer"] == recorder.name
-    assert headers["x-first-failure"] <= headers["x-last-failure"]
+    assert str(headers["x-first-failure"]) <= str(headers["x-last-failure"])
     assert [e.id for e in recorder.calls].count(poison.id) == 3  # first try + two retries
     assert good.id in [e.id for e in recorder.calls]
     assert await effects(pool) == [good.id]  # the poison's effect rolled back every time
