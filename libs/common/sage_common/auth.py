@@ -18,6 +18,7 @@ from typing import Protocol
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from pydantic import BaseModel, Field
 
 from .errors import Forbidden, Unauthorized, Unavailable
@@ -95,7 +96,7 @@ class IntrospectionClient:
         max_entries: int = 10_000,
     ) -> None:
         self._url = url.rstrip("/") + "/auth/token_info"
-        self._auth = aiohttp.BasicAuth(client_id, client_secret)
+        self._headers = {"Authorization": aiohttp.encode_basic_auth(client_id, client_secret)}
         self._ttl = ttl
         self._negative_ttl = negative_ttl
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -144,7 +145,9 @@ class IntrospectionClient:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         try:
-            async with self._session.post(self._url, data={"token": token}, auth=self._auth) as resp:
+            async with self._session.post(
+                self._url, data={"token": token}, headers=self._headers
+            ) as resp:
                 if resp.status != 200:
                     log.error("token introspection answered %s", resp.status)
                     raise Unavailable("the auth service cannot check tokens right now")
@@ -165,13 +168,13 @@ class IntrospectionClient:
         )
 
 
-PRINCIPAL_KEY = "sage.principal"
+PRINCIPAL_KEY: web.RequestKey[Principal | None] = web.RequestKey("sage.principal")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def auth_middleware(
     introspector: Callable[[], Introspector],
-) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+) -> Middleware:
     """Put the caller's principal (or None for anonymous) on the request; 401 for bad tokens."""
 
     @web.middleware
@@ -191,8 +194,7 @@ def auth_middleware(
 
 def principal(request: web.Request) -> Principal | None:
     """The caller, or None when anonymous."""
-    value: Principal | None = request.get(PRINCIPAL_KEY)
-    return value
+    return request.get(PRINCIPAL_KEY)
 
 
 def require_principal(request: web.Request) -> Principal:

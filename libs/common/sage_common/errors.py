@@ -143,7 +143,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
     except ValidationError as exc:
         return problem_response(
-            422, "Unprocessable Content", "the request is not valid",
+            422,
+            "Unprocessable Content",
+            "the request is not valid",
             errors=validation_errors(exc),
         )
     except web.HTTPException as exc:
@@ -158,7 +160,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if _is_unavailable(exc):
             log.warning("dependency unavailable: %s", type(exc).__name__)
             return problem_response(
-                503, "Service Unavailable", "a dependency is unavailable, try again",
+                503,
+                "Service Unavailable",
+                "a dependency is unavailable, try again",
                 headers={"Retry-After": "5"},
             )
         log.exception("unhandled error on %s %s", request.method, request.path)

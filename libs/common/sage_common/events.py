@@ -6,6 +6,7 @@ and version (`org.sagecontinuum.ecr.build.done.v1`). Event data models live in `
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
@@ -53,7 +54,7 @@ class CloudEvent(BaseModel):
         name = self.type.removeprefix(TYPE_PREFIX)
         return name.rsplit(".v", 1)[0]
 
-    def parse_data(self, model: type[_D]) -> _D:
+    def parse_data(self, model: builtins.type[_D]) -> _D:
         return model.model_validate(self.data)
 
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 HTTP_REQUESTS = Counter(
@@ -26,7 +27,9 @@ EVENTS_FAILED = Counter(
     "sage_events_failed_total", "Event handling attempts that failed", ["service", "consumer"]
 )
 EVENTS_DEAD = Counter(
-    "sage_events_dead_lettered_total", "Events sent to the dead-letter queue", ["service", "consumer"]
+    "sage_events_dead_lettered_total",
+    "Events sent to the dead-letter queue",
+    ["service", "consumer"],
 )
 EVENTS_DUPLICATE = Counter(
     "sage_events_duplicate_total",
@@ -50,7 +53,7 @@ def _route_name(request: web.Request) -> str:
     return info.canonical if info is not None else "unmatched"
 
 
-def metrics_middleware(service: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def metrics_middleware(service: str) -> Middleware:
     """Count and time each request by its route template, never by its raw path."""
 
     @web.middleware

@@ -18,8 +18,11 @@ _PARAM_RE = re.compile(r"\{([^}:]+)(:[^}]*)?\}")
 
 
 def describe(
-    *, request: type[BaseModel] | None = None, response: type[BaseModel] | None = None,
-    status: int = 200, tags: list[str] | None = None,
+    *,
+    request: type[BaseModel] | None = None,
+    response: type[BaseModel] | None = None,
+    status: int = 200,
+    tags: list[str] | None = None,
 ) -> Callable[[F], F]:
     def mark(fn: F) -> F:
         fn.__openapi__ = {"request": request, "response": response, "status": status, "tags": tags}  # type: ignore[attr-defined]
@@ -57,14 +60,19 @@ def build_document(app: web.Application, title: str) -> dict[str, Any]:
             model = meta.get(key)
             if model is None:
                 continue
-            schemas[model.__name__] = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas[model.__name__] = model.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
             schemas.update(schemas[model.__name__].pop("$defs", {}))
             ref = {"$ref": f"#/components/schemas/{model.__name__}"}
             content = {"application/json": {"schema": ref}}
             if key == "request":
                 op["requestBody"] = {"required": True, "content": content}
             else:
-                op["responses"][str(meta.get("status", 200))] = {"description": "OK", "content": content}
+                op["responses"][str(meta.get("status", 200))] = {
+                    "description": "OK",
+                    "content": content,
+                }
         if not any(k.startswith("2") for k in op["responses"]):
             op["responses"]["200"] = {"description": "OK"}
         paths.setdefault(path, {})[route.method.lower()] = op
@@ -74,7 +82,9 @@ def build_document(app: web.Application, title: str) -> dict[str, Any]:
         "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"sage": {"type": "apiKey", "in": "header", "name": "Authorization"}},
+            "securitySchemes": {
+                "sage": {"type": "apiKey", "in": "header", "name": "Authorization"}
+            },
         },
         "security": [{"sage": []}],
     }

@@ -11,7 +11,9 @@ from .config import ServiceConfig
 from .logs import setup_logging
 
 
-def run_service(name: str, config: ServiceConfig, create_app: Callable[[ServiceConfig], web.Application]) -> None:
+def run_service(
+    name: str, config: ServiceConfig, create_app: Callable[[ServiceConfig], web.Application]
+) -> None:
     setup_logging(name, config.log_level)
     logging.getLogger(__name__).info(
         "starting", extra={"host": config.host, "port": config.port, "schema": config.db_schema}

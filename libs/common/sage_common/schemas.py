@@ -47,7 +47,12 @@ class BuildStarted(EventData):
 
 
 BuildErrorClass = Literal[
-    "source_unreachable", "dockerfile_missing", "build_failed", "push_failed", "timeout", "cancelled"
+    "source_unreachable",
+    "dockerfile_missing",
+    "build_failed",
+    "push_failed",
+    "timeout",
+    "cancelled",
 ]
 
 

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 CONFIG = web.AppKey("config", ServiceConfig)
 SERVICE = web.AppKey("service", str)
 POOL = web.AppKey("pool", asyncpg.Pool)
-INTROSPECTOR = web.AppKey("introspector", Introspector)  # type: ignore[type-abstract]
+INTROSPECTOR = web.AppKey("introspector", Introspector)
 READY_CHECKS = web.AppKey("ready_checks", list)
 BUS = web.AppKey("bus", Bus)
 
@@ -60,7 +60,9 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     return response
 
 
-def json_response(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def json_response(
+    data: Any, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     """JSON out: pydantic models (or lists of them) by their JSON dump, the rest by json.dumps."""
     if isinstance(data, BaseModel):
         text = data.model_dump_json(by_alias=True)

@@ -8,7 +8,6 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import BaseModel
-
 from sage_common.errors import NotFound, error_middleware
 from sage_common.web import read_json, request_id_middleware
 
@@ -50,7 +49,9 @@ async def test_unexpected_exception_is_a_bare_500_that_leaks_nothing(client, cap
     assert "secret" not in text and "hunter2" not in text and "RuntimeError" not in text
     assert (await resp.json())["detail"] == "Internal Server Error"
     # the traceback goes to the log, where operators look
-    assert any(r.exc_info and "secret-internal-detail" in str(r.exc_info[1]) for r in caplog.records)
+    assert any(
+        r.exc_info and "secret-internal-detail" in str(r.exc_info[1]) for r in caplog.records
+    )
 
 
 async def test_domain_error_renders_problem_json_with_error_member(client):
@@ -58,8 +59,11 @@ async def test_domain_error_renders_problem_json_with_error_member(client):
     assert resp.status == 404
     body = await resp.json(content_type=None)
     assert body == {
-        "type": "about:blank", "title": "Not Found", "status": 404,
-        "detail": "no such bucket", "error": "no such bucket",
+        "type": "about:blank",
+        "title": "Not Found",
+        "status": 404,
+        "detail": "no such bucket",
+        "error": "no such bucket",
     }
 
 
@@ -89,7 +93,9 @@ async def test_wrong_content_type_is_415(client):
 
 
 async def test_invalid_json_is_400(client):
-    resp = await client.post("/validate", data="{nope", headers={"Content-Type": "application/json"})
+    resp = await client.post(
+        "/validate", data="{nope", headers={"Content-Type": "application/json"}
+    )
     assert resp.status == 400
 
 
@@ -97,4 +103,6 @@ async def test_request_id_is_echoed_or_made(client):
     resp = await client.get("/missing", headers={"X-Request-ID": "abc-123"})
     assert resp.headers["X-Request-ID"] == "abc-123"
     resp = await client.get("/missing", headers={"X-Request-ID": "bad id; drop"})
-    assert resp.headers["X-Request-ID"] != "bad id; drop" and len(resp.headers["X-Request-ID"]) == 32
+    assert (
+        resp.headers["X-Request-ID"] != "bad id; drop" and len(resp.headers["X-Request-ID"]) == 32
+    )
