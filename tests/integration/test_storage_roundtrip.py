@@ -20,7 +20,7 @@ from tests.fixtures.auth import MakeUser
 from tests.fixtures.s3 import RunningStorage
 
 MiB = 1024 * 1024
-PART = 16 * MiB  # the service's default part size
+PART = 8 * MiB  # the service's default part size
 
 
 def auth(token: str) -> dict[str, str]:

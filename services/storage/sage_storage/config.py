@@ -30,7 +30,10 @@ class Config(ServiceConfig):
     s3_read_timeout: float = 120.0
 
     # Uploads: bodies stream to S3 in parts of this size (S3's minimum is 5 MiB).
-    part_size: int = 16 * MiB
+    part_size: int = 8 * MiB
+    # Parts of one upload sent to S3 at once while the next is read: memory is about
+    # (parts_in_flight + 1) * part_size per large upload.
+    parts_in_flight: int = 3
     max_upload_bytes: int = 50 * GiB
     # Per-user quotas, counted on the buckets a user owns; 0 means no limit.
     quota_bytes: int = 0

@@ -65,7 +65,8 @@ async def upload(ctx: Storage, bucket: Bucket, path: str, incoming: Incoming) ->
     try:
         written = await write_blob(
             ctx.objects, blob, incoming.chunks,
-            part_size=ctx.config.part_size, limit=limit, content_type=content_type,
+            part_size=ctx.config.part_size, parallel=ctx.config.parts_in_flight, limit=limit,
+            content_type=content_type,
             metadata={"sage-bucket": str(bucket.id), "sage-key": quote(key, safe="/")},
             expect=incoming.expect,
             on_multipart=lambda upload_id: ctx.store.set_upload_id(blob, upload_id),

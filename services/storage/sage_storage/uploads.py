@@ -1,9 +1,10 @@
 """Stream one upload into one blob with bounded memory, hashing as it goes.
 
 Small bodies (under one part) go to S3 in one request; larger ones as a multipart upload whose next
-part is read from the client while the previous one is sent to S3, so memory stays near two parts
-whatever the size. Checksums sent by the client are compared before the upload is completed: a
-mismatch, a failure or a disconnect leaves nothing visible, and the caller aborts what was started.
+part is read from the client while up to `parallel` earlier ones are sent to S3, so memory stays
+near `parallel + 1` parts whatever the size. Checksums sent by the client are compared before the
+upload is completed: a mismatch, a failure or a disconnect leaves nothing visible, and the caller
+aborts what was started.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import base64
 import binascii
 import contextlib
 import hashlib
+from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -66,12 +68,74 @@ class Limit:
     message: str
 
 
+class _Parts:
+    """The multipart side of one upload: fixed-size part buffers, recycled once sent."""
+
+    def __init__(
+        self, objects: ObjectStore, key: str, part_size: int, parallel: int,
+        start: Callable[[], Awaitable[str]],
+    ) -> None:
+        self.objects, self.key, self.part_size, self.parallel = objects, key, part_size, parallel
+        self.start = start
+        self.upload_id: str | None = None
+        self.done: list[tuple[int, str]] = []
+        self.inflight: deque[asyncio.Task[tuple[int, str]]] = deque()
+        self.spare: list[bytearray] = []
+        self.buf = bytearray()  # grows while the body may still fit in one request
+        self.filled = 0
+
+    async def add(self, chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view:
+            take = view[: self.part_size - self.filled]
+            if self.filled == len(self.buf):
+                self.buf += take
+            else:
+                self.buf[self.filled : self.filled + len(take)] = take
+            self.filled += len(take)
+            view = view[len(take):]
+            if self.filled == self.part_size:
+                await self._send_full()
+
+    async def _send_full(self) -> None:
+        if self.upload_id is None:
+            self.upload_id = await self.start()
+        while len(self.inflight) >= self.parallel:
+            self.done.append(await self.inflight.popleft())
+        number = len(self.done) + len(self.inflight) + 1
+        self.inflight.append(asyncio.ensure_future(self._send(number, self.buf, self.filled)))
+        self.buf = self.spare.pop() if self.spare else bytearray(self.part_size)
+        self.filled = 0
+
+    async def _send(self, number: int, buf: bytearray, size: int) -> tuple[int, str]:
+        assert self.upload_id is not None
+        with memoryview(buf) as whole, whole[:size] as data:
+            etag = await self.objects.upload_part(self.key, self.upload_id, number, data)
+        self.spare.append(buf)
+        return number, etag
+
+    async def finish(self) -> list[tuple[int, str]]:
+        """Send what is left; every part's (number, ETag), in order."""
+        while self.inflight:
+            self.done.append(await self.inflight.popleft())
+        if self.filled:
+            self.done.append(await self._send(len(self.done) + 1, self.buf, self.filled))
+        return self.done
+
+    async def settle(self) -> None:
+        """Let the parts in flight land before anyone aborts the upload they belong to."""
+        for task in self.inflight:
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(task)
+
+
 async def write_blob(
     objects: ObjectStore,
     key: str,
     chunks: AsyncIterable[bytes],
     *,
     part_size: int,
+    parallel: int = 1,
     limit: Limit,
     content_type: str,
     metadata: dict[str, str],
@@ -86,15 +150,14 @@ async def write_blob(
     sha = hashlib.sha256()
     md5 = hashlib.md5(usedforsecurity=False) if expect.md5 is not None else None
     size = 0
-    buf = bytearray()
-    upload_id: str | None = None
-    parts: list[tuple[int, str]] = []
-    inflight: asyncio.Task[tuple[int, str]] | None = None
 
-    async def send(number: int, data: bytearray) -> tuple[int, str]:
-        assert upload_id is not None
-        return number, await objects.upload_part(key, upload_id, number, data)
+    async def start() -> str:
+        upload_id = await objects.create_multipart(key, content_type=content_type,
+                                                   metadata=metadata)
+        await on_multipart(upload_id)
+        return upload_id
 
+    parts = _Parts(objects, key, part_size, parallel, start)
     try:
         async for chunk in chunks:
             size += len(chunk)
@@ -103,37 +166,16 @@ async def write_blob(
             sha.update(chunk)
             if md5 is not None:
                 md5.update(chunk)
-            buf += chunk
-            if len(buf) < part_size:
-                continue
-            if upload_id is None:
-                upload_id = await objects.create_multipart(
-                    key, content_type=content_type, metadata=metadata
-                )
-                await on_multipart(upload_id)
-            if inflight is not None:
-                parts.append(await inflight)
-            inflight = asyncio.ensure_future(send(len(parts) + 1, buf))
-            buf = bytearray()
-        if inflight is not None:
-            parts.append(await inflight)
-            inflight = None
+            await parts.add(chunk)
         written = Written(size, sha.hexdigest(), md5.hexdigest() if md5 is not None else None)
         _verify(expect, sha.digest(), md5.digest() if md5 is not None else None)
-        if upload_id is None:
-            await objects.put(key, buf, content_type=content_type, metadata=metadata)
-            return written
-        if buf or not parts:
-            parts.append(await send(len(parts) + 1, buf))
-        await objects.complete_multipart(key, upload_id, parts)
+        if parts.upload_id is None:
+            await objects.put(key, parts.buf, content_type=content_type, metadata=metadata)
+        else:
+            await objects.complete_multipart(key, parts.upload_id, await parts.finish())
         return written
     finally:
-        if inflight is not None and not inflight.done():
-            # Let the part in flight land before anyone aborts the upload it belongs to.
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(inflight)
-        if inflight is not None and inflight.done() and not inflight.cancelled():
-            inflight.exception()  # retrieved: its failure is reported through the stream's
+        await parts.settle()
 
 
 def _verify(expect: Checksums, sha256: bytes, md5: bytes | None) -> None:

@@ -1,0 +1,287 @@
+"""The object store's throughput and memory: 1 GiB through the service against the same S3 direct.
+
+Everything runs for real on this machine: an S3 server (`rclone serve s3`), the auth service
+(in this process), and the storage service in its own process, so that its resident memory can be
+read from /proc while a 1 GiB upload streams through it. The baseline is the `minio` client
+talking to the same S3 server, with the same generated data, in the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+from sage_auth import service as auth_service
+from sage_auth.app import create_app as create_auth_app
+from sage_auth.config import Config as AuthConfig
+from sage_auth.models import CreateUser
+from sage_auth.state import STORE
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN_DSN = os.environ.get("SAGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+BLOCK = 4 * MiB
+SMALL, SMALL_COUNT = 64 * 1024, 200
+ROUNDS = 2
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _block() -> bytes:
+    return hashlib.shake_256(b"sage-bench").digest(BLOCK)
+
+
+def _piece(block: bytes, sent: int, total: int) -> bytes:
+    """The next piece of a deterministic stream: the block, stamped with its offset."""
+    return sent.to_bytes(8, "big") + block[8 : min(BLOCK, total - sent)]
+
+
+class _Stream:
+    """The generated stream as a file-like object, for the minio client."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.sent, self.block, self.buf = total, 0, _block(), b""
+
+    def read(self, size: int = -1) -> bytes:
+        while (size < 0 or len(self.buf) < size) and self.sent < self.total:
+            piece = _piece(self.block, self.sent, self.total)
+            self.sent += len(piece)
+            self.buf += piece
+        size = len(self.buf) if size < 0 else size
+        out, self.buf = self.buf[:size], self.buf[size:]
+        return out
+
+
+async def _chunks(total: int) -> AsyncIterator[bytes]:
+    block, sent = _block(), 0
+    while sent < total:
+        piece = _piece(block, sent, total)
+        sent += len(piece)
+        yield piece
+
+
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+async def _wait_http(url: str, proc: subprocess.Popen[bytes] | None, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    async with aiohttp.ClientSession() as http:
+        while True:
+            try:
+                async with http.get(url) as r:
+                    if r.status < 500:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"{url}: the process exited with {proc.returncode}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not answer in {seconds} s")
+            await asyncio.sleep(0.1)
+
+
+def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(args, env={**os.environ, **env}, stdout=out, stderr=out, cwd=ROOT)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _direct(s3: dict[str, str]) -> tuple[float, float]:
+    """Seconds to put and to get 1 GiB with the minio client, straight to S3."""
+    from minio import Minio
+
+    client = Minio(s3["endpoint"], s3["access"], s3["secret"], secure=False, region="us-east-1")
+    if not client.bucket_exists("bench-direct"):
+        client.make_bucket("bench-direct")
+    start = time.perf_counter()
+    client.put_object("bench-direct", "one.gib", _Stream(GiB), GiB, part_size=16 * MiB)
+    put = time.perf_counter() - start
+    start = time.perf_counter()
+    response = client.get_object("bench-direct", "one.gib")
+    got = 0
+    while chunk := response.read(MiB):
+        got += len(chunk)
+    response.close()
+    response.release_conn()
+    get = time.perf_counter() - start
+    assert got == GiB
+    return put, get
+
+
+async def _through_service(
+    http: aiohttp.ClientSession, target: str, headers: dict[str, str], pid: int
+) -> dict[str, float]:
+    """Seconds to upload and download 1 GiB through the service; RSS growth while uploading."""
+    base, peak, sampling = _rss(pid), 0, True
+
+    async def sample() -> None:
+        nonlocal peak
+        while sampling:
+            peak = max(peak, _rss(pid))
+            await asyncio.sleep(0.02)
+
+    sampler = asyncio.create_task(sample())
+    start = time.perf_counter()
+    async with http.put(target, data=_chunks(GiB),
+                        headers={**headers, "Content-Length": str(GiB)}) as r:
+        assert r.status == 200, await r.text()
+    put = time.perf_counter() - start
+    sampling = False
+    await sampler
+    start = time.perf_counter()
+    got = 0
+    async with http.get(target, headers=headers) as r:
+        async for chunk in r.content.iter_chunked(MiB):
+            got += len(chunk)
+    get = time.perf_counter() - start
+    assert got == GiB
+    return {"put": put, "get": get, "rss": (peak - base) / MiB}
+
+
+async def _measure(url: str, token: str, pid: int, s3: dict[str, str]) -> dict[str, float]:
+    """Direct and through the service, alternating, ROUNDS times each: the best of each side,
+    so that a burst of load from elsewhere on the machine does not decide the ratio."""
+    headers = {"Authorization": f"sage {token}"}
+    timeout = aiohttp.ClientTimeout(total=1800)
+    connector = aiohttp.TCPConnector(limit=SMALL_COUNT)  # all 200 small uploads at once
+    best = {"put": 1e9, "get": 1e9, "direct_put": 1e9, "direct_get": 1e9, "rss": 0.0}
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
+        async with http.post(f"{url}/api/v1/objects", params={"type": "model"},
+                             headers=headers) as r:
+            bucket = (await r.json())["id"]
+        target = f"{url}/api/v1/objects/{bucket}/one.gib"
+        async with http.put(target, data=os.urandom(MiB), headers=headers) as r:  # warm up
+            assert r.status == 200, await r.text()
+        for _ in range(ROUNDS):
+            put, get = await asyncio.to_thread(_direct, s3)
+            ours = await _through_service(http, target, headers, pid)
+            best["direct_put"] = min(best["direct_put"], put)
+            best["direct_get"] = min(best["direct_get"], get)
+            best["put"], best["get"] = min(best["put"], ours["put"]), min(best["get"], ours["get"])
+            best["rss"] = max(best["rss"], ours["rss"])
+        small = await _small_uploads(http, f"{url}/api/v1/objects/{bucket}", headers)
+    return {**best, **small}
+
+
+async def _small_uploads(
+    http: aiohttp.ClientSession, base: str, headers: dict[str, str]
+) -> dict[str, float]:
+    body = os.urandom(SMALL)
+    latencies: list[float] = []
+    errors = 0
+
+    async def one(i: int) -> None:
+        nonlocal errors
+        start = time.perf_counter()
+        try:
+            async with http.put(f"{base}/small/{i}.bin", data=body, headers=headers) as r:
+                await r.read()
+                errors += r.status != 200
+        except aiohttp.ClientError:
+            errors += 1
+        latencies.append(time.perf_counter() - start)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(SMALL_COUNT)))
+    wall = time.perf_counter() - start
+    latencies.sort()
+    return {"p99": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+            "p50": latencies[len(latencies) // 2] * 1000, "errors": errors, "wall": wall}
+
+
+async def main() -> list[dict[str, Any]]:
+    database = f"sage_bench_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(ADMIN_DSN)
+    await admin.execute(f'CREATE DATABASE "{database}"')
+    dsn = ADMIN_DSN.rpartition("/")[0] + f"/{database}"
+    work = Path(tempfile.mkdtemp(prefix="sage-bench-storage-"))
+    s3 = {"endpoint": f"127.0.0.1:{_port()}", "access": "bench" + secrets.token_hex(6),
+          "secret": secrets.token_urlsafe(24)}
+    secret = secrets.token_urlsafe(32)
+    stack = AsyncExitStack()
+    try:
+        rclone = _spawn([str(ROOT / ".venv/bin/rclone"), "serve", "s3", "--addr", s3["endpoint"],
+                         "--auth-key", f"{s3['access']},{s3['secret']}", str(work / "s3")],
+                        {"RCLONE_CONFIG": "/notfound"}, work / "rclone.log")
+        stack.callback(_stop, rclone)
+        await _wait_http(f"http://{s3['endpoint']}/", rclone)
+
+        auth_port = _port()
+        auth_url = f"http://127.0.0.1:{auth_port}"
+        auth_config = AuthConfig(database_url=dsn, key_dir=str(work / "keys"),
+                                 public_url=auth_url, service_clients={"storage": secret})
+        runner = web.AppRunner(create_auth_app(auth_config), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", auth_port).start()
+        stack.push_async_callback(runner.cleanup)
+        user = f"bench-{uuid.uuid4().hex[:6]}"
+        store = runner.app[STORE]
+        await auth_service.create_user(store, None, CreateUser(username=user, is_approved=True))
+        token = (await auth_service.issue_token(store, user, "bench", ["all"], 1)).token
+
+        port = _port()
+        env = {"SAGE_STORAGE_DATABASE_URL": dsn, "SAGE_STORAGE_PORT": str(port),
+               "SAGE_STORAGE_AUTH_URL": auth_url, "SAGE_STORAGE_CLIENT_ID": "storage",
+               "SAGE_STORAGE_CLIENT_SECRET": secret, "SAGE_STORAGE_S3_ENDPOINT": s3["endpoint"],
+               "SAGE_STORAGE_S3_ACCESS_KEY": s3["access"],
+               "SAGE_STORAGE_S3_SECRET_KEY": s3["secret"], "SAGE_STORAGE_LOG_LEVEL": "WARNING"}
+        storage = _spawn([sys.executable, "-m", "sage_storage"], env, work / "storage.log")
+        stack.callback(_stop, storage)
+        url = f"http://127.0.0.1:{port}"
+        await _wait_http(f"{url}/readyz", storage)
+
+        ours = await _measure(url, token, storage.pid, s3)
+    finally:
+        await stack.aclose()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin.close()
+        await asyncio.to_thread(shutil.rmtree, work, True)
+    up, down = GiB / MiB / ours["put"], GiB / MiB / ours["get"]
+    base_up, base_down = GiB / MiB / ours["direct_put"], GiB / MiB / ours["direct_get"]
+    return [
+        {"name": "storage 1 GiB upload through the service", "value": up, "unit": "MiB/s",
+         "baseline": base_up, "ratio": up / base_up, "target": ">= 0.8"},
+        {"name": "storage 1 GiB download through the service", "value": down, "unit": "MiB/s",
+         "baseline": base_down, "ratio": down / base_down, "target": ">= 0.8"},
+        {"name": "storage RSS growth in a 1 GiB upload (/64 MiB)", "value": ours["rss"],
+         "unit": "MiB", "baseline": 64.0, "ratio": ours["rss"] / 64, "target": "<= 1.0"},
+        {"name": f"storage {SMALL_COUNT} concurrent 64 KiB uploads p99", "value": ours["p99"],
+         "unit": "ms", "baseline": ours["p50"], "ratio": None, "target": None},
+        {"name": f"storage {SMALL_COUNT} concurrent 64 KiB uploads errors",
+         "value": ours["errors"], "unit": "", "baseline": 0, "ratio": ours["errors"],
+         "target": "<= 0"},
+    ]
+
