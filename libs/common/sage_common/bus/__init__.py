@@ -5,7 +5,8 @@ Every event is a CloudEvents envelope on one durable topic exchange, routed by i
 """
 
 from .broker import CONTENT_TYPE, Bus
-from .consumer import Consumer, InvalidEnvelope, Skip, parse_envelope
+from .consumer import Consumer
+from .envelope import InvalidEnvelope, Skip, parse_envelope
 from .outbox import BusUnavailable, OutboxRelay, enqueue
 
 __all__ = [

@@ -21,7 +21,6 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
-from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -34,40 +33,22 @@ from aio_pika.abc import (
     DeliveryMode,
 )
 from aiormq.abc import DeliveredMessage
-from pydantic import ValidationError
 
 from ..events import CloudEvent
 from ..logs import new_request_id, request_id
 from ..metrics import EVENT_LAG, EVENTS_DEAD, EVENTS_DUPLICATE, EVENTS_FAILED, EVENTS_HANDLED
 from .broker import Bus
+from .envelope import (
+    InvalidEnvelope,
+    Skip,
+    attempts,
+    describe,
+    failure_headers,
+    lag_seconds,
+    parse_envelope,
+)
 
 log = logging.getLogger(__name__)
-
-_DROPPED_HEADERS = ("x-death", "x-first-death-", "x-last-death-")
-_ERROR_LIMIT = 2000
-
-
-class Skip(Exception):  # noqa: N818 - a control-flow signal, named as the brief's API says
-    """This consumer already recorded the event: the delivery is a duplicate and is acked as is."""
-
-
-class InvalidEnvelope(ValueError):
-    """The message body is not a CloudEvents envelope this bus can handle."""
-
-
-def parse_envelope(body: bytes) -> CloudEvent:
-    """The envelope in `body`; raise InvalidEnvelope when it is not one (its id must be a UUID)."""
-    try:
-        event = CloudEvent.model_validate_json(body)
-        uuid.UUID(event.id)
-    except (ValidationError, ValueError) as exc:
-        raise InvalidEnvelope(str(exc)) from None
-    return event
-
-
-def _describe(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    return text[:_ERROR_LIMIT]
 
 
 class Consumer:
@@ -229,12 +210,12 @@ class Consumer:
             event = parse_envelope(message.body)
         except InvalidEnvelope as exc:
             EVENTS_FAILED.labels(service, self.name).inc()
-            await self._give_up(message, f"unparseable envelope: {exc}"[:_ERROR_LIMIT])
+            await self._give_up(message, f"unparseable envelope: {exc}")
             return
         token = request_id.set(event.requestid or new_request_id())
         try:
             ctx = self._ctx(event)
-            EVENT_LAG.labels(service, self.name).observe(self._lag(event))
+            EVENT_LAG.labels(service, self.name).observe(lag_seconds(event))
             try:
                 await self.process(event)
             except Skip:
@@ -255,19 +236,19 @@ class Consumer:
     async def _retry(
         self, message: AbstractIncomingMessage, exc: Exception, ctx: dict[str, Any]
     ) -> None:
-        attempts = _int((message.headers or {}).get("x-attempts")) + 1
-        if attempts > len(self.retry_delays):
-            extra = {**ctx, "attempts": attempts}
+        failed = attempts(message.headers) + 1
+        if failed > len(self.retry_delays):
+            extra = {**ctx, "attempts": failed}
             log.error("event failed on every attempt", exc_info=exc, extra=extra)
-            await self._give_up(message, _describe(exc))
+            await self._give_up(message, describe(exc))
             return
-        delay = self.retry_delays[attempts - 1]
+        delay = self.retry_delays[failed - 1]
         log.warning(
             "event failed; will retry",
             exc_info=exc,
-            extra={**ctx, "attempts": attempts, "retry_in": delay},
+            extra={**ctx, "attempts": failed, "retry_in": delay},
         )
-        await self._republish(message, self.retry_queue_name(delay), _describe(exc))
+        await self._republish(message, self.retry_queue_name(delay), describe(exc))
         await message.ack()
 
     async def _give_up(self, message: AbstractIncomingMessage, error: str) -> None:
@@ -282,16 +263,9 @@ class Consumer:
         channel = self._channel
         if channel is None:
             raise RuntimeError("consumer is stopped")
-        now = datetime.now(UTC).isoformat()
-        headers: dict[str, Any] = {
-            k: v for k, v in (message.headers or {}).items() if not k.startswith(_DROPPED_HEADERS)
-        }
-        headers["x-attempts"] = _int(headers.get("x-attempts")) + 1
-        headers["x-error"] = error
-        headers["x-last-failure"] = now
-        headers["x-consumer"] = self.name
-        headers.setdefault("x-first-failure", now)
-        headers.setdefault("x-routing-key", message.routing_key or "")
+        headers = failure_headers(
+            message.headers, error=error, consumer=self.name, routing_key=message.routing_key or ""
+        )
         copy = aio_pika.Message(
             message.body,
             headers=headers,
@@ -309,15 +283,3 @@ class Consumer:
         if event is not None:
             ctx.update(event_id=event.id, event_type=event.type, subject=event.subject)
         return ctx
-
-    @staticmethod
-    def _lag(event: CloudEvent) -> float:
-        created = event.time if event.time.tzinfo else event.time.replace(tzinfo=UTC)
-        return max(0.0, (datetime.now(UTC) - created).total_seconds())
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
