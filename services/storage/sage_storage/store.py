@@ -162,50 +162,23 @@ class Store(UpkeepStore):
         ))
 
     async def commit_object(self, obj: StoredObject, quota_bytes: int) -> str | None:
-        """Make an uploaded blob the object at its key, in one transaction with its bookkeeping.
+        """Make an uploaded blob the object at its key, with its bookkeeping, in one statement.
 
         Answers the replaced blob (now in `garbage`), if any; 404 if the bucket went away
-        meanwhile, 413 if the owner's byte quota would be passed.
+        meanwhile, 413 if the owner's byte quota would be passed (migration 0002).
         """
-        async with self.pool.acquire() as conn, conn.transaction():
-            owner = await conn.fetchval(
-                "SELECT owner FROM buckets WHERE id = $1 AND NOT deleting FOR UPDATE", obj.bucket_id
+        row = await self.pool.fetchrow(
+            "SELECT * FROM commit_object($1, $2, $3, $4, $5, $6, $7, $8)",
+            obj.bucket_id, obj.key, obj.blob, obj.size, obj.sha256, obj.md5, obj.content_type,
+            quota_bytes,
+        )
+        if row["outcome"] == "gone":
+            raise NotFound("the bucket was deleted during the upload")
+        if row["outcome"] == "quota":
+            raise PayloadTooLarge(
+                f"storage quota exceeded: {row['owner']} uses {row['used']} of {quota_bytes} bytes"
             )
-            if owner is None:
-                raise NotFound("the bucket was deleted during the upload")
-            old = await conn.fetchrow(
-                "SELECT blob, size FROM objects WHERE bucket_id = $1 AND key = $2",
-                obj.bucket_id, obj.key,
-            )
-            grows = obj.size - (old["size"] if old else 0)
-            if quota_bytes > 0 and grows > 0:
-                await conn.execute(
-                    "SELECT pg_advisory_xact_lock(hashtext('storage-owner:' || $1))", owner
-                )
-                used = await conn.fetchval(
-                    "SELECT coalesce(sum(bytes_used), 0) FROM buckets WHERE owner = $1", owner
-                )
-                if used + grows > quota_bytes:
-                    raise PayloadTooLarge(
-                        f"storage quota exceeded: {owner} uses {used} of {quota_bytes} bytes"
-                    )
-            await conn.execute(
-                """INSERT INTO objects (bucket_id, key, blob, size, sha256, md5, content_type,
-                                        last_modified)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, now())
-                   ON CONFLICT (bucket_id, key) DO UPDATE SET blob = $3, size = $4, sha256 = $5,
-                       md5 = $6, content_type = $7, last_modified = now()""",
-                obj.bucket_id, obj.key, obj.blob, obj.size, obj.sha256, obj.md5, obj.content_type,
-            )
-            if old:
-                await conn.execute("INSERT INTO garbage (blob) VALUES ($1)", old["blob"])
-            await conn.execute(
-                """UPDATE buckets SET bytes_used = bytes_used + $2,
-                       object_count = object_count + $3 WHERE id = $1""",
-                obj.bucket_id, grows, 0 if old else 1,
-            )
-            await conn.execute("DELETE FROM uploads WHERE blob = $1", obj.blob)
-        return str(old["blob"]) if old else None
+        return row["old_blob"]
 
     async def delete_object(self, bucket_id: uuid.UUID, key: str) -> str | None:
         """Remove the object row (its blob to `garbage`); the blob, or None if there was none."""
