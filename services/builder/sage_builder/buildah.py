@@ -8,9 +8,12 @@ mounts.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from . import procs
 from .model import ArchResult, BuildFailure, BuildRequest, Checkout, Platform, native_architecture
 from .procs import LineSink
 
+log = logging.getLogger(__name__)
 _ERROR_RE = re.compile(r"^(?:Error|error):\s*(.+)$")
 BASE_NAME = "org.opencontainers.image.base.name"
 BASE_DIGEST = "org.opencontainers.image.base.digest"
@@ -38,7 +42,7 @@ class BuildahBackend:
         self,
         *,
         buildah: str = "buildah",
-        storage_driver: str = "vfs",
+        storage_driver: str = "auto",
         isolation: str = "oci",
         network: str = "none",
         memory: str = "4g",
@@ -51,8 +55,10 @@ class BuildahBackend:
         self.buildah, self.storage_driver, self.isolation = buildah, storage_driver, isolation
         self.network, self.memory, self.cpus, self.nproc = network, memory, cpus, nproc
         self.tls_verify = tls_verify
+        self._driver: str | None = None
+        self._probe_lock = asyncio.Lock()
 
-    def _base(self, store: Path) -> list[str]:
+    def _base(self, store: Path, driver: str) -> list[str]:
         return [
             self.buildah,
             "--root",
@@ -60,13 +66,29 @@ class BuildahBackend:
             "--runroot",
             str(store / "run"),
             "--storage-driver",
-            self.storage_driver,
+            driver,
         ]
+
+    async def driver(self, scratch: Path) -> str:
+        """The storage driver: as configured, or for "auto" overlay where it works, else vfs."""
+        if self.storage_driver != "auto":
+            return self.storage_driver
+        if self._driver is None:
+            async with self._probe_lock:
+                if self._driver is None:
+                    probe = scratch / "driver-probe"
+                    done = await procs.run(
+                        [*self._base(probe, "overlay"), "info"], env=self._env(probe)
+                    )
+                    await asyncio.to_thread(shutil.rmtree, probe, True)
+                    self._driver = "overlay" if done.returncode == 0 else "vfs"
+                    log.info("buildah storage driver chosen", extra={"driver": self._driver})
+        return self._driver
 
     def _env(self, store: Path) -> dict[str, str]:
         """buildah's environment: nothing of the builder's own (its secrets stay out)."""
         tmp = store / "tmp"
-        tmp.mkdir(exist_ok=True)
+        tmp.mkdir(parents=True, exist_ok=True)
         return {
             "PATH": os.environ.get(
                 "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -77,7 +99,8 @@ class BuildahBackend:
         }
 
     async def _run(self, store: Path, args: list[str], log: LineSink | None) -> procs.Completed:
-        return await procs.run([*self._base(store), *args], env=self._env(store), sink=log)
+        driver = await self.driver(store.parent)
+        return await procs.run([*self._base(store, driver), *args], env=self._env(store), sink=log)
 
     def _name(self, request: BuildRequest, what: str) -> str:
         return f"localhost/sage-build:{what}-{request.build_id}"

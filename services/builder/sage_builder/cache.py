@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import shutil
+import subprocess
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -39,6 +40,27 @@ def _size(path: Path) -> int:
             with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(dirpath, name)).st_size
     return total
+
+
+def _mounts_under(path: Path) -> list[str]:
+    """Mount points at or below `path` (an overlay a killed buildah left mounted), deepest first."""
+    prefix = str(path.resolve())
+    found = []
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                point = line.split()[4].replace("\\040", " ")
+                if point == prefix or point.startswith(prefix + "/"):
+                    found.append(point)
+    except OSError:
+        return []
+    return sorted(found, key=len, reverse=True)
+
+
+def _unmount_under(path: Path) -> None:
+    """Detach what is mounted inside a cache before it is deleted, so nothing beneath is touched."""
+    for point in _mounts_under(path):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)  # noqa: S603, S607
 
 
 class LayerCache:
@@ -91,6 +113,7 @@ class LayerCache:
             if path.name in busy:
                 continue
             started = time.monotonic()
+            _unmount_under(path)
             shutil.rmtree(path, ignore_errors=True)
             total -= size
             removed.append(path.name)

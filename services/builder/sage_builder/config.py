@@ -34,7 +34,8 @@ class Config(ServiceConfig):
 
     # buildah: storage driver, isolation of RUN steps and their limits.
     buildah: str = "buildah"
-    storage_driver: str = "vfs"
+    # "auto": overlay where the kernel allows it (fast commits), else vfs (works anywhere).
+    storage_driver: str = "auto"
     isolation: str = "oci"
     # Network of RUN steps: "none" (no network at all) or "host"; off unless a deployment opts in.
     build_network: str = "none"

@@ -168,22 +168,22 @@ class Builder:
         workdir = self.work_dir / "builds" / request.build_id
         await asyncio.to_thread(shutil.rmtree, workdir, True)  # a killed attempt's leftovers
         try:
-            progress.commit = await self.fetcher.fetch(request, workdir / "src", blog)
-            src = workdir / "src"
-            checkout = locate(src, progress.commit, request.directory, request.dockerfile)
-            progress.provenance = {
-                "url": request.url,
-                "ref": request.tag or request.branch,
-                "commit": checkout.commit,
-                "directory": request.directory,
-                "dockerfile": request.dockerfile,
-                "dockerfile_digest": checkout.dockerfile_digest,
-                "build_args": dict(request.build_args),
-            }
-            authfile = None
-            if self.creds is not None:
-                authfile = write_authfile(workdir / "auth", self.registry, self.creds)
             async with self.cache.use(request.url) as store:
+                src = workdir / "src"
+                progress.commit = await self.fetcher.fetch(request, src, blog, store / "git")
+                checkout = locate(src, progress.commit, request.directory, request.dockerfile)
+                progress.provenance = {
+                    "url": request.url,
+                    "ref": request.tag or request.branch,
+                    "commit": checkout.commit,
+                    "directory": request.directory,
+                    "dockerfile": request.dockerfile,
+                    "dockerfile_digest": checkout.dockerfile_digest,
+                    "build_args": dict(request.build_args),
+                }
+                authfile = None
+                if self.creds is not None:
+                    authfile = write_authfile(workdir / "auth", self.registry, self.creds)
                 images = []
                 for platform in request.platforms:
                     images.append(

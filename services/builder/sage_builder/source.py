@@ -8,9 +8,12 @@ inside the checkout, so `..` and symlinks cannot reach the builder's own files.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import re
+import shutil
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -58,10 +61,9 @@ def _git_env(home: Path) -> dict[str, str]:
 
 
 def _prepare(dest: Path) -> Path:
-    """Make the (new) checkout directory and a private HOME beside it; return the HOME."""
-    dest.mkdir(parents=True)
+    """Make a private HOME beside the (future) checkout directory; return it."""
     home = dest.parent / (dest.name + ".home")
-    home.mkdir()
+    home.mkdir(parents=True)
     return home
 
 
@@ -97,13 +99,25 @@ def locate(root: Path, commit: str, directory: str, dockerfile: str) -> Checkout
 
 
 class GitFetcher:
-    """Fetches a request's source into a directory with the git command line."""
+    """Fetches a request's source into a directory with the git command line.
+
+    With a `cache` (a bare repository in the repository's layer cache) the objects stay between
+    builds: unchanged source is checked out as a worktree without transferring anything. Any
+    trouble with the cache falls back to a fresh fetch.
+    """
 
     def __init__(self, insecure_hosts: Sequence[str] = (), timeout: float = 300.0) -> None:
         self.insecure_hosts = list(insecure_hosts)
         self.timeout = timeout
+        self._locks: dict[Path, asyncio.Lock] = {}
 
-    async def fetch(self, request: BuildRequest, dest: Path, log: Callable[[str], None]) -> str:
+    async def fetch(
+        self,
+        request: BuildRequest,
+        dest: Path,
+        log: Callable[[str], None],
+        cache: Path | None = None,
+    ) -> str:
         """Fetch into `dest` (which must not exist); return the commit checked out."""
         url = check_url(request.url, self.insecure_hosts)
         for name, ref in (("branch", request.branch), ("tag", request.tag)):
@@ -111,10 +125,15 @@ class GitFetcher:
                 raise BuildFailure("source_unreachable", f"not a valid git {name}: {ref!r}")
         if request.commit is not None and not _SHA_RE.match(request.commit):
             raise BuildFailure("source_unreachable", f"not a commit id: {request.commit!r}")
-        git = Git(dest, _git_env(_prepare(dest)), _protocol_config(url), log)
+        env, opts = _git_env(_prepare(dest)), _protocol_config(url)
+        commit = None
         try:
             async with asyncio.timeout(self.timeout):
-                commit = await self._checkout(git, url, request)
+                if cache is not None:
+                    commit = await self._cached(Git(cache, env, opts, log), url, request, dest)
+                if commit is None:
+                    await asyncio.to_thread(_empty_dir, dest)
+                    commit = await self._checkout(Git(dest, env, opts, log), url, request)
         except TimeoutError:
             raise BuildFailure(
                 "source_unreachable", f"fetching the source took longer than {self.timeout:.0f}s"
@@ -122,15 +141,44 @@ class GitFetcher:
         log(f"source at commit {commit}")
         return commit
 
+    async def _cached(self, git: Git, url: str, request: BuildRequest, dest: Path) -> str | None:
+        """Fetch into the bare cache and add `dest` as its worktree; None if that failed."""
+        cache = git.cwd
+        lock = self._locks.setdefault(cache, asyncio.Lock())
+        # One ref per source ref (or commit) keeps its last commit reachable: unchanged source
+        # then fetches nothing at all.
+        if request.commit:
+            keep = f"refs/sage/commits/{request.commit}"
+        else:
+            keep = "refs/sage/" + _ref(request).removeprefix("refs/")
+        async with lock:
+            try:
+                await asyncio.to_thread(_init_cache, cache, self.timeout)
+                if not (cache / "HEAD").exists():
+                    await git("init", "-q", "--bare", ".")
+                await git("config", "remote.origin.url", url)
+                await git("worktree", "prune")
+                if request.commit:
+                    if await git.ok("fetch", "-q", "--depth", "1", "origin", request.commit):
+                        await git("update-ref", keep, request.commit)
+                    else:
+                        await git("fetch", "-q", "origin", f"+{_ref(request)}:{keep}")
+                    target = request.commit
+                else:
+                    await git("fetch", "-q", "--depth", "1", "origin", f"+{_ref(request)}:{keep}")
+                    target = keep
+                await git("worktree", "add", "-q", "--detach", str(dest), target)
+            except BuildFailure:
+                git.log("the cached clone could not be used; fetching afresh")
+                return None
+        work = Git(dest, git.env, git.opts, git.log)
+        await _submodules(work)
+        return (await work("rev-parse", "HEAD")).strip()
+
     async def _checkout(self, git: Git, url: str, request: BuildRequest) -> str:
         await git("init", "-q", ".")
         await git("remote", "add", "origin", url)
-        if request.tag:
-            ref = f"refs/tags/{request.tag}"
-        elif request.branch:
-            ref = f"refs/heads/{request.branch}"
-        else:
-            ref = "HEAD"
+        ref = _ref(request)
         if request.commit and not await git.ok(
             "fetch", "-q", "--depth", "1", "origin", request.commit
         ):
@@ -140,11 +188,36 @@ class GitFetcher:
             await git("fetch", "-q", "--depth", "1", "origin", ref, what=f"{ref} from {url}")
         target = request.commit or "FETCH_HEAD"
         await git("checkout", "-q", "--detach", target, what=f"commit {target}")
-        if (git.cwd / ".gitmodules").exists():
-            await git(
-                "submodule", "update", "--init", "--recursive", "--depth", "1", what="submodules"
-            )
+        await _submodules(git)
         return (await git("rev-parse", "HEAD")).strip()
+
+
+def _ref(request: BuildRequest) -> str:
+    if request.tag:
+        return f"refs/tags/{request.tag}"
+    if request.branch:
+        return f"refs/heads/{request.branch}"
+    return "HEAD"
+
+
+async def _submodules(git: Git) -> None:
+    if (git.cwd / ".gitmodules").exists():
+        await git("submodule", "update", "--init", "--recursive", "--depth", "1", what="submodules")
+
+
+def _empty_dir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+
+
+def _init_cache(cache: Path, stale_after: float) -> None:
+    """Make the cache directory; drop lock files a killed git left behind."""
+    cache.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for lock in cache.rglob("*.lock"):
+        with contextlib.suppress(OSError):
+            if now - lock.stat().st_mtime > stale_after:
+                lock.unlink()
 
 
 class Git:
