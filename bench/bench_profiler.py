@@ -1,8 +1,8 @@
 """Profiler benchmarks: the cost of measuring, and eight apps queued at once.
 
 1. The same container (burns 2 CPU-seconds) run through the profiler's Docker runner (own cgroup,
-   10 Hz sampling, exact totals) against a plain docker-SDK run with the same limits; medians of
-   alternating runs. Target: at most 1.05.
+   10 Hz sampling, exact totals, clean-up) against a plain docker-SDK run with the same limits in
+   a cgroup of the same standing; end-to-end time, medians of alternating runs. Target: <= 1.05.
 2. Eight small apps announced by `build.done` at once to the profiler service on the real broker:
    all eight `profile.done` arrive, none lost; total time against the same eight profiles done
    directly (no bus, no database).
@@ -24,6 +24,7 @@ from aiohttp import web
 from sage_common.events import CloudEvent, make_event
 from sage_common.schemas import BuildDone
 from sage_profiler.app import create_app
+from sage_profiler.cgroup import detect
 from sage_profiler.config import Config
 from sage_profiler.docker_runner import DockerRunner
 from sage_profiler.fakes import FakeDataSource
@@ -34,12 +35,17 @@ from sage_profiler.testapps import build_load_image
 ADMIN_DSN = os.environ.get("SAGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_URL = os.environ.get("SAGE_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
 MiB = 1 << 20
-REPEATS = 6
+REPEATS = 8
 APPS = 8
 
 
 def _plain_run(client: Any, image: str, args: list[str]) -> float:
-    """create, start, wait, remove: what anyone would do without the profiler."""
+    """create, start, wait, remove: what anyone would do without the profiler.
+
+    The container sits in a fresh cgroup beside Docker's own, as the profiled one does, so that
+    both compete alike with whatever else runs on the machine: the difference is the measuring.
+    """
+    parent = f"sage-profiler-bench/{uuid.uuid4().hex[:12]}"
     start = time.monotonic()
     container = client.containers.create(
         image,
@@ -50,11 +56,14 @@ def _plain_run(client: Any, image: str, args: list[str]) -> float:
         memswap_limit=512 * MiB,
         nano_cpus=int(2e9),
         pids_limit=256,
+        cgroup_parent="/" + parent,
     )
     container.start()
     container.wait()
     container.remove(force=True)
-    return time.monotonic() - start
+    elapsed = time.monotonic() - start
+    detect().remove(parent)
+    return elapsed
 
 
 async def _overhead(image: str) -> list[dict[str, Any]]:
@@ -79,13 +88,15 @@ async def _overhead(image: str) -> list[dict[str, Any]]:
         runner.close()
         client.close()
     base, value = statistics.median(plain), statistics.median(profiled)
+    # each pair ran back to back: the median of their ratios is steadier than a ratio of medians
+    ratio = statistics.median(p / b for p, b in zip(profiled, plain, strict=True))
     return [
         {
             "name": "profiled run vs plain run (2 CPU-s app)",
             "value": value,
             "unit": "s",
             "baseline": base,
-            "ratio": value / base,
+            "ratio": ratio,
             "target": "<= 1.05",
         },
         {
