@@ -217,3 +217,4 @@ async def main() -> list[dict[str, Any]]:
     finally:
         client.images.remove(image, force=True)
         client.close()
+        detect().remove("sage-profiler-bench")

@@ -90,14 +90,11 @@ def _schema(model: type[BaseModel]) -> str:
 
 
 def _events() -> list[type[EventData]]:
-    found = [
-        obj
-        for obj in vars(schemas).values()
-        if isinstance(obj, type)
-        and issubclass(obj, EventData)
-        and obj is not EventData
-        and obj.routing_key
-    ]
+    found: list[type[EventData]] = []
+    for obj in vars(schemas).values():
+        if isinstance(obj, type) and issubclass(obj, EventData) and obj is not EventData:
+            if getattr(obj, "routing_key", ""):
+                found.append(obj)
     return sorted(found, key=lambda m: m.routing_key)
 
 

@@ -147,7 +147,7 @@ async def profile(p: Profiler, build: BuildDone) -> ProfileDone:
     )
     fit = conclude.node_fit(recommended, cfg.node_profiles, images_arches, _wants_gpu(build, spec))
     first = runnable[0] if runnable else None
-    together = (
+    together: dict[str, Any] = (
         conclude.concurrency(first, spec.copies_for(cfg), expected, cfg, timeout)
         if first
         else {"copies": spec.copies_for(cfg), "tested": False, "reason": "nothing ran"}
