@@ -13,6 +13,7 @@ import asyncio
 import logging
 
 import asyncpg
+from prometheus_client import Counter, Gauge, Histogram
 from sage_common.bus import Bus, Consumer, Skip, enqueue
 from sage_common.events import CloudEvent, make_event
 from sage_common.schemas import BuildDone
@@ -21,6 +22,14 @@ from . import store
 from .service import Profiler, profile
 
 log = logging.getLogger(__name__)
+
+PROFILES = Counter("sage_profiles_total", "Profiles finished, by verdict", ["status"])
+PROFILE_SECONDS = Histogram(
+    "sage_profile_duration_seconds",
+    "Time to profile one build",
+    buckets=(1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+)
+PROFILES_RUNNING = Gauge("sage_profiles_running", "Profiles in progress")
 
 
 class BuildDoneConsumer(Consumer):
@@ -59,10 +68,12 @@ class BuildDoneConsumer(Consumer):
                 return
         async with self._slots:
             log.info("profiling", extra={"app_id": build.app_id, "build_id": build.build_id})
-            result = await profile(self.profiler, build)
+            with PROFILES_RUNNING.track_inprogress(), PROFILE_SECONDS.time():
+                result = await profile(self.profiler, build)
         async with self.transaction(event) as conn:
             if await store.save_profile(conn, result):
                 await enqueue(conn, make_event(self.source, result, subject=build.app_id))
+                PROFILES.labels(result.status).inc()
         log.info(
             "profiled",
             extra={
