@@ -227,9 +227,9 @@ class Consumer:
                 EVENTS_FAILED.labels(service, self.name).inc()
                 await self._retry(message, exc, ctx)
                 return
-            await message.ack()
-            EVENTS_HANDLED.labels(service, self.name).inc()
+            EVENTS_HANDLED.labels(service, self.name).inc()  # committed, whatever befalls the ack
             log.info("event handled", extra=ctx)
+            await message.ack()
         finally:
             request_id.reset(token)
 
