@@ -63,4 +63,5 @@ async def test_seed_curl_upload_answers_bucket_id_and_key(
     assert await status(f"{url}/api/v1/objects/{bucket}", "-H", "Authorization: garbage") == "401"
     assert await status("-X", "DELETE", f"{url}/api/v1/objects/{bucket}/",
                   "-H", f"Authorization: sage {token}") == "400"
-    assert await status(f"{url}/api/v1/objects/{bucket}", "-H", f"Authorization: sage {token}") == "200"
+    owner = f"Authorization: sage {token}"
+    assert await status(f"{url}/api/v1/objects/{bucket}", "-H", owner) == "200"

@@ -203,3 +203,52 @@ async def test_delete_bucket_removes_objects_grants_and_blobs(api: Api) -> None:
     pool = api.storage.store.pool
     assert await pool.fetchval("SELECT count(*) FROM grants WHERE bucket_id = $1",
                                uuid.UUID(bucket["id"])) == 0
+
+
+async def test_interrupted_bucket_delete_hides_the_bucket_and_resumes(api: Api) -> None:
+    alice, eve = api.tokens.add("alice"), api.tokens.add("eve")
+    bucket = await api.bucket(alice)
+    for i in range(3):
+        async with await api.put(alice, bucket["id"], f"f{i}", b"x") as r:
+            assert r.status == 200
+    url = f"/api/v1/objects/{bucket['id']}"
+    api.objects.down = True
+    async with api.client.delete(url, headers=api.auth(alice)) as r:
+        assert r.status == 503
+    api.objects.down = False
+    async with api.client.get(url, headers=api.auth(alice)) as r:
+        assert r.status == 404  # half deleted: gone for everyone
+    async with api.client.delete(url, headers=api.auth(eve)) as r:
+        assert r.status == 404  # only its owner (or an admin) may finish the delete
+    async with api.client.delete(url, headers=api.auth(alice)) as r:
+        assert r.status == 200
+    assert not [k for k in api.objects.blobs if k.startswith(bucket["id"])]
+    assert await api.storage.store.deleting_owner(uuid.UUID(bucket["id"])) is None
+
+
+async def test_sweeper_finishes_deletes_garbage_and_abandoned_uploads(make_api) -> None:  # type: ignore[no-untyped-def]
+    from sage_storage.upkeep import sweep_once
+
+    api = await make_api(part_size=5 * 1024 * 1024, stale_upload_seconds=0)
+    alice = api.tokens.add("alice")
+    doomed, kept = await api.bucket(alice), await api.bucket(alice)
+    for bucket in (doomed, kept):
+        async with await api.put(alice, bucket["id"], "f", b"x") as r:
+            assert r.status == 200
+    store = api.storage.store
+    await store.mark_deleting(uuid.UUID(doomed["id"]))
+    orphan = f"{kept['id']}/orphan"
+    api.objects.blobs[orphan] = api.objects.blobs[next(iter(api.objects.blobs))]
+    await store.add_garbage([orphan])
+    abandoned = f"{kept['id']}/abandoned"
+    upload_id = await api.objects.create_multipart(abandoned, content_type="x", metadata={})
+    await store.begin_upload(abandoned, uuid.UUID(kept["id"]))
+    await store.set_upload_id(abandoned, upload_id)
+
+    assert await sweep_once(api.storage)
+    assert await store.deleting_owner(uuid.UUID(doomed["id"])) is None
+    assert [k for k in api.objects.blobs if k.startswith(doomed["id"])] == []
+    assert orphan not in api.objects.blobs and await store.garbage(10) == []
+    assert upload_id not in api.objects.uploads and await store.upload(abandoned) is None
+    async with api.client.get(f"/api/v1/objects/{kept['id']}/f", headers=api.auth(alice)) as r:
+        assert await r.read() == b"x"
