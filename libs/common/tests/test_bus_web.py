@@ -67,8 +67,9 @@ async def test_bus_context_runs_relay_and_consumers_and_readiness_follows_the_br
     async with AsyncExitStack() as later:
         later.push_async_callback(delete_topology, amqp_url, exchanges=[exchange])
         later.push_async_callback(proxy.close)
+        # Registered before the app starts, so it runs after the app (and its consumer) stopped.
+        later.push_async_callback(lambda: delete_topology(amqp_url, queues=made[0].queue_names))
         client: TestClient[Any, Any] = await later.enter_async_context(TestClient(TestServer(app)))
-        later.push_async_callback(delete_topology, amqp_url, queues=made[0].queue_names)
         assert (await client.get("/readyz")).status == 200
 
         async with pool.acquire() as conn, conn.transaction():
