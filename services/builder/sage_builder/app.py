@@ -60,7 +60,7 @@ def make_builder(config: Config) -> Builder:
     return Builder(
         backend=backend,
         fetcher=GitFetcher(config.git_insecure_hosts, config.git_timeout_seconds),
-        cache=LayerCache(work / "cache", config.cache_max_bytes),
+        cache=LayerCache(work / "cache", config.cache_max_bytes, on_idle=backend.tidy),
         sink=S3LogSink(s3, config.s3_bucket),
         registry=config.registry,
         registry_client=RegistryClient(

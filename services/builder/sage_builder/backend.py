@@ -48,6 +48,10 @@ class BuildBackend(Protocol):
         """Drop the build's own names from the store; its layers stay as the repository's cache."""
         ...
 
+    async def tidy(self, store: Path) -> None:
+        """Clean up what stopped builds left in `store`; called when no build uses it."""
+        ...
+
 
 class FakeBackend:
     """An in-memory backend that records what it was asked; failures are set per step."""
@@ -57,6 +61,7 @@ class FakeBackend:
         self.pushed: list[str] = []
         self.fail_build: str | None = None
         self.push_failures = 0
+        self.tidied: list[Path] = []
 
     async def build(
         self,
@@ -94,3 +99,6 @@ class FakeBackend:
 
     async def release(self, request: BuildRequest, images: list[ArchResult], store: Path) -> None:
         return None
+
+    async def tidy(self, store: Path) -> None:
+        self.tidied.append(store)

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from . import procs
+from .cache import unmount_under
 from .model import ArchResult, BuildFailure, BuildRequest, Checkout, Platform, native_architecture
 from .procs import LineSink
 
@@ -205,6 +206,11 @@ class BuildahBackend:
                 fallback = "buildah manifest push ended without pushing the index"
                 raise BuildFailure("push_failed", _last_error(done.output, fallback))
             return digest
+
+    async def tidy(self, store: Path) -> None:
+        """With no build using `store`: remove working containers a stopped build left, unmount."""
+        await self._run(store, ["rm", "--all"], None)
+        await asyncio.to_thread(unmount_under, store)
 
     async def release(self, request: BuildRequest, images: list[ArchResult], store: Path) -> None:
         await self._run(store, ["manifest", "rm", self._name(request, "index")], None)

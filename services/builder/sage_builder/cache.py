@@ -16,10 +16,11 @@ import shutil
 import subprocess
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+IdleHook = Callable[[Path], Awaitable[None]]
 
 _STAMP = ".last-used"
 
@@ -57,7 +58,12 @@ def _mounts_under(path: Path) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
-def _unmount_under(path: Path) -> None:
+def _touch(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / _STAMP).touch()
+
+
+def unmount_under(path: Path) -> None:
     """Detach what is mounted inside a cache before it is deleted, so nothing beneath is touched."""
     for point in _mounts_under(path):
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)  # noqa: S603, S607
@@ -66,30 +72,46 @@ def _unmount_under(path: Path) -> None:
 class LayerCache:
     """Hands out per-repository storage directories and keeps their total under `max_bytes`."""
 
-    def __init__(self, root: Path, max_bytes: int) -> None:
+    def __init__(self, root: Path, max_bytes: int, on_idle: IdleHook | None = None) -> None:
         self.root = root
         self.max_bytes = max_bytes
+        self.on_idle = on_idle
         self._in_use: Counter[str] = Counter()
         self._lock = asyncio.Lock()
+        self._tidying: dict[str, asyncio.Lock] = {}
 
     @contextlib.asynccontextmanager
     async def use(self, url: str) -> AsyncIterator[Path]:
-        """The storage directory for `url`'s repository, protected from eviction while held."""
+        """The storage directory for `url`'s repository, protected from eviction while held.
+
+        When its last user here lets go, `on_idle` tidies it (what a cancelled or killed build
+        left mounted); a new user waits for that to finish.
+        """
         key = cache_key(url)
         path = self.root / key
-        async with self._lock:
+        tidy_lock = self._tidying.setdefault(key, asyncio.Lock())
+        async with tidy_lock, self._lock:
             self._in_use[key] += 1
-            path.mkdir(parents=True, exist_ok=True)
-            (path / _STAMP).touch()
+            _touch(path)
         try:
             yield path
         finally:
-            (path / _STAMP).touch()
-            async with self._lock:
-                self._in_use[key] -= 1
-                if not self._in_use[key]:
-                    del self._in_use[key]
-            await self.evict()
+            await asyncio.shield(self._release(key, path, tidy_lock))
+
+    async def _release(self, key: str, path: Path, tidy_lock: asyncio.Lock) -> None:
+        _touch(path)
+        if self.on_idle is not None and self._in_use[key] == 1:
+            async with tidy_lock:
+                if self._in_use[key] == 1:
+                    try:
+                        await self.on_idle(path)
+                    except Exception:  # noqa: BLE001 - tidying is best effort
+                        log.warning("layer cache tidy failed", extra={"cache": key}, exc_info=True)
+        async with self._lock:
+            self._in_use[key] -= 1
+            if not self._in_use[key]:
+                del self._in_use[key]
+        await self.evict()
 
     async def evict(self) -> list[str]:
         """Remove the least recently used idle caches until the total fits; return their keys."""
@@ -113,7 +135,7 @@ class LayerCache:
             if path.name in busy:
                 continue
             started = time.monotonic()
-            _unmount_under(path)
+            unmount_under(path)
             shutil.rmtree(path, ignore_errors=True)
             total -= size
             removed.append(path.name)
