@@ -1,11 +1,14 @@
 """Configuration of the storage service, from `SAGE_STORAGE_*` environment variables."""
 
-from pydantic import SecretStr
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 from sage_common.config import ServiceConfig
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
+S3_MAX_PARTS = 10_000
 
 
 class Config(ServiceConfig):
@@ -30,10 +33,10 @@ class Config(ServiceConfig):
     s3_read_timeout: float = 120.0
 
     # Uploads: bodies stream to S3 in parts of this size (S3's minimum is 5 MiB).
-    part_size: int = 8 * MiB
+    part_size: int = Field(8 * MiB, ge=5 * MiB)
     # Parts of one upload sent to S3 at once while the next is read: memory is about
     # (parts_in_flight + 1) * part_size per large upload.
-    parts_in_flight: int = 3
+    parts_in_flight: int = Field(3, ge=1, le=16)
     max_upload_bytes: int = 50 * GiB
     # Per-user quotas, counted on the buckets a user owns; 0 means no limit.
     quota_bytes: int = 0
@@ -45,3 +48,9 @@ class Config(ServiceConfig):
     # After a failed upload, how long to keep reading (and dropping) the rest of the body so the
     # client sees the error answer instead of a reset connection.
     drain_seconds: float = 10.0
+
+    @model_validator(mode="after")
+    def _fits_in_parts(self) -> Config:
+        if self.max_upload_bytes > self.part_size * S3_MAX_PARTS:
+            raise ValueError("max_upload_bytes needs more than S3's 10,000 parts of part_size")
+        return self
