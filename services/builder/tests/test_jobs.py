@@ -1,0 +1,58 @@
+"""The concurrency limit and cancels of builds on one node."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sage_builder.jobs import Jobs
+
+
+async def test_builds_beyond_the_limit_wait_for_a_slot():
+    jobs = Jobs(None, concurrency=1)  # type: ignore[arg-type] - no polling here
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def build(name: str) -> None:
+        with jobs.register(name, "ns/app:1") as job:
+            async with jobs.slot(job):
+                order.append(f"start {name}")
+                if name == "first":
+                    await release.wait()
+                order.append(f"end {name}")
+
+    first = asyncio.create_task(build("first"))
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(build("second"))
+    await asyncio.sleep(0.01)
+    assert order == ["start first"]
+    release.set()
+    await asyncio.gather(first, second)
+    assert order == ["start first", "end first", "start second", "end second"]
+
+
+async def test_a_build_cancelled_while_waiting_goes_on_without_a_slot():
+    jobs = Jobs(None, concurrency=1)  # type: ignore[arg-type]
+    hold = asyncio.Event()
+
+    async def holder() -> None:
+        with jobs.register("holder", "a") as job:
+            async with jobs.slot(job):
+                await hold.wait()
+
+    task = asyncio.create_task(holder())
+    await asyncio.sleep(0.01)
+    with jobs.register("waiting", "a") as job:
+        waiter = asyncio.create_task(_enter(jobs, job))
+        await asyncio.sleep(0.01)
+        assert not waiter.done()
+        assert jobs.cancel("waiting", "cancelled by bob")
+        await asyncio.wait_for(waiter, 1)
+        assert job.reason == "cancelled by bob"
+    assert not jobs.cancel("waiting", "again")  # no longer registered
+    hold.set()
+    await task
+
+
+async def _enter(jobs: Jobs, job) -> None:
+    async with jobs.slot(job):
+        pass
