@@ -75,7 +75,9 @@ async def make_api(database_url: str) -> AsyncIterator[MakeApi]:
     started: list[TestClient] = []
 
     async def make(**settings: Any) -> Api:
-        objects = MemoryObjectStore(min_part=settings.get("part_size", 5 * MiB))
+        settings.setdefault("part_size", 5 * MiB)
+        settings.setdefault("max_upload_bytes", 1024 * MiB)
+        objects = MemoryObjectStore(min_part=settings["part_size"])
         tokens = Tokens()
         config = Config(
             database_url=SecretStr(database_url),
