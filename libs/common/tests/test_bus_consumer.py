@@ -19,6 +19,7 @@ from sage_common.bus.testing import TcpProxy, delete_topology, eventually
 from sage_common.events import CloudEvent, EventData, make_event
 from sage_common.logs import request_id
 from sage_common.metrics import EVENTS_DEAD, EVENTS_DUPLICATE, EVENTS_FAILED, EVENTS_HANDLED
+from yarl import URL
 
 SERVICE = "test-consumer"
 
@@ -314,3 +315,44 @@ async def test_connection_drop_is_survived_by_the_same_bus_and_consumer(
 
     await eventually(lambda: effects_count(pool, 3))
     assert sorted(await effects(pool)) == sorted([before.id, during.id, after.id])
+
+
+async def test_database_outage_keeps_events_waiting_instead_of_dead_lettering_them(
+    database_url: str,
+    unique: str,
+    bus: Bus,
+    later: AsyncExitStack,
+    amqp_url: str,
+    peek: AbstractChannel,
+) -> None:
+    proxy = TcpProxy("127.0.0.1", URL(database_url).port or 5432)
+    await proxy.open()
+    later.push_async_callback(proxy.close)
+    schema = f"bus_dbdown_{unique}"
+    pool = await db.create_pool(proxy.url(database_url), schema, max_size=3)
+    later.push_async_callback(pool.close)
+    await db.migrate(pool, schema)
+    await pool.execute("CREATE TABLE effects (consumer text NOT NULL, event_id text NOT NULL)")
+    recorder = Recorder(
+        pool,
+        bus,
+        name=f"test.dbdown.{unique}",
+        routing_keys=["test.pinged"],
+        retry_delays=(0.05,),
+        transient_pause=0.05,
+    )
+    later.push_async_callback(delete_topology, amqp_url, queues=recorder.queue_names)
+    await recorder.start()
+    later.push_async_callback(recorder.stop, 0)
+
+    await proxy.close()  # Postgres is unreachable
+    await bus.publish(event := ping(12))
+    # Far more failed attempts than its one retry allows: none of them counted against it.
+    await eventually(lambda: count(EVENTS_FAILED, recorder.name) >= 5)
+    dlq = await peek.declare_queue(recorder.dlq_name, passive=True)
+    assert dlq.declaration_result.message_count == 0
+
+    await proxy.open()
+    await eventually(lambda: count(EVENTS_HANDLED, recorder.name) == 1)
+    assert [r["event_id"] for r in await pool.fetch("SELECT event_id FROM effects")] == [event.id]
+    assert count(EVENTS_DEAD, recorder.name) == 0

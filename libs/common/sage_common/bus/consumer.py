@@ -50,6 +50,14 @@ from .envelope import (
 
 log = logging.getLogger(__name__)
 
+# Failures that say a dependency is down rather than that the event is bad.
+_OUTAGES = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up
+    asyncpg.TooManyConnectionsError,
+    ConnectionError,  # refused, reset: the database (or another service) is not there
+)
+
 
 class Consumer:
     """Subclass per consumer; override `handle`, or `process` for slow work outside a transaction.
@@ -67,6 +75,7 @@ class Consumer:
         retry_delays: Sequence[float] = (1.0, 5.0, 25.0),
         prefetch: int = 8,
         stop_grace: float = 10.0,
+        transient_pause: float = 2.0,
     ) -> None:
         if not name or not routing_keys:
             raise ValueError("a consumer needs a name and at least one routing key")
@@ -79,6 +88,7 @@ class Consumer:
         self.retry_delays = tuple(retry_delays)
         self.prefetch = prefetch
         self.stop_grace = stop_grace
+        self.transient_pause = transient_pause
         self._channel: AbstractRobustChannel | None = None
         self._queue: AbstractRobustQueue | None = None
         self._tag: ConsumerTag | None = None
@@ -158,6 +168,16 @@ class Consumer:
         async with self.transaction(event) as conn:
             await self.handle(conn, event)
 
+    def is_transient(self, exc: Exception) -> bool:
+        """Whether `exc` is an outage, not the event's fault: the message waits, uncounted.
+
+        Such a failure never uses up a retry, so a database restart dead-letters nothing.
+        Subclasses add their own dependencies' outages (a registry, a container engine).
+        """
+        if isinstance(exc, asyncpg.QueryCanceledError):
+            return False
+        return isinstance(exc, _OUTAGES)
+
     async def seen(self, event_id: str) -> bool:
         """Whether this consumer already recorded `event_id` (to skip slow work on a redelivery)."""
         async with self.pool.acquire() as conn:
@@ -225,13 +245,24 @@ class Consumer:
                 return
             except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead
                 EVENTS_FAILED.labels(service, self.name).inc()
-                await self._retry(message, exc, ctx)
+                if self.is_transient(exc):
+                    await self._wait_for_outage(message, exc, ctx)
+                else:
+                    await self._retry(message, exc, ctx)
                 return
             EVENTS_HANDLED.labels(service, self.name).inc()  # committed, whatever befalls the ack
             log.info("event handled", extra=ctx)
             await message.ack()
         finally:
             request_id.reset(token)
+
+    async def _wait_for_outage(
+        self, message: AbstractIncomingMessage, exc: Exception, ctx: dict[str, Any]
+    ) -> None:
+        extra = {**ctx, "error": describe(exc), "retry_in": self.transient_pause}
+        log.warning("a dependency is down; the event waits in its queue", extra=extra)
+        await asyncio.sleep(self.transient_pause)
+        await message.reject(requeue=True)
 
     async def _retry(
         self, message: AbstractIncomingMessage, exc: Exception, ctx: dict[str, Any]

@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Iterable
 
 import aio_pika
+from yarl import URL
 
 from ..events import CloudEvent
 from .broker import Bus
@@ -84,11 +85,9 @@ class TcpProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def url(self, amqp_url: str) -> str:
-        """`amqp_url` with its host and port replaced by this proxy's."""
-        from yarl import URL
-
-        return str(URL(amqp_url).with_host("127.0.0.1").with_port(self.port))
+    def url(self, url: str) -> str:
+        """`url` (amqp://, postgresql://) with its host and port replaced by this proxy's."""
+        return str(URL(url).with_host("127.0.0.1").with_port(self.port))
 
     async def open(self) -> None:
         """Listen (again, on the same port once it had one)."""
