@@ -16,6 +16,7 @@ from sage_common.bus import CONTENT_TYPE, Bus, OutboxRelay, enqueue
 from sage_common.bus.testing import TcpProxy, delete_topology, eventually
 from sage_common.events import CloudEvent, EventData, make_event
 from sage_common.metrics import EVENTS_PUBLISHED
+from yarl import URL
 
 
 class Pinged(EventData):
@@ -219,3 +220,38 @@ async def test_two_relays_at_once_publish_each_row_exactly_once(
     assert all(published(b.service) > 0 for b in buses)  # both relays took a share
     assert sum(published(b.service) for b in buses) == len(events)
     assert await unsent(pool) == 0
+
+
+async def test_relay_carries_on_after_a_database_outage(
+    database_url: str,
+    unique: str,
+    amqp_url: str,
+    exchange: str,
+    tap: AbstractQueue,
+    caplog: pytest.LogCaptureFixture,
+    later: AsyncExitStack,
+) -> None:
+    proxy = TcpProxy("127.0.0.1", URL(database_url).port or 5432)
+    await proxy.open()
+    later.push_async_callback(proxy.close)
+    schema = f"bus_outbox_dbdown_{unique}"
+    pool = await db.create_pool(proxy.url(database_url), schema, max_size=3)
+    later.push_async_callback(pool.close)
+    await db.migrate(pool, schema)
+    bus = Bus(amqp_url, exchange=exchange, service="test-outbox")
+    await bus.connect()
+    later.push_async_callback(bus.close)
+    relay = OutboxRelay(pool, bus, service="test-outbox", poll_seconds=0.05, max_backoff=0.2)
+    await relay.start()
+    later.push_async_callback(relay.stop)
+
+    with caplog.at_level(logging.WARNING, logger="sage_common.bus.outbox"):
+        await proxy.close()  # Postgres restarts
+        await eventually(lambda: "outbox relay pass failed" in caplog.text)
+    await proxy.open()
+    event = ping(21)
+    async with pool.acquire() as conn, conn.transaction():
+        await enqueue(conn, event)
+
+    assert (await next_message(tap)).message_id == event.id
+    await eventually(all_sent(pool))
