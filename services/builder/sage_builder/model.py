@@ -91,11 +91,11 @@ class BuildRequest:
     @property
     def repository(self) -> str:
         """`namespace/name`, the registry repository the image goes to."""
-        return self.app_id.rsplit(":", 1)[0]
+        return self.app_id.rpartition(":")[0] or self.app_id
 
     @property
     def version(self) -> str:
-        return self.app_id.rsplit(":", 1)[1]
+        return self.app_id.rpartition(":")[2]
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import shutil
 import time
 from collections.abc import Awaitable
@@ -27,6 +28,10 @@ from .source import GitFetcher, locate
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# A registry repository name (lower case path components) and a tag.
+APP_ID_RE = re.compile(
+    r"^[a-z0-9]+(?:[._-][a-z0-9]+)*/[a-z0-9]+(?:[._-][a-z0-9]+)*:[\w][\w.-]{0,127}$"
+)
 
 
 def request_from_event(data: AppSubmitted) -> BuildRequest:
@@ -151,10 +156,10 @@ class Builder:
             except Exception as exc:  # noqa: BLE001 - one result for every build, even on a builder bug
                 log.exception("build crashed", extra={"build_id": request.build_id})
                 blog(f"build failed: internal builder error ({type(exc).__name__})")
-                failure = BuildFailure(
+                crash = BuildFailure(
                     "build_failed", f"internal builder error ({type(exc).__name__})"
                 )
-                done = _failure(request, failure, progress, blog.tail())
+                done = _failure(request, crash, progress, blog.tail())
         done.duration_seconds = round(time.monotonic() - started, 3)
         done.log_location = blog.location if blog.uploaded else None
         return done
@@ -163,6 +168,8 @@ class Builder:
         self, request: BuildRequest, blog: BuildLog, progress: Progress
     ) -> BuildResult:
         """The pipeline itself; raises `BuildFailure` for every way it can go wrong."""
+        if not APP_ID_RE.match(request.app_id):
+            raise BuildFailure("build_failed", f"{request.app_id!r} is not namespace/name:version")
         if not request.platforms:
             raise BuildFailure("build_failed", "no valid architecture was asked for")
         workdir = self.work_dir / "builds" / request.build_id

@@ -149,3 +149,13 @@ async def test_supervise_returns_the_result_or_stops_the_work():
         await supervise(forever(), job, 5)
     assert (caught.value.error_class, caught.value.message) == ("cancelled", "cancelled by alice")
     assert stopped.is_set()
+
+
+@pytest.mark.parametrize("app_id", ["ns/app", "NS/App:1", "ns/app:1/../x", "a/b/c:1", "ns/app:"])
+async def test_an_app_id_that_is_no_registry_name_fails_before_fetching(tmp_path, app_id):
+    backend = FakeBackend()
+    b = builder(tmp_path, backend, FakeRegistry(["linux/amd64"]))
+    bad = BuildRequest(**{**request().__dict__, "app_id": app_id})
+    done = await b.run(bad, Job("b1", app_id))
+    assert done.error_class == "build_failed" and "namespace/name:version" in done.error
+    assert backend.built == [] and done.commit is None
