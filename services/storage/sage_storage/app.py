@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
+
 from sage_common.auth import Introspector
 from sage_common.errors import Unavailable
 from sage_common.web import POOL, READY_CHECKS, create_service_app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
+
 from sage_common.config import ServiceConfig
 
 MiB = 1024 * 1024
@@ -45,6 +46,9 @@ class Config(ServiceConfig):
     # Background clean-up of interrupted deletes and abandoned uploads.
     sweep_interval_seconds: float = 60.0
     stale_upload_seconds: float = 24 * 3600.0
+    # Replaced and deleted objects' blobs stay this long, so downloads already under way finish;
+    # 0 deletes them at once.
+    garbage_grace_seconds: float = 300.0
     # After a failed upload, how long to keep reading (and dropping) the rest of the body so the
     # client sees the error answer instead of a reset connection.
     drain_seconds: float = 10.0

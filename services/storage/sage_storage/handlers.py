@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from aiohttp import web
+
 from sage_common.auth import principal
 from sage_common.errors import BadRequest
 from sage_common.openapi import describe

@@ -106,7 +106,10 @@ async def discard_upload(ctx: Storage, blob: str) -> None:
 
 
 async def drop_blobs(ctx: Storage, blobs: list[str]) -> None:
-    """Delete blobs already listed in `garbage`; on failure they wait there for the sweeper."""
+    """Delete blobs already listed in `garbage`, unless a grace period leaves that to the sweeper
+    (so that a download begun before a replace or delete can finish); on failure they wait too."""
+    if ctx.config.garbage_grace_seconds > 0:
+        return
     try:
         await ctx.objects.delete(blobs)
         await ctx.store.forget_garbage(blobs)

@@ -21,6 +21,7 @@ from minio import Minio
 from minio.datatypes import Part
 from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
+
 from sage_common.errors import Unavailable
 
 from .config import Config

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+
 from sage_common.errors import Forbidden, NotFound, PayloadTooLarge
 
 from .models import Bucket, StoredObject

@@ -49,8 +49,13 @@ class UpkeepStore:
             "INSERT INTO garbage (blob) VALUES ($1) ON CONFLICT DO NOTHING", [(b,) for b in blobs]
         )
 
-    async def garbage(self, limit: int) -> list[str]:
-        rows = await self.pool.fetch("SELECT blob FROM garbage ORDER BY since LIMIT $1", limit)
+    async def garbage(self, limit: int, older_than: float = 0.0) -> list[str]:
+        """Garbage blobs retired more than `older_than` seconds ago, oldest first."""
+        rows = await self.pool.fetch(
+            """SELECT blob FROM garbage WHERE since <= now() - make_interval(secs => $2)
+               ORDER BY since LIMIT $1""",
+            limit, older_than,
+        )
         return [r["blob"] for r in rows]
 
     async def forget_garbage(self, blobs: list[str]) -> None:

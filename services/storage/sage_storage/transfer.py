@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
 from aiohttp.hdrs import CONTENT_TYPE
+
 from sage_common.auth import principal
 from sage_common.errors import BadRequest, ProblemError
 from sage_common.openapi import describe

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+
 from sage_common.auth import Principal
 
 from .service import Storage, bucket_for, bucket_uuid
@@ -47,7 +48,8 @@ async def sweep(ctx: Storage) -> None:
     """One pass: resume bucket deletes, delete garbage, abort abandoned uploads."""
     for bucket_id in await ctx.store.deleting_buckets():
         await finish_delete(ctx, bucket_id)
-    while garbage := await ctx.store.garbage(BATCH):
+    grace = ctx.config.garbage_grace_seconds
+    while garbage := await ctx.store.garbage(BATCH, grace):
         await ctx.objects.delete(garbage)
         await ctx.store.forget_garbage(garbage)
     for row in await ctx.store.abandoned_uploads(ctx.config.stale_upload_seconds, BATCH):

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
+
 from sage_common.auth import Principal
 from sage_storage.app import create_app
 from sage_storage.config import Config, MiB
@@ -77,6 +78,7 @@ async def make_api(database_url: str) -> AsyncIterator[MakeApi]:
     async def make(**settings: Any) -> Api:
         settings.setdefault("part_size", 5 * MiB)
         settings.setdefault("max_upload_bytes", 1024 * MiB)
+        settings.setdefault("garbage_grace_seconds", 0)
         objects = MemoryObjectStore(min_part=settings["part_size"])
         tokens = Tokens()
         config = Config(

@@ -8,8 +8,9 @@ import os
 import uuid
 
 import aiohttp
-from sage_storage.config import MiB
 from yarl import URL
+
+from sage_storage.config import MiB
 
 from .conftest import Api
 
@@ -243,3 +244,45 @@ async def test_delete_object_then_it_is_404(api: Api) -> None:
     async with api.client.delete(url, headers=api.auth(alice)) as r:
         assert r.status == 404
     assert not [k for k in api.objects.blobs if k.startswith(bucket["id"])]
+
+
+async def test_replaced_blob_outlives_the_replace_by_the_grace_period(make_api) -> None:  # type: ignore[no-untyped-def]
+    from sage_storage.service import Storage
+    from sage_storage.upkeep import sweep_once
+
+    api = await make_api(garbage_grace_seconds=300)
+    alice = api.tokens.add("alice")
+    bucket = await api.bucket(alice)
+    for body in (b"old", b"new"):
+        async with await api.put(alice, bucket["id"], "k", body) as r:
+            assert r.status == 200
+    mine = lambda: [k for k in api.objects.blobs if k.startswith(bucket["id"])]  # noqa: E731
+    assert len(mine()) == 2  # a download of the old one may still be reading it
+    assert await sweep_once(api.storage)
+    assert len(mine()) == 2
+    ctx = api.storage
+    later = Storage(ctx.store, ctx.objects, ctx.config.model_copy(update={"garbage_grace_seconds": 0}))
+    assert await sweep_once(later)
+    assert len(mine()) == 1
+
+
+async def test_concurrent_uploads_to_one_key_leave_one_object_and_one_blob(api: Api) -> None:
+    import asyncio
+
+    alice = api.tokens.add("alice")
+    bucket = await api.bucket(alice)
+    bodies = [bytes([i]) * (1000 + i) for i in range(8)]
+
+    async def put(body: bytes) -> int:
+        async with await api.put(alice, bucket["id"], "same", body) as r:
+            return r.status
+
+    assert await asyncio.gather(*(put(b) for b in bodies)) == [200] * 8
+    async with api.client.get(f"/api/v1/objects/{bucket['id']}/same",
+                              headers=api.auth(alice)) as r:
+        stored = await r.read()
+    assert stored in bodies
+    assert len([k for k in api.objects.blobs if k.startswith(bucket["id"])]) == 1
+    row = await api.storage.store.pool.fetchrow(
+        "SELECT object_count, bytes_used FROM buckets WHERE id = $1", uuid.UUID(bucket["id"]))
+    assert (row["object_count"], row["bytes_used"]) == (1, len(stored))

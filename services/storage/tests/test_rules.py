@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import urllib3
 from minio.error import InvalidResponseError
+
 from sage_common.auth import Principal
 from sage_common.errors import BadRequest, Forbidden, NotFound, Unauthorized, Unavailable
 from sage_storage import access, keys

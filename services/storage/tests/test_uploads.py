@@ -7,6 +7,7 @@ import os
 from collections.abc import AsyncIterator
 
 import pytest
+
 from sage_common.errors import BadRequest, PayloadTooLarge, Unavailable
 from sage_storage.config import MiB
 from sage_storage.memory import MemoryObjectStore
