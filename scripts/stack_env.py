@@ -24,8 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PATH = ROOT / "var" / "stack.env"
 
 S3_ENDPOINT = "127.0.0.1:9000"
-# service-credential client id -> the env prefix of the service that uses it
+# service-credential client id -> the env prefix of the service that uses it ("auth" asks the
+# ECR API who may use the registry, with a secret that it also knows as one of its clients)
 CLIENTS = {
+    "auth": "SAGE_AUTH_",
     "ecr-api": "SAGE_ECR_",
     "storage": "SAGE_STORAGE_",
     "builder": "SAGE_BUILDER_",
@@ -83,6 +85,9 @@ def build(existing: dict[str, str]) -> dict[str, str]:
     for client_id, value in known.items():  # keep clients added by hand
         clients.setdefault(client_id, value)
     out["SAGE_AUTH_SERVICE_CLIENTS"] = json.dumps(clients, separators=(",", ":"))
+    # The profiler pulls the images it tests as its service account (the ECR lets it read all).
+    out.setdefault("SAGE_PROFILER_REGISTRY_USERNAME", "profiler")
+    out.setdefault("SAGE_PROFILER_REGISTRY_PASSWORD", clients["profiler"])
     out.setdefault("SAGE_AUTH_KEY_DIR", "var/auth-keys")
     return out
 

@@ -15,6 +15,7 @@ from .introspect import LocalIntrospector
 from .login import Login
 from .oidc import OidcProvider
 from .registry import AdminAndBuilderPolicy, RegistryPolicy
+from .registry_ecr import EcrRegistryPolicy
 from .routes import routes
 from .signing import Signer
 from .state import AUTH_CONFIG, LOCAL, LOGIN, POLICY, SIGNER, STORE
@@ -25,7 +26,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def create_app(config: Config, *, registry_policy: RegistryPolicy | None = None) -> web.Application:
-    """The auth service; `registry_policy` decides registry access (default: admins and builder)."""
+    """The auth service; `registry_policy` decides registry access (default: from the config)."""
     local = LocalIntrospector(config)
     app = create_service_app(
         "auth", config, routes=routes, migrations=MIGRATIONS, introspector=local
@@ -33,9 +34,26 @@ def create_app(config: Config, *, registry_policy: RegistryPolicy | None = None)
     app[AUTH_CONFIG] = config
     app[LOCAL] = local
     app[SIGNER] = Signer.from_dir(config.key_dir)
-    app[POLICY] = registry_policy or AdminAndBuilderPolicy()
+    app[POLICY] = registry_policy or make_registry_policy(config)
     app.cleanup_ctx.append(_store_context)
+    app.on_cleanup.append(_close_policy)
     return app
+
+
+def make_registry_policy(config: Config) -> RegistryPolicy:
+    """The ECR API decides, unless the config says "local" or names no ECR."""
+    if config.registry_policy == "local" or not config.ecr_url:
+        return AdminAndBuilderPolicy()
+    return EcrRegistryPolicy(
+        config.ecr_url, config.client_id, config.client_secret.get_secret_value(),
+        timeout=config.ecr_timeout,
+    )
+
+
+async def _close_policy(app: web.Application) -> None:
+    close = getattr(app[POLICY], "close", None)
+    if close is not None:
+        await close()
 
 
 async def _store_context(app: web.Application) -> AsyncIterator[None]:

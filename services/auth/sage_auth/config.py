@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import SecretStr
+from typing import Literal
+
+from pydantic import SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 from sage_common.config import ServiceConfig
 
@@ -33,6 +35,13 @@ class Config(ServiceConfig):
     registry_service: str = "sage-registry"
     registry_issuer: str = "sage-auth"
     registry_token_seconds: int = 300
+    # Who gets which registry actions: "ecr" asks the ECR API at ecr_url (with this service's own
+    # client_id/client_secret, which must also be in service_clients); "local" (or an empty
+    # ecr_url) lets only admins and the builder in.
+    registry_policy: Literal["ecr", "local"] = "ecr"
+    ecr_url: str = "http://127.0.0.1:8082"
+    ecr_timeout: float = 3.0
+    client_id: str = "auth"
 
     # Institutional login (OpenID Connect, code flow + PKCE); off while oidc_issuer is empty.
     oidc_issuer: str = ""
@@ -43,6 +52,13 @@ class Config(ServiceConfig):
     oidc_timeout: float = 10.0
     login_state_seconds: int = 600
     session_hours: int = 12
+
+    @model_validator(mode="after")
+    def _own_secret_is_a_service_client(self) -> Config:
+        """The ECR checks this service's own secret by asking it back: make sure it is known."""
+        if self.client_id and self.client_secret.get_secret_value():
+            self.service_clients.setdefault(self.client_id, self.client_secret)
+        return self
 
     @property
     def login_enabled(self) -> bool:

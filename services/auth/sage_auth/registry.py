@@ -1,8 +1,9 @@
 """Registry tokens: the Docker registry v2 token protocol, answered with JWTs the registry trusts.
 
-Which actions a caller gets is a `RegistryPolicy`. Until the ECR API decides per repository,
-`AdminAndBuilderPolicy` lets administrators and the builder's service account push and pull, and
-gives everyone else (and anonymous callers) a token with no access at all.
+Which actions a caller gets is a `RegistryPolicy`: by default `EcrRegistryPolicy`
+(`registry_ecr.py`) asks the ECR API; `AdminAndBuilderPolicy` (`SAGE_AUTH_REGISTRY_POLICY=local`)
+lets administrators and the builder's service account push and pull, and gives everyone else (and
+anonymous callers) a token with no access at all.
 """
 
 from __future__ import annotations

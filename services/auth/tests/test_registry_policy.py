@@ -1,4 +1,4 @@
-"""Registry scopes as Docker clients send them, and who gets which actions for now."""
+"""Registry scopes as Docker clients send them, and who gets which actions under the local policy."""
 
 from __future__ import annotations
 
