@@ -95,7 +95,6 @@ async def main() -> list[dict]:
         running_builder,
         scratch_app,
     )
-
     from tests.fixtures.auth import SERVICE_CLIENTS, start_auth
     from tests.fixtures.s3 import S3Server
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+
 from sage_auth.signing import ensure_keypair
 from sage_builder.config import Config
 from sage_builder.registry import Credentials, RegistryClient
@@ -81,6 +82,16 @@ def repos(git_server, tmp_path_factory) -> dict[str, str]:
     scratch_app(work / "multi", run, args=("GREETING",))
     commits["multi"] = commit_all(work / "multi", "multi-arch app", tag="v1")
     git_server.publish("multi", work / "multi")
+
+    peek = work / "peek"
+    scratch_app(peek, "true")
+    (peek / "Dockerfile").write_text(
+        "FROM scratch\nARG TARGETARCH\nCOPY busybox-${TARGETARCH} /bin/busybox\n"
+        'RUN --mount=type=bind,source=hostetc,target=/x ["/bin/busybox", "cat", "/x/passwd"]\n'
+    )
+    os.symlink("/etc", peek / "hostetc")
+    commit_all(peek, "a link to the host's /etc, bind-mounted")
+    git_server.publish("peek", peek)
 
     scratch_app(work / "fails", "echo about-to-fail; exit 3")
     commits["fails"] = commit_all(work / "fails", "a RUN that fails")
@@ -331,6 +342,15 @@ async def test_failing_run_step_fails_as_build_failed_with_the_log_tail(stack, r
     assert "exit status 3" in done.error
     assert any("about-to-fail" in line for line in done.log_tail)
     assert done.images == [] and done.index_digest is None
+
+
+async def test_bind_mounting_a_link_out_of_the_context_is_refused(stack, s3_server):
+    harness = stack[0]
+    build_id = await harness.submit(app_id("peek"), "peek")
+    done = await harness.events.done(build_id)
+    assert (done.status, done.error_class) == ("failure", "build_failed")
+    assert "hostetc links outside it" in done.error
+    assert "root:x:0:0" not in read_log(s3_server.client(), done.log_location)
 
 
 async def test_cancel_stops_a_running_build(stack, s3_server):

@@ -18,6 +18,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import pytest
+
 from sage_auth.signing import ensure_keypair
 from sage_builder.app import make_builder
 from sage_builder.service import Job, request_from_event

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 from minio import Minio
+
 from sage_common.web import BUS, CONFIG, POOL, READY_CHECKS, bus_context, create_service_app
 
 from .buildah import BuildahBackend

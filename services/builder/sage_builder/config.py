@@ -4,6 +4,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
+
 from sage_common.config import ServiceConfig
 
 

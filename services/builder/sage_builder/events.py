@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 from prometheus_client import Counter, Gauge, Histogram
+
 from sage_common.bus import Bus, Consumer, Skip, enqueue
 from sage_common.events import CloudEvent, make_event
 from sage_common.schemas import AppSubmitted, BuildCancelled, BuildStarted

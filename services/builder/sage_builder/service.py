@@ -24,7 +24,7 @@ from .buildlog import BuildLog, LogSink, Scrubber
 from .cache import LayerCache
 from .model import ArchResult, BuildFailure, BuildRequest, BuildResult, Platform, PushResult
 from .registry import Credentials, RegistryClient, RegistryError, write_authfile
-from .source import GitFetcher, locate
+from .source import GitFetcher, check_context, locate
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -179,6 +179,7 @@ class Builder:
                 src = workdir / "src"
                 progress.commit = await self.fetcher.fetch(request, src, blog, store / "git")
                 checkout = locate(src, progress.commit, request.directory, request.dockerfile)
+                await asyncio.to_thread(check_context, checkout)
                 progress.provenance = {
                     "url": request.url,
                     "ref": request.tag or request.branch,

@@ -98,6 +98,42 @@ def locate(root: Path, commit: str, directory: str, dockerfile: str) -> Checkout
     return Checkout(root, commit, context, path, digest)
 
 
+_MOUNT_RE = re.compile(r"--mount=(\S+)")
+
+
+def _binds_context(dockerfile: str) -> bool:
+    """Whether a RUN step bind-mounts from the build context (`type=bind`, the default, no `from`)."""
+    for match in _MOUNT_RE.finditer(dockerfile):
+        options = dict(
+            part.split("=", 1) if "=" in part else (part, "") for part in match.group(1).split(",")
+        )
+        if options.get("type", "bind") == "bind" and "from" not in options:
+            return True
+    return False
+
+
+def check_context(checkout: Checkout) -> None:
+    """Refuse a context whose symlinks leave it when a RUN step bind-mounts from it.
+
+    buildah resolves a bind mount's source on the host, following symlinks, so a link to `/etc`
+    would put the builder's own files into the build. COPY and ADD stay inside the context anyway.
+    """
+    if not _binds_context(checkout.dockerfile.read_text(errors="replace")):
+        return
+    root = checkout.context
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            if path.is_symlink():
+                target = path.resolve()
+                if target != root and root not in target.parents:
+                    raise BuildFailure(
+                        "build_failed",
+                        f"a RUN step bind-mounts the build context, and "
+                        f"{path.relative_to(root)} links outside it: refused",
+                    )
+
+
 class GitFetcher:
     """Fetches a request's source into a directory with the git command line.
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import asyncpg
+
 from sage_common.schemas import BuildDone
 
 Claim = Literal["new", "resumed", "finished"]

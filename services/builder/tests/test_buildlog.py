@@ -6,6 +6,7 @@ import asyncio
 import base64
 
 import pytest
+
 from sage_builder.buildlog import BuildLog, MemoryLogSink, Scrubber
 
 

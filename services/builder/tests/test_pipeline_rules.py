@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+
 from sage_builder.backend import FakeBackend
 from sage_builder.buildlog import MemoryLogSink
 from sage_builder.cache import LayerCache

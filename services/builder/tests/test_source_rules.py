@@ -6,8 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
-from sage_builder.model import BuildFailure, BuildRequest, Platform
-from sage_builder.source import GitFetcher, check_url, locate
+
+from sage_builder.model import BuildFailure, BuildRequest, Checkout, Platform
+from sage_builder.source import GitFetcher, check_context, check_url, locate
 
 
 def failure(fn, *args) -> BuildFailure:
@@ -115,3 +116,41 @@ async def test_option_like_or_malformed_refs_are_refused_before_git_runs(tmp_pat
         await fetcher.fetch(request(**source), tmp_path / "src", lambda _: None)
     assert caught.value.error_class == "source_unreachable"
     assert not (tmp_path / "src").exists()
+
+
+def checkout_with(tmp_path: Path, dockerfile: str, link: str | None) -> Checkout:
+    root = tmp_path / "ctx"
+    root.mkdir()
+    (root / "Dockerfile").write_text(dockerfile)
+    (root / "data").mkdir()
+    if link is not None:
+        os.symlink(link, root / "linked")
+    return locate(root, "abc", ".", "Dockerfile")
+
+
+@pytest.mark.parametrize(
+    "run",
+    [
+        "RUN --mount=type=bind,source=linked,target=/x cat /x/hostname",
+        "RUN --mount=source=linked,target=/x cat /x/hostname",
+        "RUN --mount=target=/x,rw cat /x/linked",
+    ],
+)
+def test_context_bind_mounts_with_links_leaving_the_context_are_refused(tmp_path, run):
+    checkout = checkout_with(tmp_path, f"FROM scratch\n{run}\n", "/etc")
+    failed = failure(check_context, checkout)
+    assert failed.error_class == "build_failed" and "linked" in failed.message
+
+
+@pytest.mark.parametrize(
+    "dockerfile, link",
+    [
+        ("FROM scratch\nCOPY linked /x\n", "/etc"),  # COPY stays inside the context by itself
+        ("FROM scratch\nRUN --mount=type=bind,source=data,target=/x ls /x\n", "data"),
+        ("FROM scratch\nRUN --mount=type=bind,from=base,source=/etc,target=/x ls\n", "/etc"),
+        ("FROM scratch\nRUN --mount=type=cache,target=/root/.cache ls\n", "/etc"),
+        ("FROM scratch\nRUN --mount=type=bind,source=data,target=/x ls /x\n", None),
+    ],
+)
+def test_contexts_without_escaping_bind_mounts_pass(tmp_path, dockerfile, link):
+    check_context(checkout_with(tmp_path, dockerfile, link))

@@ -12,6 +12,7 @@ from typing import Any
 import aio_pika
 from aiohttp import web
 from pydantic import SecretStr
+
 from sage_common.bus import Bus
 from sage_common.events import CloudEvent, make_event
 from sage_common.schemas import AppSource, AppSubmitted, BuildCancelled, BuildDone
