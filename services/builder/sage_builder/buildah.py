@@ -23,6 +23,8 @@ from .model import ArchResult, BuildFailure, BuildRequest, Checkout, Platform, n
 from .procs import LineSink
 
 log = logging.getLogger(__name__)
+# ADD with a URL: buildah downloads it itself, on the builder's own network, not the build's.
+_REMOTE_ADD_RE = re.compile(r"(?im)^\s*ADD\s+(?:--\S+\s+)*(?:https?|git)://")
 _ERROR_RE = re.compile(r"^(?:Error|error):\s*(.+)$")
 BASE_NAME = "org.opencontainers.image.base.name"
 BASE_DIGEST = "org.opencontainers.image.base.digest"
@@ -115,6 +117,11 @@ class BuildahBackend:
         log: LineSink,
         authfile: Path | None,
     ) -> ArchResult:
+        text = await asyncio.to_thread(checkout.dockerfile.read_text, "utf-8", "replace")
+        if self.network == "none" and _REMOTE_ADD_RE.search(text):
+            raise BuildFailure(
+                "build_failed", "ADD from a URL needs network, which builds here have not"
+            )
         name = self._name(request, platform.tag)
         emulated = platform.architecture != native_architecture()
         log(f"== building {platform}{' under emulation (qemu)' if emulated else ''}")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sage_builder.buildah import BuildahBackend
 from sage_builder.model import BuildFailure, BuildRequest, Checkout, Platform
 from sage_builder.source import GitFetcher, check_context, check_url, locate
 
@@ -154,3 +155,14 @@ def test_context_bind_mounts_with_links_leaving_the_context_are_refused(tmp_path
 )
 def test_contexts_without_escaping_bind_mounts_pass(tmp_path, dockerfile, link):
     check_context(checkout_with(tmp_path, dockerfile, link))
+
+
+@pytest.mark.parametrize(
+    "line", ["ADD https://example.org/x.tgz /x", "add --chown=1:1 http://10.0.0.1/x /x"]
+)
+async def test_add_from_a_url_is_refused_when_builds_have_no_network(tmp_path, line):
+    checkout = checkout_with(tmp_path, f"FROM scratch\n{line}\n", None)
+    backend = BuildahBackend(buildah="/nonexistent/buildah", network="none")
+    with pytest.raises(BuildFailure) as caught:
+        await backend.build(request(), checkout, Platform.parse("amd64"), tmp_path, print, None)
+    assert caught.value.error_class == "build_failed" and "ADD from a URL" in caught.value.message
