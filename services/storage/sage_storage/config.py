@@ -29,7 +29,7 @@ class Config(ServiceConfig):
     # One S3 bucket holds every SAGE bucket (docs/adr/0004-object-store-layout.md).
     s3_bucket: str = "sage-storage"
     # Threads that run the (synchronous) minio client; also the size of its connection pool.
-    s3_workers: int = 32
+    s3_workers: int = 16
     s3_connect_timeout: float = 5.0
     s3_read_timeout: float = 120.0
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote
 
-from sage_common.errors import NotFound, PayloadTooLarge
+from sage_common.errors import BadRequest, NotFound, PayloadTooLarge
 
 from . import keys
 from .models import Bucket, StoredObject
@@ -21,6 +22,7 @@ from .uploads import Checksums, Limit, write_blob
 log = logging.getLogger(__name__)
 
 DEFAULT_TYPE = "application/octet-stream"
+_CONTENT_TYPE_RE = re.compile(r"^[!-~][ -~]{0,254}$")
 
 
 @dataclass
@@ -61,6 +63,8 @@ async def upload(ctx: Storage, bucket: Bucket, path: str, incoming: Incoming) ->
         raise PayloadTooLarge(limit.message)
     blob = f"{bucket.id}/{uuid.uuid4()}"
     content_type = incoming.content_type or DEFAULT_TYPE
+    if not _CONTENT_TYPE_RE.match(content_type):
+        raise BadRequest("the Content-Type is not printable ASCII of at most 255 characters")
     await ctx.store.begin_upload(blob, bucket.id)
     try:
         written = await write_blob(

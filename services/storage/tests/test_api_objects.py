@@ -286,3 +286,14 @@ async def test_concurrent_uploads_to_one_key_leave_one_object_and_one_blob(api: 
     row = await api.storage.store.pool.fetchrow(
         "SELECT object_count, bytes_used FROM buckets WHERE id = $1", uuid.UUID(bucket["id"]))
     assert (row["object_count"], row["bytes_used"]) == (1, len(stored))
+
+
+async def test_content_type_that_cannot_be_sent_back_is_400(api: Api) -> None:
+    alice = api.tokens.add("alice")
+    bucket = await api.bucket(alice)
+    form = aiohttp.FormData()
+    form.add_field("file", b"x", filename="a.bin", content_type="image/\u00e9\u00e9")
+    async with api.client.put(f"/api/v1/objects/{bucket['id']}/", data=form,
+                              headers=api.auth(alice)) as r:
+        assert r.status == 400
+        assert "Content-Type" in (await r.json())["error"]
