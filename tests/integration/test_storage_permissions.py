@@ -2,8 +2,9 @@
 anonymous and admin, on a private and on a public bucket: the exact status of each.
 
 Rules (DESIGN.md): FULL_CONTROL implies all, WRITE implies READ, WRITE_ACP implies READ_ACP;
-admins and the owner pass; a caller holding nothing on a private bucket gets 404; one who can see
-the bucket but lacks the permission gets 403, or 401 when anonymous.
+admins and the owner pass; a caller who may not read a bucket gets 404 for whatever it lacks (a
+private bucket stays invisible); one who may read it but lacks the permission gets 403, or 401
+when anonymous.
 """
 
 from __future__ import annotations
@@ -57,14 +58,12 @@ ROLES = ["owner", *(f"user:{p}" for p in GRANTEES), "group:READ", "group:WRITE",
 def expected(route: Route, role: str, public: bool) -> int:
     if role in ("owner", "admin"):
         return 200
-    if ":" in role:
-        held = IMPLIES[role.split(":")[1]] | ({"READ"} if public else set())
-        return 200 if route.needs in held else 403
-    if public:
-        if route.needs == "READ":
-            return 200
-        return 401 if role == "anonymous" else 403
-    return 404
+    held = (IMPLIES[role.split(":")[1]] if ":" in role else set()) | ({"READ"} if public else set())
+    if route.needs in held:
+        return 200
+    if "READ" not in held:
+        return 404
+    return 401 if role == "anonymous" else 403
 
 
 @dataclass

@@ -1,9 +1,9 @@
 """Who may do what with a bucket: grants, what each permission implies, and the answer when not.
 
 Rules (DESIGN.md, "Identity and access"): FULL_CONTROL implies all; WRITE implies READ; WRITE_ACP
-implies READ_ACP. Admins and the owner pass every check. A caller who holds no permission at all
-gets 404, so private buckets stay invisible; a caller who can see the bucket but lacks the
-permission gets 403, or 401 when anonymous (a token might help).
+implies READ_ACP. Admins and the owner pass every check. A caller who may not read the bucket
+gets 404 for anything it lacks, so private buckets stay invisible; a caller who may read it but
+lacks the permission gets 403, or 401 when anonymous (a token might help).
 """
 
 from __future__ import annotations
@@ -41,13 +41,13 @@ def grantee_groups(who: Principal | None) -> list[str]:
 
 
 def check(who: Principal | None, owner: str, granted: Iterable[str], needed: Permission) -> None:
-    """Pass, or raise 404 (cannot see the bucket), 401 (anonymous) or 403 (can see, may not)."""
+    """Pass, or raise 404 (may not read the bucket), 401 (anonymous) or 403 (reads, may not)."""
     if who is not None and (who.is_admin or who.username == owner):
         return
     have = effective(granted)
     if needed in have:
         return
-    if not have:
+    if "READ" not in have:
         raise NotFound("no such bucket")
     if who is None:
         raise Unauthorized("this needs a token: send 'Authorization: sage <token>'")

@@ -57,9 +57,12 @@ def _who(name: str = "u", **kw: object) -> Principal:
     return Principal(username=name, **kw)  # type: ignore[arg-type]
 
 
-def test_check_answers_404_when_nothing_is_granted_401_anonymous_403_otherwise() -> None:
+def test_check_answers_404_unless_readable_then_401_anonymous_403_otherwise() -> None:
     with pytest.raises(NotFound):
         access.check(_who(), "owner", [], "READ")
+    with pytest.raises(NotFound):
+        access.check(_who(), "owner", ["WRITE_ACP"], "FULL_CONTROL")
+    access.check(_who(), "owner", ["READ_ACP"], "READ_ACP")
     with pytest.raises(NotFound):
         access.check(None, "owner", [], "READ")
     with pytest.raises(Unauthorized):
