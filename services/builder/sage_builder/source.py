@@ -104,9 +104,10 @@ _MOUNT_RE = re.compile(r"--mount=(\S+)")
 def _binds_context(dockerfile: str) -> bool:
     """Whether a RUN step bind-mounts from the build context (`type=bind`, the default, no `from`)."""
     for match in _MOUNT_RE.finditer(dockerfile):
-        options = dict(
-            part.split("=", 1) if "=" in part else (part, "") for part in match.group(1).split(",")
-        )
+        options = {}
+        for part in match.group(1).split(","):
+            key, _, value = part.partition("=")
+            options[key] = value
         if options.get("type", "bind") == "bind" and "from" not in options:
             return True
     return False
