@@ -150,7 +150,7 @@ done
 want_stamp="$(
   {
     echo "python: $(python3 -c 'import sys; print(sys.version)')"
-    echo "requirements:"; cat requirements.txt
+    echo "requirements:"; cat requirements.txt constraints.txt
     for d in "${present[@]}"; do echo "package: $d"; cat "$d/pyproject.toml"; done
   } | sha256sum | cut -d' ' -f1
 )"
@@ -168,7 +168,7 @@ if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$want_stamp" ]; then
   mkdir -p "$VAR/log"
   piplog="$VAR/log/setup-pip.log"
   if ! "$VENV/bin/python" -m pip install --disable-pip-version-check \
-         -r requirements.txt "${editable[@]}" >"$piplog" 2>&1; then
+         -r requirements.txt -c constraints.txt "${editable[@]}" >"$piplog" 2>&1; then
     tail -n 40 "$piplog" >&2
     die "pip install failed (full output: var/log/setup-pip.log)"
   fi
