@@ -77,7 +77,9 @@ class BuildDone(EventData):
     error: str | None = None
     log_tail: list[str] = Field(default_factory=list)
     provenance: dict[str, Any] = Field(default_factory=dict)
+    # The app's `testing` and `hardware` as `app.submitted` carried them, passed on for the profiler.
     testing: dict[str, Any] | None = None
+    hardware: dict[str, Any] | None = None
 
 
 class TestRun(_Part):

@@ -87,6 +87,9 @@ class BuildRequest:
     dockerfile: str
     platforms: tuple[Platform, ...]
     build_args: dict[str, str] = field(default_factory=dict)
+    # Not used to build: handed on in `build.done`, where the profiler reads them.
+    testing: dict[str, Any] | None = None
+    hardware: dict[str, Any] | None = None
 
     @property
     def repository(self) -> str:

@@ -54,6 +54,8 @@ def request_from_event(data: AppSubmitted) -> BuildRequest:
         dockerfile=src.dockerfile,
         platforms=tuple(platforms),
         build_args=dict(src.build_args),
+        testing=data.testing,
+        hardware=data.hardware,
     )
 
 
@@ -267,6 +269,8 @@ def _success(request: BuildRequest, result: BuildResult) -> BuildDone:
             for arch in result.archs
         ],
         provenance=result.provenance,
+        testing=request.testing,
+        hardware=request.hardware,
     )
 
 
@@ -282,4 +286,6 @@ def _failure(
         error=failure.message,
         log_tail=tail,
         provenance=progress.provenance,
+        testing=request.testing,
+        hardware=request.hardware,
     )

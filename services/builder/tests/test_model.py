@@ -43,8 +43,12 @@ def test_event_becomes_a_request_with_unique_valid_platforms():
             architectures=["linux/amd64", "amd64", "linux/arm64", "bogus/arch/x/y"],
             build_args={"A": "1"},
         ),
+        testing={"command": ["/bin/app"], "timeout": 60.0},
+        hardware={"gpu": "none"},
     )
     request = request_from_event(data)
     assert [str(p) for p in request.platforms] == ["linux/amd64", "linux/arm64"]
     assert (request.repository, request.version) == ("ns/app", "1.2")
     assert request.build_args == {"A": "1"} and request.tag == "v1"
+    assert request.testing == {"command": ["/bin/app"], "timeout": 60.0}
+    assert request.hardware == {"gpu": "none"}

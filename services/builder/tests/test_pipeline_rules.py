@@ -160,3 +160,17 @@ async def test_an_app_id_that_is_no_registry_name_fails_before_fetching(tmp_path
     done = await b.run(bad, Job("b1", app_id))
     assert done.error_class == "build_failed" and "namespace/name:version" in done.error
     assert backend.built == [] and done.commit is None
+
+
+async def test_testing_and_hardware_of_the_submission_reach_build_done(tmp_path):
+    """The profiler reads the app's test from build.done: success and failure both carry it."""
+    testing = {"command": ["/bin/sh", "-c", "true"], "timeout": 60.0}
+    hardware = {"gpu": "optional", "min_memory": 67108864}
+    asked = BuildRequest(**{**request().__dict__, "testing": testing, "hardware": hardware})
+    ok = await builder(tmp_path, FakeBackend(), FakeRegistry(["linux/amd64"])).run(
+        asked, Job("b1", "a")
+    )
+    failed = await builder(tmp_path, FakeBackend(), FakeRegistry([])).run(asked, Job("b1", "a"))
+    assert (ok.status, failed.status) == ("success", "failure")
+    for done in (ok, failed):
+        assert (done.testing, done.hardware) == (testing, hardware)

@@ -95,10 +95,8 @@ def targets(
 
 
 def _wants_gpu(build: BuildDone, spec: TestingSpec) -> bool:
-    hardware = (build.model_extra or {}).get("hardware") or {}
-    return spec.gpu or (
-        isinstance(hardware, dict) and hardware.get("gpu") in ("required", "optional")
-    )
+    hardware = build.hardware or {}
+    return spec.gpu or hardware.get("gpu") in ("required", "optional")
 
 
 async def profile(p: Profiler, build: BuildDone) -> ProfileDone:
