@@ -41,11 +41,13 @@ async def status(
     async with ecr.pool.acquire() as conn:
         app = await access.app_for(conn, who, ecr.policy, ns, name, version, Permission.READ)
         rows = await apps.history(conn, app["id"])
+        build = await apps.get_build(conn, app["build_id"])
     return {
         "id": pipeline.ident(app),
         "state": app["state"],
         "frozen": app["frozen"],
         "build_number": app["build_number"],
+        **views.outcome_view(build),
         "history": [views.history_view(r) for r in rows],
     }
 

@@ -135,6 +135,28 @@ def build_view(app: dict[str, Any], build: dict[str, Any] | None) -> dict[str, A
     }
 
 
+def outcome_view(build: dict[str, Any] | None) -> dict[str, Any]:
+    """Why the current build stands where it does: its error and the profile's verdict, in short.
+
+    So that `status` answers "why did it fail" without a second request (`/logs`, `/profile`).
+    """
+    done = (build or {}).get("done") or {}
+    profile = (build or {}).get("profile") or {}
+    return {
+        "build": {
+            "build_id": str(build["build_id"]),
+            "status": build.get("status"),
+            "error_class": done.get("error_class"),
+            "error": done.get("error"),
+        }
+        if build
+        else None,
+        "profile": {"status": profile.get("status"), "reason": profile.get("reason")}
+        if profile
+        else None,
+    }
+
+
 def history_view(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "time": iso(row["at"]),
