@@ -1,0 +1,159 @@
+"""When an app does not make it: a build that fails, a test that fails, and the rebuild after a fix.
+
+Each scientist uses the real `sage` command line through the gateway, as in
+test_pipeline_publish.py; every app here is amd64 only. The failing build and the failing test are
+each made once for the module and looked at by several tests.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+
+import pytest
+
+from tests.fixtures.services import Completed, Pipeline, app_path, app_yaml
+
+pytestmark = pytest.mark.slow
+
+SELFTEST = "/app/selftest.sh"
+
+
+@dataclass
+class Outcome:
+    app_id: str
+    owner: str
+    submit: Completed
+    url: str
+    name: str  # of the source in the git server
+
+
+@pytest.fixture(scope="module")
+async def scientist(make_user) -> str:
+    return await make_user(f"scientist-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture(scope="module")
+async def failed_build(pipeline: Pipeline, scientist: str) -> Outcome:
+    """An app whose Dockerfile's RUN step fails, submitted with --wait."""
+    s = uuid.uuid4().hex[:8]
+    name = f"broken-{s}"
+    url, _ = pipeline.publish_source(name, "echo compiling-the-model; exit 7")
+    spec = app_yaml(f"fail{s}", "broken", url, testing={"command": ["/bin/true"]})
+    submit = await pipeline.submit(spec, "--wait", "--interval", "0.2", token=scientist)
+    return Outcome(f"fail{s}/broken:1.0.0", scientist, submit, url, name)
+
+
+@pytest.fixture(scope="module")
+async def failed_test(pipeline: Pipeline, scientist: str) -> Outcome:
+    """An app that builds, but whose self-test exits 3, submitted with --wait."""
+    s = uuid.uuid4().hex[:8]
+    name = f"flaky-{s}"
+    url, _ = pipeline.publish_source(
+        name,
+        files={"selftest.sh": "echo checking-the-model\nexit 3\n"},
+        steps=(f"COPY selftest.sh {SELFTEST}",),
+    )
+    spec = app_yaml(
+        f"fail{s}", "flaky", url, testing={"command": ["/bin/sh", SELFTEST], "timeout": "1m"}
+    )
+    submit = await pipeline.submit(spec, "--wait", "--interval", "0.2", token=scientist)
+    return Outcome(f"fail{s}/flaky:1.0.0", scientist, submit, url, name)
+
+
+async def test_a_failing_build_ends_build_failed_and_wait_says_so(failed_build: Outcome) -> None:
+    result = failed_build.submit
+    assert result.code == 1, result.out
+    assert "building" in result.out and "build_failed" in result.out
+    assert "profiling" not in result.out
+    assert f"{failed_build.app_id} ended build_failed" in result.err
+
+
+async def test_status_shows_the_build_failure_and_its_class(
+    pipeline: Pipeline, failed_build: Outcome
+) -> None:
+    human = await pipeline.sage(
+        "ecr", "app", "status", failed_build.app_id, token=failed_build.owner
+    )
+    assert human.code == 0, human.err
+    assert f"{failed_build.app_id}: build_failed" in human.out
+    answer = await pipeline.sage(
+        "--json", "ecr", "app", "status", failed_build.app_id, token=failed_build.owner
+    )
+    status = json.loads(answer.out)
+    assert status["state"] == "build_failed" and status["frozen"] is False
+    assert status["build"]["error_class"] == "build_failed"
+    assert "exit status 7" in status["build"]["error"]
+    assert status["profile"] is None
+
+
+async def test_logs_show_the_failing_step_and_the_error(
+    pipeline: Pipeline, failed_build: Outcome
+) -> None:
+    logs = await pipeline.sage("ecr", "app", "logs", failed_build.app_id, token=failed_build.owner)
+    assert logs.code == 0, logs.err
+    shown = logs.out + logs.err
+    assert "compiling-the-model" in shown  # the RUN step's own output
+    assert "build failed (build_failed)" in shown  # the builder's last word, with the class
+
+
+async def test_a_failing_test_ends_profile_failed_with_its_reason(
+    pipeline: Pipeline, failed_test: Outcome
+) -> None:
+    result = failed_test.submit
+    assert result.code == 1, result.out
+    assert "profiling" in result.out and "profile_failed" in result.out
+    assert f"{failed_test.app_id} ended profile_failed" in result.err
+    answer = await pipeline.sage(
+        "--json", "ecr", "app", "profile", failed_test.app_id, token=failed_test.owner
+    )
+    assert answer.code == 0, answer.err
+    profile = json.loads(answer.out)
+    assert profile["status"] == "failed"
+    assert "exited 3, expected 0" in profile["reason"]
+    [run] = profile["runs"]
+    assert run["exit_code"] == 3 and "checking-the-model" in "\n".join(run["log_tail"])
+    status = json.loads(
+        (
+            await pipeline.sage(
+                "--json", "ecr", "app", "status", failed_test.app_id, token=failed_test.owner
+            )
+        ).out
+    )
+    assert status["state"] == "profile_failed"
+    assert "exited 3, expected 0" in status["profile"]["reason"]
+
+
+async def test_a_rebuild_after_a_fix_gets_a_new_build_and_goes_through(
+    pipeline: Pipeline, failed_test: Outcome
+) -> None:
+    path = app_path(failed_test.app_id)
+    _, first = await pipeline.api("GET", f"/api/builds/{path}", token=failed_test.owner)
+    _, fixed = pipeline.publish_source(
+        failed_test.name,
+        files={"selftest.sh": "echo checking-the-model\necho all-good\n"},
+        steps=(f"COPY selftest.sh {SELFTEST}",),
+        message="fix the self-test",
+    )
+    status, body = await pipeline.api("POST", f"/api/builds/{path}", token=failed_test.owner)
+    assert (status, body) == (200, {"build_number": 2})
+    await pipeline.reaches(failed_test.app_id, "in_review", token=failed_test.owner)
+    _, second = await pipeline.api("GET", f"/api/builds/{path}", token=failed_test.owner)
+    assert second["build_number"] == 2 and second["result"] == "SUCCESS"
+    assert second["build_id"] != first["build_id"] and second["commit"] == fixed
+    submitted = [
+        e.data["build_id"]
+        for e in pipeline.events.seen
+        if e.routing_key == "app.submitted" and e.subject == failed_test.app_id
+    ]
+    assert submitted == [first["build_id"], second["build_id"]]
+    _, history = await pipeline.api("GET", f"/api/apps/{path}/status", token=failed_test.owner)
+    moves = [(h["to"], h["build_number"]) for h in history["history"]]
+    assert moves[-5:] == [
+        ("profile_failed", 1),
+        ("submitted", 2),
+        ("building", 2),
+        ("profiling", 2),
+        ("in_review", 2),
+    ]
