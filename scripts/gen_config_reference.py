@@ -104,6 +104,8 @@ def _type_name(annotation: Any) -> str:
         return f"JSON list of {_type_name(inner)}"
     if origin is dict:
         return "JSON object"
+    if annotation is Path:
+        return "path"
     if annotation is SecretStr:
         return "secret"
     if isinstance(annotation, type):
