@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .buildlog import LogChunk, follow_log, read_log_chunk
 from .errors import SageError
 from .http import Transport, quote_segment
 from .retry import RetryPolicy, with_retries
@@ -153,10 +154,31 @@ class EcrAPI:
         result: dict[str, Any] = await self._t.request("GET", app.path("logs"))
         return result
 
+    async def log_text(self, app: AppId, offset: int = 0) -> LogChunk:
+        """The build log's bytes after the first `offset`, its size, and whether it is complete."""
+        return await read_log_chunk(self._t, app.path("logs"), offset)
+
+    def iter_log_text(
+        self,
+        app: AppId,
+        *,
+        follow: bool = False,
+        interval: float = 2.0,
+        on_restart: Callable[[str], None] | None = None,
+    ) -> AsyncIterator[LogChunk]:
+        """The whole log in chunks, each byte once; with `follow`, until the build has finished."""
+        return follow_log(
+            lambda offset: self.log_text(app, offset),
+            follow=follow,
+            interval=interval,
+            retry=POLL_RETRY,
+            on_restart=on_restart,
+        )
+
     async def follow_logs(
         self, app: AppId, *, interval: float = 2.0
     ) -> AsyncIterator[str | dict[str, Any]]:
-        """Each new log line until the build has finished, then the last answer (a dict)."""
+        """Each new line of the JSON answer's tail until the build has finished, then the answer."""
         printed = 0
         while True:
             answer = await with_retries(lambda: self.logs(app), POLL_RETRY)

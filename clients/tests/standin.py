@@ -65,6 +65,13 @@ class State:
     log: str = "step 1/2: FROM scratch\nstep 2/2: COPY app /\ndone\n"
     log_calls: int = 0
     log_calls_to_finish: int = 0
+    # The text form of the logs: each call shows the next step ({"log", "complete", "build_id"}),
+    # the last one stays; empty: `log`, complete. `text_logs=False` answers JSON (an older ECR).
+    text_logs: bool = True
+    log_steps: list[dict[str, Any]] = field(default_factory=list)
+    text_log_calls: list[int] = field(default_factory=list)  # the offsets asked
+    log_chunk_bytes: int = 1 << 20
+    profile: dict[str, Any] | None = None
 
     def fail(self, method: str, path: str, failure: Failure, times: int = 1) -> None:
         self.failures.setdefault((method, path), []).extend([failure] * times)

@@ -86,10 +86,34 @@ def ecr_routes(key: web.AppKey[State]) -> list[web.RouteDef]:
             app["_history"].append(entry)
         return web.json_response({"state": app["state"], "history": app["_history"]})
 
+    async def text_log(request: web.Request) -> web.Response:
+        """As the ECR's text form answers: the bytes after `offset`, and the log's headers."""
+        st = state(request)
+        offset = int(request.query.get("offset", "0"))
+        st.text_log_calls.append(offset)
+        step = {"log": st.log, "complete": True, "build_id": "b1", "build_number": 1}
+        if st.log_steps:
+            step = {**step, **(st.log_steps.pop(0) if len(st.log_steps) > 1 else st.log_steps[0])}
+        data = step["log"].encode()
+        body = data[offset : offset + st.log_chunk_bytes]
+        return web.Response(
+            body=body,
+            content_type="text/plain",
+            charset="utf-8",
+            headers={
+                "X-Build-Complete": "true" if step["complete"] else "false",
+                "X-Build-Id": step["build_id"],
+                "X-Build-Number": str(step["build_number"]),
+                "X-Log-Size": str(len(data)),
+            },
+        )
+
     async def logs(request: web.Request) -> web.Response:
         """As the ECR answers: the tail the builder reported, growing until `finished`."""
         found(request)
         st = state(request)
+        if st.text_logs and request.query.get("format") == "text":
+            return await text_log(request)
         lines = st.log.splitlines()
         shown = min(len(lines), st.log_calls + 1) if st.log_calls_to_finish else len(lines)
         st.log_calls += 1
@@ -106,7 +130,9 @@ def ecr_routes(key: web.AppKey[State]) -> list[web.RouteDef]:
 
     async def profile(request: web.Request) -> web.Response:
         found(request)
-        return web.json_response({"status": "passed", "recommended_limits": {"memory": "256Mi"}})
+        if state(request).profile is None:
+            return problem(404, f"{app_id(request)} has no profile yet (state: building)")
+        return web.json_response(state(request).profile)
 
     async def review(request: web.Request) -> web.Response:
         app = found(request)

@@ -88,6 +88,7 @@ def test_list_all_follows_continuation_tokens(sage, server: StandIn, tmp_path: P
 
 def test_show_status_profile_delete(sage, server: StandIn, spec: Path) -> None:
     sage.json("ecr", "app", "submit", str(spec))
+    server.state.profile = {"status": "passed"}
     assert sage.json("ecr", "app", "show", "team/detector:1.0.0")["description"] == "finds birds"
     assert sage.json("ecr", "app", "status", "team/detector:1.0.0")["state"] == "submitted"
     assert sage.json("ecr", "app", "profile", "team/detector:1.0.0")["status"] == "passed"
@@ -102,26 +103,6 @@ def test_a_malformed_app_id_is_a_usage_error(sage) -> None:
     result = sage("ecr", "app", "show", "detector-1.0")
     assert result.exit_code == 2
     assert "namespace/name:version" in result.stderr
-
-
-def test_logs_print_the_tail_and_where_the_whole_log_is(sage, server: StandIn, spec: Path) -> None:
-    sage.json("ecr", "app", "submit", str(spec))
-    plain = sage("ecr", "app", "logs", "team/detector:1.0.0")
-    assert plain.exit_code == 0
-    assert plain.stdout == server.state.log
-    assert "full log: s3://logs/1.txt" in plain.stderr
-    assert sage.json("ecr", "app", "logs", "team/detector:1.0.0")["finished"] is True
-
-
-def test_logs_follow_prints_each_line_once_until_finished(
-    sage, server: StandIn, spec: Path
-) -> None:
-    sage.json("ecr", "app", "submit", str(spec))
-    server.state.log_calls_to_finish = 3  # the tail grows by a line per call
-    followed = sage("ecr", "app", "logs", "team/detector:1.0.0", "--follow", "--interval", "0.05")
-    assert followed.exit_code == 0
-    assert followed.stdout == server.state.log
-    assert server.state.log_calls == 4
 
 
 def test_review_sends_the_decision_and_comment(sage, server: StandIn, spec: Path) -> None:

@@ -12,6 +12,8 @@ from ..client import SageClient
 from ..ecr import FAILED_STATES, AppId, EcrAPI
 from .common import Failed, emit, global_options, print_json, record, run, say, state, table
 from .ecr_access import namespace, permissions, review
+from .ecr_logs import logs
+from .ecr_profile import profile
 from .ecr_types import APP_ID
 
 APP_COLUMNS = ("id", "description", "owner", "state", "time_created")
@@ -175,57 +177,8 @@ def delete(app_id: AppId) -> None:
     emit(answer or {"deleted": [str(app_id)]}, lambda: say(f"deleted {app_id}"))
 
 
-@app.command("logs")
-@click.argument("app_id", metavar="NS/NAME:VERSION", type=APP_ID)
-@click.option("--follow", "-f", is_flag=True, help="Keep printing until the build has finished.")
-@click.option(
-    "--interval",
-    type=click.FloatRange(min=0.05),
-    default=2.0,
-    show_default=True,
-    help="Seconds between checks with --follow.",
-)
-@global_options
-def logs(app_id: AppId, follow: bool, interval: float) -> None:
-    """Print the build log (its last lines, as the builder reported them) and its location."""
-    if not follow:
-        found = run(lambda sage: sage.ecr.logs(app_id))
-        emit(found, lambda: _print_log(found, found.get("log_tail") or []))
-        return
-
-    async def go(sage: SageClient) -> dict[str, Any]:
-        last: dict[str, Any] = {}
-        async for item in sage.ecr.follow_logs(app_id, interval=interval):
-            if isinstance(item, dict):
-                last = item
-            elif not state().json:
-                say(item)
-        return last
-
-    final = run(go)
-    emit(final, lambda: _print_log(final, []))
-
-
-def _print_log(answer: dict[str, Any], lines: list[Any]) -> None:
-    """The lines, then where the whole log is and the build's error, if any, on stderr."""
-    for line in lines:
-        say(str(line))
-    if answer.get("log_location"):
-        say(f"full log: {answer['log_location']}", err=True)
-    if answer.get("error"):
-        say(f"build error: {answer['error']}", err=True)
-    elif not answer.get("finished"):
-        say("the build has not finished yet", err=True)
-
-
-@app.command("profile")
-@click.argument("app_id", metavar="NS/NAME:VERSION", type=APP_ID)
-@global_options
-def profile(app_id: AppId) -> None:
-    """Show the profile: measured resources and recommended limits."""
-    found = run(lambda sage: sage.ecr.profile(app_id))
-    emit(found, lambda: record(found, ("status", "recommended_limits", "smallest_period")))
-
+app.add_command(logs)
+app.add_command(profile)
 
 ecr.add_command(review)
 ecr.add_command(namespace)

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
+
 from sage_common.auth import Introspector
 from sage_common.web import POOL, bus_context, create_service_app
 
@@ -13,8 +14,10 @@ from .access import Policy
 from .cache import invalidate_on_write, listener_context
 from .config import Config
 from .events import consumers
-from .handlers import ECR
+from .handlers import BUILD_LOGS, ECR
+from .logs import BuildLogs, LogReader
 from .routes import routes
+from .s3 import S3LogReader
 from .service import Ecr
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -38,8 +41,30 @@ def _ecr_context(config: Config):  # type: ignore[no-untyped-def]
     return ctx
 
 
-def create_app(config: Config, *, introspector: Introspector | None = None) -> web.Application:
-    """The ECR API; pass `introspector` to check tokens without the auth service (benchmarks)."""
+def _logs_context(config: Config, reader: LogReader | None):  # type: ignore[no-untyped-def]
+    """The build log reader; S3 is not asked at start, so an S3 outage only affects logs."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        logs = BuildLogs(
+            reader=reader or S3LogReader.from_config(config),
+            bucket=config.build_log_bucket,
+            chunk_bytes=config.build_log_chunk_bytes,
+        )
+        app[BUILD_LOGS] = logs
+        yield
+        await logs.reader.close()
+
+    return ctx
+
+
+def create_app(
+    config: Config,
+    *,
+    introspector: Introspector | None = None,
+    log_reader: LogReader | None = None,
+) -> web.Application:
+    """The ECR API; `introspector` checks tokens without the auth service (benchmarks),
+    `log_reader` reads build logs from elsewhere than S3 (unit tests)."""
     app = create_service_app(
         "ecr-api",
         config,
@@ -50,6 +75,7 @@ def create_app(config: Config, *, introspector: Introspector | None = None) -> w
     )
     app.middlewares.append(invalidate_on_write())
     app.cleanup_ctx.append(_ecr_context(config))
+    app.cleanup_ctx.append(_logs_context(config, log_reader))
     app.cleanup_ctx.append(listener_context(config.listing_cache_entries))
     if config.use_bus:
         app.cleanup_ctx.append(bus_context(consumers))

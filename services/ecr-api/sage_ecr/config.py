@@ -1,6 +1,8 @@
 """Configuration of the ECR API, from `SAGE_ECR_*` environment variables."""
 
+from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
+
 from sage_common.config import ServiceConfig
 
 
@@ -26,3 +28,13 @@ class Config(ServiceConfig):
     consumer_queue: str = "ecr-api.pipeline"
     # Whether to start the pipeline consumer and the outbox relay (off for HTTP-only tests).
     use_bus: bool = True
+    # The builder's log bucket, read to serve live build logs (the builder writes, this reads).
+    s3_endpoint: str = "127.0.0.1:9000"
+    s3_access_key: str = ""
+    s3_secret_key: SecretStr = SecretStr("")
+    s3_region: str = "us-east-1"
+    s3_secure: bool = False
+    s3_timeout: float = 5.0
+    build_log_bucket: str = "sage-build-logs"
+    # Most bytes of a log sent in one text answer; a reader asks again from the new offset.
+    build_log_chunk_bytes: int = 1024 * 1024

@@ -7,11 +7,13 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel
+
 from sage_common.auth import principal
 from sage_common.errors import BadRequest, PayloadTooLarge
 from sage_common.openapi import describe
 from sage_common.web import json_response
 
+from . import logs as build_logs
 from . import pipeline_service, service, spec
 from .cache import cached_listing
 from .models import (
@@ -25,6 +27,7 @@ from .service import Ecr
 from .specload import load_document
 
 ECR = web.AppKey("ecr", Ecr)
+BUILD_LOGS = web.AppKey("build_logs", build_logs.BuildLogs)
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -107,11 +110,35 @@ async def app_status(request: web.Request) -> web.Response:
     )
 
 
+def _wants_text(request: web.Request, query: build_logs.LogQuery) -> bool:
+    """`?format=text`, or an Accept header naming text/plain and not JSON."""
+    if query.format is not None:
+        return query.format == "text"
+    accept = request.headers.get("Accept", "")
+    return "text/plain" in accept and "application/json" not in accept
+
+
 async def app_logs(request: web.Request) -> web.Response:
-    """Where the build log is, and its tail."""
-    return json_response(
-        await pipeline_service.logs(_ecr(request), principal(request), *_path(request))
+    """The build log: JSON (where it is, its tail), or the text from `offset` (`?format=text`)."""
+    query = build_logs.LogQuery.model_validate(dict(request.query))
+    if not _wants_text(request, query):
+        return json_response(
+            await pipeline_service.logs(_ecr(request), principal(request), *_path(request))
+        )
+    page = await build_logs.read_log(
+        _ecr(request), request.app[BUILD_LOGS], principal(request), *_path(request), query.offset
     )
+    headers = {
+        "X-Build-Complete": "true" if page.complete else "false",
+        "X-Build-Number": str(page.build_number),
+        "X-Log-Offset": str(page.offset),
+        "X-Log-Next-Offset": str(page.next_offset),
+        "X-Log-Size": str(page.size),
+        "Cache-Control": "no-store",
+    }
+    if page.build_id:
+        headers["X-Build-Id"] = page.build_id
+    return web.Response(body=page.data, content_type="text/plain", charset="utf-8", headers=headers)
 
 
 async def app_profile(request: web.Request) -> web.Response:

@@ -1,0 +1,121 @@
+"""The build log as text, read from the builder's bucket while the build runs, by byte offset.
+
+A follower sends the number of bytes it already has and gets only what came after. The log is
+complete once the ECR has recorded the build's `build.done`: the builder writes its last bytes
+before it sends that event. (The object's own `complete: true` mark is not trusted for this: a
+builder that stops mid-build marks the log complete and another replica then builds it again.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+from sage_common.auth import Principal
+
+from . import access, pipeline
+from . import store_apps as apps
+from .acl import Permission
+from .s3 import LogObject
+from .service import Ecr
+
+
+class LogReader(Protocol):
+    """Where build logs are read from (S3 in the service, a dict in unit tests)."""
+
+    async def read(self, bucket: str, key: str, offset: int, length: int) -> LogObject | None: ...
+
+    async def close(self) -> None: ...
+
+
+class LogQuery(BaseModel):
+    """`?format=text|json&offset=N` of `GET .../logs`."""
+
+    format: Literal["text", "json"] | None = None
+    offset: int = Field(default=0, ge=0)
+
+
+@dataclass(frozen=True)
+class BuildLogs:
+    """The reader and the settings the log use case needs."""
+
+    reader: LogReader
+    bucket: str
+    chunk_bytes: int = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LogPage:
+    """Bytes of one build's log from `offset`, and what a follower needs to go on."""
+
+    app_id: str
+    build_id: str | None
+    build_number: int
+    offset: int
+    data: bytes
+    size: int  # the whole log's length now; smaller than `offset` if the build started over
+    complete: bool  # the build has finished: nothing will be added
+
+    @property
+    def next_offset(self) -> int:
+        return self.offset + len(self.data)
+
+
+def log_key(namespace: str, name: str, version: str, build_id: str) -> str:
+    """Where the builder writes a build's log in its bucket (docs/builder.md)."""
+    return f"builds/{namespace}/{name}/{version}/{build_id}.log"
+
+
+def where(
+    logs: BuildLogs, done: dict[str, Any], ns: str, name: str, version: str, build_id: str
+) -> tuple[str, str]:
+    """(bucket, key): the location `build.done` reported, else where the builder writes it."""
+    location = str(done.get("log_location") or "")
+    if location.startswith("s3://"):
+        bucket, _, key = location.removeprefix("s3://").partition("/")
+        if bucket and key:
+            return bucket, key
+    return logs.bucket, log_key(ns, name, version, build_id)
+
+
+def _tail_text(done: dict[str, Any]) -> bytes:
+    lines = [str(line) for line in done.get("log_tail") or []]
+    return "".join(line + "\n" for line in lines).encode()
+
+
+async def read_log(
+    ecr: Ecr,
+    logs: BuildLogs,
+    who: Principal | None,
+    ns: str,
+    name: str,
+    version: str,
+    offset: int,
+) -> LogPage:
+    """The current build's log from `offset` (READ on the app; 404 for whoever may not read it).
+
+    No log yet is an empty page. A finished build whose log never reached S3 (the builder goes on
+    through an S3 outage) answers the last lines that `build.done` carried instead.
+    """
+    async with ecr.pool.acquire() as conn:
+        app = await access.app_for(conn, who, ecr.policy, ns, name, version, Permission.READ)
+        build = await apps.get_build(conn, app["build_id"])
+    ident = pipeline.ident(app)
+    if build is None:
+        return LogPage(ident, None, app["build_number"], offset, b"", 0, complete=True)
+    build_id = str(build["build_id"])
+    done = build.get("done") or {}
+    finished = build.get("done_event") is not None or bool(done)
+    bucket, key = where(logs, done, ns, name, version, build_id)
+    found = await logs.reader.read(bucket, key, offset, logs.chunk_bytes)
+    if found is None and finished:
+        text = _tail_text(done)
+        found = LogObject(text[offset : offset + logs.chunk_bytes], len(text), True)
+    if found is None:
+        # No log yet, or one being rewritten: S3 servers may show no object for a moment while
+        # it is replaced. Either way nothing is new; a follower keeps what it has.
+        return LogPage(ident, build_id, build["build_number"], offset, b"", offset, finished)
+    data, size = found.data, found.size
+    return LogPage(ident, build_id, build["build_number"], offset, data, size, finished)
