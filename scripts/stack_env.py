@@ -33,7 +33,8 @@ CLIENTS = {
     "builder": "SAGE_BUILDER_",
     "profiler": "SAGE_PROFILER_",
 }
-S3_USERS = ("SAGE_STORAGE_", "SAGE_BUILDER_", "SAGE_PROFILER_")
+# Services that reach the S3 server (the ECR API reads the builder's build logs there).
+S3_USERS = ("SAGE_STORAGE_", "SAGE_BUILDER_", "SAGE_PROFILER_", "SAGE_ECR_")
 
 
 def _secret() -> str:
@@ -68,6 +69,10 @@ def build(existing: dict[str, str]) -> dict[str, str]:
         out.setdefault(prefix + "S3_ENDPOINT", S3_ENDPOINT)
         out.setdefault(prefix + "S3_ACCESS_KEY", access)
         out.setdefault(prefix + "S3_SECRET_KEY", secret)
+    # The ECR API serves build logs from the bucket the builder writes them to.
+    out.setdefault(
+        "SAGE_ECR_BUILD_LOG_BUCKET", out.get("SAGE_BUILDER_S3_BUCKET") or "sage-build-logs"
+    )
 
     known: dict[str, str] = {}
     try:
