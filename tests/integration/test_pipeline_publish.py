@@ -102,6 +102,19 @@ async def test_reviewer_approval_publishes_and_freezes(
     assert body["history"][-1]["actor"] == published.reviewer
 
 
+async def test_review_is_requested_with_the_build_and_profile_summary(
+    pipeline: Pipeline, published: Published
+) -> None:
+    requested = await pipeline.events.get(
+        lambda e: e.routing_key == "review.requested" and e.subject == published.app_id
+    )
+    build, profile = requested.data["build"], requested.data["profile"]
+    assert build["result"] == "SUCCESS" and build["state"] == "in_review"
+    assert {i["architecture"] for i in build["images"]} == {"linux/amd64", "linux/arm64"}
+    assert profile["status"] == "passed" and profile["recommended"]["memory_limit_bytes"] > 0
+    assert profile["period"]["met"] is True  # declared every 5 minutes
+
+
 async def test_scheduler_hears_app_published_with_a_digest_per_architecture(
     pipeline: Pipeline, published: Published
 ) -> None:
