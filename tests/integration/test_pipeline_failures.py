@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from sage_common.bus.testing import eventually
+from sage_common.web import POOL
+from sage_ecr.store_apps import get_build
 from tests.fixtures.services import Completed, Pipeline, app_path, app_yaml
 
 pytestmark = pytest.mark.slow
@@ -157,3 +160,49 @@ async def test_a_rebuild_after_a_fix_gets_a_new_build_and_goes_through(
         ("profiling", 2),
         ("in_review", 2),
     ]
+
+
+async def test_a_rebuild_during_a_build_cancels_it_and_builds_the_fix(
+    pipeline: Pipeline, scientist: str
+) -> None:
+    s = uuid.uuid4().hex[:8]
+    name, app_id = f"slow-{s}", f"fail{s}/slow:1.0.0"
+    url, _ = pipeline.publish_source(name, "echo training-forever; sleep 300")
+    spec = app_yaml(f"fail{s}", "slow", url, testing={"command": ["/bin/true"]})
+    assert (await pipeline.submit(spec, token=scientist)).code == 0
+    await pipeline.reaches(app_id, "building", token=scientist)
+    _, fixed = pipeline.publish_source(name, "echo trained", message="train before, not here")
+    path = app_path(app_id)
+    status, body = await pipeline.api("POST", f"/api/builds/{path}", token=scientist)
+    assert (status, body) == (200, {"build_number": 2})
+    await pipeline.reaches(app_id, "in_review", token=scientist, within=60)
+
+    def of(key: str) -> list[dict]:
+        seen = pipeline.events.seen
+        return [e.data for e in seen if e.routing_key == key and e.subject == app_id]
+
+    first, second = (e["build_id"] for e in of("app.submitted"))
+    assert [c["build_id"] for c in of("build.cancel")] == [first]
+    done = await pipeline.events.get(
+        lambda e: e.routing_key == "build.done" and e.data["build_id"] == first
+    )
+    assert done.data["error_class"] == "cancelled"
+    [ok] = [d for d in of("build.done") if d["build_id"] == second]
+    assert ok["status"] == "success" and ok["commit"] == fixed
+
+    async def recorded() -> bool:  # the ECR has taken the first build's late result in
+        async with pipeline.ecr.app[POOL].acquire() as conn:
+            build = await get_build(conn, uuid.UUID(first))
+        return build is not None and build["status"] == "failure"
+
+    await eventually(recorded)
+    _, answer = await pipeline.api("GET", f"/api/apps/{path}/status", token=scientist)
+    assert answer["state"] == "in_review"
+    assert [(h["to"], h["build_number"]) for h in answer["history"]] == [
+        ("submitted", 1),
+        ("building", 1),
+        ("submitted", 2),
+        ("building", 2),
+        ("profiling", 2),
+        ("in_review", 2),
+    ]  # the first build's late failure changed nothing
