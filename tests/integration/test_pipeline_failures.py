@@ -206,3 +206,32 @@ async def test_a_rebuild_during_a_build_cancels_it_and_builds_the_fix(
         ("profiling", 2),
         ("in_review", 2),
     ]  # the first build's late failure changed nothing
+
+
+async def test_only_a_reviewer_decides_and_a_rejection_says_why(
+    pipeline: Pipeline, scientist: str, make_user
+) -> None:
+    s = uuid.uuid4().hex[:8]
+    reviewer = await make_user(f"reviewer-{s}", groups=["reviewers"])
+    app_id = f"fail{s}/unclear:1.0.0"
+    url, _ = pipeline.publish_source(f"unclear-{s}")
+    spec = app_yaml(f"fail{s}", "unclear", url, testing={"command": ["/bin/true"]})
+    submitted = await pipeline.submit(spec, "--wait", "--interval", "0.2", token=scientist)
+    assert submitted.code == 0, submitted.err
+    own = await pipeline.sage("ecr", "review", "approve", app_id, token=scientist)
+    assert own.code == 1 and "reviewers" in own.err
+    reject = await pipeline.sage(
+        "ecr", "review", "reject", app_id, "--comment", "say what it counts", token=reviewer
+    )
+    assert reject.code == 0 and f"rejected {app_id}" in reject.out, reject.err
+    event = await pipeline.events.get(
+        lambda e: e.routing_key == "app.rejected" and e.subject == app_id
+    )
+    assert event.data["reviewer"] == f"reviewer-{s}"
+    assert event.data["comment"] == "say what it counts"
+    answer = await pipeline.sage("--json", "ecr", "app", "show", app_id, token=scientist)
+    shown = json.loads(answer.out)
+    assert shown["state"] == "rejected" and shown["frozen"] is False
+    assert shown["review"]["comment"] == "say what it counts"
+    published = [e for e in pipeline.events.seen if e.routing_key == "app.published"]
+    assert all(e.subject != app_id for e in published)

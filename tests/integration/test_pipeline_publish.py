@@ -1,7 +1,8 @@
 """One app's whole life, as a scientist, a reviewer and the edge scheduler see it.
 
-A scientist pushes a `FROM scratch` busybox app to git and runs `sage ecr app submit sage.yaml
---wait` (the real command line, through a gateway); the builder builds it for amd64 and arm64 and
+A scientist pushes a `FROM scratch` busybox app to git (in a subdirectory, with its own Dockerfile
+name and a build argument) and runs `sage ecr app submit sage.yaml --wait` (the real command line,
+through a gateway); the builder builds it for amd64 and arm64 and
 pushes it to the token-auth registry, the profiler pulls it with its own credentials and runs its
 test, a reviewer approves it with `sage ecr review approve`, and a scheduler bound to the exchange
 hears `app.published` and finds the image, its digests and limits in `GET /api/apps`. The app is
@@ -49,7 +50,11 @@ async def published(pipeline: Pipeline, make_user, tmp_path_factory) -> Publishe
     reviewer = f"reviewer-{s}"
     reviewer_token = await make_user(reviewer, groups=["reviewers"])
     url, _ = pipeline.publish_source(
-        f"counter-{s}", "mkdir -p /etc && echo threshold=0.5 > /etc/counter.conf"
+        f"counter-{s}",
+        "mkdir -p /etc && echo threshold=$THRESHOLD > /etc/counter.conf",
+        args=("THRESHOLD",),
+        directory="app",
+        dockerfile="Containerfile",
     )
     spec = app_yaml(
         f"lab{s}",
@@ -57,6 +62,9 @@ async def published(pipeline: Pipeline, make_user, tmp_path_factory) -> Publishe
         url,
         architectures=("linux/amd64", "linux/arm64"),
         testing={"command": TEST_COMMAND, "timeout": "1m", "repetitions": 1, "period": "5m"},
+        directory="app",
+        dockerfile="Containerfile",
+        build_args={"THRESHOLD": "0.5"},
     )
     work = tmp_path_factory.mktemp("scientist")
     (work / "sage.yaml").write_text(yaml.safe_dump(spec))
@@ -172,7 +180,8 @@ async def test_the_profiler_pulled_the_image_and_ran_its_test_on_each_architectu
         run: dict[str, Any] = runs[arch]
         assert run["exit_code"] == 0 and run["passed"] is True
         tail = "\n".join(run["log_tail"])
-        assert "counting-cars" in tail and "threshold=0.5" in tail
+        assert "counting-cars" in tail
+        assert "threshold=0.5" in tail  # the build argument, written at build time
         assert f"arch={machine}" in tail
 
 
