@@ -2,8 +2,8 @@
 
 Which actions a caller gets is a `RegistryPolicy`: by default `EcrRegistryPolicy`
 (`registry_ecr.py`) asks the ECR API; `AdminAndBuilderPolicy` (`SAGE_AUTH_REGISTRY_POLICY=local`)
-lets administrators and the builder's service account push and pull, and gives everyone else (and
-anonymous callers) a token with no access at all.
+lets administrators and the builder's service account push and pull, the profiler's pull (it tests
+every image built), and gives everyone else (and anonymous callers) a token with no access at all.
 """
 
 from __future__ import annotations
@@ -63,24 +63,35 @@ class RegistryPolicy(Protocol):
 
 
 class AdminAndBuilderPolicy:
-    """Admins get what they ask; the builder may push and pull; nobody else gets anything."""
+    """Admins get what they ask; the builder may push and pull, the profiler pull; nobody else."""
 
-    def __init__(self, pushers: frozenset[str] = frozenset({"builder"})) -> None:
+    def __init__(
+        self,
+        pushers: frozenset[str] = frozenset({"builder"}),
+        pullers: frozenset[str] = frozenset({"profiler"}),
+    ) -> None:
         self._pushers = pushers
+        self._pullers = pullers
 
     async def grant(self, who: Principal | None, wanted: list[Access]) -> list[Access]:
         if who is None:
             return []
         if who.is_admin and who.has_scope(REGISTRY_SCOPE):
             return list(wanted)
-        if who.is_service and who.client_id in self._pushers:
-            granted = []
-            for access in wanted:
-                actions = tuple(a for a in access.actions if a in ("pull", "push"))
-                if access.type == "repository" and actions:
-                    granted.append(Access(access.type, access.name, actions))
-            return granted
-        return []
+        if not who.is_service:
+            return []
+        if who.client_id in self._pushers:
+            allowed: tuple[str, ...] = ("pull", "push")
+        elif who.client_id in self._pullers:
+            allowed = ("pull",)
+        else:
+            return []
+        granted = []
+        for access in wanted:
+            actions = tuple(a for a in access.actions if a in allowed)
+            if access.type == "repository" and actions:
+                granted.append(Access(access.type, access.name, actions))
+        return granted
 
 
 async def issue_token(

@@ -44,6 +44,7 @@ ADMIN_WITHOUT_REGISTRY_SCOPE = Principal(username="root", is_admin=True, scopes=
 USER = Principal(username="alice", is_approved=True, scopes=["all"])
 BUILDER = Principal(username="service:builder", client_id="builder", scopes=["all"])
 PROFILER = Principal(username="service:profiler", client_id="profiler", scopes=["all"])
+OTHER_SERVICE = Principal(username="service:storage", client_id="storage", scopes=["all"])
 
 
 @pytest.mark.parametrize(
@@ -54,9 +55,10 @@ PROFILER = Principal(username="service:profiler", client_id="profiler", scopes=[
         (USER, []),
         (None, []),
         (BUILDER, [Access("repository", "ns/a", ("pull", "push"))]),
-        (PROFILER, []),
+        (PROFILER, [Access("repository", "ns/a", ("pull",))]),
+        (OTHER_SERVICE, []),
     ],
-    ids=["admin", "admin-narrow-token", "user", "anonymous", "builder", "profiler"],
+    ids=["admin", "admin-narrow-token", "user", "anonymous", "builder", "profiler", "other"],
 )
-async def test_admins_and_builder_only(who, granted):
+async def test_admins_and_builder_only_and_the_profiler_pulls(who, granted):
     assert await AdminAndBuilderPolicy().grant(who, WANTED) == granted
