@@ -70,7 +70,8 @@ async def test_a_failing_build_ends_build_failed_and_wait_says_so(failed_build: 
     assert result.code == 1, result.out
     assert "building" in result.out and "build_failed" in result.out
     assert "profiling" not in result.out
-    assert f"{failed_build.app_id} ended build_failed" in result.err
+    assert f"{failed_build.app_id} ended build_failed: build_failed: " in result.err
+    assert "exit status 7" in result.err
 
 
 async def test_status_shows_the_build_failure_and_its_class(
@@ -81,6 +82,7 @@ async def test_status_shows_the_build_failure_and_its_class(
     )
     assert human.code == 0, human.err
     assert f"{failed_build.app_id}: build_failed" in human.out
+    assert "why: build_failed: " in human.out and "exit status 7" in human.out
     answer = await pipeline.sage(
         "--json", "ecr", "app", "status", failed_build.app_id, token=failed_build.owner
     )
@@ -107,7 +109,8 @@ async def test_a_failing_test_ends_profile_failed_with_its_reason(
     result = failed_test.submit
     assert result.code == 1, result.out
     assert "profiling" in result.out and "profile_failed" in result.out
-    assert f"{failed_test.app_id} ended profile_failed" in result.err
+    assert f"{failed_test.app_id} ended profile_failed: " in result.err
+    assert "exited 3, expected 0" in result.err
     answer = await pipeline.sage(
         "--json", "ecr", "app", "profile", failed_test.app_id, token=failed_test.owner
     )

@@ -50,6 +50,19 @@ def _read_spec(path: Path) -> bytes:
     return body
 
 
+def _why(status: dict[str, Any]) -> str | None:
+    """Why the version failed, from the status answer: the build's error or the profile's reason."""
+    if status.get("state") == "build_failed":
+        build = status.get("build") or {}
+        if build.get("error"):
+            return f"{build.get('error_class') or 'build failed'}: {build['error']}"
+    if status.get("state") == "profile_failed":
+        reason = (status.get("profile") or {}).get("reason")
+        if reason:
+            return str(reason)
+    return None
+
+
 def _print_entry(entry: dict[str, Any]) -> None:
     parts = [str(entry.get("time") or ""), EcrAPI.entry_state(entry)]
     if entry.get("cause"):
@@ -96,7 +109,8 @@ def submit(spec: Path, wait: bool, interval: float) -> None:
         print_json({"app": submitted, "status": status})
     final = status.get("state")
     if final in FAILED_STATES:
-        raise Failed(f"{submitted.get('id')} ended {final}")
+        why = _why(status)
+        raise Failed(f"{submitted.get('id')} ended {final}" + (f": {why}" if why else ""))
     if not state().json:
         say(
             f"{submitted.get('id')}: {final}"
@@ -164,6 +178,9 @@ def status(app_id: AppId) -> None:
         say(f"{app_id}: {found.get('state')}")
         for entry in found.get("history") or []:
             _print_entry(entry)
+        why = _why(found)
+        if why:
+            say(f"why: {why}")
 
     emit(found, human)
 
