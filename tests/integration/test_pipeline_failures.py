@@ -16,7 +16,7 @@ import pytest
 from sage_common.bus.testing import eventually
 from sage_common.web import POOL
 from sage_ecr.store_apps import get_build
-from tests.fixtures.services import Completed, Pipeline, app_path, app_yaml
+from tests.fixtures.pipeline import Completed, Pipeline, app_path, app_yaml
 
 pytestmark = pytest.mark.slow
 

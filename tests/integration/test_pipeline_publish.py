@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from sage_common.events import CloudEvent
-from tests.fixtures.services import Completed, Pipeline, app_path, app_yaml, scheduler_headers
+from tests.fixtures.pipeline import Completed, Pipeline, app_path, app_yaml, scheduler_headers
 
 pytestmark = pytest.mark.slow
 

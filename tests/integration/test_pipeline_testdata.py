@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from tests.fixtures.services import Pipeline, app_path, app_yaml
+from tests.fixtures.pipeline import Pipeline, app_path, app_yaml
 
 pytestmark = pytest.mark.slow
 
