@@ -148,7 +148,10 @@ async def test_scheduler_lists_image_hardware_and_limits(
     pipeline: Pipeline, published: Published
 ) -> None:
     ns = published.app_id.split("/")[0]
-    status, body = await pipeline.api("GET", f"/api/apps/{ns}", headers=scheduler_headers(pipeline))
+    query = {"published": "true", "architecture": "linux/arm64", "namespace": ns}
+    status, body = await pipeline.api(
+        "GET", "/api/apps", params=query, headers=scheduler_headers(pipeline)
+    )
     assert status == 200, body
     [app] = body["data"]
     assert app["id"] == published.app_id and app["frozen"] is True
@@ -164,6 +167,12 @@ async def test_scheduler_lists_image_hardware_and_limits(
     assert app["profile"]["status"] == "passed"
     assert recommended["memory_limit_bytes"] >= recommended["memory_request_bytes"] > 0
     assert recommended["cpu_limit"] > 0
+    # A node of another architecture finds nothing to run.
+    query["architecture"] = "linux/arm/v7"
+    status, body = await pipeline.api(
+        "GET", "/api/apps", params=query, headers=scheduler_headers(pipeline)
+    )
+    assert (status, body["data"]) == (200, [])
 
 
 async def test_the_profiler_pulled_the_image_and_ran_its_test_on_each_architecture(
