@@ -174,6 +174,12 @@ async def test_a_rebuild_during_a_build_cancels_it_and_builds_the_fix(
     spec = app_yaml(f"fail{s}", "slow", url, testing={"command": ["/bin/true"]})
     assert (await pipeline.submit(spec, token=scientist)).code == 0
     await pipeline.reaches(app_id, "building", token=scientist)
+
+    async def live_log_shows_the_step() -> bool:  # builder -> S3 -> ECR -> sage, while it runs
+        logs = await pipeline.sage("ecr", "app", "logs", app_id, token=scientist)
+        return "training-forever" in logs.out
+
+    await eventually(live_log_shows_the_step, within=60, every=0.5)
     _, fixed = pipeline.publish_source(name, "echo trained", message="train before, not here")
     path = app_path(app_id)
     status, body = await pipeline.api("POST", f"/api/builds/{path}", token=scientist)
