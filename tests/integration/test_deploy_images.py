@@ -169,7 +169,11 @@ def _installed_names(stage: Stage) -> list[str]:
 def _closure(names: list[str]) -> set[str]:
     """Every distribution installed by installing `names`, from this venv's metadata."""
     seen: set[str] = set()
-    todo = list(names)
+    todo: list[str] = []
+    for word in names:  # e.g. sage-ecr, or 'sage-profiler[gpu]' with an extra
+        req = Requirement(word.strip("'\""))
+        todo.append(req.name)
+        todo += _extra_requirements(req.name, req.extras)
     while todo:
         name = md.distribution(todo.pop()).metadata["Name"].lower().replace("_", "-")
         if name in seen:
@@ -179,13 +183,18 @@ def _closure(names: list[str]) -> set[str]:
             req = Requirement(spec)
             if req.marker is None or req.marker.evaluate({"extra": ""}):
                 todo.append(req.name)
-            for extra in req.extras:  # pyjwt[crypto] and the like
-                todo += [
-                    Requirement(s).name
-                    for s in md.requires(req.name) or []
-                    if Requirement(s).marker and Requirement(s).marker.evaluate({"extra": extra})
-                ]
+                todo += _extra_requirements(req.name, req.extras)  # pyjwt[crypto] and the like
     return seen
+
+
+def _extra_requirements(name: str, extras: set[str]) -> list[str]:
+    """The distributions that `name[extra]` adds for each of `extras`."""
+    found = []
+    for spec in md.requires(name) or []:
+        req = Requirement(spec)
+        if req.marker and any(req.marker.evaluate({"extra": extra}) for extra in extras):
+            found.append(req.name)
+    return found
 
 
 def _imports(package_dir: Path) -> set[str]:
@@ -251,7 +260,7 @@ def test_dockerignore_sends_what_the_images_copy_and_nothing_else() -> None:
         for line in (ROOT / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    needed = ["requirements.txt", "libs/common/pyproject.toml", "libs/common/sage_common/db.py"]
+    needed = ["constraints.txt", "libs/common/pyproject.toml", "libs/common/sage_common/db.py"]
     for service, (package, _) in SERVICES.items():
         needed += [f"services/{service}/pyproject.toml", f"services/{service}/{package}/app.py"]
         needed += [
