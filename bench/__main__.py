@@ -38,9 +38,13 @@ def fmt(value: Any) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("names", nargs="*", help="benchmarks to run (default: all), e.g. auth storage")
+    parser.add_argument(
+        "names", nargs="*", help="benchmarks to run (default: all), e.g. auth storage"
+    )
     args = parser.parse_args()
-    found = sorted(m.name[6:] for m in pkgutil.iter_modules(bench.__path__) if m.name.startswith("bench_"))
+    found = sorted(
+        m.name[6:] for m in pkgutil.iter_modules(bench.__path__) if m.name.startswith("bench_")
+    )
     chosen = args.names or found
     unknown = set(chosen) - set(found)
     if unknown:

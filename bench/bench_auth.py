@@ -68,9 +68,15 @@ def _bare_app(dsn: str) -> web.Application:
         if row is None:
             return web.json_response({"active": False})
         return web.json_response(
-            {"active": True, "username": row["username"], "scope": " ".join(row["scopes"]),
-             "exp": int(row["expires_at"].timestamp()), "groups": list(row["groups"]),
-             "is_admin": row["is_admin"], "is_approved": row["is_approved"]}
+            {
+                "active": True,
+                "username": row["username"],
+                "scope": " ".join(row["scopes"]),
+                "exp": int(row["expires_at"].timestamp()),
+                "groups": list(row["groups"]),
+                "is_admin": row["is_admin"],
+                "is_approved": row["is_approved"],
+            }
         )
 
     async def pool_ctx(app: web.Application) -> Any:
@@ -108,7 +114,13 @@ def _free_port() -> int:
 async def _start(kind: str, *args: str, ready_path: str = "/healthz") -> tuple[Any, str]:
     port = _free_port()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.bench_auth", kind, str(port), *args, cwd=ROOT,
+        sys.executable,
+        "-m",
+        "bench.bench_auth",
+        kind,
+        str(port),
+        *args,
+        cwd=ROOT,
         stdout=asyncio.subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
@@ -236,17 +248,43 @@ async def main() -> list[dict[str, Any]]:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
     return [
-        {"name": "auth middleware, warm cache (req/s)", "value": checked["rps"], "unit": "req/s",
-         "baseline": unchecked["rps"], "ratio": checked["rps"] / unchecked["rps"],
-         "target": ">= 0.9"},
-        {"name": "auth middleware, warm cache p99", "value": checked["p99"], "unit": "ms",
-         "baseline": unchecked["p99"], "ratio": checked["p99"] / unchecked["p99"]},
-        {"name": "POST /auth/token_info (req/s)", "value": info["rps"], "unit": "req/s",
-         "baseline": plain["rps"], "ratio": info["rps"] / plain["rps"], "target": ">= 0.6"},
-        {"name": "POST /auth/token_info p99", "value": info["p99"], "unit": "ms",
-         "baseline": plain["p99"], "ratio": info["p99"] / plain["p99"]},
-        {"name": "POST /auth/token_info p50", "value": info["p50"], "unit": "ms",
-         "baseline": plain["p50"], "ratio": info["p50"] / plain["p50"]},
+        {
+            "name": "auth middleware, warm cache (req/s)",
+            "value": checked["rps"],
+            "unit": "req/s",
+            "baseline": unchecked["rps"],
+            "ratio": checked["rps"] / unchecked["rps"],
+            "target": ">= 0.9",
+        },
+        {
+            "name": "auth middleware, warm cache p99",
+            "value": checked["p99"],
+            "unit": "ms",
+            "baseline": unchecked["p99"],
+            "ratio": checked["p99"] / unchecked["p99"],
+        },
+        {
+            "name": "POST /auth/token_info (req/s)",
+            "value": info["rps"],
+            "unit": "req/s",
+            "baseline": plain["rps"],
+            "ratio": info["rps"] / plain["rps"],
+            "target": ">= 0.6",
+        },
+        {
+            "name": "POST /auth/token_info p99",
+            "value": info["p99"],
+            "unit": "ms",
+            "baseline": plain["p99"],
+            "ratio": info["p99"] / plain["p99"],
+        },
+        {
+            "name": "POST /auth/token_info p50",
+            "value": info["p50"],
+            "unit": "ms",
+            "baseline": plain["p50"],
+            "ratio": info["p50"] / plain["p50"],
+        },
     ]
 
 

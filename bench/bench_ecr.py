@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 from aiohttp import web
+
 from sage_auth import service as auth_service
 from sage_auth.app import create_app as create_auth_app
 from sage_auth.config import Config as AuthConfig

@@ -21,6 +21,7 @@ import aio_pika
 import asyncpg
 import docker
 from aiohttp import web
+
 from sage_common.events import CloudEvent, make_event
 from sage_common.schemas import BuildDone
 from sage_profiler.app import create_app

@@ -129,8 +129,14 @@ def _direct_small(s3: dict[str, str]) -> dict[str, float]:
     from minio import Minio
 
     http = urllib3.PoolManager(maxsize=SMALL_COUNT)
-    client = Minio(s3["endpoint"], s3["access"], s3["secret"], secure=False, region="us-east-1",
-                   http_client=http)
+    client = Minio(
+        s3["endpoint"],
+        s3["access"],
+        s3["secret"],
+        secure=False,
+        region="us-east-1",
+        http_client=http,
+    )
     body = os.urandom(SMALL)
 
     def one(i: int) -> float:
@@ -140,8 +146,10 @@ def _direct_small(s3: dict[str, str]) -> dict[str, float]:
 
     with ThreadPoolExecutor(SMALL_COUNT) as pool:
         latencies = sorted(pool.map(one, range(SMALL_COUNT)))
-    return {"p99": latencies[int(len(latencies) * 0.99) - 1] * 1000,
-            "p50": latencies[len(latencies) // 2] * 1000}
+    return {
+        "p99": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+        "p50": latencies[len(latencies) // 2] * 1000,
+    }
 
 
 def _direct(s3: dict[str, str]) -> tuple[float, float]:
@@ -153,7 +161,11 @@ def _direct(s3: dict[str, str]) -> tuple[float, float]:
         client.make_bucket("bench-direct")
     start = time.perf_counter()
     client.put_object(
-        "bench-direct", "one.gib", _Stream(GiB), GiB, part_size=16 * MiB  # type: ignore[arg-type]
+        "bench-direct",
+        "one.gib",
+        _Stream(GiB),
+        GiB,
+        part_size=16 * MiB,  # type: ignore[arg-type]
     )
     put = time.perf_counter() - start
     start = time.perf_counter()
@@ -182,8 +194,9 @@ async def _through_service(
 
     sampler = asyncio.create_task(sample())
     start = time.perf_counter()
-    async with http.put(target, data=_chunks(GiB),
-                        headers={**headers, "Content-Length": str(GiB)}) as r:
+    async with http.put(
+        target, data=_chunks(GiB), headers={**headers, "Content-Length": str(GiB)}
+    ) as r:
         assert r.status == 200, await r.text()
     put = time.perf_counter() - start
     sampling = False
@@ -206,8 +219,9 @@ async def _measure(url: str, token: str, pid: int, s3: dict[str, str]) -> dict[s
     connector = aiohttp.TCPConnector(limit=SMALL_COUNT)  # all 200 small uploads at once
     best = {"put": 1e9, "get": 1e9, "direct_put": 1e9, "direct_get": 1e9, "rss": 0.0}
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
-        async with http.post(f"{url}/api/v1/objects", params={"type": "model"},
-                             headers=headers) as r:
+        async with http.post(
+            f"{url}/api/v1/objects", params={"type": "model"}, headers=headers
+        ) as r:
             bucket = (await r.json())["id"]
         target = f"{url}/api/v1/objects/{bucket}/one.gib"
         async with http.put(target, data=os.urandom(MiB), headers=headers) as r:  # warm up
@@ -246,8 +260,12 @@ async def _small_uploads(
     await asyncio.gather(*(one(i) for i in range(SMALL_COUNT)))
     wall = time.perf_counter() - start
     latencies.sort()
-    return {"p99": latencies[int(len(latencies) * 0.99) - 1] * 1000,
-            "p50": latencies[len(latencies) // 2] * 1000, "errors": errors, "wall": wall}
+    return {
+        "p99": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+        "p50": latencies[len(latencies) // 2] * 1000,
+        "errors": errors,
+        "wall": wall,
+    }
 
 
 async def main() -> list[dict[str, Any]]:
@@ -256,21 +274,39 @@ async def main() -> list[dict[str, Any]]:
     await admin.execute(f'CREATE DATABASE "{database}"')
     dsn = ADMIN_DSN.rpartition("/")[0] + f"/{database}"
     work = Path(tempfile.mkdtemp(prefix="sage-bench-storage-"))
-    s3 = {"endpoint": f"127.0.0.1:{_port()}", "access": "bench" + secrets.token_hex(6),
-          "secret": secrets.token_urlsafe(24)}
+    s3 = {
+        "endpoint": f"127.0.0.1:{_port()}",
+        "access": "bench" + secrets.token_hex(6),
+        "secret": secrets.token_urlsafe(24),
+    }
     secret = secrets.token_urlsafe(32)
     stack = AsyncExitStack()
     try:
-        rclone = _spawn([str(ROOT / ".venv/bin/rclone"), "serve", "s3", "--addr", s3["endpoint"],
-                         "--auth-key", f"{s3['access']},{s3['secret']}", str(work / "s3")],
-                        {"RCLONE_CONFIG": "/notfound"}, work / "rclone.log")
+        rclone = _spawn(
+            [
+                str(ROOT / ".venv/bin/rclone"),
+                "serve",
+                "s3",
+                "--addr",
+                s3["endpoint"],
+                "--auth-key",
+                f"{s3['access']},{s3['secret']}",
+                str(work / "s3"),
+            ],
+            {"RCLONE_CONFIG": "/notfound"},
+            work / "rclone.log",
+        )
         stack.callback(_stop, rclone)
         await _wait_http(f"http://{s3['endpoint']}/", rclone)
 
         auth_port = _port()
         auth_url = f"http://127.0.0.1:{auth_port}"
-        auth_config = AuthConfig(database_url=dsn, key_dir=str(work / "keys"),
-                                 public_url=auth_url, service_clients={"storage": secret})
+        auth_config = AuthConfig(
+            database_url=dsn,
+            key_dir=str(work / "keys"),
+            public_url=auth_url,
+            service_clients={"storage": secret},
+        )
         runner = web.AppRunner(create_auth_app(auth_config), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", auth_port).start()
@@ -281,11 +317,17 @@ async def main() -> list[dict[str, Any]]:
         token = (await auth_service.issue_token(store, user, "bench", ["all"], 1)).token
 
         port = _port()
-        env = {"SAGE_STORAGE_DATABASE_URL": dsn, "SAGE_STORAGE_PORT": str(port),
-               "SAGE_STORAGE_AUTH_URL": auth_url, "SAGE_STORAGE_CLIENT_ID": "storage",
-               "SAGE_STORAGE_CLIENT_SECRET": secret, "SAGE_STORAGE_S3_ENDPOINT": s3["endpoint"],
-               "SAGE_STORAGE_S3_ACCESS_KEY": s3["access"],
-               "SAGE_STORAGE_S3_SECRET_KEY": s3["secret"], "SAGE_STORAGE_LOG_LEVEL": "WARNING"}
+        env = {
+            "SAGE_STORAGE_DATABASE_URL": dsn,
+            "SAGE_STORAGE_PORT": str(port),
+            "SAGE_STORAGE_AUTH_URL": auth_url,
+            "SAGE_STORAGE_CLIENT_ID": "storage",
+            "SAGE_STORAGE_CLIENT_SECRET": secret,
+            "SAGE_STORAGE_S3_ENDPOINT": s3["endpoint"],
+            "SAGE_STORAGE_S3_ACCESS_KEY": s3["access"],
+            "SAGE_STORAGE_S3_SECRET_KEY": s3["secret"],
+            "SAGE_STORAGE_LOG_LEVEL": "WARNING",
+        }
         storage = _spawn([sys.executable, "-m", "sage_storage"], env, work / "storage.log")
         stack.callback(_stop, storage)
         url = f"http://127.0.0.1:{port}"
@@ -300,20 +342,52 @@ async def main() -> list[dict[str, Any]]:
     up, down = GiB / MiB / ours["put"], GiB / MiB / ours["get"]
     base_up, base_down = GiB / MiB / ours["direct_put"], GiB / MiB / ours["direct_get"]
     return [
-        {"name": "storage 1 GiB upload through the service", "value": up, "unit": "MiB/s",
-         "baseline": base_up, "ratio": up / base_up, "target": ">= 0.8"},
-        {"name": "storage 1 GiB download through the service", "value": down, "unit": "MiB/s",
-         "baseline": base_down, "ratio": down / base_down, "target": ">= 0.8"},
-        {"name": "storage RSS growth in a 1 GiB upload (/64 MiB)", "value": ours["rss"],
-         "unit": "MiB", "baseline": 64.0, "ratio": ours["rss"] / 64, "target": "<= 1.0"},
-        {"name": f"storage {SMALL_COUNT} concurrent 64 KiB uploads p99", "value": ours["p99"],
-         "unit": "ms", "baseline": ours["direct_p99"], "ratio": ours["p99"] / ours["direct_p99"],
-         "target": None},
-        {"name": f"storage {SMALL_COUNT} concurrent 64 KiB uploads p50", "value": ours["p50"],
-         "unit": "ms", "baseline": ours["direct_p50"], "ratio": ours["p50"] / ours["direct_p50"],
-         "target": None},
-        {"name": f"storage {SMALL_COUNT} concurrent 64 KiB uploads errors",
-         "value": ours["errors"], "unit": "", "baseline": 0, "ratio": ours["errors"],
-         "target": "<= 0"},
+        {
+            "name": "storage 1 GiB upload through the service",
+            "value": up,
+            "unit": "MiB/s",
+            "baseline": base_up,
+            "ratio": up / base_up,
+            "target": ">= 0.8",
+        },
+        {
+            "name": "storage 1 GiB download through the service",
+            "value": down,
+            "unit": "MiB/s",
+            "baseline": base_down,
+            "ratio": down / base_down,
+            "target": ">= 0.8",
+        },
+        {
+            "name": "storage RSS growth in a 1 GiB upload (/64 MiB)",
+            "value": ours["rss"],
+            "unit": "MiB",
+            "baseline": 64.0,
+            "ratio": ours["rss"] / 64,
+            "target": "<= 1.0",
+        },
+        {
+            "name": f"storage {SMALL_COUNT} concurrent 64 KiB uploads p99",
+            "value": ours["p99"],
+            "unit": "ms",
+            "baseline": ours["direct_p99"],
+            "ratio": ours["p99"] / ours["direct_p99"],
+            "target": None,
+        },
+        {
+            "name": f"storage {SMALL_COUNT} concurrent 64 KiB uploads p50",
+            "value": ours["p50"],
+            "unit": "ms",
+            "baseline": ours["direct_p50"],
+            "ratio": ours["p50"] / ours["direct_p50"],
+            "target": None,
+        },
+        {
+            "name": f"storage {SMALL_COUNT} concurrent 64 KiB uploads errors",
+            "value": ours["errors"],
+            "unit": "",
+            "baseline": 0,
+            "ratio": ours["errors"],
+            "target": "<= 0",
+        },
     ]
-

@@ -77,7 +77,10 @@ async def test_user_lifecycle(http, auth_url, world):
     admin, name = world["admin"], world["new"]
     url = f"{auth_url}/auth/users"
     status, user = await call(
-        http, "POST", url, token=admin,
+        http,
+        "POST",
+        url,
+        token=admin,
         json={"username": name, "name": "New Person", "email": "n@example.org"},
     )
     assert status == 201

@@ -30,8 +30,11 @@ def sage_admin(database_url):
 
     async def run(*args: str) -> tuple[int, str, str]:
         proc = await asyncio.create_subprocess_exec(
-            str(SAGE_ADMIN), *args, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            str(SAGE_ADMIN),
+            *args,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
         return proc.returncode, out.decode(), err.decode()
@@ -116,9 +119,12 @@ async def test_errors_are_one_line_and_nonzero(sage_admin):
 
 async def test_unreachable_database_is_a_clear_error():
     proc = await asyncio.create_subprocess_exec(
-        str(SAGE_ADMIN), "user", "list",
+        str(SAGE_ADMIN),
+        "user",
+        "list",
         env={**os.environ, "SAGE_AUTH_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
     assert proc.returncode == 1 and out == b""

@@ -59,7 +59,8 @@ async def test_raw_header_bytes_are_401_never_500(auth_url, raw):
     reader, writer = await asyncio.open_connection(host, int(port))
     writer.write(
         b"GET /auth/whoami HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: "
-        + raw + b"\r\n\r\n"
+        + raw
+        + b"\r\n\r\n"
     )
     await writer.drain()
     status_line = await asyncio.wait_for(reader.readline(), timeout=10)
@@ -78,7 +79,10 @@ async def test_oversized_json_body_is_413(http, auth_url, make_user):
 async def test_oversized_token_info_form_is_413(http, auth_url, service_secrets):
     headers = {"Authorization": aiohttp.encode_basic_auth("ecr-api", service_secrets["ecr-api"])}
     status, _ = await call(
-        http, "POST", f"{auth_url}/auth/token_info", headers=headers,
+        http,
+        "POST",
+        f"{auth_url}/auth/token_info",
+        headers=headers,
         data={"token": "x" * (512 * 1024)},
     )
     assert status == 413
@@ -120,8 +124,15 @@ async def test_invalid_json_is_400_and_wrong_shapes_are_422(http, auth_url, make
     url = f"{auth_url}/auth/tokens"
     headers = {"Content-Type": "application/json"}
     assert (await call(http, "POST", url, token=token, headers=headers, data=b"{nope"))[0] == 400
-    for body in ([], "x", {"name": ""}, {"name": "x", "scopes": "all"}, {"name": "x", "extra": 1},
-                 {"name": "x", "expires_in_days": 0}, {"name": "x", "scopes": ["Not A Scope"]}):
+    for body in (
+        [],
+        "x",
+        {"name": ""},
+        {"name": "x", "scopes": "all"},
+        {"name": "x", "extra": 1},
+        {"name": "x", "expires_in_days": 0},
+        {"name": "x", "scopes": ["Not A Scope"]},
+    ):
         status, answer = await call(http, "POST", url, token=token, json=body)
         assert status == 422, body
         assert answer["errors"]

@@ -22,8 +22,8 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import aiohttp
 import pytest
 import yarl
-from sage_auth.state import STORE
 
+from sage_auth.state import STORE
 from tests.fixtures.auth import call, free_socket, start_auth
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,8 +44,14 @@ async def oidc_modules() -> Path:
     target.mkdir(parents=True, exist_ok=True)
     shutil.copy(OIDC_DIR / "package.json", target / "package.json")
     proc = await asyncio.create_subprocess_exec(
-        npm, "install", "--no-audit", "--no-fund", "--loglevel=error", cwd=target,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        npm,
+        "install",
+        "--no-audit",
+        "--no-fund",
+        "--loglevel=error",
+        cwd=target,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     out, _ = await asyncio.wait_for(proc.communicate(), timeout=600)
     assert proc.returncode == 0, out.decode()[-2000:]
@@ -97,8 +103,13 @@ async def oidc(database_url, auth_key_dir, service_secrets, tmp_path_factory):
                 assert time.monotonic() < deadline, "the OpenID provider did not start"
                 await asyncio.sleep(0.1)
         auth = await start_auth(
-            database_url, auth_key_dir, service_secrets, sock=sock,
-            oidc_issuer=issuer, oidc_client_id=client_id, oidc_client_secret=client_secret,
+            database_url,
+            auth_key_dir,
+            service_secrets,
+            sock=sock,
+            oidc_issuer=issuer,
+            oidc_client_id=client_id,
+            oidc_client_secret=client_secret,
         )
         yield SimpleNamespace(url=auth.url, issuer=issuer, auth=auth)
     finally:

@@ -18,8 +18,8 @@ from urllib.parse import urljoin
 import aiohttp
 import jwt
 import pytest
-from sage_auth.signing import Signer, ensure_keypair
 
+from sage_auth.signing import Signer, ensure_keypair
 from tests.fixtures.auth import call
 
 MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -104,17 +104,28 @@ def image() -> tuple[bytes, bytes, bytes]:
         tar.addfile(info, io.BytesIO(data))
     layer = gzip.compress(raw.getvalue(), mtime=0)
     config = json.dumps(
-        {"architecture": "amd64", "os": "linux",
-         "rootfs": {"type": "layers", "diff_ids": [digest(raw.getvalue())]}}
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [digest(raw.getvalue())]},
+        }
     ).encode()
     manifest = json.dumps(
         {
             "schemaVersion": 2,
             "mediaType": MANIFEST,
-            "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
-                       "size": len(config), "digest": digest(config)},
-            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                        "size": len(layer), "digest": digest(layer)}],
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "size": len(config),
+                "digest": digest(config),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "size": len(layer),
+                    "digest": digest(layer),
+                }
+            ],
         }
     ).encode()
     return config, layer, manifest
@@ -122,8 +133,11 @@ def image() -> tuple[bytes, bytes, bytes]:
 
 async def registry_token(http, auth_url, scope: str, headers: dict[str, str] | None = None) -> str:
     status, body = await call(
-        http, "GET", f"{auth_url}/auth/registry/token",
-        params={"service": "sage-registry", "scope": scope}, headers=headers or {},
+        http,
+        "GET",
+        f"{auth_url}/auth/registry/token",
+        params={"service": "sage-registry", "scope": scope},
+        headers=headers or {},
     )
     assert status == 200, body
     assert body["token"] == body["access_token"] and body["expires_in"] > 0
@@ -139,7 +153,8 @@ async def upload(http, registry_url, repo: str, data: bytes, bearer: str) -> int
         location = urljoin(registry_url, resp.headers["Location"])
     sep = "&" if "?" in location else "?"
     async with http.put(
-        f"{location}{sep}digest={digest(data)}", data=data,
+        f"{location}{sep}digest={digest(data)}",
+        data=data,
         headers={**auth, "Content-Type": "application/octet-stream"},
     ) as resp:
         return resp.status
@@ -150,7 +165,8 @@ async def push(http, registry_url, repo: str, tag: str, bearer: str) -> str:
     assert await upload(http, registry_url, repo, config, bearer) == 201
     assert await upload(http, registry_url, repo, layer, bearer) == 201
     async with http.put(
-        f"{registry_url}/v2/{repo}/manifests/{tag}", data=manifest,
+        f"{registry_url}/v2/{repo}/manifests/{tag}",
+        data=manifest,
         headers={"Authorization": f"Bearer {bearer}", "Content-Type": MANIFEST},
     ) as resp:
         assert resp.status == 201, await resp.text()
@@ -202,7 +218,10 @@ async def test_plain_user_may_neither_push_nor_pull_yet(http, auth_url, registry
     repo = repo_name()
     scope = f"repository:{repo}:pull,push"
     await push(
-        http, registry_url, repo, "v1",
+        http,
+        registry_url,
+        repo,
+        "v1",
         await registry_token(http, auth_url, scope, {"Authorization": f"sage {admin}"}),
     )
     token = await registry_token(http, auth_url, scope, {"Authorization": f"sage {user}"})
@@ -239,8 +258,11 @@ async def test_other_services_get_no_registry_access(http, auth_url, service_sec
 async def test_service_secret_under_another_client_id_is_401(http, auth_url, service_secrets):
     basic = {"Authorization": aiohttp.encode_basic_auth("ecr-api", service_secrets["builder"])}
     status, _ = await call(
-        http, "GET", f"{auth_url}/auth/registry/token",
-        params={"service": "sage-registry", "scope": "repository:x/y:push"}, headers=basic,
+        http,
+        "GET",
+        f"{auth_url}/auth/registry/token",
+        params={"service": "sage-registry", "scope": "repository:x/y:push"},
+        headers=basic,
     )
     assert status == 401
 
@@ -257,7 +279,10 @@ async def test_docker_login_style_basic_with_a_user_token_works(
     # a wrong password is a failed login
     wrong = {"Authorization": aiohttp.encode_basic_auth(name, "sage_wrong")}
     status, _ = await call(
-        http, "GET", f"{auth_url}/auth/registry/token", params={"service": "sage-registry"},
+        http,
+        "GET",
+        f"{auth_url}/auth/registry/token",
+        params={"service": "sage-registry"},
         headers=wrong,
     )
     assert status == 401

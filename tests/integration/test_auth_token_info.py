@@ -7,8 +7,8 @@ import uuid
 
 import aiohttp
 import pytest
-from sage_auth.state import STORE
 
+from sage_auth.state import STORE
 from tests.fixtures.auth import call
 
 

@@ -8,9 +8,9 @@ import uuid
 
 import aiohttp
 import pytest
+
 from sage_auth.state import LOCAL, STORE
 from sage_common.auth import IntrospectionClient, token_hash
-
 from tests.fixtures.auth import call
 
 
@@ -30,8 +30,13 @@ async def test_whoami_describes_the_user_and_the_token(http, auth_url, make_user
     status, body = await call(http, "GET", f"{auth_url}/auth/whoami", token=token)
     assert status == 200
     assert body == {
-        "username": user, "name": "Who Ever", "email": "", "is_admin": False,
-        "is_approved": True, "groups": ["whoami-grp"], "scopes": ["all"],
+        "username": user,
+        "name": "Who Ever",
+        "email": "",
+        "is_admin": False,
+        "is_approved": True,
+        "groups": ["whoami-grp"],
+        "scopes": ["all"],
     }
 
 
@@ -48,7 +53,10 @@ async def test_scheme_is_case_insensitive_and_bearer_and_basic_work(http, auth_u
 async def test_created_token_is_shown_once_and_works(http, auth_url, make_user):
     token = await make_user(name("creator"))
     status, new = await call(
-        http, "POST", f"{auth_url}/auth/tokens", token=token,
+        http,
+        "POST",
+        f"{auth_url}/auth/tokens",
+        token=token,
         json={"name": "laptop", "scopes": ["storage:read"], "expires_in_days": 7},
     )
     assert status == 201

@@ -22,11 +22,11 @@ from urllib.parse import urljoin
 import aiohttp
 import jwt
 import pytest
+
 from sage_auth.signing import ensure_keypair
 from sage_builder.testing.servers import RegistryServer
 from sage_ecr.config import Config as EcrConfig
 from sage_ecr.testing import RunningEcr, app_spec, start_ecr
-
 from tests.fixtures.auth import RunningAuth, call, free_socket, start_auth
 
 MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"

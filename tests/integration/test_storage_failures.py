@@ -32,9 +32,10 @@ def auth(token: str) -> dict[str, str]:
 
 
 async def new_bucket(url: str, token: str) -> str:
-    async with aiohttp.ClientSession() as http, http.post(
-        f"{url}/api/v1/objects", params={"type": "model"}, headers=auth(token)
-    ) as r:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{url}/api/v1/objects", params={"type": "model"}, headers=auth(token)) as r,
+    ):
         assert r.status == 200
         return str((await r.json())["id"])
 
@@ -48,8 +49,10 @@ async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 20) 
 
 def blobs_under(server: RunningStorage, bucket: str) -> list[str]:
     client = server.s3.client()
-    return [o.object_name for o in client.list_objects(
-        server.config.s3_bucket, prefix=f"{bucket}/", recursive=True)]
+    return [
+        o.object_name
+        for o in client.list_objects(server.config.s3_bucket, prefix=f"{bucket}/", recursive=True)
+    ]
 
 
 def upload_open(server: RunningStorage, blob: str, upload_id: str) -> bool:
@@ -62,7 +65,9 @@ def upload_open(server: RunningStorage, blob: str, upload_id: str) -> bool:
 
 
 async def test_client_disconnect_mid_body_leaves_no_object_blob_or_parts(
-    storage_server: RunningStorage, make_user: MakeUser, unique: str,
+    storage_server: RunningStorage,
+    make_user: MakeUser,
+    unique: str,
 ) -> None:
     token = await make_user(f"cut{unique}")
     bucket = await new_bucket(storage_server.url, token)
@@ -92,28 +97,37 @@ async def test_client_disconnect_mid_body_leaves_no_object_blob_or_parts(
     await eventually(cleaned)
     assert not upload_open(storage_server, row["blob"], row["upload_id"])
     assert blobs_under(storage_server, bucket) == []
-    async with aiohttp.ClientSession() as http, http.head(
-        f"{storage_server.url}/api/v1/objects/{bucket}/cut.bin", headers=auth(token)
-    ) as r:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.head(
+            f"{storage_server.url}/api/v1/objects/{bucket}/cut.bin", headers=auth(token)
+        ) as r,
+    ):
         assert r.status == 404
 
 
 @pytest.fixture
 async def private_storage(
-    database_url: str, make_s3_server: Callable[[], S3Server],
+    database_url: str,
+    make_s3_server: Callable[[], S3Server],
     auth_settings: Callable[[str], dict[str, str]],
 ) -> AsyncIterator[RunningStorage]:
     """A storage service on its own S3 server and schema, free to be broken."""
     running = await start_storage(
-        database_url, make_s3_server(), auth_settings("storage"),
-        db_schema=f"storage_{uuid.uuid4().hex[:8]}", drain_seconds=30,
+        database_url,
+        make_s3_server(),
+        auth_settings("storage"),
+        db_schema=f"storage_{uuid.uuid4().hex[:8]}",
+        drain_seconds=30,
     )
     yield running
     await running.stop()
 
 
 async def test_s3_killed_mid_transfer_is_503_then_cleaned_and_working_again(
-    private_storage: RunningStorage, make_user: MakeUser, unique: str,
+    private_storage: RunningStorage,
+    make_user: MakeUser,
+    unique: str,
 ) -> None:
     server, s3 = private_storage, private_storage.s3
     token = await make_user(f"s3down{unique}")
@@ -152,7 +166,9 @@ async def test_s3_killed_mid_transfer_is_503_then_cleaned_and_working_again(
 
 
 async def test_s3_down_reads_are_503_and_listings_still_work(
-    private_storage: RunningStorage, make_user: MakeUser, unique: str,
+    private_storage: RunningStorage,
+    make_user: MakeUser,
+    unique: str,
 ) -> None:
     server = private_storage
     token = await make_user(f"s3read{unique}")
@@ -178,15 +194,18 @@ async def test_s3_down_reads_are_503_and_listings_still_work(
 
 
 async def test_postgres_unusable_is_503_with_retry_after(
-    private_storage: RunningStorage, make_user: MakeUser, unique: str,
+    private_storage: RunningStorage,
+    make_user: MakeUser,
+    unique: str,
 ) -> None:
     from sage_common.web import POOL
 
     token = await make_user(f"pgdown{unique}")
     bucket = await new_bucket(private_storage.url, token)
     await private_storage.app[POOL].close()
-    async with aiohttp.ClientSession() as http, http.get(
-        f"{private_storage.url}/api/v1/objects/{bucket}", headers=auth(token)
-    ) as r:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{private_storage.url}/api/v1/objects/{bucket}", headers=auth(token)) as r,
+    ):
         assert r.status == 503
         assert r.headers["Retry-After"]

@@ -23,23 +23,28 @@ def key_of(i: int) -> str:
 
 
 @pytest.fixture(scope="module")
-async def filled(storage_server: RunningStorage, make_user: MakeUser) -> AsyncIterator[
-        tuple[str, str, str]]:
+async def filled(
+    storage_server: RunningStorage, make_user: MakeUser
+) -> AsyncIterator[tuple[str, str, str]]:
     """A bucket with 10,000 small objects uploaded through the service, 32 at a time."""
     token = await make_user(f"lister-{uuid.uuid4().hex[:8]}")
     url = storage_server.url
     headers = {"Authorization": f"sage {token}"}
     connector = aiohttp.TCPConnector(limit=32)
     async with aiohttp.ClientSession(connector=connector) as http:
-        async with http.post(f"{url}/api/v1/objects", params={"type": "training-data"},
-                             headers=headers) as r:
+        async with http.post(
+            f"{url}/api/v1/objects", params={"type": "training-data"}, headers=headers
+        ) as r:
             bucket = (await r.json())["id"]
         todo = iter(range(COUNT))
 
         async def worker() -> None:
             for i in todo:
-                async with http.put(f"{url}/api/v1/objects/{bucket}/{key_of(i)}",
-                                    data=str(i).encode(), headers=headers) as r:
+                async with http.put(
+                    f"{url}/api/v1/objects/{bucket}/{key_of(i)}",
+                    data=str(i).encode(),
+                    headers=headers,
+                ) as r:
                     assert r.status == 200, await r.text()
 
         start = time.monotonic()
@@ -48,15 +53,19 @@ async def filled(storage_server: RunningStorage, make_user: MakeUser) -> AsyncIt
     yield url, bucket, token
 
 
-async def _pages(url: str, bucket: str, token: str, prefix: str,
-                 **query: str) -> list[dict[str, Any]]:
+async def _pages(
+    url: str, bucket: str, token: str, prefix: str, **query: str
+) -> list[dict[str, Any]]:
     pages: list[dict[str, Any]] = []
     sent: str | None = None
     async with aiohttp.ClientSession() as http:
         while True:
             params = dict(query, **({"ContinuationToken": sent} if sent else {}))
-            async with http.get(f"{url}/api/v1/objects/{bucket}/{prefix}", params=params,
-                                headers={"Authorization": f"sage {token}"}) as r:
+            async with http.get(
+                f"{url}/api/v1/objects/{bucket}/{prefix}",
+                params=params,
+                headers={"Authorization": f"sage {token}"},
+            ) as r:
                 assert r.status == 200, await r.text()
                 page = await r.json()
             pages.append(page)
@@ -94,4 +103,5 @@ async def test_folder_listing_pages_with_relative_keys_and_folders(
     assert all(c["Size"] == len(str(int(c["Key"][3:8]))) for p in pages for c in p["Contents"])
     mixed = await _pages(url, bucket, token, "set/", limit="3")
     assert [p["Prefix"] for page in mixed for p in page["CommonPrefixes"]] == [
-        f"{d}/" for d in range(FOLDERS)]
+        f"{d}/" for d in range(FOLDERS)
+    ]

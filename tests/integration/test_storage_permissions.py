@@ -21,7 +21,9 @@ from tests.fixtures.auth import MakeUser
 from tests.fixtures.s3 import RunningStorage
 
 IMPLIES = {
-    "READ": {"READ"}, "WRITE": {"WRITE", "READ"}, "READ_ACP": {"READ_ACP"},
+    "READ": {"READ"},
+    "WRITE": {"WRITE", "READ"},
+    "READ_ACP": {"READ_ACP"},
     "WRITE_ACP": {"WRITE_ACP", "READ_ACP"},
     "FULL_CONTROL": {"READ", "WRITE", "READ_ACP", "WRITE_ACP", "FULL_CONTROL"},
 }
@@ -39,8 +41,13 @@ class Route:
 ROUTES = [
     Route("show bucket", "GET", "", "READ"),
     Route("show permissions", "GET", "?permissions", "READ_ACP"),
-    Route("add permission", "PUT", "?permissions", "WRITE_ACP", (
-        ("json", {"granteeType": "USER", "grantee": "someone", "permission": "READ"}),)),
+    Route(
+        "add permission",
+        "PUT",
+        "?permissions",
+        "WRITE_ACP",
+        (("json", {"granteeType": "USER", "grantee": "someone", "permission": "READ"}),),
+    ),
     Route("remove permission", "DELETE", "?permissions&grantee=USER:someone", "WRITE_ACP"),
     Route("update bucket", "PATCH", "", "FULL_CONTROL", (("json", {"name": "renamed"}),)),
     Route("delete bucket", "DELETE", "", "FULL_CONTROL"),
@@ -51,8 +58,15 @@ ROUTES = [
     Route("delete object", "DELETE", "/f.txt", "WRITE"),
 ]
 GRANTEES = ["READ", "WRITE", "READ_ACP", "WRITE_ACP", "FULL_CONTROL"]
-ROLES = ["owner", *(f"user:{p}" for p in GRANTEES), "group:READ", "group:WRITE",
-         "stranger", "anonymous", "admin"]
+ROLES = [
+    "owner",
+    *(f"user:{p}" for p in GRANTEES),
+    "group:READ",
+    "group:WRITE",
+    "stranger",
+    "anonymous",
+    "admin",
+]
 
 
 def expected(route: Route, role: str, public: bool) -> int:
@@ -98,8 +112,11 @@ def _auth(token: str | None) -> dict[str, str]:
 
 async def _bucket(http: aiohttp.ClientSession, url: str, cast: Cast, public: bool) -> str:
     owner = _auth(cast.tokens["owner"])
-    async with http.post(f"{url}/api/v1/objects", headers=owner,
-                         params={"type": "model", "public": str(public).lower()}) as r:
+    async with http.post(
+        f"{url}/api/v1/objects",
+        headers=owner,
+        params={"type": "model", "public": str(public).lower()},
+    ) as r:
         assert r.status == 200
         bucket = (await r.json())["id"]
     for role in ROLES:
@@ -107,11 +124,11 @@ async def _bucket(http: aiohttp.ClientSession, url: str, cast: Cast, public: boo
         if kind not in ("user", "group"):
             continue
         body = {"granteeType": kind.upper(), "grantee": cast.grantees[role], "permission": perm}
-        async with http.put(f"{url}/api/v1/objects/{bucket}?permissions", json=body,
-                            headers=owner) as r:
+        async with http.put(
+            f"{url}/api/v1/objects/{bucket}?permissions", json=body, headers=owner
+        ) as r:
             assert r.status == 200, await r.text()
-    async with http.put(f"{url}/api/v1/objects/{bucket}/f.txt", data=b"file",
-                        headers=owner) as r:
+    async with http.put(f"{url}/api/v1/objects/{bucket}/f.txt", data=b"file", headers=owner) as r:
         assert r.status == 200
     return str(bucket)
 
@@ -120,13 +137,21 @@ async def _bucket(http: aiohttp.ClientSession, url: str, cast: Cast, public: boo
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("route", ROUTES, ids=[r.name for r in ROUTES])
 async def test_route_status_for_role(
-    route: Route, role: str, public: bool, storage_server: RunningStorage, cast: Cast,
+    route: Route,
+    role: str,
+    public: bool,
+    storage_server: RunningStorage,
+    cast: Cast,
     http: aiohttp.ClientSession,
 ) -> None:
     url = storage_server.url
     bucket = await _bucket(http, url, cast, public)
-    async with http.request(route.method, f"{url}/api/v1/objects/{bucket}{route.path}",
-                            headers=_auth(cast.tokens.get(role)), **dict(route.kw)) as r:
+    async with http.request(
+        route.method,
+        f"{url}/api/v1/objects/{bucket}{route.path}",
+        headers=_auth(cast.tokens.get(role)),
+        **dict(route.kw),
+    ) as r:
         body = await r.read()
         assert r.status == expected(route, role, public), body[:300]
         if r.status >= 400 and route.method != "HEAD":

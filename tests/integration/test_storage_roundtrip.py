@@ -31,8 +31,9 @@ def auth(token: str) -> dict[str, str]:
 
 
 async def new_bucket(http: aiohttp.ClientSession, url: str, token: str) -> str:
-    async with http.post(f"{url}/api/v1/objects", params={"type": "training-data"},
-                         headers=auth(token)) as r:
+    async with http.post(
+        f"{url}/api/v1/objects", params={"type": "training-data"}, headers=auth(token)
+    ) as r:
         assert r.status == 200, await r.text()
         return str((await r.json())["id"])
 
@@ -55,20 +56,24 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-@pytest.mark.parametrize(
-    "size", [0, 1, 5 * MiB - 1, PART - 1, PART, PART + 1, 2 * PART + 12345]
-)
+@pytest.mark.parametrize("size", [0, 1, 5 * MiB - 1, PART - 1, PART, PART + 1, 2 * PART + 12345])
 async def test_raw_round_trip_keeps_bytes_and_checksum(
-    size: int, storage_server: RunningStorage, make_user: MakeUser,
-    http: aiohttp.ClientSession, unique: str,
+    size: int,
+    storage_server: RunningStorage,
+    make_user: MakeUser,
+    http: aiohttp.ClientSession,
+    unique: str,
 ) -> None:
     token = await make_user(f"rt{unique}")
     url = storage_server.url
     bucket = await new_bucket(http, url, token)
     data = random.randbytes(size)
     md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
-    async with http.put(f"{url}/api/v1/objects/{bucket}/data/blob.bin", data=data,
-                        headers={**auth(token), "Content-MD5": md5}) as r:
+    async with http.put(
+        f"{url}/api/v1/objects/{bucket}/data/blob.bin",
+        data=data,
+        headers={**auth(token), "Content-MD5": md5},
+    ) as r:
         assert r.status == 200, await r.text()
         assert await r.json() == {"bucket-id": bucket, "key": "/data/blob.bin"}
     got = await download_sha256(http, f"{url}/api/v1/objects/{bucket}/data/blob.bin", token)
@@ -76,7 +81,9 @@ async def test_raw_round_trip_keeps_bytes_and_checksum(
 
 
 async def test_form_upload_of_several_files_round_trips(
-    storage_server: RunningStorage, make_user: MakeUser, http: aiohttp.ClientSession,
+    storage_server: RunningStorage,
+    make_user: MakeUser,
+    http: aiohttp.ClientSession,
     unique: str,
 ) -> None:
     token = await make_user(f"form{unique}")
@@ -87,8 +94,7 @@ async def test_form_upload_of_several_files_round_trips(
     form.add_field("comment", "ignored: not a file part")
     for name, content in files.items():
         form.add_field("file", content, filename=name)
-    async with http.put(f"{url}/api/v1/objects/{bucket}/set/", data=form,
-                        headers=auth(token)) as r:
+    async with http.put(f"{url}/api/v1/objects/{bucket}/set/", data=form, headers=auth(token)) as r:
         assert r.status == 200, await r.text()
         assert (await r.json())["keys"] == ["/set/small.jpg", "/set/large.bin"]
     for name, content in files.items():
@@ -97,28 +103,35 @@ async def test_form_upload_of_several_files_round_trips(
 
 
 async def test_blobs_in_s3_are_exactly_the_live_objects(
-    storage_server: RunningStorage, make_user: MakeUser, http: aiohttp.ClientSession,
+    storage_server: RunningStorage,
+    make_user: MakeUser,
+    http: aiohttp.ClientSession,
     unique: str,
 ) -> None:
     token = await make_user(f"s3v{unique}")
     url = storage_server.url
     bucket = await new_bucket(http, url, token)
     for body in (b"one", b"two", os.urandom(PART + 1)):  # the same key three times
-        async with http.put(f"{url}/api/v1/objects/{bucket}/k", data=body,
-                            headers=auth(token)) as r:
+        async with http.put(
+            f"{url}/api/v1/objects/{bucket}/k", data=body, headers=auth(token)
+        ) as r:
             assert r.status == 200
-    async with http.put(f"{url}/api/v1/objects/{bucket}/gone", data=b"x",
-                        headers=auth(token)) as r:
+    async with http.put(f"{url}/api/v1/objects/{bucket}/gone", data=b"x", headers=auth(token)) as r:
         assert r.status == 200
     async with http.delete(f"{url}/api/v1/objects/{bucket}/gone", headers=auth(token)) as r:
         assert r.status == 200
     ctx = storage_server.app[STORAGE]
     # replaced and deleted blobs wait out a grace period for downloads under way; skip it
-    assert await sweep_once(Storage(ctx.store, ctx.objects,
-                                    ctx.config.model_copy(update={"garbage_grace_seconds": 0})))
+    assert await sweep_once(
+        Storage(ctx.store, ctx.objects, ctx.config.model_copy(update={"garbage_grace_seconds": 0}))
+    )
     client = storage_server.s3.client()
-    blobs = [o.object_name for o in client.list_objects(
-        storage_server.config.s3_bucket, prefix=f"{bucket}/", recursive=True)]
+    blobs = [
+        o.object_name
+        for o in client.list_objects(
+            storage_server.config.s3_bucket, prefix=f"{bucket}/", recursive=True
+        )
+    ]
     assert len(blobs) == 1
     assert client.stat_object(storage_server.config.s3_bucket, blobs[0]).size == PART + 1
 
@@ -141,15 +154,18 @@ async def _generated(total: int, seed: int, digest: hashlib._Hash) -> AsyncItera
 
 @pytest.mark.slow
 async def test_one_gib_round_trip_from_a_generated_stream(
-    storage_server: RunningStorage, make_user: MakeUser, http: aiohttp.ClientSession,
+    storage_server: RunningStorage,
+    make_user: MakeUser,
+    http: aiohttp.ClientSession,
     unique: str,
 ) -> None:
     token = await make_user(f"gib{unique}")
     url = storage_server.url
     bucket = await new_bucket(http, url, token)
     sent = hashlib.sha256()
-    async with http.put(f"{url}/api/v1/objects/{bucket}/one.gib",
-                        data=_generated(GiB, 7, sent), headers=auth(token)) as r:
+    async with http.put(
+        f"{url}/api/v1/objects/{bucket}/one.gib", data=_generated(GiB, 7, sent), headers=auth(token)
+    ) as r:
         assert r.status == 200, await r.text()
     got = await download_sha256(http, f"{url}/api/v1/objects/{bucket}/one.gib", token)
     assert got == (GiB, sent.hexdigest())

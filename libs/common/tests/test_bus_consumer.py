@@ -13,13 +13,14 @@ import asyncpg
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from prometheus_client import REGISTRY
+from yarl import URL
+
 from sage_common import db
 from sage_common.bus import Bus, Consumer, Skip
 from sage_common.bus.testing import TcpProxy, delete_topology, eventually
 from sage_common.events import CloudEvent, EventData, make_event
 from sage_common.logs import request_id
 from sage_common.metrics import EVENTS_DEAD, EVENTS_DUPLICATE, EVENTS_FAILED, EVENTS_HANDLED
-from yarl import URL
 
 SERVICE = "test-consumer"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from sage_common.bus import InvalidEnvelope, parse_envelope
 from sage_common.bus.envelope import ERROR_LIMIT, attempts, failure_headers
 from sage_common.events import CloudEvent

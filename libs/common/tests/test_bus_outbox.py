@@ -11,12 +11,13 @@ import aio_pika
 import asyncpg
 import pytest
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from yarl import URL
+
 from sage_common import db
 from sage_common.bus import CONTENT_TYPE, Bus, OutboxRelay, enqueue
 from sage_common.bus.testing import TcpProxy, delete_topology, eventually
 from sage_common.events import CloudEvent, EventData, make_event
 from sage_common.metrics import EVENTS_PUBLISHED
-from yarl import URL
 
 
 class Pinged(EventData):

@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
+
 from sage_common import db
 from sage_common.bus import Bus, Consumer, enqueue
 from sage_common.bus.testing import TcpProxy, delete_topology, eventually

@@ -8,6 +8,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import BaseModel
+
 from sage_common.errors import NotFound, error_middleware
 from sage_common.web import read_json, request_id_middleware
 

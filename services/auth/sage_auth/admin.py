@@ -16,6 +16,7 @@ from uuid import UUID
 
 import asyncpg
 import click
+
 from sage_common import db
 from sage_common.errors import Conflict, ProblemError
 
@@ -93,8 +94,11 @@ def user_add(
 
     async def work(store: Store, config: Config) -> User:
         body = CreateUser(
-            username=username, name=name or "", email=email or "",
-            is_admin=bool(admin), is_approved=bool(approved),
+            username=username,
+            name=name or "",
+            email=email or "",
+            is_admin=bool(admin),
+            is_approved=bool(approved),
         )
         try:
             return await service.create_user(store, None, body)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
+
 from sage_common.web import POOL, create_service_app
 
 from .config import Config
@@ -45,7 +46,9 @@ def make_registry_policy(config: Config) -> RegistryPolicy:
     if config.registry_policy == "local" or not config.ecr_url:
         return AdminAndBuilderPolicy()
     return EcrRegistryPolicy(
-        config.ecr_url, config.client_id, config.client_secret.get_secret_value(),
+        config.ecr_url,
+        config.client_id,
+        config.client_secret.get_secret_value(),
         timeout=config.ecr_timeout,
     )
 
@@ -66,13 +69,18 @@ async def _store_context(app: web.Application) -> AsyncIterator[None]:
     provider = None
     if config.login_enabled:
         provider = OidcProvider(
-            config.oidc_issuer, config.oidc_client_id,
-            config.oidc_client_secret.get_secret_value(), config.redirect_uri,
-            scopes=config.oidc_scopes, timeout=config.oidc_timeout,
+            config.oidc_issuer,
+            config.oidc_client_id,
+            config.oidc_client_secret.get_secret_value(),
+            config.redirect_uri,
+            scopes=config.oidc_scopes,
+            timeout=config.oidc_timeout,
         )
         app[LOGIN] = Login(
-            LoginStore(store), provider,
-            state_seconds=config.login_state_seconds, session_hours=config.session_hours,
+            LoginStore(store),
+            provider,
+            state_seconds=config.login_state_seconds,
+            session_hours=config.session_hours,
         )
     yield
     usage.cancel()

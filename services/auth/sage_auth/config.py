@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
+
 from sage_common.config import ServiceConfig
 
 

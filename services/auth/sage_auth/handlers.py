@@ -8,6 +8,7 @@ import hmac
 from uuid import UUID
 
 from aiohttp import web
+
 from sage_common.auth import require_principal
 from sage_common.errors import BadRequest, NotFound, Unauthorized, UnsupportedMediaType
 from sage_common.openapi import describe
@@ -34,8 +35,11 @@ async def create_token(request: web.Request) -> web.Response:
     body = await read_json(request, CreateToken)
     config = request.app[AUTH_CONFIG]
     new = await service.create_token(
-        request.app[STORE], who, body,
-        default_days=config.token_default_days, max_days=config.token_max_days,
+        request.app[STORE],
+        who,
+        body,
+        default_days=config.token_default_days,
+        max_days=config.token_max_days,
     )
     return json_response(new, status=201, headers={"Cache-Control": "no-store"})
 

@@ -6,6 +6,7 @@ import html
 import re
 
 from aiohttp import web
+
 from sage_common.errors import BadRequest, NotFound, Unauthorized
 from sage_common.openapi import describe
 from sage_common.web import json_response, read_json
@@ -75,8 +76,13 @@ async def callback(request: web.Request) -> web.Response:
         response = web.Response(text=body, content_type="text/html")
     config = request.app[AUTH_CONFIG]
     response.set_cookie(
-        COOKIE, session, max_age=config.session_hours * 3600, path="/auth", httponly=True,
-        samesite="Lax", secure=config.secure_cookies,
+        COOKIE,
+        session,
+        max_age=config.session_hours * 3600,
+        path="/auth",
+        httponly=True,
+        samesite="Lax",
+        secure=config.secure_cookies,
     )
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -91,8 +97,11 @@ async def session_token(request: web.Request) -> web.Response:
     body = await read_json(request, CreateToken)
     config = request.app[AUTH_CONFIG]
     new = await service.create_token(
-        request.app[STORE], who, body,
-        default_days=config.token_default_days, max_days=config.token_max_days,
+        request.app[STORE],
+        who,
+        body,
+        default_days=config.token_default_days,
+        max_days=config.token_max_days,
     )
     return json_response(new, status=201, headers={"Cache-Control": "no-store"})
 

@@ -6,6 +6,7 @@ import base64
 import binascii
 
 from aiohttp import web
+
 from sage_common.auth import Principal, principal
 from sage_common.errors import BadRequest, Unauthorized
 from sage_common.openapi import describe
@@ -45,8 +46,13 @@ async def registry_token(request: web.Request) -> web.Response:
         raise BadRequest(f"this auth service issues tokens for {config.registry_service} only")
     wanted = registry.parse_scopes(request.query.getall("scope", []))
     body = await registry.issue_token(
-        request.app[SIGNER], request.app[POLICY], who, wanted,
-        service=service, issuer=config.registry_issuer, lifetime=config.registry_token_seconds,
+        request.app[SIGNER],
+        request.app[POLICY],
+        who,
+        wanted,
+        service=service,
+        issuer=config.registry_issuer,
+        lifetime=config.registry_token_seconds,
     )
     return json_response(body, headers={"Cache-Control": "no-store"})
 

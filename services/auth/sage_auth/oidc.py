@@ -13,12 +13,22 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 import jwt
+
 from sage_common.errors import ProblemError, Unavailable
 
 log = logging.getLogger(__name__)
 
 ALLOWED_ALGORITHMS = {
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
 }
 
 
@@ -144,8 +154,12 @@ class OidcProvider:
         key = await self._key(header.get("kid"))
         try:
             claims: dict[str, Any] = jwt.decode(
-                id_token, key=key, algorithms=[alg], audience=self.client_id,
-                issuer=(await self.metadata())["issuer"], leeway=30,
+                id_token,
+                key=key,
+                algorithms=[alg],
+                audience=self.client_id,
+                issuer=(await self.metadata())["issuer"],
+                leeway=30,
                 options={"require": ["iss", "aud", "exp", "iat", "sub"]},
             )
         except jwt.PyJWTError as exc:

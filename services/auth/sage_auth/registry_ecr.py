@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 import aiohttp
+
 from sage_common.auth import Principal
 
 from .registry import REGISTRY_SCOPE, Access, AdminAndBuilderPolicy

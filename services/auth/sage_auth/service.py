@@ -60,8 +60,13 @@ async def whoami(store: Store, who: Principal) -> Whoami:
         )
     user = await store.get_user(who.username)
     return Whoami(
-        username=user.username, name=user.name, email=user.email, is_admin=user.is_admin,
-        is_approved=user.is_approved, groups=user.groups, scopes=who.scopes,
+        username=user.username,
+        name=user.name,
+        email=user.email,
+        is_admin=user.is_admin,
+        is_approved=user.is_approved,
+        groups=user.groups,
+        scopes=who.scopes,
     )
 
 
@@ -75,7 +80,11 @@ async def issue_token(
     scopes = sorted(set(scopes))
     row = await store.insert_token(token_hash(secret), username, name, scopes, expires_at)
     return NewToken(
-        id=row["id"], name=name, token=secret, scopes=scopes, expires_at=expires_at,
+        id=row["id"],
+        name=name,
+        token=secret,
+        scopes=scopes,
+        expires_at=expires_at,
         created_at=row["created_at"],
     )
 
@@ -131,8 +140,11 @@ async def introspect(store: Store, hashed: str) -> tuple[Principal, UUID] | None
     if row is None:
         return None
     principal = Principal(
-        username=row["username"], groups=list(row["groups"]), is_admin=row["is_admin"],
-        is_approved=row["is_approved"], scopes=list(row["scopes"]),
+        username=row["username"],
+        groups=list(row["groups"]),
+        is_admin=row["is_admin"],
+        is_approved=row["is_approved"],
+        scopes=list(row["scopes"]),
         exp=int(row["expires_at"].timestamp()),
     )
     return principal, row["id"]
@@ -154,7 +166,10 @@ async def create_user(store: Store, who: Principal | None, body: CreateUser) -> 
     if who is not None:
         require_admin(who)
     return await store.insert_user(
-        body.username, name=body.name, email=body.email, is_admin=body.is_admin,
+        body.username,
+        name=body.name,
+        email=body.email,
+        is_admin=body.is_admin,
         is_approved=body.is_approved,
     )
 

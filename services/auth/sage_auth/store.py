@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+
 from sage_common.errors import Conflict, NotFound
 
 from .models import Group, Token, User
@@ -46,7 +47,11 @@ class Store:
             await self.pool.execute(
                 "INSERT INTO users (username, name, email, is_admin, is_approved)"
                 " VALUES ($1, $2, $3, $4, $5)",
-                username, name, email, is_admin, is_approved,
+                username,
+                name,
+                email,
+                is_admin,
+                is_approved,
             )
         except asyncpg.UniqueViolationError:
             raise Conflict(f"user {username} already exists") from None
@@ -69,7 +74,8 @@ class Store:
             sets = ", ".join(f"{k} = ${i}" for i, k in enumerate(fields, start=2))
             done = await self.pool.execute(
                 f"UPDATE users SET {sets}, updated_at = now() WHERE username = $1",
-                username, *fields.values(),
+                username,
+                *fields.values(),
             )
             if done == "UPDATE 0":
                 raise NotFound(f"no user {username}")
@@ -107,7 +113,8 @@ class Store:
             await self.pool.execute(
                 "INSERT INTO memberships (username, group_name) VALUES ($1, $2)"
                 " ON CONFLICT DO NOTHING",
-                username, group,
+                username,
+                group,
             )
         except asyncpg.ForeignKeyViolationError:
             raise NotFound(f"no group {group} or no user {username}") from None
@@ -127,7 +134,11 @@ class Store:
             row = await self.pool.fetchrow(
                 "INSERT INTO tokens (token_hash, username, name, scopes, expires_at)"
                 " VALUES ($1, $2, $3, $4, $5) RETURNING id, created_at",
-                token_hash, username, name, scopes, expires_at,
+                token_hash,
+                username,
+                name,
+                scopes,
+                expires_at,
             )
         except asyncpg.ForeignKeyViolationError:
             raise NotFound(f"no user {username}") from None
@@ -163,5 +174,6 @@ class Store:
             """UPDATE tokens t SET last_used_at = u.at
                FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, at)
                WHERE t.id = u.id AND (t.last_used_at IS NULL OR t.last_used_at < u.at)""",
-            [i for i, _ in used], [at for _, at in used],
+            [i for i, _ in used],
+            [at for _, at in used],
         )

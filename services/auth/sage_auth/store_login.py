@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import asyncpg
+
 from sage_common.auth import Principal
 from sage_common.errors import Conflict
 
@@ -32,7 +33,11 @@ class LoginStore:
         await self.pool.execute(
             "INSERT INTO login_states (state_hash, nonce, code_verifier, next_path, expires_at)"
             " VALUES ($1, $2, $3, $4, $5)",
-            state_hash, nonce, code_verifier, next_path, expires_at,
+            state_hash,
+            nonce,
+            code_verifier,
+            next_path,
+            expires_at,
         )
 
     async def take_state(self, state_hash: str) -> asyncpg.Record | None:
@@ -60,7 +65,9 @@ class LoginStore:
     async def link(self, username: str, issuer: str, subject: str) -> None:
         await self.pool.execute(
             "INSERT INTO identities (issuer, subject, username) VALUES ($1, $2, $3)",
-            issuer, subject, username,
+            issuer,
+            subject,
+            username,
         )
 
     async def create_user_with_identity(
@@ -71,13 +78,17 @@ class LoginStore:
             try:
                 await conn.execute(
                     "INSERT INTO users (username, name, email) VALUES ($1, $2, $3)",
-                    username, name, email,
+                    username,
+                    name,
+                    email,
                 )
             except asyncpg.UniqueViolationError:
                 raise Conflict(f"user {username} already exists") from None
             await conn.execute(
                 "INSERT INTO identities (issuer, subject, username) VALUES ($1, $2, $3)",
-                issuer, subject, username,
+                issuer,
+                subject,
+                username,
             )
         return await self.users.get_user(username)
 
@@ -85,7 +96,9 @@ class LoginStore:
         await self.pool.execute("DELETE FROM sessions WHERE expires_at < now()")
         await self.pool.execute(
             "INSERT INTO sessions (session_hash, username, expires_at) VALUES ($1, $2, $3)",
-            session_hash, username, expires_at,
+            session_hash,
+            username,
+            expires_at,
         )
 
     async def session_principal(self, session_hash: str) -> Principal | None:
@@ -93,8 +106,11 @@ class LoginStore:
         if row is None:
             return None
         return Principal(
-            username=row["username"], groups=list(row["groups"]), is_admin=row["is_admin"],
-            is_approved=row["is_approved"], scopes=["all"],
+            username=row["username"],
+            groups=list(row["groups"]),
+            is_admin=row["is_admin"],
+            is_approved=row["is_approved"],
+            scopes=["all"],
         )
 
     async def delete_session(self, session_hash: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from sage_auth.login import pkce_challenge, username_from_claims
 from sage_auth.models import valid_name
 

@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric import rsa
+
 from sage_auth.oidc import LoginFailed, OidcProvider
 
 CLIENT = "sage"
@@ -33,8 +34,12 @@ class StandIn:
 
     async def discovery(self, request: web.Request) -> web.Response:
         return web.json_response(
-            {"issuer": self.issuer, "authorization_endpoint": self.issuer + "/auth",
-             "token_endpoint": self.issuer + "/token", "jwks_uri": self.issuer + "/jwks"}
+            {
+                "issuer": self.issuer,
+                "authorization_endpoint": self.issuer + "/auth",
+                "token_endpoint": self.issuer + "/token",
+                "jwks_uri": self.issuer + "/jwks",
+            }
         )
 
     async def jwks(self, request: web.Request) -> web.Response:
@@ -47,8 +52,15 @@ class StandIn:
 
     def token(self, kid: str = "k1", alg: str = "RS256", **overrides: object) -> str:
         now = int(time.time())
-        claims = {"iss": self.issuer, "aud": CLIENT, "sub": "u1", "iat": now, "exp": now + 60,
-                  "nonce": "n0nce", **overrides}
+        claims = {
+            "iss": self.issuer,
+            "aud": CLIENT,
+            "sub": "u1",
+            "iat": now,
+            "exp": now + 60,
+            "nonce": "n0nce",
+            **overrides,
+        }
         claims = {k: v for k, v in claims.items() if v is not None}
         return jwt.encode(claims, self.keys[kid], algorithm=alg, headers={"kid": kid})
 
@@ -98,8 +110,14 @@ async def test_wrong_id_tokens_are_refused(standin, provider, overrides):
 
 async def test_unsigned_and_symmetric_tokens_are_refused(standin, provider):
     now = int(time.time())
-    claims = {"iss": standin.issuer, "aud": CLIENT, "sub": "u", "iat": now, "exp": now + 60,
-              "nonce": "n0nce"}
+    claims = {
+        "iss": standin.issuer,
+        "aud": CLIENT,
+        "sub": "u",
+        "iat": now,
+        "exp": now + 60,
+        "nonce": "n0nce",
+    }
     for token in (
         jwt.encode(claims, None, algorithm="none"),
         jwt.encode(claims, "a-shared-secret-anyone-could-use-to-forge-tokens", algorithm="HS256"),
@@ -113,8 +131,17 @@ async def test_a_token_signed_by_a_key_not_published_is_refused(standin, provide
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     now = int(time.time())
     token = jwt.encode(
-        {"iss": standin.issuer, "aud": CLIENT, "sub": "u", "iat": now, "exp": now + 60,
-         "nonce": "n0nce"}, stranger, algorithm="RS256", headers={"kid": "k1"},
+        {
+            "iss": standin.issuer,
+            "aud": CLIENT,
+            "sub": "u",
+            "iat": now,
+            "exp": now + 60,
+            "nonce": "n0nce",
+        },
+        stranger,
+        algorithm="RS256",
+        headers={"kid": "k1"},
     )
     with pytest.raises(LoginFailed):
         await provider.verify_id_token(token, "n0nce")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import web
+
 from sage_auth.app import make_registry_policy
 from sage_auth.config import Config
 from sage_auth.registry import Access, AdminAndBuilderPolicy

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from sage_auth.registry import Access, AdminAndBuilderPolicy, parse_scopes
 from sage_common.auth import Principal
 from sage_common.errors import BadRequest
@@ -10,8 +11,11 @@ from sage_common.errors import BadRequest
 
 def test_scopes_parse_with_hosts_plugins_and_several_per_parameter():
     assert parse_scopes(
-        ["repository:ns/app:pull,push", "repository:localhost:5000/ns/a:pull registry:catalog:*",
-         "repository(plugin):ns/p:pull,pull"]
+        [
+            "repository:ns/app:pull,push",
+            "repository:localhost:5000/ns/a:pull registry:catalog:*",
+            "repository(plugin):ns/p:pull,pull",
+        ]
     ) == [
         Access("repository", "ns/app", ("pull", "push")),
         Access("repository", "localhost:5000/ns/a", ("pull",)),
@@ -22,8 +26,15 @@ def test_scopes_parse_with_hosts_plugins_and_several_per_parameter():
 
 
 @pytest.mark.parametrize(
-    "scope", ["repository", "repository:ns/app", "repository:ns/app:", "Repository:a:pull",
-              "repository:a:pull;rm", "repository::pull"],
+    "scope",
+    [
+        "repository",
+        "repository:ns/app",
+        "repository:ns/app:",
+        "Repository:a:pull",
+        "repository:a:pull;rm",
+        "repository::pull",
+    ],
 )
 def test_malformed_scopes_are_bad_requests(scope):
     with pytest.raises(BadRequest):

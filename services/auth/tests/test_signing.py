@@ -12,6 +12,7 @@ import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
 from sage_auth.signing import Signer, ensure_keypair
 
 
@@ -59,7 +60,9 @@ def test_concurrent_starts_agree_on_one_key(tmp_path):
 def test_command_line_ensure_prints_both_paths(tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "sage_auth.signing", "ensure", str(tmp_path / "k")],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.split()
     assert out == [str(tmp_path / "k" / "registry.key"), str(tmp_path / "k" / "registry.crt")]
     bad = subprocess.run([sys.executable, "-m", "sage_auth.signing"], capture_output=True)

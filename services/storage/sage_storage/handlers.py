@@ -78,9 +78,12 @@ async def list_buckets(request: web.Request) -> web.Response:
     """The buckets the caller may read (`?owner=`, `?name=`, `?limit=`, `?continuationToken=`)."""
     token = request.query.get("continuationToken") or request.query.get("ContinuationToken")
     buckets, next_token = await service.list_buckets(
-        _ctx(request), principal(request),
-        owner=request.query.get("owner") or None, name=request.query.get("name") or None,
-        limit=int_query(request, "limit"), token=token,
+        _ctx(request),
+        principal(request),
+        owner=request.query.get("owner") or None,
+        name=request.query.get("name") or None,
+        limit=int_query(request, "limit"),
+        token=token,
     )
     headers = {"X-Next-Continuation-Token": next_token} if next_token else None
     return json_response([b.json() for b in buckets], headers=headers)

@@ -48,7 +48,12 @@ def _upper(prefix: str) -> str | None:
 
 
 async def list_objects(
-    ctx: Storage, bucket: Bucket, path: str, *, recursive: bool, limit: int | None,
+    ctx: Storage,
+    bucket: Bucket,
+    path: str,
+    *,
+    recursive: bool,
+    limit: int | None,
     token: str | None,
 ) -> dict[str, Any]:
     prefix = keys.prefix(path)
@@ -69,7 +74,7 @@ async def list_objects(
         for row in rows:
             if folder is not None and row.key.startswith(folder):
                 continue
-            rest = row.key[len(prefix):]
+            rest = row.key[len(prefix) :]
             slash = -1 if recursive else rest.find("/")
             entry: StoredObject | str = row if slash < 0 else prefix + rest[: slash + 1]
             if len(entries) == size:
@@ -86,12 +91,17 @@ async def list_objects(
 
 
 def _answer(
-    bucket: Bucket, prefix: str, entries: list[StoredObject | str], truncated: bool,
-    size: int, token: str | None, recursive: bool,
+    bucket: Bucket,
+    prefix: str,
+    entries: list[StoredObject | str],
+    truncated: bool,
+    size: int,
+    token: str | None,
+    recursive: bool,
 ) -> dict[str, Any]:
     contents = [
         {
-            "Key": e.key[len(prefix):],
+            "Key": e.key[len(prefix) :],
             "Size": e.size,
             "LastModified": sage_time(e.last_modified),
             "ETag": f'"{e.sha256}"',
@@ -99,7 +109,7 @@ def _answer(
         for e in entries
         if isinstance(e, StoredObject)
     ]
-    folders = [{"Prefix": e[len(prefix):]} for e in entries if isinstance(e, str)]
+    folders = [{"Prefix": e[len(prefix) :]} for e in entries if isinstance(e, str)]
     last = entries[-1] if entries else None
     next_token = None
     if truncated and last is not None:

@@ -68,8 +68,12 @@ async def upload(ctx: Storage, bucket: Bucket, path: str, incoming: Incoming) ->
     await ctx.store.begin_upload(blob, bucket.id)
     try:
         written = await write_blob(
-            ctx.objects, blob, incoming.chunks,
-            part_size=ctx.config.part_size, parallel=ctx.config.parts_in_flight, limit=limit,
+            ctx.objects,
+            blob,
+            incoming.chunks,
+            part_size=ctx.config.part_size,
+            parallel=ctx.config.parts_in_flight,
+            limit=limit,
             content_type=content_type,
             metadata={"sage-bucket": str(bucket.id), "sage-key": quote(key, safe="/")},
             expect=incoming.expect,
@@ -77,7 +81,13 @@ async def upload(ctx: Storage, bucket: Bucket, path: str, incoming: Incoming) ->
         )
         old = await ctx.store.commit_object(
             StoredObject(
-                bucket.id, key, blob, written.size, written.sha256, written.md5, content_type,
+                bucket.id,
+                key,
+                blob,
+                written.size,
+                written.sha256,
+                written.md5,
+                content_type,
                 datetime.now(UTC),
             ),
             ctx.config.quota_bytes,

@@ -68,13 +68,15 @@ class S3ObjectStore:
         self._pool = ThreadPoolExecutor(config.s3_workers, thread_name_prefix="s3")
         http = urllib3.PoolManager(
             maxsize=config.s3_workers,
-            timeout=urllib3.Timeout(
-                connect=config.s3_connect_timeout, read=config.s3_read_timeout
-            ),
+            timeout=urllib3.Timeout(connect=config.s3_connect_timeout, read=config.s3_read_timeout),
             # A store that is down must answer quickly as a 503, not after a long back-off.
             retries=urllib3.Retry(
-                total=2, connect=1, read=0, backoff_factor=0.1,
-                status_forcelist=[502, 503, 504], allowed_methods=["GET", "HEAD", "DELETE"],
+                total=2,
+                connect=1,
+                read=0,
+                backoff_factor=0.1,
+                status_forcelist=[502, 503, 504],
+                allowed_methods=["GET", "HEAD", "DELETE"],
             ),
         )
         self.client = Minio(
@@ -124,7 +126,13 @@ class S3ObjectStore:
 
     async def upload_part(self, key: str, upload_id: str, number: int, data: Buffer) -> str:
         return await self._call(
-            "part upload", self.client._upload_part, self._bucket, key, data, None, upload_id,
+            "part upload",
+            self.client._upload_part,
+            self._bucket,
+            key,
+            data,
+            None,
+            upload_id,
             number,
         )
 
@@ -132,14 +140,21 @@ class S3ObjectStore:
         self, key: str, upload_id: str, parts: list[tuple[int, str]]
     ) -> None:
         await self._call(
-            "multipart completion", self.client._complete_multipart_upload, self._bucket, key,
-            upload_id, [Part(n, etag) for n, etag in parts],
+            "multipart completion",
+            self.client._complete_multipart_upload,
+            self._bucket,
+            key,
+            upload_id,
+            [Part(n, etag) for n, etag in parts],
         )
 
     async def abort_multipart(self, key: str, upload_id: str) -> None:
         try:
             await self._call(
-                "multipart abort", self.client._abort_multipart_upload, self._bucket, key,
+                "multipart abort",
+                self.client._abort_multipart_upload,
+                self._bucket,
+                key,
                 upload_id,
             )
         except UploadMissing:
@@ -154,7 +169,11 @@ class S3ObjectStore:
 
     async def open(self, key: str, offset: int = 0, length: int | None = None) -> BlobReader:
         response = await self._call(
-            "download", self.client.get_object, self._bucket, key, offset=offset,
+            "download",
+            self.client.get_object,
+            self._bucket,
+            key,
+            offset=offset,
             length=length or 0,
         )
         size = int(response.headers.get("Content-Length", "0"))

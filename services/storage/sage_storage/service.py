@@ -67,8 +67,13 @@ async def create_bucket(ctx: Storage, who: Principal | None, body: CreateBucket)
 
 
 async def list_buckets(
-    ctx: Storage, who: Principal | None, *, owner: str | None, name: str | None,
-    limit: int | None, token: str | None,
+    ctx: Storage,
+    who: Principal | None,
+    *,
+    owner: str | None,
+    name: str | None,
+    limit: int | None,
+    token: str | None,
 ) -> tuple[list[Bucket], str | None]:
     """One page of the buckets the caller may read, and the token of the next (None at the end)."""
     size = MAX_BUCKET_PAGE if limit is None else limit
@@ -76,8 +81,13 @@ async def list_buckets(
         raise BadRequest(f"limit is between 1 and {MAX_BUCKET_PAGE}")
     after = _decode_position(token) if token else None
     rows = await ctx.store.list_buckets(
-        who.username if who else None, access.grantee_groups(who),
-        admin=bool(who and who.is_admin), owner=owner, name=name, after=after, limit=size + 1,
+        who.username if who else None,
+        access.grantee_groups(who),
+        admin=bool(who and who.is_admin),
+        owner=owner,
+        name=name,
+        after=after,
+        limit=size + 1,
     )
     if len(rows) <= size:
         return rows, None

@@ -40,7 +40,12 @@ class Store(UpkeepStore):
 
     # ------------------------------------------------------------------ buckets and grants
     async def create_bucket(
-        self, owner: str, name: str, type_: str, metadata: dict[str, str], public: bool,
+        self,
+        owner: str,
+        name: str,
+        type_: str,
+        metadata: dict[str, str],
+        public: bool,
         max_buckets: int,
     ) -> Bucket:
         """Insert a bucket with the owner's FULL_CONTROL (and public READ); 403 over quota."""
@@ -57,7 +62,11 @@ class Store(UpkeepStore):
             row = await conn.fetchrow(
                 f"""INSERT INTO buckets AS b (id, name, owner, type, metadata)
                     VALUES ($1, $2, $3, $4, $5) RETURNING {_BUCKET_COLS}""",
-                uuid.uuid4(), name, owner, type_, metadata,
+                uuid.uuid4(),
+                name,
+                owner,
+                type_,
+                metadata,
             )
             grants = [(row["id"], "USER", owner, "FULL_CONTROL")]
             if public:
@@ -74,13 +83,22 @@ class Store(UpkeepStore):
                        array_agg(g.permission) FILTER (WHERE g.permission IS NOT NULL) AS granted
                 FROM buckets b LEFT JOIN grants g ON g.bucket_id = b.id AND ({_MY_GRANTS})
                 WHERE b.id = $1 AND NOT b.deleting GROUP BY b.id""",
-            bucket_id, username, groups,
+            bucket_id,
+            username,
+            groups,
         )
         return _bucket(row) if row else None
 
     async def list_buckets(
-        self, username: str | None, groups: list[str], *, admin: bool, owner: str | None,
-        name: str | None, after: tuple[datetime, uuid.UUID] | None, limit: int,
+        self,
+        username: str | None,
+        groups: list[str],
+        *,
+        admin: bool,
+        owner: str | None,
+        name: str | None,
+        after: tuple[datetime, uuid.UUID] | None,
+        limit: int,
     ) -> list[Bucket]:
         """Buckets the caller may read, oldest first, one page after the `after` position."""
         rows = await self.pool.fetch(
@@ -93,8 +111,14 @@ class Store(UpkeepStore):
                   AND ($6::text IS NULL OR b.name = $6)
                   AND ($7::timestamptz IS NULL OR (b.time_created, b.id) > ($7, $8::uuid))
                 ORDER BY b.time_created, b.id LIMIT $1""",
-            limit, username, groups, admin, owner, name,
-            after[0] if after else None, after[1] if after else None,
+            limit,
+            username,
+            groups,
+            admin,
+            owner,
+            name,
+            after[0] if after else None,
+            after[1] if after else None,
         )
         return [_bucket(r) for r in rows]
 
@@ -102,7 +126,8 @@ class Store(UpkeepStore):
         sets = ", ".join(f"{col} = ${i}" for i, col in enumerate(fields, start=2))
         await self.pool.execute(
             f"UPDATE buckets SET {sets}, time_last_updated = now() WHERE id = $1 AND NOT deleting",
-            bucket_id, *fields.values(),
+            bucket_id,
+            *fields.values(),
         )
 
     async def grants(self, bucket_id: uuid.UUID) -> list[dict[str, str]]:
@@ -117,7 +142,10 @@ class Store(UpkeepStore):
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO grants VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                bucket_id, type_, grantee, perm,
+                bucket_id,
+                type_,
+                grantee,
+                perm,
             )
             await conn.execute(
                 "UPDATE buckets SET time_last_updated = now() WHERE id = $1", bucket_id
@@ -130,7 +158,10 @@ class Store(UpkeepStore):
             result = await conn.execute(
                 """DELETE FROM grants WHERE bucket_id = $1 AND grantee_type = $2 AND grantee = $3
                    AND ($4::text IS NULL OR permission = $4)""",
-                bucket_id, type_, grantee, perm,
+                bucket_id,
+                type_,
+                grantee,
+                perm,
             )
             deleted = int(result.split()[-1])
             if deleted:
@@ -153,14 +184,19 @@ class Store(UpkeepStore):
         rows = await self.pool.fetch(
             """SELECT * FROM objects WHERE bucket_id = $1 AND key >= $2
                AND ($3::text IS NULL OR key < $3) ORDER BY key LIMIT $4""",
-            bucket_id, start, end, limit,
+            bucket_id,
+            start,
+            end,
+            limit,
         )
         return [_object(r) for r in rows]
 
     async def usage(self, owner: str) -> int:
-        return int(await self.pool.fetchval(
-            "SELECT coalesce(sum(bytes_used), 0) FROM buckets WHERE owner = $1", owner
-        ))
+        return int(
+            await self.pool.fetchval(
+                "SELECT coalesce(sum(bytes_used), 0) FROM buckets WHERE owner = $1", owner
+            )
+        )
 
     async def commit_object(self, obj: StoredObject, quota_bytes: int) -> str | None:
         """Make an uploaded blob the object at its key, with its bookkeeping, in one statement.
@@ -170,7 +206,13 @@ class Store(UpkeepStore):
         """
         row = await self.pool.fetchrow(
             "SELECT * FROM commit_object($1, $2, $3, $4, $5, $6, $7, $8)",
-            obj.bucket_id, obj.key, obj.blob, obj.size, obj.sha256, obj.md5, obj.content_type,
+            obj.bucket_id,
+            obj.key,
+            obj.blob,
+            obj.size,
+            obj.sha256,
+            obj.md5,
+            obj.content_type,
             quota_bytes,
         )
         if row["outcome"] == "gone":
@@ -187,7 +229,8 @@ class Store(UpkeepStore):
             await conn.execute("SELECT 1 FROM buckets WHERE id = $1 FOR UPDATE", bucket_id)
             row = await conn.fetchrow(
                 "DELETE FROM objects WHERE bucket_id = $1 AND key = $2 RETURNING blob, size",
-                bucket_id, key,
+                bucket_id,
+                key,
             )
             if row is None:
                 return None
@@ -195,6 +238,7 @@ class Store(UpkeepStore):
             await conn.execute(
                 """UPDATE buckets SET bytes_used = bytes_used - $2,
                        object_count = object_count - 1 WHERE id = $1""",
-                bucket_id, row["size"],
+                bucket_id,
+                row["size"],
             )
         return str(row["blob"])

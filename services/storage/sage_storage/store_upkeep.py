@@ -40,7 +40,8 @@ class UpkeepStore:
             """SELECT * FROM uploads WHERE state = 'aborting'
                   OR started_at < now() - make_interval(secs => $1)
                ORDER BY started_at LIMIT $2""",
-            stale_seconds, limit,
+            stale_seconds,
+            limit,
         )
 
     # ------------------------------------------------------------------ garbage blobs
@@ -54,7 +55,8 @@ class UpkeepStore:
         rows = await self.pool.fetch(
             """SELECT blob FROM garbage WHERE since <= now() - make_interval(secs => $2)
                ORDER BY since LIMIT $1""",
-            limit, older_than,
+            limit,
+            older_than,
         )
         return [r["blob"] for r in rows]
 
@@ -79,7 +81,8 @@ class UpkeepStore:
     async def blobs_of(self, bucket_id: uuid.UUID, limit: int) -> list[tuple[str, str]]:
         rows = await self.pool.fetch(
             "SELECT key, blob FROM objects WHERE bucket_id = $1 ORDER BY key LIMIT $2",
-            bucket_id, limit,
+            bucket_id,
+            limit,
         )
         return [(r["key"], r["blob"]) for r in rows]
 

@@ -135,10 +135,16 @@ async def get(request: web.Request) -> web.StreamResponse:
     bucket = await service.bucket_for(ctx, who, request.match_info["bucket"], "READ")
     if _is_listing(path):
         token = request.query.get("ContinuationToken") or request.query.get("continuationToken")
-        return json_response(await listing.list_objects(
-            ctx, bucket, path, recursive=flag(request, "recursive"),
-            limit=int_query(request, "limit"), token=token,
-        ))
+        return json_response(
+            await listing.list_objects(
+                ctx,
+                bucket,
+                path,
+                recursive=flag(request, "recursive"),
+                limit=int_query(request, "limit"),
+                token=token,
+            )
+        )
     obj = await objects.stat(ctx, bucket, path)
     headers = _headers(obj)
     wanted = parse_range(request.headers.get("Range"), obj.size)
@@ -181,4 +187,3 @@ async def delete(request: web.Request) -> web.Response:
     bucket = await service.bucket_for(ctx, principal(request), raw_id, "WRITE")
     key = await objects.delete(ctx, bucket, path)
     return json_response({"deleted": [keys.shown(key)]})
-

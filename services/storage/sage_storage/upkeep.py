@@ -91,4 +91,3 @@ def sweeper_context(key: web.AppKey[Storage]) -> object:
             await task
 
     return ctx
-

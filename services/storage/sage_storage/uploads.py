@@ -72,7 +72,11 @@ class _Parts:
     """The multipart side of one upload: fixed-size part buffers, recycled once sent."""
 
     def __init__(
-        self, objects: ObjectStore, key: str, part_size: int, parallel: int,
+        self,
+        objects: ObjectStore,
+        key: str,
+        part_size: int,
+        parallel: int,
         start: Callable[[], Awaitable[str]],
     ) -> None:
         self.objects, self.key, self.part_size, self.parallel = objects, key, part_size, parallel
@@ -93,7 +97,7 @@ class _Parts:
             else:
                 self.buf[self.filled : self.filled + len(take)] = take
             self.filled += len(take)
-            view = view[len(take):]
+            view = view[len(take) :]
             if self.filled == self.part_size:
                 await self._send_full()
 
@@ -152,8 +156,9 @@ async def write_blob(
     size = 0
 
     async def start() -> str:
-        upload_id = await objects.create_multipart(key, content_type=content_type,
-                                                   metadata=metadata)
+        upload_id = await objects.create_multipart(
+            key, content_type=content_type, metadata=metadata
+        )
         await on_multipart(upload_id)
         return upload_id
 

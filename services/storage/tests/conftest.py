@@ -27,11 +27,20 @@ class Tokens:
 
     known: dict[str, Principal] = field(default_factory=dict)
 
-    def add(self, username: str, *, admin: bool = False, approved: bool = True,
-            groups: tuple[str, ...] = ()) -> str:
+    def add(
+        self,
+        username: str,
+        *,
+        admin: bool = False,
+        approved: bool = True,
+        groups: tuple[str, ...] = (),
+    ) -> str:
         token = secrets.token_urlsafe(16)
         self.known[token] = Principal(
-            username=username, is_admin=admin, is_approved=approved, groups=list(groups),
+            username=username,
+            is_admin=admin,
+            is_approved=approved,
+            groups=list(groups),
             scopes=["all"],
         )
         return token
@@ -59,10 +68,17 @@ class Api:
             assert r.status == 200, await r.text()
             return await r.json()
 
-    async def put(self, token: str | None, bucket_id: str, key: str, data: bytes,
-                  headers: dict[str, str] | None = None) -> Any:
+    async def put(
+        self,
+        token: str | None,
+        bucket_id: str,
+        key: str,
+        data: bytes,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         return await self.client.put(
-            f"/api/v1/objects/{bucket_id}/{key}", data=data,
+            f"/api/v1/objects/{bucket_id}/{key}",
+            data=data,
             headers={**self.auth(token), **(headers or {})},
         )
 

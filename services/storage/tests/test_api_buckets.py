@@ -13,13 +13,21 @@ TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 async def test_create_bucket_from_query_answers_sage_bucket_json(api: Api) -> None:
     alice = api.tokens.add("alice")
     async with api.client.post(
-        "/api/v1/objects", params={"type": "training-data", "name": "camera7"},
+        "/api/v1/objects",
+        params={"type": "training-data", "name": "camera7"},
         headers=api.auth(alice),
     ) as r:
         assert r.status == 200
         body = await r.json()
-    assert set(body) == {"id", "name", "owner", "type", "time_created", "time_last_updated",
-                         "metadata"}
+    assert set(body) == {
+        "id",
+        "name",
+        "owner",
+        "type",
+        "time_created",
+        "time_last_updated",
+        "metadata",
+    }
     assert (body["name"], body["owner"], body["type"]) == ("camera7", "alice", "training-data")
     assert uuid.UUID(body["id"])
     assert TIME_RE.match(body["time_created"]) and TIME_RE.match(body["time_last_updated"])
@@ -28,7 +36,8 @@ async def test_create_bucket_from_query_answers_sage_bucket_json(api: Api) -> No
 async def test_create_bucket_from_json_body_with_metadata(api: Api) -> None:
     alice = api.tokens.add("alice")
     async with api.client.post(
-        "/api/v1/objects", json={"type": "Model", "name": "resnet", "metadata": {"arch": "r50"}},
+        "/api/v1/objects",
+        json={"type": "Model", "name": "resnet", "metadata": {"arch": "r50"}},
         headers=api.auth(alice),
     ) as r:
         assert r.status == 200
@@ -38,8 +47,11 @@ async def test_create_bucket_from_json_body_with_metadata(api: Api) -> None:
 
 async def test_create_bucket_refuses_unknown_type_and_bad_name(api: Api) -> None:
     alice = api.tokens.add("alice")
-    for params in ({"type": "pictures"}, {"type": "model", "name": "../etc"},
-                   {"type": "model", "name": "x" * 200}):
+    for params in (
+        {"type": "pictures"},
+        {"type": "model", "name": "../etc"},
+        {"type": "model", "name": "x" * 200},
+    ):
         async with api.client.post("/api/v1/objects", params=params, headers=api.auth(alice)) as r:
             assert r.status in (400, 422)
             assert "error" in await r.json()
@@ -60,8 +72,9 @@ async def test_bucket_quota_is_403_with_a_clear_message(make_api) -> None:  # ty
     bob = api.tokens.add(f"bob{uuid.uuid4().hex[:6]}")
     await api.bucket(bob)
     await api.bucket(bob)
-    async with api.client.post("/api/v1/objects", params={"type": "model"},
-                               headers=api.auth(bob)) as r:
+    async with api.client.post(
+        "/api/v1/objects", params={"type": "model"}, headers=api.auth(bob)
+    ) as r:
         assert r.status == 403
         assert "quota" in (await r.json())["error"]
 
@@ -94,7 +107,8 @@ async def test_list_buckets_shows_only_readable_ones_and_filters(api: Api) -> No
     shared = await api.bucket(carol, name="shared")
     public = await api.bucket(carol, name="open", public="1")
     async with api.client.put(
-        f"/api/v1/objects/{shared['id']}?permissions", headers=api.auth(carol),
+        f"/api/v1/objects/{shared['id']}?permissions",
+        headers=api.auth(carol),
         json={"granteeType": "GROUP", "grantee": "lab", "permission": "READ"},
     ) as r:
         assert r.status == 200
@@ -128,7 +142,8 @@ async def test_patch_changes_name_type_metadata_and_update_time(api: Api) -> Non
     alice = api.tokens.add("alice")
     bucket = await api.bucket(alice, name="old")
     async with api.client.patch(
-        f"/api/v1/objects/{bucket['id']}", headers=api.auth(alice),
+        f"/api/v1/objects/{bucket['id']}",
+        headers=api.auth(alice),
         data='{"name": "new-name", "type": "model", "metadata": {"k": "v"}}',
     ) as r:
         assert r.status == 200
@@ -145,9 +160,11 @@ async def test_permissions_round_trip_in_sage_shape(api: Api) -> None:
     bucket = await api.bucket(alice)
     url = f"/api/v1/objects/{bucket['id']}"
     grant = {"granteeType": "USER", "grantee": "otheruser", "permission": "READ"}
-    async with api.client.put(url + "?permissions", headers=api.auth(alice),
-                              data='{"granteeType": "USER", "grantee": "otheruser",'
-                                   ' "permission": "READ"}') as r:
+    async with api.client.put(
+        url + "?permissions",
+        headers=api.auth(alice),
+        data='{"granteeType": "USER", "grantee": "otheruser", "permission": "READ"}',
+    ) as r:
         assert r.status == 200
         assert await r.json() == grant
     async with api.client.get(url + "?permissions=True", headers=api.auth(alice)) as r:
@@ -156,8 +173,13 @@ async def test_permissions_round_trip_in_sage_shape(api: Api) -> None:
     assert grant in grants
     assert all(set(g) == {"granteeType", "grantee", "permission"} for g in grants)
     async with api.client.delete(
-        url, params=[("permissions", ""), ("grantee", "USER:otheruser:READ"),
-                     ("grantee", "GROUP:nobody")], headers=api.auth(alice),
+        url,
+        params=[
+            ("permissions", ""),
+            ("grantee", "USER:otheruser:READ"),
+            ("grantee", "GROUP:nobody"),
+        ],
+        headers=api.auth(alice),
     ) as r:
         assert r.status == 200
         assert await r.json() == {"deleted": ["USER:otheruser:READ"]}
@@ -166,22 +188,28 @@ async def test_permissions_round_trip_in_sage_shape(api: Api) -> None:
 async def test_owner_full_control_cannot_be_removed_and_all_users_read_only(api: Api) -> None:
     alice = api.tokens.add("alice")
     url = f"/api/v1/objects/{(await api.bucket(alice))['id']}"
-    async with api.client.delete(url + "?permissions&grantee=USER:alice",
-                                 headers=api.auth(alice)) as r:
+    async with api.client.delete(
+        url + "?permissions&grantee=USER:alice", headers=api.auth(alice)
+    ) as r:
         assert r.status == 400
-    async with api.client.put(url + "?permissions", headers=api.auth(alice), json={
-        "granteeType": "GROUP", "grantee": "AllUsers", "permission": "WRITE"}) as r:
+    async with api.client.put(
+        url + "?permissions",
+        headers=api.auth(alice),
+        json={"granteeType": "GROUP", "grantee": "AllUsers", "permission": "WRITE"},
+    ) as r:
         assert r.status == 400
-    async with api.client.put(url + "?permissions", headers=api.auth(alice), json={
-        "granteeType": "USER", "grantee": "bob", "permission": "OWN"}) as r:
+    async with api.client.put(
+        url + "?permissions",
+        headers=api.auth(alice),
+        json={"granteeType": "USER", "grantee": "bob", "permission": "OWN"},
+    ) as r:
         assert r.status == 422
 
 
 async def test_empty_key_delete_is_400_and_bucket_survives(api: Api) -> None:
     alice = api.tokens.add("alice")
     bucket = await api.bucket(alice)
-    async with api.client.delete(f"/api/v1/objects/{bucket['id']}/",
-                                 headers=api.auth(alice)) as r:
+    async with api.client.delete(f"/api/v1/objects/{bucket['id']}/", headers=api.auth(alice)) as r:
         assert r.status == 400
         assert "error" in await r.json()
     async with api.client.get(f"/api/v1/objects/{bucket['id']}", headers=api.auth(alice)) as r:
@@ -201,8 +229,12 @@ async def test_delete_bucket_removes_objects_grants_and_blobs(api: Api) -> None:
         assert r.status == 404
     assert not [k for k in api.objects.blobs if k.startswith(bucket["id"])]
     pool = api.storage.store.pool
-    assert await pool.fetchval("SELECT count(*) FROM grants WHERE bucket_id = $1",
-                               uuid.UUID(bucket["id"])) == 0
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM grants WHERE bucket_id = $1", uuid.UUID(bucket["id"])
+        )
+        == 0
+    )
 
 
 async def test_interrupted_bucket_delete_hides_the_bucket_and_resumes(api: Api) -> None:

@@ -19,8 +19,9 @@ async def _filled(api: Api) -> tuple[str, str]:
 
 
 async def _list(api: Api, token: str, bucket_id: str, prefix: str = "", **query: str) -> Any:
-    async with api.client.get(f"/api/v1/objects/{bucket_id}/{prefix}", params=query,
-                              headers=api.auth(token)) as r:
+    async with api.client.get(
+        f"/api/v1/objects/{bucket_id}/{prefix}", params=query, headers=api.auth(token)
+    ) as r:
         assert r.status == 200, await r.text()
         return await r.json()
 
@@ -73,6 +74,7 @@ async def test_listing_a_missing_prefix_is_empty_and_bad_input_is_400(api: Api) 
     body = await _list(api, alice, bucket_id, "nothing/")
     assert body["Contents"] == [] and body["CommonPrefixes"] == []
     for query in ({"limit": "0"}, {"limit": "x"}, {"ContinuationToken": "%%%"}):
-        async with api.client.get(f"/api/v1/objects/{bucket_id}/", params=query,
-                                  headers=api.auth(alice)) as r:
+        async with api.client.get(
+            f"/api/v1/objects/{bucket_id}/", params=query, headers=api.auth(alice)
+        ) as r:
             assert r.status == 400, query

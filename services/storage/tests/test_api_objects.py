@@ -26,12 +26,16 @@ async def test_form_upload_to_bucket_root_answers_like_the_seed(api: Api) -> Non
     alice = api.tokens.add("alice")
     bucket = await api.bucket(alice)
     picture = os.urandom(300_000)
-    async with api.client.put(f"/api/v1/objects/{bucket['id']}/", headers=api.auth(alice),
-                              data=form(("camera_picture1.jpg", picture))) as r:
+    async with api.client.put(
+        f"/api/v1/objects/{bucket['id']}/",
+        headers=api.auth(alice),
+        data=form(("camera_picture1.jpg", picture)),
+    ) as r:
         assert r.status == 200
         assert await r.json() == {"bucket-id": bucket["id"], "key": "/camera_picture1.jpg"}
-    async with api.client.get(f"/api/v1/objects/{bucket['id']}/camera_picture1.jpg",
-                              headers=api.auth(alice)) as r:
+    async with api.client.get(
+        f"/api/v1/objects/{bucket['id']}/camera_picture1.jpg", headers=api.auth(alice)
+    ) as r:
         assert r.status == 200
         assert await r.read() == picture
         assert r.headers["Content-Type"] == "image/jpeg"
@@ -43,22 +47,29 @@ async def test_form_upload_to_bucket_root_answers_like_the_seed(api: Api) -> Non
 async def test_every_file_part_is_stored_under_a_directory_key(api: Api) -> None:
     alice = api.tokens.add("alice")
     bucket = await api.bucket(alice)
-    async with api.client.put(f"/api/v1/objects/{bucket['id']}/imgs/", headers=api.auth(alice),
-                              data=form(("a.jpg", b"A"), ("b.jpg", b"BB"))) as r:
+    async with api.client.put(
+        f"/api/v1/objects/{bucket['id']}/imgs/",
+        headers=api.auth(alice),
+        data=form(("a.jpg", b"A"), ("b.jpg", b"BB")),
+    ) as r:
         assert r.status == 200
         body = await r.json()
     assert body["key"] == "/imgs/a.jpg" and body["keys"] == ["/imgs/a.jpg", "/imgs/b.jpg"]
     for name, content in (("a.jpg", b"A"), ("b.jpg", b"BB")):
-        async with api.client.get(f"/api/v1/objects/{bucket['id']}/imgs/{name}",
-                                  headers=api.auth(alice)) as r:
+        async with api.client.get(
+            f"/api/v1/objects/{bucket['id']}/imgs/{name}", headers=api.auth(alice)
+        ) as r:
             assert await r.read() == content
 
 
 async def test_form_upload_to_a_full_key_renames_the_file(api: Api) -> None:
     alice = api.tokens.add("alice")
     bucket = await api.bucket(alice)
-    async with api.client.put(f"/api/v1/objects/{bucket['id']}/x/renamed.bin",
-                              headers=api.auth(alice), data=form(("orig.jpg", b"data"))) as r:
+    async with api.client.put(
+        f"/api/v1/objects/{bucket['id']}/x/renamed.bin",
+        headers=api.auth(alice),
+        data=form(("orig.jpg", b"data")),
+    ) as r:
         assert await r.json() == {"bucket-id": bucket["id"], "key": "/x/renamed.bin"}
 
 
@@ -69,8 +80,9 @@ async def test_raw_body_upload_and_overwrite_replaces_the_blob(api: Api) -> None
         assert await r.json() == {"bucket-id": bucket["id"], "key": "/model.bin"}
     async with await api.put(alice, bucket["id"], "model.bin", b"second!") as r:
         assert r.status == 200
-    async with api.client.get(f"/api/v1/objects/{bucket['id']}/model.bin",
-                              headers=api.auth(alice)) as r:
+    async with api.client.get(
+        f"/api/v1/objects/{bucket['id']}/model.bin", headers=api.auth(alice)
+    ) as r:
         assert await r.read() == b"second!"
     assert len([k for k in api.objects.blobs if k.startswith(bucket["id"])]) == 1
 
@@ -91,8 +103,9 @@ async def test_zero_byte_object_round_trips(api: Api) -> None:
     bucket = await api.bucket(alice)
     async with await api.put(alice, bucket["id"], "empty", b"") as r:
         assert r.status == 200
-    async with api.client.get(f"/api/v1/objects/{bucket['id']}/empty",
-                              headers=api.auth(alice)) as r:
+    async with api.client.get(
+        f"/api/v1/objects/{bucket['id']}/empty", headers=api.auth(alice)
+    ) as r:
         assert r.status == 200 and await r.read() == b""
 
 
@@ -102,18 +115,24 @@ async def test_wrong_content_md5_or_sha256_stores_nothing(api: Api) -> None:
     data = os.urandom(6 * MiB)
     wrong_md5 = base64.b64encode(hashlib.md5(b"other").digest()).decode()
     wrong_sha = hashlib.sha256(b"other").hexdigest()
-    for headers in ({"Content-MD5": wrong_md5}, {"X-Checksum-SHA256": wrong_sha},
-                    {"x-amz-checksum-sha256": base64.b64encode(bytes(32)).decode()}):
+    for headers in (
+        {"Content-MD5": wrong_md5},
+        {"X-Checksum-SHA256": wrong_sha},
+        {"x-amz-checksum-sha256": base64.b64encode(bytes(32)).decode()},
+    ):
         async with await api.put(alice, bucket["id"], "checked", data, headers) as r:
             assert r.status == 400
             assert "nothing was stored" in (await r.json())["error"]
-    async with api.client.head(f"/api/v1/objects/{bucket['id']}/checked",
-                               headers=api.auth(alice)) as r:
+    async with api.client.head(
+        f"/api/v1/objects/{bucket['id']}/checked", headers=api.auth(alice)
+    ) as r:
         assert r.status == 404
     assert not api.objects.uploads
     assert not [k for k in api.objects.blobs if k.startswith(bucket["id"])]
-    good = {"Content-MD5": base64.b64encode(hashlib.md5(data).digest()).decode(),
-            "X-Checksum-SHA256": hashlib.sha256(data).hexdigest()}
+    good = {
+        "Content-MD5": base64.b64encode(hashlib.md5(data).digest()).decode(),
+        "X-Checksum-SHA256": hashlib.sha256(data).hexdigest(),
+    }
     async with await api.put(alice, bucket["id"], "checked", data, good) as r:
         assert r.status == 200
 
@@ -129,8 +148,16 @@ async def test_bad_keys_are_400(api: Api) -> None:
     alice = api.tokens.add("alice")
     bucket = await api.bucket(alice)
     root = str(api.client.make_url(f"/api/v1/objects/{bucket['id']}/"))
-    for key in ("a/../b", "a/%2E%2E/b", "a//b", "./a", "x" * 1025, "ctl%01char",
-                "%E2%82%AC" * 342, "%2Fabs"):
+    for key in (
+        "a/../b",
+        "a/%2E%2E/b",
+        "a//b",
+        "./a",
+        "x" * 1025,
+        "ctl%01char",
+        "%E2%82%AC" * 342,
+        "%2Fabs",
+    ):
         # sent as written: clients such as yarl and curl would fold '..' away themselves
         url = URL(root + key, encoded=True)
         async with api.client.session.put(url, data=b"x", headers=api.auth(alice)) as r:
@@ -157,8 +184,9 @@ async def test_body_over_the_limit_is_413_and_leaves_nothing(make_api) -> None: 
         for _ in range(8):
             yield os.urandom(MiB)
 
-    async with api.client.put(f"/api/v1/objects/{bucket['id']}/big2", data=stream(),
-                              headers=api.auth(alice)) as r:
+    async with api.client.put(
+        f"/api/v1/objects/{bucket['id']}/big2", data=stream(), headers=api.auth(alice)
+    ) as r:
         assert r.status == 413
     assert not api.objects.uploads
     assert not [k for k in api.objects.blobs if k.startswith(bucket["id"])]
@@ -208,8 +236,12 @@ async def test_range_requests(api: Api) -> None:
     async with await api.put(alice, bucket["id"], "r", data) as r:
         assert r.status == 200
     url = f"/api/v1/objects/{bucket['id']}/r"
-    for header, status, body in (("bytes=0-9", 206, data[:10]), ("bytes=1000-", 206, data[1000:]),
-                                 ("bytes=-5", 206, data[-5:]), ("bytes=0-1,5-6", 200, data)):
+    for header, status, body in (
+        ("bytes=0-9", 206, data[:10]),
+        ("bytes=1000-", 206, data[1000:]),
+        ("bytes=-5", 206, data[-5:]),
+        ("bytes=0-1,5-6", 200, data),
+    ):
         async with api.client.get(url, headers={**api.auth(alice), "Range": header}) as r:
             assert r.status == status, header
             assert await r.read() == body
@@ -221,11 +253,13 @@ async def test_range_requests(api: Api) -> None:
 async def test_head_gives_headers_without_body(api: Api) -> None:
     alice = api.tokens.add("alice")
     bucket = await api.bucket(alice)
-    async with await api.put(alice, bucket["id"], "h.txt", b"hello",
-                             {"Content-Type": "text/plain"}) as r:
+    async with await api.put(
+        alice, bucket["id"], "h.txt", b"hello", {"Content-Type": "text/plain"}
+    ) as r:
         assert r.status == 200
-    async with api.client.head(f"/api/v1/objects/{bucket['id']}/h.txt",
-                               headers=api.auth(alice)) as r:
+    async with api.client.head(
+        f"/api/v1/objects/{bucket['id']}/h.txt", headers=api.auth(alice)
+    ) as r:
         assert r.status == 200
         assert r.headers["Content-Length"] == "5"
         assert r.headers["Content-Type"] == "text/plain"
@@ -261,7 +295,9 @@ async def test_replaced_blob_outlives_the_replace_by_the_grace_period(make_api) 
     assert await sweep_once(api.storage)
     assert len(mine()) == 2
     ctx = api.storage
-    later = Storage(ctx.store, ctx.objects, ctx.config.model_copy(update={"garbage_grace_seconds": 0}))
+    later = Storage(
+        ctx.store, ctx.objects, ctx.config.model_copy(update={"garbage_grace_seconds": 0})
+    )
     assert await sweep_once(later)
     assert len(mine()) == 1
 
@@ -278,13 +314,13 @@ async def test_concurrent_uploads_to_one_key_leave_one_object_and_one_blob(api: 
             return r.status
 
     assert await asyncio.gather(*(put(b) for b in bodies)) == [200] * 8
-    async with api.client.get(f"/api/v1/objects/{bucket['id']}/same",
-                              headers=api.auth(alice)) as r:
+    async with api.client.get(f"/api/v1/objects/{bucket['id']}/same", headers=api.auth(alice)) as r:
         stored = await r.read()
     assert stored in bodies
     assert len([k for k in api.objects.blobs if k.startswith(bucket["id"])]) == 1
     row = await api.storage.store.pool.fetchrow(
-        "SELECT object_count, bytes_used FROM buckets WHERE id = $1", uuid.UUID(bucket["id"]))
+        "SELECT object_count, bytes_used FROM buckets WHERE id = $1", uuid.UUID(bucket["id"])
+    )
     assert (row["object_count"], row["bytes_used"]) == (1, len(stored))
 
 
@@ -293,7 +329,8 @@ async def test_content_type_that_cannot_be_sent_back_is_400(api: Api) -> None:
     bucket = await api.bucket(alice)
     form = aiohttp.FormData()
     form.add_field("file", b"x", filename="a.bin", content_type="image/\u00e9\u00e9")
-    async with api.client.put(f"/api/v1/objects/{bucket['id']}/", data=form,
-                              headers=api.auth(alice)) as r:
+    async with api.client.put(
+        f"/api/v1/objects/{bucket['id']}/", data=form, headers=api.auth(alice)
+    ) as r:
         assert r.status == 400
         assert "Content-Type" in (await r.json())["error"]

@@ -21,8 +21,7 @@ def test_valid_object_keys_pass(path: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["", "a/", "/a", "a//b", "a/../b", "..", "a/.", "a\x00b", "a\nb", "x" * 1025,
-             "€" * 342]
+    "path", ["", "a/", "/a", "a//b", "a/../b", "..", "a/.", "a\x00b", "a\nb", "x" * 1025, "€" * 342]
 )
 def test_invalid_object_keys_are_refused(path: str) -> None:
     with pytest.raises(BadRequest):
@@ -86,10 +85,17 @@ def test_grantee_specs() -> None:
 @pytest.mark.parametrize(
     ("header", "size", "expected"),
     [
-        (None, 10, None), ("bytes=0-4", 10, (0, 5)), ("bytes=5-", 10, (5, 5)),
-        ("bytes=-3", 10, (7, 3)), ("bytes=-30", 10, (0, 10)), ("bytes=8-100", 10, (8, 2)),
-        ("bytes=10-", 10, unsatisfiable), ("bytes=0-", 0, unsatisfiable),
-        ("bytes=0-1,3-4", 10, None), ("items=0-1", 10, None), ("bytes=5-2", 10, None),
+        (None, 10, None),
+        ("bytes=0-4", 10, (0, 5)),
+        ("bytes=5-", 10, (5, 5)),
+        ("bytes=-3", 10, (7, 3)),
+        ("bytes=-30", 10, (0, 10)),
+        ("bytes=8-100", 10, (8, 2)),
+        ("bytes=10-", 10, unsatisfiable),
+        ("bytes=0-", 0, unsatisfiable),
+        ("bytes=0-1,3-4", 10, None),
+        ("items=0-1", 10, None),
+        ("bytes=5-2", 10, None),
     ],
 )
 def test_range_header(header: str | None, size: int, expected: object) -> None:

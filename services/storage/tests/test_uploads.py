@@ -25,9 +25,15 @@ async def _write(store: MemoryObjectStore, data: bytes, **kw: object) -> object:
     async def remember(upload_id: str) -> None:
         seen.append(upload_id)
 
-    args = {"part_size": 5 * MiB, "limit": Limit(1 << 40, "too big"),
-            "content_type": "application/octet-stream", "metadata": {},
-            "expect": Checksums(), "on_multipart": remember, **kw}
+    args = {
+        "part_size": 5 * MiB,
+        "limit": Limit(1 << 40, "too big"),
+        "content_type": "application/octet-stream",
+        "metadata": {},
+        "expect": Checksums(),
+        "on_multipart": remember,
+        **kw,
+    }
     return await write_blob(store, "b/blob", chunks(data), **args)  # type: ignore[arg-type]
 
 
