@@ -7,81 +7,30 @@ HTTP API; then who may pull or push is what the ECR repository's access control 
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import io
-import json
 import secrets
 import socket
-import tarfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from urllib.parse import urljoin
 
 import aiohttp
-import jwt
 import pytest
 
-from sage_auth.signing import ensure_keypair
-from sage_builder.testing.servers import RegistryServer
 from sage_ecr.config import Config as EcrConfig
 from sage_ecr.testing import RunningEcr, app_spec, start_ecr
 from tests.fixtures.auth import RunningAuth, call, free_socket, start_auth
-
-MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+from tests.fixtures.registry import RegistryClient, access_of, registry_for, registry_token
 
 
 def sfx() -> str:
     return uuid.uuid4().hex[:8]
 
 
-def digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def tiny_image() -> tuple[list[bytes], bytes]:
-    """(blobs, manifest) of an image with one gzipped layer holding one file."""
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w") as tar:
-        data = b"registry access test\n"
-        info = tarfile.TarInfo("hello.txt")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    layer = gzip.compress(raw.getvalue(), mtime=0)
-    config = json.dumps(
-        {
-            "architecture": "amd64",
-            "os": "linux",
-            "rootfs": {"type": "layers", "diff_ids": [digest(raw.getvalue())]},
-        }
-    ).encode()
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": MANIFEST,
-            "config": {
-                "mediaType": "application/vnd.docker.container.image.v1+json",
-                "size": len(config),
-                "digest": digest(config),
-            },
-            "layers": [
-                {
-                    "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                    "size": len(layer),
-                    "digest": digest(layer),
-                }
-            ],
-        }
-    ).encode()
-    return [config, layer], manifest
-
-
 @dataclass
 class Stack:
     auth: RunningAuth
     ecr: RunningEcr
-    registry: str
+    registry: RegistryClient
     auth_secret: str
     http: aiohttp.ClientSession
 
@@ -89,61 +38,8 @@ class Stack:
         self, scope: str, headers: dict[str, str] | None = None, auth_url: str | None = None
     ) -> tuple[str, list[dict]]:
         """A registry token for `scope` and the access it carries."""
-        status, body = await call(
-            self.http,
-            "GET",
-            f"{auth_url or self.auth.url}/auth/registry/token",
-            params={"service": "sage-registry", "scope": scope},
-            headers=headers or {},
-        )
-        assert status == 200, body
-        return body["token"], jwt.decode(body["token"], options={"verify_signature": False})[
-            "access"
-        ]
-
-    async def upload(self, repo: str, data: bytes, bearer: str) -> int:
-        """One blob, monolithic (POST then PUT with the digest); the first failing status."""
-        auth = {"Authorization": f"Bearer {bearer}"}
-        url = f"{self.registry}/v2/{repo}/blobs/uploads/"
-        async with self.http.post(url, headers=auth) as resp:
-            if resp.status != 202:
-                return resp.status
-            location = urljoin(self.registry, resp.headers["Location"])
-        sep = "&" if "?" in location else "?"
-        async with self.http.put(
-            f"{location}{sep}digest={digest(data)}",
-            data=data,
-            headers={**auth, "Content-Type": "application/octet-stream"},
-        ) as resp:
-            return resp.status
-
-    async def push(self, repo: str, tag: str, bearer: str) -> str:
-        blobs, manifest = tiny_image()
-        for blob in blobs:
-            assert await self.upload(repo, blob, bearer) == 201
-        async with self.http.put(
-            f"{self.registry}/v2/{repo}/manifests/{tag}",
-            data=manifest,
-            headers={"Authorization": f"Bearer {bearer}", "Content-Type": MANIFEST},
-        ) as resp:
-            assert resp.status == 201, await resp.text()
-        return digest(manifest)
-
-    async def pull(self, repo: str, tag: str, bearer: str) -> tuple[int, str | None]:
-        """(status, digest of what came back) of fetching the manifest and then its layers."""
-        headers = {"Authorization": f"Bearer {bearer}", "Accept": MANIFEST}
-        async with self.http.get(
-            f"{self.registry}/v2/{repo}/manifests/{tag}", headers=headers
-        ) as resp:
-            if resp.status != 200:
-                return resp.status, None
-            manifest = await resp.read()
-        for layer in json.loads(manifest)["layers"]:
-            async with self.http.get(
-                f"{self.registry}/v2/{repo}/blobs/{layer['digest']}", headers=headers
-            ) as resp:
-                assert resp.status == 200 and digest(await resp.read()) == layer["digest"]
-        return 200, digest(manifest)
+        token = await registry_token(self.http, auth_url or self.auth.url, scope, headers)
+        return token, access_of(token)
 
 
 @pytest.fixture(scope="module")
@@ -175,18 +71,11 @@ async def stack(
         client_secret=auth_secret,
         ecr_timeout=3.0,
     )
-    _, cert = ensure_keypair(auth_key_dir)
-    registry = RegistryServer(
-        tmp_path_factory.mktemp("registry"),
-        f"{auth.url}/auth/registry/token",
-        cert,
-        service=auth.config.registry_service,
-        issuer=auth.config.registry_issuer,
-    )
-    registry.start()
+    registry = registry_for(auth, auth_key_dir, tmp_path_factory.mktemp("registry"))
     try:
         async with aiohttp.ClientSession() as http:
-            yield Stack(auth, ecr, f"http://{registry.address}", auth_secret, http)
+            client = RegistryClient(http, f"http://{registry.address}")
+            yield Stack(auth, ecr, client, auth_secret, http)
     finally:
         registry.stop()
         await auth.stop()
@@ -213,7 +102,7 @@ async def repo(stack: Stack, make_user, service_secrets) -> Repo:
     builder = {"Authorization": aiohttp.encode_basic_auth("builder", service_secrets["builder"])}
     token, access = await stack.token(f"repository:{ns}/img:pull,push", builder)
     assert access == [{"type": "repository", "name": f"{ns}/img", "actions": ["pull", "push"]}]
-    return Repo(f"{ns}/img", owner, await stack.push(f"{ns}/img", "1.0.0", token))
+    return Repo(f"{ns}/img", owner, await stack.registry.push(f"{ns}/img", "1.0.0", token))
 
 
 async def grant(stack: Stack, repo: Repo, grantee_type: str, grantee: str, permission: str):
@@ -246,7 +135,7 @@ async def test_a_user_with_read_pulls_what_the_builder_pushed(stack, repo, make_
     ):
         token, access = await stack.token(f"repository:{repo.name}:pull", headers)
         assert access == [{"type": "repository", "name": repo.name, "actions": ["pull"]}]
-        assert await stack.pull(repo.name, "1.0.0", token) == (200, repo.digest)
+        assert await stack.registry.pull(repo.name, "1.0.0", token) == (200, repo.digest)
 
 
 async def test_a_stranger_gets_no_pull_of_a_private_repository(stack, repo, make_user):
@@ -254,14 +143,14 @@ async def test_a_stranger_gets_no_pull_of_a_private_repository(stack, repo, make
     for headers in ({"Authorization": f"sage {stranger}"}, {}):
         token, access = await stack.token(f"repository:{repo.name}:pull", headers)
         assert access == []
-        assert (await stack.pull(repo.name, "1.0.0", token))[0] == 401
+        assert (await stack.registry.pull(repo.name, "1.0.0", token))[0] == 401
 
 
 async def test_a_public_repository_is_pulled_anonymously(stack, repo, make_user):
     await grant(stack, repo, "GROUP", "AllUsers", "READ")
     token, access = await stack.token(f"repository:{repo.name}:pull,push")
     assert access == [{"type": "repository", "name": repo.name, "actions": ["pull"]}]
-    assert await stack.pull(repo.name, "1.0.0", token) == (200, repo.digest)
+    assert await stack.registry.pull(repo.name, "1.0.0", token) == (200, repo.digest)
     # a token scoped away from the registry pulls what anyone may, and no more
     narrow = await make_user(f"regnarrow-{sfx()}", scopes=["storage:read"])
     _, access = await stack.token(
@@ -284,16 +173,16 @@ async def test_nobody_but_the_builder_pushes(stack, repo, make_user, service_sec
     ):
         token, access = await stack.token(f"repository:{repo.name}:push", headers)
         assert access == []
-        assert await stack.upload(repo.name, b"not from the builder", token) == 401
+        assert await stack.registry.upload(repo.name, b"not from the builder", token) == 401
         token, access = await stack.token(f"repository:{repo.name}:pull,push", headers)
         assert access == [{"type": "repository", "name": repo.name, "actions": ["pull"]}]
-        assert await stack.upload(repo.name, b"not from the builder", token) == 401
+        assert await stack.registry.upload(repo.name, b"not from the builder", token) == 401
 
 
 async def test_other_services_pull_every_image(stack, repo, service_secrets):
     basic = {"Authorization": aiohttp.encode_basic_auth("profiler", service_secrets["profiler"])}
     token, _ = await stack.token(f"repository:{repo.name}:pull", basic)
-    assert await stack.pull(repo.name, "1.0.0", token) == (200, repo.digest)
+    assert await stack.registry.pull(repo.name, "1.0.0", token) == (200, repo.digest)
 
 
 async def test_repositories_not_in_the_catalogue_get_nothing(stack, make_user):
@@ -329,20 +218,20 @@ async def test_with_the_ecr_down_non_admins_get_nothing(
         for headers in ({"Authorization": f"sage {reader}"}, {}):
             token, access = await stack.token(scope, headers, cut_off.url)
             assert access == []
-            assert (await stack.pull(repo.name, "1.0.0", token))[0] == 401
+            assert (await stack.registry.pull(repo.name, "1.0.0", token))[0] == 401
         # admins and the builder do not depend on the ECR
         token, access = await stack.token(scope, {"Authorization": f"sage {admin}"}, cut_off.url)
-        assert await stack.pull(repo.name, "1.0.0", token) == (200, repo.digest)
+        assert await stack.registry.pull(repo.name, "1.0.0", token) == (200, repo.digest)
         builder = {
             "Authorization": aiohttp.encode_basic_auth("builder", service_secrets["builder"])
         }
         token, _ = await stack.token(f"repository:{repo.name}:pull,push", builder, cut_off.url)
-        assert await stack.push(repo.name, "1.0.1", token)
+        assert await stack.registry.push(repo.name, "1.0.1", token)
     finally:
         await cut_off.stop()
     # the same reader through the auth service that reaches the ECR still pulls
     token, _ = await stack.token(scope, {"Authorization": f"sage {reader}"})
-    assert await stack.pull(repo.name, "1.0.0", token) == (200, repo.digest)
+    assert await stack.registry.pull(repo.name, "1.0.0", token) == (200, repo.digest)
 
 
 async def test_only_the_auth_service_may_ask_the_ecr(stack, repo, make_user, service_secrets):
