@@ -53,6 +53,7 @@ def unique() -> str:
 # Shared fixtures, one module per area; each owner keeps its own module.
 pytest_plugins = [
     "tests.fixtures.auth",
+    "tests.fixtures.builder",
     "tests.fixtures.registry",
     "tests.fixtures.s3",
     "tests.fixtures.services",

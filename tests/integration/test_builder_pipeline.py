@@ -18,16 +18,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from sage_auth.signing import ensure_keypair
 from sage_builder.config import Config
 from sage_builder.registry import Credentials, RegistryClient
 from sage_builder.testing import (
     GitServer,
     Harness,
     RegistryReader,
-    RegistryServer,
     commit_all,
-    config_for_tests,
     delete_queues,
     free_port,
     git,
@@ -37,6 +34,7 @@ from sage_builder.testing import (
     until,
 )
 from sage_common.schemas import BuildDone
+from tests.fixtures.builder import log_has
 
 pytestmark = pytest.mark.slow
 
@@ -53,21 +51,6 @@ def suffix() -> str:
 @pytest.fixture(scope="module")
 def git_server(tmp_path_factory) -> GitServer:
     server = GitServer(tmp_path_factory.mktemp("git"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def registry(auth_url, auth_config, tmp_path_factory) -> RegistryServer:
-    _, cert = ensure_keypair(auth_config.key_dir)
-    server = RegistryServer(
-        tmp_path_factory.mktemp("registry"),
-        realm=f"{auth_url}/auth/registry/token",
-        cert=cert,
-        service=auth_config.registry_service,
-        issuer=auth_config.registry_issuer,
-    )
     server.start()
     yield server
     server.stop()
@@ -123,35 +106,9 @@ def repos(git_server, tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 async def stack(
-    database_url,
-    amqp_url,
-    auth_url,
-    service_secrets,
-    s3_server,
-    registry,
-    git_server,
-    repos,
-    suffix,
-    tmp_path_factory,
+    amqp_url, builder_config, git_server, repos, suffix, tmp_path_factory
 ) -> AsyncIterator[tuple[Harness, Config, web.Application]]:
-    config = config_for_tests(
-        port=free_port(),
-        database_url=database_url,
-        db_schema=f"builder_{suffix}",
-        amqp_url=amqp_url,
-        exchange=f"test.builder.{suffix}",
-        queue=f"builder.app-submitted.{suffix}",
-        cancel_queue=f"builder.build-cancel.{suffix}",
-        auth_url=auth_url,
-        client_id="builder",
-        client_secret=service_secrets["builder"],
-        work_dir=tmp_path_factory.mktemp("builder"),
-        registry=registry.address,
-        s3_endpoint=s3_server.endpoint,
-        s3_access_key=s3_server.access_key,
-        s3_secret_key=s3_server.secret_key,
-        s3_bucket=f"build-logs-{suffix}",
-    )
+    config = builder_config(tmp_path_factory.mktemp("builder"), suffix)
     try:
         async with (
             running_builder(config) as app,
@@ -163,31 +120,21 @@ async def stack(
 
 
 @pytest.fixture(scope="module")
-def reader_for(registry, auth_url, service_secrets):
+def reader_for(registry_server, auth_url, service_secrets):
     """A RegistryReader holding a pull token for one repository (asked as the builder account)."""
 
     async def make(repository: str) -> RegistryReader:
         client = RegistryClient(
-            registry.address,
+            registry_server.address,
             token_url=f"{auth_url}/auth/registry/token",
             service="sage-registry",
             creds=Credentials("builder", service_secrets["builder"]),
         )
         async with aiohttp.ClientSession() as session:
             token = await client.token(session, repository, "pull")
-        return RegistryReader(registry.address, token)
+        return RegistryReader(registry_server.address, token)
 
     return make
-
-
-def log_has(s3_server, location: str, text: str):
-    def check() -> bool:
-        try:
-            return text in read_log(s3_server.client(), location)
-        except Exception:
-            return False
-
-    return check
 
 
 # -- the two-architecture build, made once ---------------------------------------------------
@@ -382,30 +329,30 @@ async def test_a_rebuild_cancels_the_running_build_of_the_same_app(stack, s3_ser
     assert new.status == "success" and new.commit == repos["quick"]
 
 
-async def test_registry_down_during_push_is_retried_then_fails_clearly(stack, registry):
+async def test_registry_down_during_push_is_retried_then_fails_clearly(stack, registry_server):
     harness = stack[0]
-    registry.stop()
+    registry_server.stop()
     try:
         build_id = await harness.submit(app_id("down"), "multi", tag="v1")
         done = await harness.events.done(build_id, within=120)
     finally:
-        registry.start()
+        registry_server.start()
     assert (done.status, done.error_class) == ("failure", "push_failed")
     assert "3 attempts" in done.error
     assert sum("push attempt" in line and "retrying" in line for line in done.log_tail) == 2
 
 
 async def test_push_succeeds_when_the_registry_comes_back_between_attempts(
-    stack, registry, s3_server
+    stack, registry_server, s3_server
 ):
     harness = stack[0]
-    registry.stop()
+    registry_server.stop()
     try:
         build_id = await harness.submit(app_id("back"), "multi", tag="v1")
         started = await harness.events.wait(build_id, "build.started")
         await until(log_has(s3_server, started.data["log_location"], "push attempt 1 failed"))
     finally:
-        registry.start()
+        registry_server.start()
     done = await harness.events.done(build_id, within=120)
     assert done.status == "success", (done.error_class, done.error)
 

@@ -19,16 +19,13 @@ import aiohttp
 import asyncpg
 import pytest
 
-from sage_auth.signing import ensure_keypair
 from sage_builder.app import make_builder
 from sage_builder.service import Job, request_from_event
 from sage_builder.testing import (
     GitServer,
     Harness,
-    RegistryServer,
     commit_all,
     config_env,
-    config_for_tests,
     delete_queues,
     free_port,
     read_log,
@@ -38,6 +35,7 @@ from sage_builder.testing import (
 )
 from sage_common.schemas import AppSource, AppSubmitted
 from sage_common.web import POOL
+from tests.fixtures.builder import log_has
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,42 +56,9 @@ def git_server(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def registry(auth_url, auth_config, tmp_path_factory):
-    _, cert = ensure_keypair(auth_config.key_dir)
-    server = RegistryServer(
-        tmp_path_factory.mktemp("registry"),
-        realm=f"{auth_url}/auth/registry/token",
-        cert=cert,
-        service=auth_config.registry_service,
-        issuer=auth_config.registry_issuer,
-    )
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def config(database_url, amqp_url, auth_url, service_secrets, s3_server, registry, tmp_path):
-    suffix = uuid.uuid4().hex[:8]
-    return config_for_tests(
-        port=free_port(),
-        database_url=database_url,
-        db_schema=f"builder_{suffix}",
-        amqp_url=amqp_url,
-        exchange=f"test.builder.{suffix}",
-        queue=f"builder.app-submitted.{suffix}",
-        cancel_queue=f"builder.build-cancel.{suffix}",
-        auth_url=auth_url,
-        client_id="builder",
-        client_secret=service_secrets["builder"],
-        work_dir=tmp_path / "builder",
-        registry=registry.address,
-        s3_endpoint=s3_server.endpoint,
-        s3_access_key=s3_server.access_key,
-        s3_secret_key=s3_server.secret_key,
-        s3_bucket=f"build-logs-{suffix}",
-    )
+def config(builder_config, tmp_path):
+    return builder_config(tmp_path / "builder", uuid.uuid4().hex[:8])
 
 
 async def ready(port: int, proc: subprocess.Popen[bytes]) -> None:
@@ -112,16 +77,6 @@ async def ready(port: int, proc: subprocess.Popen[bytes]) -> None:
         while not await check():
             assert loop.time() < deadline, "the builder process never became ready"
             await asyncio.sleep(0.1)
-
-
-def log_has(s3_server, location: str, text: str):
-    def check() -> bool:
-        try:
-            return text in read_log(s3_server.client(), location)
-        except Exception:
-            return False
-
-    return check
 
 
 async def test_builder_killed_mid_build_is_redelivered_and_completes_once(
