@@ -5,34 +5,14 @@ The `load` app holds N MiB, burns N CPU-seconds, sleeps, or exits with a code, a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import docker
 import pytest
+
 from sage_profiler.docker_runner import DockerRunner
 from sage_profiler.runner import RunnerError, RunResult, RunSpec
-from sage_profiler.testapps import build_load_image
 
 MiB = 1 << 20
-
-
-@pytest.fixture(scope="module")
-def load_image() -> Iterator[str]:
-    """The `load` app, built for this module and removed after it."""
-    client = docker.from_env()
-    tag = "sage-profiler-test/load:accuracy"
-    build_load_image(client, tag)
-    yield tag
-    client.images.remove(tag, force=True)
-    client.close()
-
-
-@pytest.fixture
-async def runner() -> AsyncIterator[DockerRunner]:
-    r = DockerRunner(pull_policy="never")
-    yield r
-    r.close()
 
 
 async def run(runner: DockerRunner, image: str, *args: str, **kw) -> RunResult:
@@ -47,9 +27,11 @@ async def run(runner: DockerRunner, image: str, *args: str, **kw) -> RunResult:
     return await runner.run(spec)
 
 
-async def test_peak_memory_is_within_ten_percent_of_what_the_app_holds(runner, load_image) -> None:
-    baseline = await run(runner, load_image, "mem=0")
-    held = await run(runner, load_image, "mem=128")
+async def test_peak_memory_is_within_ten_percent_of_what_the_app_holds(
+    docker_runner, load_image
+) -> None:
+    baseline = await run(docker_runner, load_image, "mem=0")
+    held = await run(docker_runner, load_image, "mem=128")
     expected = 128 * MiB + baseline.peak_memory_bytes
     assert baseline.exit_code == 0 and held.exit_code == 0
     assert abs(held.peak_memory_bytes - expected) <= 0.10 * expected, (
@@ -58,8 +40,10 @@ async def test_peak_memory_is_within_ten_percent_of_what_the_app_holds(runner, l
     )
 
 
-async def test_cpu_seconds_are_within_ten_percent_of_what_the_app_burns(runner, load_image) -> None:
-    burned = await run(runner, load_image, "cpu=1.5")
+async def test_cpu_seconds_are_within_ten_percent_of_what_the_app_burns(
+    docker_runner, load_image
+) -> None:
+    burned = await run(docker_runner, load_image, "cpu=1.5")
     assert burned.exit_code == 0
     assert burned.cpu_seconds == pytest.approx(1.5, rel=0.10)
     assert burned.cpu_user_seconds + burned.cpu_system_seconds == pytest.approx(
@@ -68,30 +52,32 @@ async def test_cpu_seconds_are_within_ten_percent_of_what_the_app_burns(runner, 
     assert burned.cpu_user_seconds > burned.cpu_system_seconds
 
 
-async def test_an_app_over_its_memory_ceiling_is_reported_oom_killed(runner, load_image) -> None:
-    killed = await run(runner, load_image, "mem=200", memory=64 * MiB)
+async def test_an_app_over_its_memory_ceiling_is_reported_oom_killed(
+    docker_runner, load_image
+) -> None:
+    killed = await run(docker_runner, load_image, "mem=200", memory=64 * MiB)
     assert killed.oom_killed
     assert killed.exit_code == 137 and not killed.timed_out
     assert killed.peak_memory_bytes <= 64 * MiB + MiB
 
 
-async def test_an_app_that_hangs_is_killed_at_its_timeout(runner, load_image) -> None:
-    hung = await run(runner, load_image, "sleep=120", timeout=2)
+async def test_an_app_that_hangs_is_killed_at_its_timeout(docker_runner, load_image) -> None:
+    hung = await run(docker_runner, load_image, "sleep=120", timeout=2)
     assert hung.timed_out and not hung.oom_killed
     assert hung.exit_code is None
     assert 1.9 <= hung.wall_seconds < 10
 
 
-async def test_a_failing_command_reports_its_exit_code(runner, load_image) -> None:
-    failed = await run(runner, load_image, "exit=3")
+async def test_a_failing_command_reports_its_exit_code(docker_runner, load_image) -> None:
+    failed = await run(docker_runner, load_image, "exit=3")
     assert failed.exit_code == 3 and not failed.oom_killed and not failed.timed_out
     assert failed.log_tail == ["done cpu=0.000"]
 
 
 async def test_the_time_series_has_ten_samples_a_second_and_shows_the_load(
-    runner, load_image
+    docker_runner, load_image
 ) -> None:
-    res = await run(runner, load_image, "mem=64", "cpu=1", "sleep=1")
+    res = await run(docker_runner, load_image, "mem=64", "cpu=1", "sleep=1")
     assert res.sample_interval <= 0.1
     assert len(res.samples) >= 0.8 * res.wall_seconds * 10
     assert max(s.memory_bytes for s in res.samples) >= 64 * MiB
@@ -104,8 +90,8 @@ async def test_the_time_series_has_ten_samples_a_second_and_shows_the_load(
     assert res.wall_seconds >= 1.9
 
 
-async def test_a_cpu_ceiling_throttles_and_stretches_wall_time(runner, load_image) -> None:
-    res = await run(runner, load_image, "cpu=0.4", cpus=0.2)
+async def test_a_cpu_ceiling_throttles_and_stretches_wall_time(docker_runner, load_image) -> None:
+    res = await run(docker_runner, load_image, "cpu=0.4", cpus=0.2)
     assert res.wall_seconds >= 1.6  # 0.4 CPU-seconds at a fifth of a core
     assert res.throttled_seconds > 0.3 and res.nr_throttled > 5
 
@@ -117,7 +103,7 @@ def data_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-async def test_the_container_is_locked_down(runner, load_image, data_dir: Path) -> None:
+async def test_the_container_is_locked_down(docker_runner, load_image, data_dir: Path) -> None:
     script = (
         "touch /root-write 2>/dev/null && exit 10; "
         "touch /tmp/ok || exit 11; "
@@ -128,7 +114,7 @@ async def test_the_container_is_locked_down(runner, load_image, data_dir: Path) 
         "grep -q 'NoNewPrivs:.*1' /proc/self/status || exit 16; "
         "exit 0"
     )
-    res = await runner.run(
+    res = await docker_runner.run(
         RunSpec(
             image=load_image,
             command=["/bin/busybox", "sh", "-c"],
@@ -140,12 +126,12 @@ async def test_the_container_is_locked_down(runner, load_image, data_dir: Path) 
     assert res.exit_code == 0, res.log_tail
 
 
-async def test_a_pids_limit_stops_a_fork_bomb(runner, load_image) -> None:
+async def test_a_pids_limit_stops_a_fork_bomb(docker_runner, load_image) -> None:
     script = (
         "( i=0; while [ $i -lt 100 ]; do sleep 2 & i=$((i+1)); done; wait ) 2>/dev/null "
         "&& exit 20; exit 0"
     )
-    limited = await runner.run(
+    limited = await docker_runner.run(
         RunSpec(
             image=load_image,
             command=["/bin/busybox", "sh", "-c"],
@@ -154,7 +140,7 @@ async def test_a_pids_limit_stops_a_fork_bomb(runner, load_image) -> None:
             timeout_seconds=30,
         )
     )
-    roomy = await runner.run(
+    roomy = await docker_runner.run(
         RunSpec(
             image=load_image,
             command=["/bin/busybox", "sh", "-c"],

@@ -2,37 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import docker
 import pytest
+
 from sage_common.schemas import BuildDone, ProfileDone
 from sage_profiler.config import Config, NodeProfile
 from sage_profiler.docker_runner import DockerRunner
 from sage_profiler.fakes import FakeDataSource
 from sage_profiler.service import Profiler, profile
-from sage_profiler.testapps import build_load_image
 
 MiB = 1 << 20
 GiB = 1 << 30
-
-
-@pytest.fixture(scope="module")
-def load_image() -> Iterator[str]:
-    client = docker.from_env()
-    tag = "sage-profiler-test/load:conclusions"
-    build_load_image(client, tag)
-    yield tag
-    client.images.remove(tag, force=True)
-    client.close()
-
-
-@pytest.fixture
-async def runner() -> AsyncIterator[DockerRunner]:
-    r = DockerRunner(pull_policy="never")
-    yield r
-    r.close()
 
 
 async def profiled(
@@ -49,10 +30,12 @@ async def profiled(
     return await profile(Profiler(runner, FakeDataSource(), config), build)
 
 
-async def test_copies_sharing_one_ceiling_each_take_twice_as_long(runner, load_image) -> None:
+async def test_copies_sharing_one_ceiling_each_take_twice_as_long(
+    docker_runner, load_image
+) -> None:
     # alone, each gets a quarter core; two share a quarter core: twice the wall time
     done = await profiled(
-        runner,
+        docker_runner,
         load_image,
         {"args": ["cpu=0.5"], "concurrency": 2},
         cpu_limit=0.25,
@@ -65,9 +48,9 @@ async def test_copies_sharing_one_ceiling_each_take_twice_as_long(runner, load_i
     assert 1.6 <= c["slowdown"] <= 2.5, c
 
 
-async def test_copies_that_overflow_the_shared_memory_fail(runner, load_image) -> None:
+async def test_copies_that_overflow_the_shared_memory_fail(docker_runner, load_image) -> None:
     done = await profiled(
-        runner,
+        docker_runner,
         load_image,
         {"args": ["mem=100", "sleep=1"], "concurrency": 3},
         concurrency_memory_bytes=256 * MiB,
@@ -81,8 +64,8 @@ async def test_copies_that_overflow_the_shared_memory_fail(runner, load_image) -
     assert all(r.passed for r in done.runs)  # alone, every run passed
 
 
-async def test_period_is_met_when_declared_longer_than_the_run(runner, load_image) -> None:
-    done = await profiled(runner, load_image, {"args": ["sleep=1"], "period": "1m"})
+async def test_period_is_met_when_declared_longer_than_the_run(docker_runner, load_image) -> None:
+    done = await profiled(docker_runner, load_image, {"args": ["sleep=1"], "period": "1m"})
     p = done.period
     assert done.status == "passed", done.reason
     assert p["met"] is True and p["shortest_minutes"] == 1
@@ -92,22 +75,22 @@ async def test_period_is_met_when_declared_longer_than_the_run(runner, load_imag
     )
 
 
-async def test_a_period_shorter_than_the_run_fails_the_profile(runner, load_image) -> None:
-    done = await profiled(runner, load_image, {"args": ["sleep=1"], "period": 1})
+async def test_a_period_shorter_than_the_run_fails_the_profile(docker_runner, load_image) -> None:
+    done = await profiled(docker_runner, load_image, {"args": ["sleep=1"], "period": 1})
     assert done.status == "failed"
     assert done.period["met"] is False
     assert "declared period of 1 s" in done.reason
 
 
-async def test_node_fit_counts_copies_by_memory_and_by_cpu(runner, load_image) -> None:
+async def test_node_fit_counts_copies_by_memory_and_by_cpu(docker_runner, load_image) -> None:
     nodes = [
         NodeProfile(name="one-gig", architecture="linux/amd64", memory_bytes=1 * GiB, cpus=8),
         NodeProfile(name="few-cores", architecture="linux/amd64", memory_bytes=8 * GiB, cpus=1.2),
         NodeProfile(name="arm", architecture="linux/arm64", memory_bytes=8 * GiB, cpus=8),
     ]
-    held = await profiled(runner, load_image, {"args": ["mem=300"]}, node_profiles=nodes)
+    held = await profiled(docker_runner, load_image, {"args": ["mem=300"]}, node_profiles=nodes)
     busy = await profiled(
-        runner, load_image, {"args": ["cpu=1"]}, node_profiles=nodes, cpu_limit=0.5
+        docker_runner, load_image, {"args": ["cpu=1"]}, node_profiles=nodes, cpu_limit=0.5
     )
     # 300 MiB held -> about 380 MiB with headroom -> two fit in 1 GiB
     assert held.node_fit["one-gig"]["copies"] == 2

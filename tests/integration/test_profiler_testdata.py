@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import docker
 import pytest
+
 from sage_common.schemas import BuildDone
 from sage_profiler.config import Config
-from sage_profiler.docker_runner import DockerRunner
 from sage_profiler.service import Profiler, profile
 from sage_profiler.spec import TestData
-from sage_profiler.testapps import build_load_image
 from sage_profiler.testdata import StorageHttpSource, TestDataError
-
 from tests.fixtures.auth import MakeUser
 from tests.fixtures.s3 import RunningStorage
 
@@ -67,43 +64,29 @@ async def test_a_private_bucket_is_refused_to_a_stranger(
         )
 
 
-@pytest.fixture(scope="module")
-def load_image() -> Iterator[str]:
-    client = docker.from_env()
-    tag = "sage-profiler-test/load:testdata"
-    build_load_image(client, tag)
-    yield tag
-    client.images.remove(tag, force=True)
-    client.close()
-
-
 async def test_the_app_reads_its_test_data_from_a_read_only_mount(
-    storage_server, bucket, load_image
+    storage_server, bucket, load_image, docker_runner
 ) -> None:
     bucket_id, token = bucket
-    runner = DockerRunner(pull_policy="never")
-    try:
-        profiler = Profiler(
-            runner, StorageHttpSource(storage_server.url, token), Config(default_repetitions=1)
-        )
-        testing = {"args": ["file=/data/deep/frame.bin"], "data": f"sage://{bucket_id}/set/"}
-        done = await profile(
-            profiler,
-            BuildDone(
-                app_id="t/data:1", build_id="b", status="success", image=load_image, testing=testing
-            ),
-        )
-        missing = await profile(
-            profiler,
-            BuildDone(
-                app_id="t/data:1",
-                build_id="b2",
-                status="success",
-                image=load_image,
-                testing={**testing, "args": ["file=/data/not-there"]},
-            ),
-        )
-    finally:
-        runner.close()
+    profiler = Profiler(
+        docker_runner, StorageHttpSource(storage_server.url, token), Config(default_repetitions=1)
+    )
+    testing = {"args": ["file=/data/deep/frame.bin"], "data": f"sage://{bucket_id}/set/"}
+    done = await profile(
+        profiler,
+        BuildDone(
+            app_id="t/data:1", build_id="b", status="success", image=load_image, testing=testing
+        ),
+    )
+    missing = await profile(
+        profiler,
+        BuildDone(
+            app_id="t/data:1",
+            build_id="b2",
+            status="success",
+            image=load_image,
+            testing={**testing, "args": ["file=/data/not-there"]},
+        ),
+    )
     assert done.status == "passed", done.reason
     assert missing.status == "failed" and missing.runs[0].exit_code == 4  # the file check failed
