@@ -31,6 +31,8 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
+from bench._load import closed_loop
+
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_DSN = os.environ.get("SAGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 CLIENTS, WARMUP_SECONDS, RUN_SECONDS, ROUNDS = 32, 1.0, 4.0, 3
@@ -142,34 +144,16 @@ async def _start(kind: str, *args: str, ready_path: str = "/healthz") -> tuple[A
 
 async def _load(method: str, url: str, **request: Any) -> dict[str, float]:
     """CLIENTS workers repeating one request; throughput and latencies of the measured window."""
-    latencies: list[float] = []
-    counting = stop = False
-    connector = aiohttp.TCPConnector(limit=CLIENTS)
-    async with aiohttp.ClientSession(connector=connector) as http:
 
-        async def worker() -> None:
-            while not stop:
-                started = time.perf_counter()
-                async with http.request(method, url, **request) as resp:
-                    body = await resp.read()
-                    if resp.status != 200 or b'"active": false' in body:
-                        raise RuntimeError(f"{method} {url} answered {resp.status}: {body[:200]!r}")
-                if counting:
-                    latencies.append(time.perf_counter() - started)
+    async def one(http: aiohttp.ClientSession, _: int) -> None:
+        async with http.request(method, url, **request) as resp:
+            body = await resp.read()
+            if resp.status != 200 or b'"active": false' in body:
+                raise RuntimeError(f"{method} {url} answered {resp.status}: {body[:200]!r}")
 
-        tasks = [asyncio.create_task(worker()) for _ in range(CLIENTS)]
-        await asyncio.sleep(WARMUP_SECONDS)
-        counting, begin = True, time.perf_counter()
-        await asyncio.sleep(RUN_SECONDS)
-        counting, elapsed = False, time.perf_counter() - begin
-        stop = True
-        await asyncio.gather(*tasks)
-    latencies.sort()
-    return {
-        "rps": len(latencies) / elapsed,
-        "p50": latencies[len(latencies) // 2] * 1000,
-        "p99": latencies[int(len(latencies) * 0.99)] * 1000,
-    }
+    return await closed_loop(
+        one, clients=CLIENTS, warmup_seconds=WARMUP_SECONDS, run_seconds=RUN_SECONDS
+    )
 
 
 async def _compare(a: tuple[Any, ...], b: tuple[Any, ...]) -> tuple[dict[str, float], ...]:

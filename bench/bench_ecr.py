@@ -13,9 +13,7 @@ import asyncio
 import os
 import secrets
 import socket
-import statistics
 import tempfile
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +22,7 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
+from bench._load import closed_loop
 from sage_auth import service as auth_service
 from sage_auth.app import create_app as create_auth_app
 from sage_auth.config import Config as AuthConfig
@@ -58,37 +57,20 @@ async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
 
 async def _load(urls: list[str], headers: dict[str, str]) -> dict[str, float]:
     """Run CLIENTS workers cycling through `urls`; throughput and latency of the measured window."""
-    latencies: list[float] = []
-    counting = False
-    stop = False
-    connector = aiohttp.TCPConnector(limit=CLIENTS)
-    async with aiohttp.ClientSession(connector=connector, headers=headers) as http:
 
-        async def worker(offset: int) -> None:
-            i = offset
-            while not stop:
-                started = time.perf_counter()
-                async with http.get(urls[i % len(urls)]) as resp:
-                    await resp.read()
-                    if resp.status != 200:
-                        raise RuntimeError(f"GET answered {resp.status}")
-                if counting:
-                    latencies.append(time.perf_counter() - started)
-                i += 1
+    async def one(http: aiohttp.ClientSession, i: int) -> None:
+        async with http.get(urls[i % len(urls)]) as resp:
+            await resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"GET answered {resp.status}")
 
-        tasks = [asyncio.create_task(worker(n)) for n in range(CLIENTS)]
-        await asyncio.sleep(WARMUP_SECONDS)
-        counting, begin = True, time.perf_counter()
-        await asyncio.sleep(RUN_SECONDS)
-        counting, elapsed = False, time.perf_counter() - begin
-        stop = True
-        await asyncio.gather(*tasks)
-    latencies.sort()
-    return {
-        "rps": len(latencies) / elapsed,
-        "p50": statistics.median(latencies) * 1000,
-        "p99": latencies[int(len(latencies) * 0.99) - 1] * 1000,
-    }
+    return await closed_loop(
+        one,
+        clients=CLIENTS,
+        warmup_seconds=WARMUP_SECONDS,
+        run_seconds=RUN_SECONDS,
+        headers=headers,
+    )
 
 
 async def _seed(app: web.Application, owner: str) -> None:

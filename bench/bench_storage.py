@@ -28,6 +28,7 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
+from bench._load import latency_ms
 from sage_auth import service as auth_service
 from sage_auth.app import create_app as create_auth_app
 from sage_auth.config import Config as AuthConfig
@@ -145,11 +146,7 @@ def _direct_small(s3: dict[str, str]) -> dict[str, float]:
         return time.perf_counter() - start
 
     with ThreadPoolExecutor(SMALL_COUNT) as pool:
-        latencies = sorted(pool.map(one, range(SMALL_COUNT)))
-    return {
-        "p99": latencies[int(len(latencies) * 0.99) - 1] * 1000,
-        "p50": latencies[len(latencies) // 2] * 1000,
-    }
+        return latency_ms(list(pool.map(one, range(SMALL_COUNT))))
 
 
 def _direct(s3: dict[str, str]) -> tuple[float, float]:
@@ -259,13 +256,7 @@ async def _small_uploads(
     start = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(SMALL_COUNT)))
     wall = time.perf_counter() - start
-    latencies.sort()
-    return {
-        "p99": latencies[int(len(latencies) * 0.99) - 1] * 1000,
-        "p50": latencies[len(latencies) // 2] * 1000,
-        "errors": errors,
-        "wall": wall,
-    }
+    return {**latency_ms(latencies), "errors": errors, "wall": wall}
 
 
 async def main() -> list[dict[str, Any]]:
