@@ -112,6 +112,18 @@ async def bus(amqp_url: str, exchange: str, later: AsyncExitStack) -> Bus:
 
 
 @pytest.fixture
+async def flaky_bus(amqp_url: str, exchange: str, later: AsyncExitStack) -> tuple[TcpProxy, Bus]:
+    """A bus reaching the broker through a proxy the test can cut, reconnecting quickly."""
+    proxy = TcpProxy()
+    await proxy.open()
+    later.push_async_callback(proxy.close)
+    bus = Bus(proxy.url(amqp_url), exchange=exchange, service=SERVICE, reconnect_interval=0.1)
+    await bus.connect()
+    later.push_async_callback(bus.close)
+    return proxy, bus
+
+
+@pytest.fixture
 async def peek(amqp_url: str) -> AsyncIterator[AbstractChannel]:
     """A plain channel of the test's own, to look into queues."""
     connection = await aio_pika.connect(amqp_url)
@@ -264,16 +276,9 @@ async def test_consumer_killed_mid_handling_gets_the_message_again_and_it_takes_
 async def test_connection_lost_after_commit_before_ack_redelivers_and_records_once(
     consumer: Callable[..., Any],
     pool: asyncpg.Pool,
-    amqp_url: str,
-    exchange: str,
-    later: AsyncExitStack,
+    flaky_bus: tuple[TcpProxy, Bus],
 ) -> None:
-    proxy = TcpProxy()
-    await proxy.open()
-    later.push_async_callback(proxy.close)
-    flaky = Bus(proxy.url(amqp_url), exchange=exchange, service=SERVICE, reconnect_interval=0.1)
-    await flaky.connect()
-    later.push_async_callback(flaky.close)
+    proxy, flaky = flaky_bus
     builder = await consumer(SlowBuilder, on=flaky, gate=asyncio.Event())
     event = ping(8)
     await flaky.publish(event)
@@ -289,16 +294,9 @@ async def test_connection_lost_after_commit_before_ack_redelivers_and_records_on
 async def test_connection_drop_is_survived_by_the_same_bus_and_consumer(
     consumer: Callable[..., Any],
     pool: asyncpg.Pool,
-    amqp_url: str,
-    exchange: str,
-    later: AsyncExitStack,
+    flaky_bus: tuple[TcpProxy, Bus],
 ) -> None:
-    proxy = TcpProxy()
-    await proxy.open()
-    later.push_async_callback(proxy.close)
-    flaky = Bus(proxy.url(amqp_url), exchange=exchange, service=SERVICE, reconnect_interval=0.1)
-    await flaky.connect()
-    later.push_async_callback(flaky.close)
+    proxy, flaky = flaky_bus
     recorder = await consumer(on=flaky)
     await flaky.publish(before := ping(9))
     await eventually(lambda: len(recorder.calls) == 1)
