@@ -7,12 +7,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
+
 from sage_common.web import BUS, CONFIG, POOL, READY_CHECKS, bus_context, create_service_app
 
 from .config import Config
 from .docker_runner import DockerRunner
 from .events import BuildDoneConsumer
 from .gpu import open_gpu
+from .k8s_runner import KubernetesRunner
 from .routes import routes
 from .service import Profiler
 from .testdata import StorageHttpSource
@@ -21,7 +23,10 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 PROFILER = web.AppKey("profiler", Profiler)
 
 
-def make_runner(config: Config) -> DockerRunner:
+def make_runner(config: Config) -> DockerRunner | KubernetesRunner:
+    """The runner `config.runner` names: the local Docker engine (default) or Kubernetes Jobs."""
+    if config.runner == "kubernetes":
+        return KubernetesRunner.from_config(config)
     auth = None
     if config.registry_username:
         auth = {
@@ -42,12 +47,15 @@ def make_runner(config: Config) -> DockerRunner:
 
 async def _engine_ready(app: web.Application) -> None:
     runner = app[PROFILER].runner
+    if isinstance(runner, KubernetesRunner):
+        await runner.ping()
+        return
     assert isinstance(runner, DockerRunner)
     await asyncio.to_thread(runner.client.ping)
 
 
 async def profiler_context(app: web.Application) -> AsyncIterator[None]:
-    """The Docker runner and test data source; containers a killed profiler left are removed."""
+    """The runner and test data source; containers or Jobs a killed profiler left are removed."""
     config = app[CONFIG]
     assert isinstance(config, Config)
     runner = await asyncio.to_thread(make_runner, config)
@@ -60,7 +68,10 @@ async def profiler_context(app: web.Application) -> AsyncIterator[None]:
     app[PROFILER] = Profiler(runner=runner, data=data, config=config)
     app[READY_CHECKS].append(_engine_ready)
     yield
-    runner.close()
+    if isinstance(runner, KubernetesRunner):
+        await runner.close()
+    else:
+        runner.close()
 
 
 def _consumers(app: web.Application) -> list[BuildDoneConsumer]:

@@ -5,11 +5,13 @@ Lists and objects (`SAGE_PROFILER_NODE_PROFILES`) are given as JSON.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, SecretStr
 from pydantic_settings import SettingsConfigDict
+
 from sage_common.config import ServiceConfig
 
 GiB = 1 << 30
@@ -57,7 +59,9 @@ class Config(ServiceConfig):
     queue: str = "profiler.build-done"  # this consumer's durable queue
     source: str = "sage/profiler"  # CloudEvents `source` of what it emits
 
-    # Where containers run and how they are measured.
+    # Where containers run: the local Docker engine, or Kubernetes Jobs through the API server.
+    runner: Literal["docker", "kubernetes"] = "docker"
+    # Docker runner: the engine, and the cgroups each run is measured from.
     docker_url: str | None = None  # default: DOCKER_HOST or the local socket
     cgroup_root: Path = Path("/sys/fs/cgroup")
     cgroup_prefix: str = "sage-profiler"
@@ -68,6 +72,23 @@ class Config(ServiceConfig):
     registry_password: SecretStr = SecretStr("")
     run_emulated: bool = True  # run foreign architectures under qemu (marked, not used for limits)
     gpu: Literal["auto", "off"] = "auto"
+
+    # Kubernetes Jobs runner. In a pod it uses the service account's token, CA and namespace.
+    k8s_api: str | None = None  # default in a pod: https://$KUBERNETES_SERVICE_HOST:$..._PORT
+    k8s_token: SecretStr = SecretStr("")  # default: the service account token (re-read)
+    k8s_ca_file: Path | None = None  # default: the service account's ca.crt
+    k8s_namespace: str | None = None  # default: the profiler's own namespace
+    k8s_architectures: list[str] = ["linux/amd64", "linux/arm64"]  # of the cluster's nodes
+    k8s_node_selector: dict[str, str] = {}  # labels a profiling node must also have
+    k8s_tolerations: list[dict[str, Any]] = []  # e.g. of a profiling-node taint
+    k8s_image_pull_secret: str | None = None  # a dockerconfigjson Secret for the registry
+    k8s_data_claim: str | None = None  # RWX claim mounted at work_dir: test data, read-only
+    k8s_runtime_class: str | None = None  # e.g. gvisor, or nvidia on GPU nodes
+    k8s_gpu: bool = False  # nodes offer nvidia.com/gpu
+    k8s_pod_level_resources: bool = False  # copies side by side under a pod-level ceiling
+    k8s_poll_seconds: float = 1.0  # pod status and Metrics API: the time series' rate
+    k8s_start_timeout_seconds: float = 300.0  # scheduling and image pull, before a run starts
+    k8s_ttl_seconds: int = 600  # finished Jobs a profiler could not delete are removed then
 
     # Ceilings of every container under test.
     memory_limit_bytes: int = 2 * GiB
@@ -98,3 +119,12 @@ class Config(ServiceConfig):
     storage_token: SecretStr = SecretStr("")
     test_data_max_bytes: int = 2 * GiB
     work_dir: Path | None = None  # where test data is unpacked; default the system temp dir
+
+
+def in_cluster_api() -> str | None:
+    """The API server's URL from the variables Kubernetes gives every pod (None outside one)."""
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    if not host:
+        return None
+    port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
