@@ -23,8 +23,9 @@ import asyncpg
 import docker
 import pytest
 from aiohttp import web
+
 from sage_common.events import CloudEvent, make_event
-from sage_common.schemas import BuildDone, ProfileDone
+from sage_common.schemas import BuildCancelled, BuildDone, ProfileDone
 from sage_profiler.app import create_app
 from sage_profiler.config import Config
 from sage_profiler.docker_runner import LABEL
@@ -53,6 +54,7 @@ def settings(database_url: str, amqp_url: str, unique: str) -> dict[str, Any]:
         "amqp_url": amqp_url,
         "exchange": f"sage.test.profiler.{unique}",
         "queue": f"profiler.test.{unique}",
+        "cancel_queue": f"profiler.test.{unique}.cancel",
         "pull_policy": "never",
         "memory_limit_bytes": 256 * MiB,
         "cpu_limit": 1.0,
@@ -107,10 +109,14 @@ async def events(settings: dict[str, Any]) -> AsyncIterator[Events]:
     ev = Events(conn, exchange, queue)
     await queue.consume(ev._on)
     yield ev
+    cancels = settings["cancel_queue"]
     for name in (
         settings["queue"],
         f"{settings['queue']}.dlq",
         *(f"{settings['queue']}.retry.{ms}ms" for ms in (5000, 30000, 120000)),
+        cancels,
+        f"{cancels}.dlq",
+        *(f"{cancels}.retry.{ms}ms" for ms in (1000, 5000, 25000)),
     ):
         await channel.queue_delete(name)
     await channel.exchange_delete(settings["exchange"])
@@ -272,3 +278,75 @@ async def test_a_profiler_killed_mid_run_is_redelivered_and_reports_once(
     assert await stored_profiles(settings, build_id) == 1
     left = await asyncio.to_thread(containers_of, build_id, running=False)
     assert left == []
+
+
+def build_cancel(build_id: str) -> CloudEvent:
+    data = BuildCancelled(app_id="test/load:1.0", build_id=build_id, requested_by="alice")
+    return make_event("ecr-api", data, subject=data.app_id)
+
+
+async def profiler_rows(settings: dict[str, Any], sql: str, *args: Any) -> Any:
+    conn = await asyncpg.connect(settings["database_url"])
+    try:
+        return await conn.fetchval(sql.format(schema=settings["db_schema"]), *args)
+    finally:
+        await conn.close()
+
+
+async def test_a_cancelled_build_loses_its_running_profile_and_its_slot(
+    load_image, events: Events, start_profiler, settings, unique
+) -> None:
+    await start_profiler()
+    build_id = f"superseded-{unique}"
+    # Long enough (2 x 60 s) that only a stopped run lets the next build through in time.
+    await events.publish(
+        build_done(load_image, build_id, {"args": ["sleep=60"], "repetitions": 2, "timeout": 90})
+    )
+
+    async def running() -> bool:
+        return bool(await asyncio.to_thread(containers_of, build_id, running=True))
+
+    await wait_until(running, 60, "the superseded build's test to start")
+    await events.publish(build_cancel(build_id))
+
+    async def removed() -> bool:
+        return not await asyncio.to_thread(containers_of, build_id, running=False)
+
+    await wait_until(removed, 30, "the cancelled build's containers to be removed")
+    await events.publish(build_done(load_image, f"next-{unique}", {"args": ["exit=0"]}))
+    nxt = await events.wait_for(f"next-{unique}", within=60)  # the slot is free again
+    assert nxt.status == "passed"
+    assert events.for_build(build_id) == []
+    assert await stored_profiles(settings, build_id) == 0
+    assert (
+        await profiler_rows(
+            settings, "SELECT requested_by FROM {schema}.cancels WHERE build_id = $1", build_id
+        )
+        == "alice"
+    )
+    settled = await profiler_rows(
+        settings, "SELECT count(*) FROM {schema}.processed_events WHERE consumer = $1",
+        settings["queue"],
+    )  # fmt: skip
+    assert settled == 2  # both build.done events were settled, none left to redeliver
+
+
+async def test_a_build_cancelled_before_its_build_done_is_never_profiled(
+    load_image, events: Events, start_profiler, settings, unique
+) -> None:
+    await start_profiler()
+    build_id = f"early-{unique}"
+    await events.publish(build_cancel(build_id))
+    await events.publish(build_cancel(build_id))  # a second cancel of it changes nothing
+
+    async def recorded() -> bool:
+        sql = "SELECT count(*) FROM {schema}.cancels WHERE build_id = $1"
+        return await profiler_rows(settings, sql, build_id) == 1
+
+    await wait_until(recorded, 30, "the cancel to be recorded")
+    await events.publish(build_done(load_image, build_id, {"args": ["exit=0"]}))
+    await events.publish(build_done(load_image, f"marker-{unique}", {"args": ["exit=0"]}))
+    await events.wait_for(f"marker-{unique}")
+    assert events.for_build(build_id) == []
+    assert await stored_profiles(settings, build_id) == 0
+    assert await asyncio.to_thread(containers_of, build_id, running=False) == []

@@ -12,6 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .events import EventData
 
+# What the profiler honours in an app's `testing`, and so the most the ECR accepts: one source,
+# so that nothing submitted is cut down without a word.
+MAX_TEST_REPETITIONS = 10  # runs per architecture
+MAX_TEST_COPIES = 8  # copies run side by side (`testing.concurrency`)
+
 
 class _Part(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -171,6 +176,19 @@ class Period(_Part):
     reason: str | None = None
 
 
+class Ceilings(_Part):
+    """The ceilings every run of the profile had, and why (`ProfileDone.ceilings`)."""
+
+    memory_bytes: int
+    cpus: float
+    # default: the profiler's own; hardware.min_memory: raised to what the app declares it
+    # needs; maximum: the app declares more than the profiler's maximum, so raised to that.
+    memory_from: Literal["default", "hardware.min_memory", "maximum"] = "default"
+    min_memory_bytes: int | None = None  # the app's `hardware.min_memory`, as declared
+    default_memory_bytes: int | None = None
+    max_memory_bytes: int | None = None
+
+
 class ArchitectureOutcome(_Part):
     """What the profiler did with one architecture of the image (`ProfileDone.architectures`)."""
 
@@ -192,12 +210,13 @@ class ProfileDone(EventData):
     period: dict[str, Any] = Field(default_factory=dict)
     recommended: dict[str, Any] = Field(default_factory=dict)
     node_fit: dict[str, Any] = Field(default_factory=dict)
-    # Added by the profiler (all optional); the dicts above follow Concurrency, Period,
-    # Recommended and NodeFit.
+    # Added by the profiler (all optional); the dicts follow Concurrency, Period, Recommended,
+    # NodeFit and Ceilings.
     architectures: list[ArchitectureOutcome] = Field(default_factory=list)
     series: list[ProfileSeries] = Field(default_factory=list)
     started_at: datetime | None = None
     duration_seconds: float = 0.0
+    ceilings: dict[str, Any] = Field(default_factory=dict)
 
 
 class ReviewRequested(EventData):

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from sage_common.schemas import MAX_TEST_COPIES, MAX_TEST_REPETITIONS
+
 from .spectypes import (
     ARCHITECTURES,
     INPUT_TYPES,
@@ -141,11 +143,16 @@ class Testing(_Strict):
     data: SageBucketLink | None = Field(default=None, description="mounted read-only at /data")
     timeout: Seconds = 300.0
     expected_exit_code: Annotated[int, Field(ge=0, le=255)] = 0
-    repetitions: Annotated[int, Field(ge=1, le=100)] = 1
+    # Absent: the profiler decides (its `default_repetitions`, 3 unless configured otherwise).
+    repetitions: Annotated[int, Field(ge=1, le=MAX_TEST_REPETITIONS)] | None = Field(
+        default=None, description="runs per architecture; absent: the profiler's default (3)"
+    )
     period: Seconds | None = Field(
         default=None, description="the app must be able to run this often"
     )
-    concurrency: Annotated[int, Field(ge=1, le=64)] = 1
+    concurrency: Annotated[int, Field(ge=1, le=MAX_TEST_COPIES)] = Field(
+        default=1, description="copies that must run side by side"
+    )
 
 
 class AppSpec(_Strict):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
+
+from sage_common.schemas import MAX_TEST_COPIES, MAX_TEST_REPETITIONS
 from sage_ecr.spec import AppSpec, cross_check, json_schema
 from sage_ecr.spectypes import version_key
 
@@ -80,6 +82,30 @@ def test_sizes_and_durations_are_normalised():
     )
     assert spec.hardware.min_memory == 512 * 1024 * 1024
     assert spec.testing is not None and spec.testing.timeout == 120 and spec.testing.period == 300
+
+
+def test_testing_accepts_exactly_what_the_profiler_honours():
+    most = {"repetitions": MAX_TEST_REPETITIONS, "concurrency": MAX_TEST_COPIES}
+    spec = AppSpec.model_validate(make(testing=most))
+    assert spec.testing is not None
+    assert (spec.testing.repetitions, spec.testing.concurrency) == (10, 8)
+    found = errors(
+        make(testing={"repetitions": MAX_TEST_REPETITIONS + 1, "concurrency": MAX_TEST_COPIES + 1})
+    )
+    assert set(found) == {"testing.repetitions", "testing.concurrency"}
+    assert "less than or equal to 10" in found["testing.repetitions"]
+    assert "less than or equal to 8" in found["testing.concurrency"]
+    testing = json_schema()["$defs"]["Testing"]["properties"]
+    assert testing["concurrency"]["maximum"] == MAX_TEST_COPIES
+    assert {"type": "integer", "minimum": 1, "maximum": MAX_TEST_REPETITIONS} in testing[
+        "repetitions"
+    ]["anyOf"]
+
+
+def test_repetitions_left_out_are_left_to_the_profiler():
+    spec = AppSpec.model_validate(make(testing={"command": ["run"]}))
+    assert spec.testing is not None and spec.testing.repetitions is None
+    assert spec.model_dump(mode="json")["testing"]["repetitions"] is None
 
 
 def test_branch_and_tag_are_exclusive():

@@ -8,11 +8,12 @@ from pathlib import Path
 
 from aiohttp import web
 
+from sage_common.bus import Consumer
 from sage_common.web import BUS, CONFIG, POOL, READY_CHECKS, bus_context, create_service_app
 
 from .config import Config
 from .docker_runner import DockerRunner
-from .events import BuildDoneConsumer
+from .events import BuildDoneConsumer, CancelConsumer, RunningProfiles
 from .gpu import open_gpu
 from .k8s_runner import KubernetesRunner
 from .routes import routes
@@ -74,9 +75,11 @@ async def profiler_context(app: web.Application) -> AsyncIterator[None]:
         runner.close()
 
 
-def _consumers(app: web.Application) -> list[BuildDoneConsumer]:
+def _consumers(app: web.Application) -> list[Consumer]:
+    """`build.done` runs profiles; `build.cancel` stops the ones it names (shared registry)."""
     config = app[CONFIG]
     assert isinstance(config, Config)
+    running = RunningProfiles()
     return [
         BuildDoneConsumer(
             app[POOL],
@@ -85,7 +88,9 @@ def _consumers(app: web.Application) -> list[BuildDoneConsumer]:
             name=config.queue,
             source=config.source,
             parallel=config.max_parallel_profiles,
-        )
+            running=running,
+        ),
+        CancelConsumer(app[POOL], app[BUS], running, name=config.cancel_queue),
     ]
 
 

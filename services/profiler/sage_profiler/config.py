@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from sage_common.config import ServiceConfig
+from sage_common.schemas import MAX_TEST_REPETITIONS
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -57,6 +58,7 @@ class Config(ServiceConfig):
     port: int = 8085
     db_schema: str = "profiler"
     queue: str = "profiler.build-done"  # this consumer's durable queue
+    cancel_queue: str = "profiler.build-cancel"  # build.cancel's: stops a superseded build's run
     source: str = "sage/profiler"  # CloudEvents `source` of what it emits
 
     # Where containers run: the local Docker engine, or Kubernetes Jobs through the API server.
@@ -90,8 +92,10 @@ class Config(ServiceConfig):
     k8s_start_timeout_seconds: float = 300.0  # scheduling and image pull, before a run starts
     k8s_ttl_seconds: int = 600  # finished Jobs a profiler could not delete are removed then
 
-    # Ceilings of every container under test.
+    # Ceilings of every container under test; an app's `hardware.min_memory` raises the memory
+    # one for that app, up to `max_memory_limit_bytes`.
     memory_limit_bytes: int = 2 * GiB
+    max_memory_limit_bytes: int = 8 * GiB  # the most `hardware.min_memory` raises it to
     cpu_limit: float = 2.0
     pids_limit: int = 256
     tmpfs_bytes: int = 64 * MiB
@@ -100,12 +104,12 @@ class Config(ServiceConfig):
     concurrency_memory_bytes: int = 4 * GiB
     concurrency_cpus: float = 2.0
 
-    # What a test description may ask for, and what it gets by default.
+    # What a test description gets by default, and the longest timeout it may ask for.
     default_timeout_seconds: float = 300.0
     max_timeout_seconds: float = 3600.0
-    default_repetitions: int = 3
-    max_repetitions: int = 10
-    max_copies: int = 8
+    # Runs per architecture when `testing.repetitions` is absent. The most repetitions (10) and
+    # copies (8) are not settings: the ECR validates against them too (sage_common.schemas).
+    default_repetitions: Annotated[int, Field(ge=1, le=MAX_TEST_REPETITIONS)] = 3
     max_parallel_profiles: int = 1
 
     # Conclusions.

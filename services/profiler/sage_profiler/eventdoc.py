@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
+
 from sage_common import schemas
 from sage_common.events import CloudEvent, EventData
 
@@ -50,9 +51,15 @@ redelivered event carries the same `id`). Unknown fields must be ignored.
 The profiler consumes every successful `build.done`, runs the app's `testing` description (its
 command, arguments, inputs and test data, repeated) in containers with no network, a read-only root,
 all capabilities dropped and fixed memory/CPU ceilings, measures each run from the container's
-cgroup, and emits one `profile.done` per build. Fields a scheduler uses:
+cgroup, and emits one `profile.done` per build (none for a build a `build.cancel` named: its run is
+stopped). Fields a scheduler uses:
 
-- `status`: `passed` or `failed`; `reason` says why in words (every failing run, copy or period).
+- `status`: `passed` or `failed`; `reason` says why in words (every failing run, copy or period,
+  and a `testing.repetitions` or `testing.concurrency` beyond what the profiler runs: 10 and 8,
+  the limits the ECR validates against).
+- `ceilings` (shape: `Ceilings`): the memory and CPU ceilings every run had; the memory one is the
+  profiler's default raised to the app's `hardware.min_memory` (up to the profiler's maximum), and
+  `memory_from` says which.
 - `recommended` (shape: `Recommended`): `memory_limit_bytes` (the highest peak of any passing
   native run, plus headroom, 25% by default), `memory_request_bytes` (that peak),
   `cpu_limit` (cores: the busiest one-second window, plus headroom), `cpu_request` (cores: the
@@ -80,8 +87,8 @@ CPU time (`cpuacct.usage*` on v1, `cpu.stat` on v2), not sampled averages.
 ## Schemas
 
 The JSON Schema of each event's `data` (draft 2020-12, as pydantic generates it). The `dict`
-members of `profile.done` follow the shapes `Recommended`, `NodeFit`, `Concurrency` and `Period`,
-listed after it.
+members of `profile.done` follow the shapes `Recommended`, `NodeFit`, `Concurrency`, `Period` and
+`Ceilings`, listed after it.
 """
 
 
@@ -127,7 +134,13 @@ def render() -> str:
         data={"app_id": "alice/counter:1.0.0", "...": "..."},
     ).model_dump(mode="json")
     parts = [INTRO.format(table=table, envelope=json.dumps(example, indent=2))]
-    shapes = [schemas.Recommended, schemas.NodeFit, schemas.Concurrency, schemas.Period]
+    shapes = [
+        schemas.Recommended,
+        schemas.NodeFit,
+        schemas.Concurrency,
+        schemas.Period,
+        schemas.Ceilings,
+    ]
     for model in [*events, *shapes]:
         doc = (model.__doc__ or "").strip().splitlines()
         heading = f"`{model.routing_key}`" if issubclass(model, EventData) else "shape"

@@ -29,7 +29,7 @@ from . import conclude
 from .conclude import ArchOutcome
 from .config import Config
 from .runner import Runner, RunnerError, RunnerUnavailable, RunResult, RunSpec
-from .spec import TestingSpec, parse_testing
+from .spec import TestingSpec, ceilings, parse_testing
 from .testdata import TestDataError, TestDataSource, staged
 
 log = logging.getLogger(__name__)
@@ -104,13 +104,15 @@ async def profile(p: Profiler, build: BuildDone) -> ProfileDone:
     cfg = p.config
     started, t0 = datetime.now(UTC), time.monotonic()
     spec = parse_testing(build.testing)
+    limits = ceilings(build.hardware, cfg)
     runnable, arch_report = targets(build, p.runner, cfg)
-    reasons: list[str] = []
+    reasons: list[str] = spec.over_limits()
     gpu = _wants_gpu(build, spec) and p.runner.has_gpu()
+    run = Run(spec=spec, memory_bytes=limits.memory_bytes, gpu=gpu)
     try:
         async with staged(p.data, spec.test_data(), cfg.work_dir) as data_dir:
             for k, outcome in enumerate(runnable):
-                await _run_arch(p, build, spec, outcome, data_dir, gpu, concurrency=k == 0)
+                await _run_arch(p, build, run, outcome, data_dir, concurrency=k == 0)
     except TestDataError as exc:
         reasons.append(f"test data: {exc}")
         runnable = []
@@ -127,13 +129,18 @@ async def profile(p: Profiler, build: BuildDone) -> ProfileDone:
         )
         if outcome.error:
             reasons.append(f"{outcome.architecture}: {outcome.error}")
-        for rep, run in enumerate(outcome.runs, start=1):
-            why = conclude.run_failure(run, expected, cfg.memory_limit_bytes, timeout)
-            runs.append(_test_run(outcome, rep, run, why))
+        for rep, result in enumerate(outcome.runs, start=1):
+            why = conclude.run_failure(result, expected, limits.memory_bytes, timeout)
+            runs.append(_test_run(outcome, rep, result, why))
             if why:
                 reasons.append(f"{outcome.architecture} repetition {rep}: {why}")
     if not runnable and not reasons:
         reasons.append("no architecture of the image can run here")
+    if limits.memory_from == "maximum" and any(r.oom_killed for r in runs):
+        reasons.append(
+            f"hardware.min_memory asks for {limits.min_memory_bytes} bytes; the profiler gives "
+            f"at most {limits.memory_bytes}"
+        )
 
     native = [o for o in runnable if not o.emulated]
     passing_native = [
@@ -180,21 +187,30 @@ async def profile(p: Profiler, build: BuildDone) -> ProfileDone:
         series=[_series(o.architecture, 1, o.runs[0]) for o in runnable if o.runs],
         started_at=started,
         duration_seconds=round(time.monotonic() - t0, 3),
+        ceilings=limits.model_dump(mode="json"),
     )
+
+
+@dataclass(frozen=True)
+class Run:
+    """How every run of one profile is made: the test, its memory ceiling, the GPU or not."""
+
+    spec: TestingSpec
+    memory_bytes: int
+    gpu: bool
 
 
 async def _run_arch(
     p: Profiler,
     build: BuildDone,
-    spec: TestingSpec,
+    run: Run,
     outcome: ArchOutcome,
     data_dir: Any,
-    gpu: bool,
     *,
     concurrency: bool,
 ) -> None:
     try:
-        await _measure(p, build, spec, outcome, data_dir, gpu, concurrency=concurrency)
+        await _measure(p, build, run, outcome, data_dir, concurrency=concurrency)
     except RunnerUnavailable:
         raise  # the engine's fault: the whole profile is retried later
     except RunnerError as exc:
@@ -204,14 +220,13 @@ async def _run_arch(
 async def _measure(
     p: Profiler,
     build: BuildDone,
-    spec: TestingSpec,
+    run: Run,
     outcome: ArchOutcome,
     data_dir: Any,
-    gpu: bool,
     *,
     concurrency: bool,
 ) -> None:
-    cfg = p.config
+    cfg, spec = p.config, run.spec
     platform = outcome.architecture if outcome.emulated else None
     await p.runner.prepare(outcome.image, platform)
     env = dict(spec.env)
@@ -226,12 +241,12 @@ async def _measure(
         data_dir=data_dir,
         data_mount=DATA_MOUNT,
         timeout_seconds=spec.timeout_for(cfg),
-        memory_bytes=cfg.memory_limit_bytes,
+        memory_bytes=run.memory_bytes,
         cpus=cfg.cpu_limit,
         pids_limit=cfg.pids_limit,
         tmpfs_bytes=cfg.tmpfs_bytes,
         user=cfg.run_as_user,
-        gpu=gpu and not outcome.emulated,
+        gpu=run.gpu and not outcome.emulated,
         labels={"org.sagecontinuum.app": build.app_id, "org.sagecontinuum.build": build.build_id},
     )
     for _ in range(spec.repetitions_for(cfg)):

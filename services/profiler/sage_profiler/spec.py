@@ -1,7 +1,9 @@
 """The app's `testing` description, as the profiler reads it from `build.done`.
 
 The ECR API validates the description when it is submitted; here it is read leniently (unknown
-fields ignored, a few spellings accepted) and clamped to what configuration allows.
+fields ignored, a few spellings accepted). Repetitions and copies are held to the limits the ECR
+validates against (`sage_common.schemas`); anything over them is reported (`over_limits`), never
+cut down without a word. `hardware.min_memory` raises the memory ceiling (`ceilings`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import shlex
 from typing import Annotated, Any
 
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from sage_common.schemas import MAX_TEST_COPIES, MAX_TEST_REPETITIONS, Ceilings
 
 from .config import Config
 
@@ -113,10 +117,72 @@ class TestingSpec(BaseModel):
         return min(self.timeout or config.default_timeout_seconds, config.max_timeout_seconds)
 
     def repetitions_for(self, config: Config) -> int:
-        return max(1, min(self.repetitions or config.default_repetitions, config.max_repetitions))
+        """The runs per architecture: as asked (or the configured default), at most the limit."""
+        return max(1, min(self.repetitions or config.default_repetitions, MAX_TEST_REPETITIONS))
 
     def copies_for(self, config: Config) -> int:
-        return max(1, min(self.concurrency, config.max_copies))
+        return max(1, min(self.concurrency, MAX_TEST_COPIES))
+
+    def over_limits(self) -> list[str]:
+        """What the description asks beyond what the profiler runs, in words (empty: nothing).
+
+        The ECR refuses such descriptions; one stored before the limits, or sent by another
+        producer, still gets its runs at the limit, and the profile says what was not done."""
+        found = []
+        if self.repetitions is not None and self.repetitions > MAX_TEST_REPETITIONS:
+            found.append(
+                f"testing.repetitions asks for {self.repetitions} runs; the profiler runs at "
+                f"most {MAX_TEST_REPETITIONS}, so only {MAX_TEST_REPETITIONS} ran"
+            )
+        if self.concurrency > MAX_TEST_COPIES:
+            found.append(
+                f"testing.concurrency asks for {self.concurrency} copies side by side; the "
+                f"profiler tests at most {MAX_TEST_COPIES}, so {self.concurrency} are not shown "
+                "to work"
+            )
+        return found
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?)?B?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1} | {
+    unit: base**power
+    for power, letter in enumerate("kmgt", start=1)
+    for unit, base in ((letter, 1000), (letter + "i", 1024))
+}
+
+
+def size_bytes(value: Any) -> int | None:
+    """A size as bytes: the ECR sends a number, `512Mi` or `2G` are read too; else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return int(value) if value > 0 else None
+    match = _SIZE.match(value) if isinstance(value, str) else None
+    if not match:
+        return None
+    return int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower()]) or None
+
+
+def ceilings(hardware: dict[str, Any] | None, config: Config) -> Ceilings:
+    """Each run's ceilings: the configured memory, raised to the app's `hardware.min_memory`
+    when that is more, but never above `max_memory_limit_bytes`."""
+    declared = size_bytes((hardware or {}).get("min_memory"))
+    default = config.memory_limit_bytes
+    most = max(config.max_memory_limit_bytes, default)
+    if declared is None or declared <= default:
+        memory, source = default, "default"
+    elif declared <= most:
+        memory, source = declared, "hardware.min_memory"
+    else:
+        memory, source = most, "maximum"
+    return Ceilings(
+        memory_bytes=memory,
+        cpus=config.cpu_limit,
+        memory_from=source,
+        min_memory_bytes=declared,
+        default_memory_bytes=default,
+        max_memory_bytes=most,
+    )
 
 
 def parse_testing(raw: dict[str, Any] | None) -> TestingSpec:

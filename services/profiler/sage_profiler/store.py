@@ -1,4 +1,5 @@
-"""SQL of the profiler's own schema: the profiles it produced, one per build."""
+"""SQL of the profiler's own schema: the profiles it produced, one per build, and the builds the
+ECR cancelled."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import uuid
 from typing import Any
 
 import asyncpg
+
 from sage_common.schemas import ProfileDone
 
 
@@ -44,3 +46,21 @@ async def get_profile(
 
 async def count_profiles(conn: asyncpg.Connection | asyncpg.Pool, build_id: str) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM profiles WHERE build_id = $1", build_id))
+
+
+async def record_cancel(conn: asyncpg.Connection, build_id: str, app_id: str, by: str) -> None:
+    """Remember that `build_id` was cancelled (a second cancel of it changes nothing)."""
+    await conn.execute(
+        """INSERT INTO cancels (build_id, app_id, requested_by) VALUES ($1, $2, $3)
+           ON CONFLICT DO NOTHING""",
+        build_id,
+        app_id,
+        by,
+    )
+
+
+async def is_cancelled(conn: asyncpg.Connection | asyncpg.Pool, build_id: str) -> bool:
+    found = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM cancels WHERE build_id = $1)", build_id
+    )
+    return bool(found)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from sage_common.schemas import ArchImage, BuildDone, ProfileDone
 from sage_profiler.config import Config, NodeProfile
 from sage_profiler.fakes import FakeDataSource, FakeRunner, result
@@ -180,6 +181,66 @@ async def test_containers_get_the_configured_ceilings() -> None:
         8 * MiB,
     )
     assert spec.command == ["/bin/app"] and spec.args == ["x"]
+
+
+async def test_declared_min_memory_raises_the_ceiling_and_the_profile_says_so() -> None:
+    runner = FakeRunner()
+    cfg = config(memory_limit_bytes=256 * MiB, max_memory_limit_bytes=1 * GiB)
+    done = await run(
+        runner, build({"repetitions": 1}, hardware={"min_memory": 600 * MiB, "gpu": "none"}), cfg
+    )
+    assert runner.runs[0].memory_bytes == 600 * MiB
+    assert done.status == "passed"
+    assert done.ceilings == {
+        "memory_bytes": 600 * MiB,
+        "cpus": 2.0,
+        "memory_from": "hardware.min_memory",
+        "min_memory_bytes": 600 * MiB,
+        "default_memory_bytes": 256 * MiB,
+        "max_memory_bytes": 1 * GiB,
+    }
+
+
+async def test_min_memory_below_the_default_leaves_the_ceiling_as_configured() -> None:
+    runner = FakeRunner()
+    cfg = config(memory_limit_bytes=256 * MiB)
+    done = await run(runner, build({"repetitions": 1}, hardware={"min_memory": 64 * MiB}), cfg)
+    assert runner.runs[0].memory_bytes == 256 * MiB
+    assert done.ceilings["memory_from"] == "default"
+    plain = await run(FakeRunner(), build({"repetitions": 1}), cfg)
+    assert (
+        plain.ceilings["memory_bytes"] == 256 * MiB and plain.ceilings["min_memory_bytes"] is None
+    )
+
+
+async def test_min_memory_above_the_maximum_gets_the_maximum_and_an_oom_says_why() -> None:
+    runner = FakeRunner(lambda spec: result(exit_code=137, oom=True))
+    cfg = config(memory_limit_bytes=256 * MiB, max_memory_limit_bytes=512 * MiB)
+    done = await run(runner, build({"repetitions": 1}, hardware={"min_memory": 2 * GiB}), cfg)
+    assert runner.runs[0].memory_bytes == 512 * MiB
+    assert done.ceilings["memory_from"] == "maximum"
+    assert done.status == "failed"
+    assert "killed out of memory at the 512 MiB ceiling" in done.reason
+    assert (
+        f"hardware.min_memory asks for {2 * GiB} bytes; the profiler gives at most" in done.reason
+    )
+
+
+async def test_repetitions_and_copies_beyond_the_limits_fail_the_profile_with_the_reason() -> None:
+    runner = FakeRunner()
+    done = await run(runner, build({"repetitions": 25, "concurrency": 20}))
+    assert len(runner.runs) == 10  # run at the limit: the figures still help the scientist
+    assert len(runner.together[0][0]) == 8
+    assert done.status == "failed"
+    assert "testing.repetitions asks for 25 runs; the profiler runs at most 10" in done.reason
+    assert "testing.concurrency asks for 20 copies side by side" in done.reason
+    assert done.concurrency["copies"] == 8 and done.concurrency["all_passed"] is True
+
+
+async def test_no_repetitions_given_means_the_configured_default() -> None:
+    runner = FakeRunner()
+    await run(runner, build({"repetitions": None}), config(default_repetitions=3))
+    assert len(runner.runs) == 3
 
 
 async def test_gpu_is_requested_only_where_the_runner_has_one() -> None:

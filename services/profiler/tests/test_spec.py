@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+from pydantic import ValidationError
+
+from sage_common.schemas import MAX_TEST_COPIES, MAX_TEST_REPETITIONS
 from sage_profiler.config import Config
-from sage_profiler.spec import TestData, parse_testing
+from sage_profiler.spec import TestData, ceilings, parse_testing, size_bytes
+
+MiB = 1 << 20
 
 
 def test_ecr_testing_section_is_read_with_durations_in_seconds() -> None:
@@ -35,12 +41,59 @@ def test_mask_entrypoint_makes_the_command_the_entrypoint() -> None:
     assert spec.arguments() == ["x"]
 
 
-def test_requests_are_clamped_to_configuration() -> None:
-    config = Config(max_repetitions=5, max_copies=3, max_timeout_seconds=60)
+def test_repetitions_and_copies_up_to_the_shared_limits_are_run_as_asked() -> None:
+    spec = parse_testing({"repetitions": MAX_TEST_REPETITIONS, "concurrency": MAX_TEST_COPIES})
+    assert spec.repetitions_for(Config()) == 10 and spec.copies_for(Config()) == 8
+    assert spec.over_limits() == []
+
+
+def test_asking_beyond_the_limits_runs_at_the_limit_and_says_so() -> None:
     spec = parse_testing({"repetitions": 50, "concurrency": 64, "timeout": 3600})
-    assert spec.repetitions_for(config) == 5
-    assert spec.copies_for(config) == 3
-    assert spec.timeout_for(config) == 60
+    assert spec.repetitions_for(Config()) == MAX_TEST_REPETITIONS
+    assert spec.copies_for(Config()) == MAX_TEST_COPIES
+    assert spec.over_limits() == [
+        "testing.repetitions asks for 50 runs; the profiler runs at most 10, so only 10 ran",
+        "testing.concurrency asks for 64 copies side by side; the profiler tests at most 8, "
+        "so 64 are not shown to work",
+    ]
+    assert spec.timeout_for(Config(max_timeout_seconds=60)) == 60
+
+
+def test_the_default_repetitions_must_be_within_the_limit() -> None:
+    with pytest.raises(ValidationError):
+        Config(default_repetitions=MAX_TEST_REPETITIONS + 1)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (512 * MiB, 512 * MiB),
+        ("512Mi", 512 * MiB),
+        ("2G", 2_000_000_000),
+        ("1GiB", 1 << 30),
+        ("100", 100),
+        (None, None),
+        ("lots", None),
+        (0, None),
+        (True, None),
+    ],
+)
+def test_sizes_are_read_as_bytes(value: object, expected: int | None) -> None:
+    assert size_bytes(value) == expected
+
+
+def test_min_memory_raises_the_ceiling_up_to_the_maximum() -> None:
+    config = Config(memory_limit_bytes=256 * MiB, max_memory_limit_bytes=1024 * MiB, cpu_limit=1.5)
+    plain = ceilings(None, config)
+    assert (plain.memory_bytes, plain.memory_from, plain.cpus) == (256 * MiB, "default", 1.5)
+    small = ceilings({"min_memory": 64 * MiB}, config)
+    assert (small.memory_bytes, small.memory_from) == (256 * MiB, "default")
+    assert small.min_memory_bytes == 64 * MiB
+    raised = ceilings({"min_memory": 600 * MiB, "gpu": "none"}, config)
+    assert (raised.memory_bytes, raised.memory_from) == (600 * MiB, "hardware.min_memory")
+    capped = ceilings({"min_memory": "4Gi"}, config)
+    assert (capped.memory_bytes, capped.memory_from) == (1024 * MiB, "maximum")
+    assert (capped.min_memory_bytes, capped.max_memory_bytes) == (4 << 30, 1024 * MiB)
 
 
 def test_no_description_means_the_image_as_it_is_with_defaults() -> None:
