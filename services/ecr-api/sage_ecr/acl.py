@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
 from sage_common.auth import Principal
 
 ALL_USERS = "AllUsers"

@@ -21,6 +21,7 @@ from typing import Any
 
 import asyncpg
 from aiohttp import web
+
 from sage_common.auth import principal
 from sage_common.web import CONFIG
 

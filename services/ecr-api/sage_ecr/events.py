@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncpg
 from aiohttp import web
+
 from sage_common.bus import Consumer
 from sage_common.events import CloudEvent
 from sage_common.schemas import BuildDone, BuildStarted, ProfileDone

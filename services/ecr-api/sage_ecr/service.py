@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+
 from sage_common.auth import Principal
 from sage_common.errors import Conflict, Forbidden, Unprocessable
 

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 import yaml
+
 from sage_common.errors import BadRequest
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # type: ignore[assignment]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import aio_pika
 from aiohttp import web
+
 from sage_common.events import CloudEvent
 
 from .app import create_app
