@@ -216,6 +216,40 @@ async def test_a_follower_gets_each_byte_once_in_order_until_the_build_is_done(
     assert headers["X-Log-Size"] == str(len(expected))
 
 
+async def test_a_running_build_is_read_where_its_build_started_said_the_log_is(
+    ecr, http, people, bus, s3_server
+):
+    build = await Build(ecr, http, people["owner"], f"lab{sfx()}").submit()
+    key = f"elsewhere/{build.build_id}/build.log"  # not where the ECR would look by itself
+    location = f"s3://{ecr.config.build_log_bucket}/{key}"
+    started = BuildStarted(
+        app_id=build.app_id,
+        build_id=build.build_id,
+        started_at="2030-01-01T00:00:00Z",
+        log_location=location,
+    )
+    await bus.publish(make_event("test-builder", started, subject=build.app_id))
+
+    async def recorded() -> bool:
+        _, answer = await call(http, "GET", build.path + "/logs", token=people["owner"])
+        return answer["log_location"] == location
+
+    await eventually(recorded)
+    status, answer = await call(http, "GET", build.path + "/logs", token=people["owner"])
+    assert answer["finished"] is False  # still running: the location came from build.started
+    sink = S3LogSink(s3_server.client(), ecr.config.build_log_bucket)
+    async with BuildLog(sink, key, Scrubber(), flush_seconds=0.05) as log:
+        log("STEP 1/1: written where the builder said")
+    status, body, headers = await build.text()
+    assert (status, body) == (200, b"STEP 1/1: written where the builder said\n")
+    assert headers["X-Build-Complete"] == "false"
+    status, view = await call(
+        http, "GET", f"{ecr.url}/api/builds/{build.ns}/{build.name}/{build.version}",
+        token=people["owner"],
+    )  # fmt: skip
+    assert status == 200 and view["log_location"] == location and view["result"] is None
+
+
 async def test_the_json_answer_stays_as_it_was(ecr, http, people, bus):
     build = await Build(ecr, http, people["owner"], f"lab{sfx()}").submit()
     await build.finish(bus, log_location=build.location, tail=["one", "two"])

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from sage_common.auth import Principal
 
-from . import access, pipeline
+from . import access, pipeline, views
 from . import store_apps as apps
 from .acl import Permission
 from .s3 import LogObject
@@ -69,15 +69,16 @@ def log_key(namespace: str, name: str, version: str, build_id: str) -> str:
 
 
 def where(
-    logs: BuildLogs, done: dict[str, Any], ns: str, name: str, version: str, build_id: str
+    logs: BuildLogs, build: dict[str, Any], ns: str, name: str, version: str
 ) -> tuple[str, str]:
-    """(bucket, key): the location `build.done` reported, else where the builder writes it."""
-    location = str(done.get("log_location") or "")
+    """(bucket, key): the location `build.done` or `build.started` reported, else where the
+    builder is documented to write it (a builder that says nothing)."""
+    location = str(views.log_location(build) or "")
     if location.startswith("s3://"):
         bucket, _, key = location.removeprefix("s3://").partition("/")
         if bucket and key:
             return bucket, key
-    return logs.bucket, log_key(ns, name, version, build_id)
+    return logs.bucket, log_key(ns, name, version, str(build["build_id"]))
 
 
 def _tail_text(done: dict[str, Any]) -> bytes:
@@ -108,7 +109,7 @@ async def read_log(
     build_id = str(build["build_id"])
     done = build.get("done") or {}
     finished = build.get("done_event") is not None or bool(done)
-    bucket, key = where(logs, done, ns, name, version, build_id)
+    bucket, key = where(logs, build, ns, name, version)
     found = await logs.reader.read(bucket, key, offset, logs.chunk_bytes)
     if found is None and finished:
         text = _tail_text(done)

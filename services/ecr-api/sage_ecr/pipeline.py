@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 import asyncpg
+
 from sage_common.auth import Principal
 from sage_common.bus import enqueue
 from sage_common.errors import Conflict
@@ -164,7 +165,9 @@ async def review(
 
 async def on_build_started(conn: Conn, data: BuildStarted, event_id: str) -> None:
     async def record(build_id: Any) -> bool:
-        return await apps.record_started(conn, build_id, data.started_at, event_id)
+        return await apps.record_started(
+            conn, build_id, data.started_at, event_id, data.log_location
+        )
 
     await _apply(conn, data.app_id, data.build_id, record)
 

@@ -63,7 +63,7 @@ async def logs(ecr: Ecr, who: Principal | None, ns: str, name: str, version: str
         "build_number": app["build_number"],
         "build_id": str(build["build_id"]) if build else None,
         "finished": bool(done),
-        "log_location": done.get("log_location"),
+        "log_location": views.log_location(build),
         "log_tail": done.get("log_tail", []),
         "error_class": done.get("error_class"),
         "error": done.get("error"),

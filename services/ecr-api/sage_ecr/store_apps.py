@@ -157,14 +157,17 @@ async def get_build(conn: Conn, build_id: uuid.UUID | None) -> dict[str, Any] | 
     return dict(row) if row else None
 
 
-async def record_started(conn: Conn, build_id: uuid.UUID, at: datetime, event_id: str) -> bool:
-    """Note that the build started; False when that was already known."""
+async def record_started(
+    conn: Conn, build_id: uuid.UUID, at: datetime, event_id: str, log_location: str | None = None
+) -> bool:
+    """Note that the build started, and where its live log is; False when that was known."""
     status = await conn.execute(
-        """UPDATE builds SET started_at = $2, started_event = $3
+        """UPDATE builds SET started_at = $2, started_event = $3, log_location = $4
            WHERE build_id = $1 AND started_event IS NULL""",
         build_id,
         at,
         event_id,
+        log_location,
     )
     return status.endswith(" 1")
 

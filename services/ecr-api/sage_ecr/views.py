@@ -104,6 +104,12 @@ def app_doc(app: dict[str, Any], build: dict[str, Any] | None) -> dict[str, Any]
     return doc
 
 
+def log_location(build: dict[str, Any] | None) -> str | None:
+    """Where the build's log is: as `build.done` reported it, else as `build.started` did."""
+    done = (build or {}).get("done") or {}
+    return done.get("log_location") or (build or {}).get("log_location")
+
+
 def build_view(app: dict[str, Any], build: dict[str, Any] | None) -> dict[str, Any]:
     """`GET /api/builds/...`: SAGE's `result` (SUCCESS, FAILURE, null while running) and more."""
     ident = app_id(app["namespace"], app["name"], app["version"])
@@ -129,7 +135,7 @@ def build_view(app: dict[str, Any], build: dict[str, Any] | None) -> dict[str, A
         "image": done.get("image"),
         "index_digest": done.get("index_digest"),
         "images": done.get("images", []),
-        "log_location": done.get("log_location"),
+        "log_location": log_location(build),
         "error_class": done.get("error_class"),
         "error": done.get("error"),
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
+
 from sage_common.auth import Principal
 from sage_ecr.acl import Grant, Permission, is_public, on_namespace, on_repository, reads_everything
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from sage_common.errors import BadRequest
 from sage_ecr import cursor
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from sage_common.errors import BadRequest
 from sage_ecr.specload import load_document
 
