@@ -1,11 +1,8 @@
-"""The Runner on Kubernetes: one Job per run through the API server, measured from the pod's status
-and the Metrics API.
+"""The Runner on Kubernetes: one Job per run through the API server, followed to its end.
 
-Exit code, OOM kill and the start and finish times are the kubelet's (`state.terminated`, whole
-seconds); peak memory and CPU are what `metrics.k8s.io` sampled (working-set memory and CPU rate
-over the metrics-server's window, typically 15 s), not the cgroup's exact totals: such results
-carry `measured_by = "metrics-api"` (or `"none"` when no sample came), and docs/profiler.md says
-what that means for the conclusions.
+`k8s_job` writes the Job, `k8s_measure` reads what it did; this module drives the API: create,
+poll the Job and its pod (and the Metrics API for the series), stop a run at its timeout, read the
+log tail, delete.
 """
 
 from __future__ import annotations
@@ -15,52 +12,26 @@ import logging
 import socket
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 from .config import Config, in_cluster_api
 from .docker_runner import registry_of
-from .k8s_api import SERVICE_ACCOUNT, KubeApi, api_time, quantity
+from .k8s_api import SERVICE_ACCOUNT, KubeApi
 from .k8s_job import OWNER_LABEL, RUN_LABEL, JobSettings, job_manifest
-from .runner import RunnerError, RunResult, RunSpec, Sample
+from .k8s_measure import (
+    Track,
+    add_samples,
+    check_pod_ended,
+    deadline_exceeded,
+    observe,
+    result_of,
+)
+from .runner import RunnerError, RunResult, RunSpec
 
 log = logging.getLogger(__name__)
 
-# Waiting reasons after which a container will not start by itself.
-_CANNOT_START = {
-    "ImagePullBackOff",
-    "InvalidImageName",
-    "ErrImageNeverPull",
-    "CreateContainerConfigError",
-    "CreateContainerError",
-    "RunContainerError",
-}
 LOG_LINES = 20
-
-
-@dataclass
-class KubeRunResult(RunResult):
-    """A run's result with where its memory and CPU figures came from."""
-
-    measured_by: str = "metrics-api"
-
-
-@dataclass
-class _Track:
-    """What the runner has seen of one container so far."""
-
-    spec: RunSpec
-    name: str
-    seen_running: float | None = None  # monotonic, first poll that saw it running
-    started_at: float | None = None  # the kubelet's startedAt (Unix time)
-    terminated: dict[str, Any] | None = None
-    timed_out_after: float | None = None  # seconds it ran before the runner stopped it
-    samples: list[Sample] = field(default_factory=list)
-
-    @property
-    def done(self) -> bool:
-        return self.terminated is not None or self.timed_out_after is not None
 
 
 class KubernetesRunner:
@@ -179,17 +150,17 @@ class KubernetesRunner:
         requested = time.time()
         await self.api.request("POST", self._jobs, body=body)
         try:
-            tracks = [_Track(spec, f"c{k}") for k, spec in enumerate(specs)]
+            tracks = [Track(spec, f"c{k}") for k, spec in enumerate(specs)]
             pod = await self._follow(name, tracks, platform)
             logs = [await self._log_tail(pod, t.name) for t in tracks] if pod else []
             return [
-                _result(t, requested, self.poll, logs[k] if logs else [])
+                result_of(t, requested, self.poll, logs[k] if logs else [])
                 for k, t in enumerate(tracks)
             ]
         finally:
             await self._delete(name)
 
-    async def _follow(self, name: str, tracks: list[_Track], platform: str) -> str | None:
+    async def _follow(self, name: str, tracks: list[Track], platform: str) -> str | None:
         """Poll the Job and its pod until every container ended or was stopped; the pod's name."""
         start_by = time.monotonic() + self.settings.start_timeout_seconds
         pod_name: str | None = None
@@ -207,10 +178,10 @@ class KubernetesRunner:
             now = time.monotonic()
             if pod is not None:
                 pod_name = pod["metadata"]["name"]
-                self._observe(pod, tracks, now)
+                observe(pod, tracks, now)
             if pod is not None and not all(t.done for t in tracks):
-                _check_pod_ended(pod, tracks)
-            if _deadline_exceeded(job):
+                check_pod_ended(pod, tracks)
+            if deadline_exceeded(job):
                 for t in tracks:
                     if not t.done:
                         ran = now - t.seen_running if t.seen_running is not None else 0.0
@@ -230,24 +201,8 @@ class KubernetesRunner:
                 last_window = await self._sample(pod_name, tracks, last_window, now)
             await asyncio.sleep(self.poll)
 
-    def _observe(self, pod: dict[str, Any], tracks: list[_Track], now: float) -> None:
-        statuses = {s["name"]: s for s in (pod.get("status") or {}).get("containerStatuses") or []}
-        for t in tracks:
-            state = (statuses.get(t.name) or {}).get("state") or {}
-            if "waiting" in state:
-                reason = state["waiting"].get("reason", "")
-                if reason in _CANNOT_START:
-                    message = state["waiting"].get("message", "")
-                    raise RunnerError(f"cannot start {t.spec.image}: {reason}: {message}"[:1000])
-            for key in ("running", "terminated"):
-                if key in state and t.seen_running is None:
-                    t.seen_running = now
-                    t.started_at = api_time(state[key].get("startedAt"))
-            if "terminated" in state and t.timed_out_after is None:
-                t.terminated = state["terminated"]
-
     async def _sample(
-        self, pod: str, tracks: list[_Track], last: str | None, now: float
+        self, pod: str, tracks: list[Track], last: str | None, now: float
     ) -> str | None:
         """One Metrics API reading per new metrics window, into each running container's series."""
         path = f"/apis/metrics.k8s.io/v1beta1/namespaces/{quote(self.namespace)}/pods/{pod}"
@@ -258,16 +213,7 @@ class KubernetesRunner:
             return last
         if not metrics or metrics.get("timestamp") == last:
             return last
-        usage = {c["name"]: c.get("usage", {}) for c in metrics.get("containers", [])}
-        for t in tracks:
-            if t.name in usage and t.seen_running is not None and not t.done:
-                t.samples.append(
-                    Sample(
-                        t=round(now - t.seen_running, 3),
-                        memory_bytes=int(quantity(usage[t.name].get("memory", "0"))),
-                        cpu_cores=round(quantity(usage[t.name].get("cpu", "0")), 3),
-                    )
-                )
+        add_samples(metrics, tracks, now)
         return str(metrics.get("timestamp"))
 
     async def _why(self, job: str, pod: dict[str, Any] | None) -> str:
@@ -330,53 +276,3 @@ class KubernetesRunner:
             await self._delete(job["metadata"]["name"])
             removed += 1
         return removed
-
-
-def _check_pod_ended(pod: dict[str, Any], tracks: list[_Track]) -> None:
-    """A pod that ended while a container never finished was evicted or lost its node."""
-    status = pod.get("status") or {}
-    if status.get("phase") in ("Failed", "Succeeded") and any(
-        t.terminated is None and t.timed_out_after is None for t in tracks
-    ):
-        why = f"{status.get('reason', '')}: {status.get('message', '')}".strip(": ")
-        raise RunnerError(f"the run's pod ended before its containers did ({why or 'no reason'})")
-
-
-def _deadline_exceeded(job: dict[str, Any]) -> bool:
-    return any(
-        c.get("type") == "Failed"
-        and c.get("status") == "True"
-        and c.get("reason") == "DeadlineExceeded"
-        for c in (job.get("status") or {}).get("conditions") or []
-    )
-
-
-def _result(t: _Track, requested: float, poll: float, logs: list[str]) -> KubeRunResult:
-    peak = max((s.memory_bytes for s in t.samples), default=0)
-    mean_cores = sum(s.cpu_cores for s in t.samples) / len(t.samples) if t.samples else 0.0
-    startup = max(0.0, t.started_at - requested) if t.started_at is not None else 0.0
-    if t.timed_out_after is not None or t.terminated is None:
-        exit_code, oom, timed_out = None, False, True
-        wall = t.timed_out_after or 0.0
-    else:
-        exit_code = t.terminated.get("exitCode")
-        oom = t.terminated.get("reason") == "OOMKilled"
-        timed_out = False
-        began = api_time(t.terminated.get("startedAt"))
-        ended = api_time(t.terminated.get("finishedAt"))
-        wall = max(0.0, ended - began) if began is not None and ended is not None else 0.0
-    return KubeRunResult(
-        exit_code=exit_code,
-        oom_killed=oom,
-        timed_out=timed_out,
-        wall_seconds=wall,
-        startup_seconds=startup,
-        peak_memory_bytes=peak,
-        cpu_seconds=round(mean_cores * wall, 3),  # an estimate from sampled rates
-        cpu_user_seconds=0.0,  # the Metrics API does not split user and system time
-        cpu_system_seconds=0.0,
-        samples=t.samples,
-        sample_interval=poll,
-        log_tail=logs,
-        measured_by="metrics-api" if t.samples else "none",
-    )

@@ -25,7 +25,8 @@ from sage_profiler.app import make_runner
 from sage_profiler.config import Config
 from sage_profiler.k8s_api import KubeApi, quantity
 from sage_profiler.k8s_job import JobSettings
-from sage_profiler.k8s_runner import KubernetesRunner, KubeRunResult
+from sage_profiler.k8s_measure import KubeRunResult
+from sage_profiler.k8s_runner import KubernetesRunner
 from sage_profiler.runner import RunnerError, RunnerUnavailable, RunSpec
 
 MiB = 1 << 20
