@@ -67,7 +67,7 @@ class KubeApi:
         self.base = base_url.rstrip("/")
         self._token = token
         self._token_file = token_file
-        self._token_read = 0.0
+        self._token_read: float | None = None  # monotonic time of the last read
         self._ssl: ssl.SSLContext | bool = True
         if ca_file is not None and self.base.startswith("https:"):
             self._ssl = ssl.create_default_context(cafile=str(ca_file))
@@ -76,7 +76,8 @@ class KubeApi:
 
     def _authorization(self) -> dict[str, str]:
         now = time.monotonic()
-        if self._token_file is not None and now - self._token_read > TOKEN_REREAD_SECONDS:
+        stale = self._token_read is None or now - self._token_read > TOKEN_REREAD_SECONDS
+        if self._token_file is not None and stale:
             try:
                 self._token = self._token_file.read_text().strip()
             except OSError as exc:

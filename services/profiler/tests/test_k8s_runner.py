@@ -20,14 +20,17 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from sage_profiler import k8s_runner
+from sage_common.schemas import ArchImage, BuildDone
+from sage_profiler import k8s_api, k8s_runner
 from sage_profiler.app import make_runner
 from sage_profiler.config import Config
+from sage_profiler.fakes import FakeDataSource
 from sage_profiler.k8s_api import KubeApi, quantity
 from sage_profiler.k8s_job import JobSettings
 from sage_profiler.k8s_measure import KubeRunResult
 from sage_profiler.k8s_runner import KubernetesRunner
 from sage_profiler.runner import RunnerError, RunnerUnavailable, RunSpec
+from sage_profiler.service import Profiler, profile
 
 MiB = 1 << 20
 TOKEN = "stand-in-token"  # noqa: S105 - a test value
@@ -548,3 +551,45 @@ async def test_in_a_pod_it_talks_https_with_the_service_account(
         await untrusting.close()
     finally:
         await server.cleanup()
+
+
+async def test_a_rotated_service_account_token_is_read_again(
+    kube: tuple[StandIn, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, url = kube
+    token = tmp_path / "token"
+    token.write_text(TOKEN)
+    api = KubeApi(url, token_file=token)
+    await api.request("GET", f"/apis/batch/v1/namespaces/{NS}/jobs")
+    monkeypatch.setattr(k8s_api, "TOKEN_REREAD_SECONDS", 0.0)
+    token.write_text("rotated-but-not-known-to-the-stand-in")
+    with pytest.raises(RunnerError, match="401"):
+        await api.request("GET", f"/apis/batch/v1/namespaces/{NS}/jobs")
+    await api.close()
+
+
+async def test_the_profiling_use_case_runs_on_the_jobs_runner(
+    kube: tuple[StandIn, str], tmp_path: Path
+) -> None:
+    api, url = kube
+    build = BuildDone(
+        app_id="ns/app:1.0",
+        build_id="b-k8s",
+        status="success",
+        image="registry.example.org/ns/app:1.0",
+        images=[ArchImage(architecture="linux/arm64", digest="sha256:" + "b" * 64)],
+        testing={"repetitions": 2, "data": "sage://cam/imgs"},
+    )
+    runner = make(url, tmp_path)
+    data = FakeDataSource({"cam": {"imgs/a.jpg": b"A"}})
+    done = await profile(Profiler(runner, data, Config(work_dir=tmp_path)), build)
+    await runner.close()
+    assert done.status == "passed", done.reason
+    assert [(r.architecture, r.exit_code, r.peak_memory_bytes) for r in done.runs] == [
+        ("linux/arm64", 0, 96 * MiB)
+    ] * 2
+    assert len(api.created) == 2 and not api.jobs  # each run's Job deleted
+    pod = api.created[0]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["image"] == "registry.example.org/ns/app@sha256:" + "b" * 64
+    assert pod["volumes"][1]["persistentVolumeClaim"]["claimName"] == "profiler-test-data"
+    assert api.created[0]["metadata"]["annotations"]["org.sagecontinuum.app"] == "ns/app:1.0"
