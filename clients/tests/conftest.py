@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from sage_client.cli import cli
 
 from clients.tests.standin import GOOD_TOKEN, StandIn
+from sage_client.cli import cli
 
 
 @pytest.fixture

@@ -6,9 +6,8 @@ import socket
 import subprocess
 import sys
 
-from sage_client.errors import SageError, error_from_answer
-
 from clients.tests.standin import Failure, StandIn
+from sage_client.errors import SageError, error_from_answer
 
 
 def _free_port() -> int:

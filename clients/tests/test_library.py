@@ -5,9 +5,9 @@ from __future__ import annotations
 import socket
 
 import pytest
-from sage_client import AppId, SageClient, SageConnectionError, SageError
 
 from clients.tests.standin import GOOD_TOKEN, Failure, StandIn
+from sage_client import AppId, SageClient, SageConnectionError, SageError
 
 
 async def test_sub_apis_share_one_authenticated_session(server: StandIn) -> None:

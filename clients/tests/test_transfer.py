@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 
 import pytest
-from sage_client import RetryPolicy, SageClient, SageError
-from sage_client.transfer import plan_upload
 
 from clients.tests.standin import GOOD_TOKEN, StandIn
+from sage_client import RetryPolicy, SageClient, SageError
+from sage_client.transfer import plan_upload
 
 FAST = RetryPolicy(attempts=3, base_delay=0.01)
 
