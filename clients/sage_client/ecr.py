@@ -26,6 +26,7 @@ ROUTES = {
     "logs": "/api/apps/{ns}/{name}/{version}/logs",
     "profile": "/api/apps/{ns}/{name}/{version}/profile",
     "review": "/api/apps/{ns}/{name}/{version}/review",
+    "builds": "/api/builds/{ns}/{name}/{version}",
     "namespaces": "/api/namespaces",
     "permissions": "/api/permissions/{resource}",
 }
@@ -60,6 +61,12 @@ class AppId:
             name=quote_segment(self.name),
             version=quote_segment(self.version),
         )
+
+
+def _of_build(entry: dict[str, Any], build_number: int) -> bool:
+    """Whether a history entry belongs to `build_number` or a later build (unnumbered: yes)."""
+    number = entry.get("build_number")
+    return number is None or int(number) >= build_number
 
 
 def resource_path(resource: str) -> str:
@@ -145,6 +152,11 @@ class EcrAPI:
     async def delete(self, app: AppId) -> Any:
         return await self._t.request("DELETE", app.path("app"))
 
+    async def rebuild(self, app: AppId) -> dict[str, Any]:
+        """`POST /api/builds/...`: build the version again; answers `{"build_number": N}`."""
+        result: dict[str, Any] = await self._t.request("POST", app.path("builds"))
+        return result
+
     async def profile(self, app: AppId) -> dict[str, Any]:
         result: dict[str, Any] = await self._t.request("GET", app.path("profile"))
         return result
@@ -213,13 +225,22 @@ class EcrAPI:
         *,
         interval: float = 2.0,
         on_state: Callable[[dict[str, Any]], None] | None = None,
+        build_number: int | None = None,
     ) -> dict[str, Any]:
-        """Poll the status until a final state; `on_state` hears each new history entry once."""
+        """Poll the status until a final state; `on_state` hears each new history entry once.
+
+        With `build_number` (after a rebuild) only that build and later ones count: earlier
+        builds' entries are not reported, and their final state does not end the wait."""
         seen = 0
         last_state = None
         while True:
             status = await with_retries(lambda: self.status(app), POLL_RETRY)
             history = status.get("history") or []
+            if build_number is not None:
+                if int(status.get("build_number") or build_number) < build_number:
+                    await asyncio.sleep(interval)  # an answer from before the rebuild
+                    continue
+                history = [e for e in history if _of_build(e, build_number)]
             if not history and status.get("state") != last_state:
                 history = [{"to": status.get("state")}]  # a server without history
                 seen = 0

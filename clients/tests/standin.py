@@ -57,6 +57,8 @@ class State:
     namespaces: list[dict[str, Any]] = field(default_factory=list)
     ecr_grants: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     pipeline: list[tuple[str, str]] = field(default_factory=list)
+    # After a rebuild, this many status answers still show the version as it was before it.
+    stale_statuses: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
     failures: dict[tuple[str, str], list[Failure]] = field(default_factory=dict)
     fail_uploads: int = 0

@@ -51,7 +51,16 @@ def ecr_routes(key: web.AppKey[State]) -> list[web.RouteDef]:
             "time_created": NOW,
             "time_last_updated": NOW,
             "state": "submitted",
-            "_history": [{"time": NOW, "from": None, "to": "submitted", "cause": "submitted"}],
+            "_build_number": 1,
+            "_history": [
+                {
+                    "time": NOW,
+                    "from": None,
+                    "to": "submitted",
+                    "cause": "submitted",
+                    "build_number": 1,
+                }
+            ],
             "_content_type": request.content_type,
         }
         state(request).apps[aid] = app
@@ -76,15 +85,49 @@ def ecr_routes(key: web.AppKey[State]) -> list[web.RouteDef]:
         del state(request).apps[app["id"]]
         return web.json_response({"deleted": [app["id"]]})
 
+    def snapshot(app: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "state": app["state"],
+            "build_number": app["_build_number"],
+            "history": list(app["_history"]),
+        }
+
     async def status(request: web.Request) -> web.Response:
         app = found(request)
-        pipeline = state(request).pipeline
-        if pipeline:
-            step, cause = pipeline.pop(0)
-            entry = {"time": NOW, "from": app["state"], "to": step, "cause": cause}
+        st = state(request)
+        if st.stale_statuses and app.get("_before_rebuild"):
+            st.stale_statuses -= 1
+            return web.json_response(app["_before_rebuild"])
+        if st.pipeline:
+            step, cause = st.pipeline.pop(0)
+            entry = {
+                "time": NOW,
+                "from": app["state"],
+                "to": step,
+                "cause": cause,
+                "build_number": app["_build_number"],
+            }
             app["state"] = step
             app["_history"].append(entry)
-        return web.json_response({"state": app["state"], "history": app["_history"]})
+        return web.json_response(snapshot(app))
+
+    async def rebuild(request: web.Request) -> web.Response:
+        """As the ECR answers `POST /api/builds/...`: a new build number, the state `submitted`."""
+        app = found(request)
+        if app["frozen"]:
+            return problem(409, f"{app['id']} is published and frozen: submit a new version")
+        app["_before_rebuild"] = snapshot(app)
+        app["_build_number"] += 1
+        entry = {
+            "time": NOW,
+            "from": app["state"],
+            "to": "submitted",
+            "cause": "rebuild",
+            "build_number": app["_build_number"],
+        }
+        app["state"] = "submitted"
+        app["_history"].append(entry)
+        return web.json_response({"build_number": app["_build_number"]})
 
     async def text_log(request: web.Request) -> web.Response:
         """As the ECR's text form answers: the bytes after `offset`, and the log's headers."""
@@ -138,6 +181,7 @@ def ecr_routes(key: web.AppKey[State]) -> list[web.RouteDef]:
         app = found(request)
         body = await request.json()
         app["state"] = "published" if body["decision"] == "approve" else "rejected"
+        app["frozen"] = app["state"] == "published"
         app["_review"] = body
         return web.json_response({"id": app["id"], "state": app["state"]})
 
@@ -170,6 +214,7 @@ def ecr_routes(key: web.AppKey[State]) -> list[web.RouteDef]:
         web.get(app_path + "/logs", logs),
         web.get(app_path + "/profile", profile),
         web.post(app_path + "/review", review),
+        web.post("/api/builds/{ns}/{name}/{version}", rebuild),
         web.get("/api/namespaces", namespaces),
         web.put("/api/namespaces", create_namespace),
         web.get("/api/permissions/{res:.+}", permissions),

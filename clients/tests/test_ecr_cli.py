@@ -64,6 +64,72 @@ def test_submit_wait_fails_when_the_build_fails(sage, server: StandIn, spec: Pat
     assert out["status"]["history"][-1]["cause"] == "exit code 2 in step 3"
 
 
+def failed_first_build(sage, server: StandIn, spec: Path) -> None:
+    """A submitted version whose first build failed (what a rebuild is for)."""
+    server.state.pipeline = [("building", ""), ("build_failed", "exit code 2 in step 3")]
+    assert sage("ecr", "app", "submit", str(spec), "--wait", "--interval", "0.05").exit_code == 1
+
+
+def test_rebuild_posts_to_the_builds_route_and_prints_the_build_number(
+    sage, server: StandIn, spec: Path
+) -> None:
+    failed_first_build(sage, server, spec)
+    result = sage("ecr", "app", "rebuild", "team/detector:1.0.0")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "rebuilding team/detector:1.0.0 (build 2)\n"
+    sent = server.state.requests[-1]
+    assert (sent["method"], sent["path"]) == ("POST", "/api/builds/team/detector/1.0.0")
+    assert sage.json("ecr", "app", "rebuild", "team/detector:1.0.0") == {"build_number": 3}
+
+
+def test_rebuild_wait_follows_only_the_new_build_until_its_outcome(
+    sage, server: StandIn, spec: Path
+) -> None:
+    failed_first_build(sage, server, spec)
+    server.state.stale_statuses = 2  # the status still shows the failed build at first
+    server.state.pipeline = [("building", "build 2"), ("profiling", ""), ("in_review", "")]
+    result = sage("ecr", "app", "rebuild", "team/detector:1.0.0", "--wait", "--interval", "0.05")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "rebuilding team/detector:1.0.0 (build 2); following its pipeline"
+    # The first build's states (and its build_failed) are neither printed nor the outcome.
+    assert [line.split()[1] for line in lines[1:-1]] == [
+        "submitted",
+        "building",
+        "profiling",
+        "in_review",
+    ]
+    assert lines[1].endswith("submitted  (rebuild)")
+    assert lines[-1] == "team/detector:1.0.0: in_review (waiting for a reviewer)"
+    assert server.state.stale_statuses == 0
+
+
+def test_rebuild_wait_fails_with_the_reason_when_the_new_build_fails(
+    sage, server: StandIn, spec: Path
+) -> None:
+    sage.json("ecr", "app", "submit", str(spec))
+    server.state.pipeline = [("building", ""), ("profiling", ""), ("profile_failed", "")]
+    args = ("ecr", "app", "rebuild", "team/detector:1.0.0", "--wait", "--interval", "0.05")
+    result = sage(*args, "--json")
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "sage: error: team/detector:1.0.0 ended profile_failed"
+    )
+    out = json.loads(result.stdout)
+    assert out["build"] == {"build_number": 2}
+    assert out["status"]["state"] == "profile_failed" and out["status"]["build_number"] == 2
+    assert {e["build_number"] for e in out["status"]["history"]} == {1, 2}
+
+
+def test_rebuilding_a_published_version_is_refused(sage, server: StandIn, spec: Path) -> None:
+    sage.json("ecr", "app", "submit", str(spec))
+    sage.json("ecr", "review", "approve", "team/detector:1.0.0", "--comment", "ok")
+    result = sage("ecr", "app", "rebuild", "team/detector:1.0.0", "--wait")
+    assert result.exit_code == 1
+    assert "published and frozen" in result.stderr and "(409)" in result.stderr
+    assert server.state.apps["team/detector:1.0.0"]["_build_number"] == 1
+
+
 def test_invalid_yaml_is_caught_before_sending(sage, server: StandIn, tmp_path: Path) -> None:
     bad = tmp_path / "sage.yaml"
     bad.write_text("name: [unclosed\n")

@@ -23,6 +23,7 @@ APP_COLUMNS = ("id", "description", "owner", "state", "time_created")
     epilog="""\b
 Examples:
   sage ecr app submit sage.yaml --wait
+  sage ecr app rebuild myteam/detector:1.0.0 --wait
   sage ecr app list myteam --all
   sage ecr app status myteam/detector:1.0.0
   sage ecr app logs myteam/detector:1.0.0 --follow
@@ -70,18 +71,34 @@ def _print_entry(entry: dict[str, Any]) -> None:
     say("  ".join(p for p in parts if p), err=state().json)
 
 
-@app.command("submit")
-@click.argument(
-    "spec", metavar="SAGE_YAML", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+def _outcome(ident: str, status: dict[str, Any]) -> None:
+    """The end of a `--wait`: exit 1 with the reason when the version failed, else its state."""
+    final = status.get("state")
+    if final in FAILED_STATES:
+        why = _why(status)
+        raise Failed(f"{ident} ended {final}" + (f": {why}" if why else ""))
+    if not state().json:
+        say(f"{ident}: {final}" + (" (waiting for a reviewer)" if final == "in_review" else ""))
+
+
+_wait = click.option(
+    "--wait", is_flag=True, help="Follow the pipeline state by state until its outcome."
 )
-@click.option("--wait", is_flag=True, help="Follow the pipeline state by state until its outcome.")
-@click.option(
+_interval = click.option(
     "--interval",
     type=click.FloatRange(min=0.05),
     default=2.0,
     show_default=True,
     help="Seconds between status checks with --wait.",
 )
+
+
+@app.command("submit")
+@click.argument(
+    "spec", metavar="SAGE_YAML", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@_wait
+@_interval
 @global_options
 def submit(spec: Path, wait: bool, interval: float) -> None:
     """Submit an app version described by SAGE_YAML (YAML or JSON).
@@ -107,15 +124,43 @@ def submit(spec: Path, wait: bool, interval: float) -> None:
         return
     if state().json:
         print_json({"app": submitted, "status": status})
-    final = status.get("state")
-    if final in FAILED_STATES:
-        why = _why(status)
-        raise Failed(f"{submitted.get('id')} ended {final}" + (f": {why}" if why else ""))
-    if not state().json:
-        say(
-            f"{submitted.get('id')}: {final}"
-            + (" (waiting for a reviewer)" if final == "in_review" else "")
+    _outcome(str(submitted.get("id")), status)
+
+
+@app.command("rebuild")
+@click.argument("app_id", metavar="NS/NAME:VERSION", type=APP_ID)
+@_wait
+@_interval
+@global_options
+def rebuild(app_id: AppId, wait: bool, interval: float) -> None:
+    """Build a version again from its source (one not yet published).
+
+    A build still under way is cancelled. With --wait it follows the new build as submit --wait
+    does: exit code 0 once published or in review, 1 when it failed or was rejected.
+    """
+
+    async def go(sage: SageClient) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        started = await sage.ecr.rebuild(app_id)
+        if not wait:
+            return started, None
+        number = started.get("build_number")
+        if not state().json:
+            say(f"rebuilding {app_id} (build {number}); following its pipeline")
+        status = await sage.ecr.wait(
+            app_id,
+            interval=interval,
+            on_state=_print_entry,
+            build_number=None if number is None else int(number),
         )
+        return started, status
+
+    started, status = run(go)
+    if status is None:
+        emit(started, lambda: say(f"rebuilding {app_id} (build {started.get('build_number')})"))
+        return
+    if state().json:
+        print_json({"build": started, "status": status})
+    _outcome(str(app_id), status)
 
 
 @app.command("list")
