@@ -192,6 +192,25 @@ def test_profile_prints_the_summary_and_saves_the_chart_here(
     assert "linux/arm64, run 1 (emulated)" in texts
 
 
+def test_profile_says_which_memory_ceiling_the_runs_had(sage, submitted: StandIn) -> None:
+    ceilings = {"memory_bytes": 600 * MiB, "cpus": 2.0, "memory_from": "hardware.min_memory"}
+    submitted.state.profile = {**a_profile(series=False), "ceilings": ceilings}
+    out = sage("ecr", "app", "profile", APP, "--no-chart").stdout
+    assert (
+        "ceilings: memory 600.0 MiB, CPU 2 cores (memory raised to the app's hardware.min_memory)"
+        in out
+    )
+    held = {**ceilings, "memory_bytes": 8192 * MiB, "memory_from": "maximum"}
+    submitted.state.profile = {
+        **a_profile(series=False),
+        "ceilings": {**held, "min_memory_bytes": 16384 * MiB},
+    }
+    out = sage("ecr", "app", "profile", APP, "--no-chart").stdout
+    assert "ceilings: memory 8.0 GiB, CPU 2 cores (hardware.min_memory asks for 16.0 GiB;" in out
+    submitted.state.profile = a_profile(series=False)  # an older profiler's: no line
+    assert "ceilings" not in sage("ecr", "app", "profile", APP, "--no-chart").stdout
+
+
 def test_profile_will_not_overwrite_a_chart_without_force(
     sage, submitted: StandIn, tmp_path: Path
 ) -> None:

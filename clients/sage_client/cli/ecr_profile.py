@@ -86,6 +86,20 @@ def _period(p: dict[str, Any]) -> str:
     return text
 
 
+def _ceilings(c: dict[str, Any]) -> str:
+    """The ceilings the runs had; the memory one says when the app's min_memory set it."""
+    text = f"memory {human_size(c.get('memory_bytes'))}, CPU {_num(c.get('cpus'))} cores"
+    source = c.get("memory_from")
+    if source == "hardware.min_memory":
+        text += " (memory raised to the app's hardware.min_memory)"
+    elif source == "maximum":
+        text += (
+            f" (hardware.min_memory asks for {human_size(c.get('min_memory_bytes'))}; "
+            "memory held to the profiler's maximum)"
+        )
+    return text
+
+
 def print_summary(app_id: AppId, found: dict[str, Any]) -> None:
     """The verdict and reason, the runs, then the conclusions a scheduler uses."""
     verdict = str(found.get("status") or "unknown")
@@ -95,6 +109,8 @@ def print_summary(app_id: AppId, found: dict[str, Any]) -> None:
     runs = found.get("runs") or []
     if runs:
         table(RUN_COLUMNS, [_run_row(r) for r in runs])
+    if found.get("ceilings"):
+        say(f"ceilings: {_ceilings(found['ceilings'])}")
     say(f"recommended limits: {_limits(found.get('recommended') or {})}")
     say(f"concurrency: {_concurrency(found.get('concurrency') or {})}")
     say(f"period: {_period(found.get('period') or {})}")
