@@ -130,8 +130,9 @@ class KubernetesRunner:
         return await self._run_job(specs, (memory_bytes, cpus))
 
     def _platform(self, spec: RunSpec) -> str:
-        if spec.platform:
-            return spec.platform
+        chosen = spec.platform or spec.architecture
+        if chosen:
+            return chosen
         if len(self.architectures) == 1:
             return next(iter(self.architectures))
         raise RunnerError(

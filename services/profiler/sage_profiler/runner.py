@@ -19,7 +19,8 @@ class RunSpec:
     command: list[str] | None = None  # replaces the image's entrypoint when given
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
-    platform: str | None = None
+    platform: str | None = None  # set only when the engine must emulate another architecture
+    architecture: str | None = None  # the OCI platform the run targets (linux/arm64), always set
     data_dir: Path | None = None  # mounted read-only at `data_mount`
     data_mount: str = "/data"
     timeout_seconds: float = 300.0

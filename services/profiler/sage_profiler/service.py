@@ -238,6 +238,7 @@ async def _measure(
         args=spec.arguments(),
         env=env,
         platform=platform,
+        architecture=outcome.architecture,
         data_dir=data_dir,
         data_mount=DATA_MOUNT,
         timeout_seconds=spec.timeout_for(cfg),

@@ -593,3 +593,17 @@ async def test_the_profiling_use_case_runs_on_the_jobs_runner(
     assert pod["containers"][0]["image"] == "registry.example.org/ns/app@sha256:" + "b" * 64
     assert pod["volumes"][1]["persistentVolumeClaim"]["claimName"] == "profiler-test-data"
     assert api.created[0]["metadata"]["annotations"]["org.sagecontinuum.app"] == "ns/app:1.0"
+
+
+async def test_each_run_goes_to_nodes_of_its_own_architecture_among_several(
+    kube: tuple[StandIn, str], tmp_path: Path
+) -> None:
+    """The profiler names every run's architecture, so a cluster with both kinds of node works."""
+    api, url = kube
+    api.next = [Box()]
+    runner = make(url, tmp_path, architectures={"linux/amd64", "linux/arm64"})
+    result = await runner.run(spec(architecture="linux/arm64"))
+    await runner.close()
+    assert result.exit_code == 0
+    (job,) = api.created
+    assert job["spec"]["template"]["spec"]["nodeSelector"]["kubernetes.io/arch"] == "arm64"

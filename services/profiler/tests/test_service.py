@@ -181,6 +181,8 @@ async def test_containers_get_the_configured_ceilings() -> None:
         8 * MiB,
     )
     assert spec.command == ["/bin/app"] and spec.args == ["x"]
+    # a native run names its architecture (the Kubernetes runner picks nodes by it), no emulation
+    assert spec.platform is None and spec.architecture == "linux/amd64"
 
 
 async def test_declared_min_memory_raises_the_ceiling_and_the_profile_says_so() -> None:
