@@ -68,7 +68,9 @@ class PermissionChange(BaseModel):
     def grant(self) -> Grant:
         """The grant an `add` names (complete: the validator checked)."""
         assert self.granteeType and self.grantee and self.permission
-        return Grant(granteeType=self.granteeType, grantee=self.grantee, permission=self.permission)
+        return Grant(
+            grantee_type=self.granteeType, grantee=self.grantee, permission=self.permission
+        )
 
     @model_validator(mode="after")
     def _add_is_complete(self) -> PermissionChange:

@@ -63,7 +63,7 @@ async def create_namespace(conn: Conn, name: str, owner: str) -> bool:
             conn,
             "namespace",
             name,
-            Grant(granteeType="USER", grantee=owner, permission=Permission.FULL_CONTROL),
+            Grant(grantee_type="USER", grantee=owner, permission=Permission.FULL_CONTROL),
         )
     return bool(created)
 
@@ -129,7 +129,7 @@ async def create_repository(conn: Conn, namespace: str, name: str, owner: str) -
             conn,
             "repository",
             f"{namespace}/{name}",
-            Grant(granteeType="USER", grantee=owner, permission=Permission.FULL_CONTROL),
+            Grant(grantee_type="USER", grantee=owner, permission=Permission.FULL_CONTROL),
         )
     return bool(created)
 
@@ -181,7 +181,7 @@ async def grants(conn: Conn, resource_type: str, resource_name: str) -> list[Gra
         resource_name,
     )
     return [
-        Grant(granteeType=r["grantee_type"], grantee=r["grantee"], permission=r["permission"])
+        Grant(grantee_type=r["grantee_type"], grantee=r["grantee"], permission=r["permission"])
         for r in rows
     ]
 
