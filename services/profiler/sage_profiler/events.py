@@ -72,12 +72,10 @@ class RunningProfiles:
         """Whether `task` ended because its build was cancelled (not because we are stopping)."""
         return task in self._cancelled and task.cancelled()
 
-    def __len__(self) -> int:
-        return len(self._tasks)
-
 
 class BuildDoneConsumer(Consumer):
-    """Profiles each successful build once; failed builds are recorded and passed over."""
+    """Profiles each successful build once; failed and cancelled builds are recorded and passed
+    over."""
 
     def __init__(
         self,
