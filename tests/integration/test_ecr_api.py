@@ -8,9 +8,9 @@ import uuid
 
 import aiohttp
 import pytest
+
 from sage_ecr.config import Config
 from sage_ecr.testing import app_spec, start_ecr
-
 from tests.fixtures.auth import call
 
 YAML = {"Content-Type": "application/yaml"}

@@ -7,6 +7,7 @@ import uuid
 
 import aiohttp
 import pytest
+
 from sage_common.bus import Bus
 from sage_common.bus.testing import delete_topology, eventually
 from sage_common.events import CloudEvent, make_event
@@ -14,7 +15,6 @@ from sage_common.schemas import ArchImage, BuildDone, BuildStarted, ProfileDone
 from sage_common.web import POOL
 from sage_ecr.config import Config
 from sage_ecr.testing import EventTap, app_spec, start_ecr
-
 from tests.fixtures.auth import call
 
 OUT = ("app.submitted", "review.requested", "app.published", "app.rejected", "build.cancel")

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from sage_profiler.cgroup import CgroupV2
 from sage_profiler.gpu import gpu_unavailable_reason, open_gpu
 from sage_profiler.sampler import Sampler

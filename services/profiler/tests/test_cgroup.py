@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from sage_profiler.cgroup import CgroupV1, CgroupV2, detect, parse_flat_keyed
 
 

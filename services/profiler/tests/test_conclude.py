@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from sage_profiler.conclude import node_fit, peak_cores, recommend
 from sage_profiler.config import Config, NodeProfile
 from sage_profiler.fakes import result

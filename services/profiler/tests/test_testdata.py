@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+
 from sage_profiler.spec import TestData
 from sage_profiler.testdata import (
     StorageHttpSource,
