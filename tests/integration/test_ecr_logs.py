@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from sage_builder.buildlog import BuildLog, S3LogSink, Scrubber
-from sage_common.bus import Bus
+from sage_common.bus import Bus, queue_names
 from sage_common.bus.testing import delete_topology, eventually
 from sage_common.events import make_event
 from sage_common.schemas import BuildDone, BuildStarted, ProfileDone, ProfileSeries
@@ -69,7 +69,7 @@ async def ecr(database_url, amqp_url, auth_settings, s3_server):
     await delete_topology(
         amqp_url,
         exchanges=[config.exchange],
-        queues=[queue, f"{queue}.dlq", *(f"{queue}.retry.{ms}ms" for ms in (1000, 5000, 25000))],
+        queues=queue_names(queue),
     )
 
 

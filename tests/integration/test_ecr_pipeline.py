@@ -8,7 +8,7 @@ import uuid
 import aiohttp
 import pytest
 
-from sage_common.bus import Bus
+from sage_common.bus import Bus, queue_names
 from sage_common.bus.testing import delete_topology, eventually
 from sage_common.events import CloudEvent, make_event
 from sage_common.schemas import ArchImage, BuildDone, BuildStarted, ProfileDone
@@ -43,11 +43,7 @@ async def ecr(database_url, amqp_url, auth_settings):
     await delete_topology(
         amqp_url,
         exchanges=[config.exchange],
-        queues=[
-            consumer,
-            f"{consumer}.dlq",
-            *(f"{consumer}.retry.{ms}ms" for ms in (1000, 5000, 25000)),
-        ],
+        queues=queue_names(consumer),
     )
 
 

@@ -24,11 +24,13 @@ import docker
 import pytest
 from aiohttp import web
 
+from sage_common.bus import queue_names
 from sage_common.events import CloudEvent, make_event
 from sage_common.schemas import BuildCancelled, BuildDone, ProfileDone
 from sage_profiler.app import create_app
 from sage_profiler.config import Config
 from sage_profiler.docker_runner import LABEL
+from sage_profiler.events import RETRY_DELAYS
 from sage_profiler.testapps import build_load_image
 
 MiB = 1 << 20
@@ -110,14 +112,7 @@ async def events(settings: dict[str, Any]) -> AsyncIterator[Events]:
     await queue.consume(ev._on)
     yield ev
     cancels = settings["cancel_queue"]
-    for name in (
-        settings["queue"],
-        f"{settings['queue']}.dlq",
-        *(f"{settings['queue']}.retry.{ms}ms" for ms in (5000, 30000, 120000)),
-        cancels,
-        f"{cancels}.dlq",
-        *(f"{cancels}.retry.{ms}ms" for ms in (1000, 5000, 25000)),
-    ):
+    for name in (*queue_names(settings["queue"], RETRY_DELAYS), *queue_names(cancels)):
         await channel.queue_delete(name)
     await channel.exchange_delete(settings["exchange"])
     await conn.close()

@@ -73,6 +73,10 @@ class RunningProfiles:
         return task in self._cancelled and task.cancelled()
 
 
+# Longer than the bus's default: a profile that failed for a passing reason is costly to redo at once.
+RETRY_DELAYS = (5.0, 30.0, 120.0)
+
+
 class BuildDoneConsumer(Consumer):
     """Profiles each successful build once; failed and cancelled builds are recorded and passed
     over."""
@@ -87,7 +91,7 @@ class BuildDoneConsumer(Consumer):
         source: str,
         parallel: int = 1,
         running: RunningProfiles | None = None,
-        retry_delays: tuple[float, ...] = (5.0, 30.0, 120.0),
+        retry_delays: tuple[float, ...] = RETRY_DELAYS,
     ) -> None:
         super().__init__(
             pool,

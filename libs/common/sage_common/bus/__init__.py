@@ -5,12 +5,13 @@ Every event is a CloudEvents envelope on one durable topic exchange, routed by i
 """
 
 from .broker import CONTENT_TYPE, Bus
-from .consumer import Consumer
+from .consumer import DEFAULT_RETRY_DELAYS, Consumer, queue_names
 from .envelope import InvalidEnvelope, Skip, parse_envelope
 from .outbox import BusUnavailable, OutboxRelay, enqueue
 
 __all__ = [
     "CONTENT_TYPE",
+    "DEFAULT_RETRY_DELAYS",
     "Bus",
     "BusUnavailable",
     "Consumer",
@@ -19,4 +20,5 @@ __all__ = [
     "Skip",
     "enqueue",
     "parse_envelope",
+    "queue_names",
 ]

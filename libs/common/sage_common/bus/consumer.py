@@ -58,6 +58,14 @@ _OUTAGES = (
     ConnectionError,  # refused, reset: the database (or another service) is not there
 )
 
+DEFAULT_RETRY_DELAYS = (1.0, 5.0, 25.0)
+
+
+def queue_names(name: str, retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS) -> list[str]:
+    """Every queue a consumer called `name` declares: its own, one per retry delay, its DLQ."""
+    retry = dict.fromkeys(f"{name}.retry.{round(d * 1000)}ms" for d in retry_delays)
+    return [name, *retry, f"{name}.dlq"]
+
 
 class Consumer:
     """Subclass per consumer; override `handle`, or `process` for slow work outside a transaction.
@@ -72,7 +80,7 @@ class Consumer:
         *,
         name: str,
         routing_keys: Sequence[str],
-        retry_delays: Sequence[float] = (1.0, 5.0, 25.0),
+        retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
         prefetch: int = 8,
         stop_grace: float = 10.0,
         transient_pause: float = 2.0,
@@ -106,8 +114,7 @@ class Consumer:
     @property
     def queue_names(self) -> list[str]:
         """Every queue this consumer declares (for operators and test clean-up)."""
-        retry = dict.fromkeys(self.retry_queue_name(d) for d in self.retry_delays)
-        return [self.name, *retry, self.dlq_name]
+        return queue_names(self.name, self.retry_delays)
 
     # -- life cycle --------------------------------------------------------------------------
 
