@@ -34,6 +34,10 @@ BUILD_SECONDS = Histogram(
 RUNNING = Gauge("sage_builder_running_builds", "Builds in progress on this node")
 
 
+# Longer than the bus's default: a build that failed for a passing reason is costly to redo at once.
+RETRY_DELAYS = (5.0, 30.0, 120.0)
+
+
 class SubmittedConsumer(Consumer):
     """Builds each submitted app version once, at most `jobs.concurrency` at a time."""
 
@@ -46,7 +50,7 @@ class SubmittedConsumer(Consumer):
         *,
         name: str,
         source: str,
-        retry_delays: tuple[float, ...] = (5.0, 30.0, 120.0),
+        retry_delays: tuple[float, ...] = RETRY_DELAYS,
     ) -> None:
         # More messages in hand than slots, so a rebuild is seen (and cancels) while one runs.
         super().__init__(

@@ -13,14 +13,13 @@ import aio_pika
 from aiohttp import web
 from pydantic import SecretStr
 
-from sage_common.bus import Bus
+from sage_common.bus import Bus, queue_names
 from sage_common.events import CloudEvent, make_event
 from sage_common.schemas import AppSource, AppSubmitted, BuildCancelled, BuildDone
 
 from ..app import create_app
 from ..config import Config
-
-RETRY_MS = (1000, 5000, 25000, 30000, 120000)  # the builder consumers' retry queues
+from ..events import RETRY_DELAYS
 
 
 class Events:
@@ -145,9 +144,8 @@ async def delete_queues(amqp_url: str, config: Config) -> None:
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         channel = await connection.channel()
-        for name in (config.queue, config.cancel_queue):
-            for queue in (name, f"{name}.dlq", *(f"{name}.retry.{ms}ms" for ms in RETRY_MS)):
-                await channel.queue_delete(queue)
+        for queue in (*queue_names(config.queue, RETRY_DELAYS), *queue_names(config.cancel_queue)):
+            await channel.queue_delete(queue)
 
 
 async def until(check: Callable[[], bool], within: float = 60.0) -> None:
