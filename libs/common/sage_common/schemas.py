@@ -16,6 +16,7 @@ from .events import EventData
 # so that nothing submitted is cut down without a word.
 MAX_TEST_REPETITIONS = 10  # runs per architecture
 MAX_TEST_COPIES = 8  # copies run side by side (`testing.concurrency`)
+MAX_TEST_TIMEOUT_SECONDS = 3600  # the longest `testing.timeout`, in seconds
 
 
 class _Part(BaseModel):
@@ -108,6 +109,9 @@ class TestRun(_Part):
     nr_throttled: int = 0  # CFS periods in which the CPU ceiling held the app back
     passed: bool | None = None
     failure: str | None = None  # why it did not pass, in words
+    # Where the memory and CPU figures came from: "cgroup" (Docker), "metrics-api" (Kubernetes),
+    # "none" (no sample came: the figures are zeros, not measurements).
+    measured_by: str | None = None
     log_tail: list[str] = Field(default_factory=list)
 
 

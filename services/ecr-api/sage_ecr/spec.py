@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from sage_common.schemas import MAX_TEST_COPIES, MAX_TEST_REPETITIONS
+from sage_common.schemas import MAX_TEST_COPIES, MAX_TEST_REPETITIONS, MAX_TEST_TIMEOUT_SECONDS
 
 from .spectypes import (
     ARCHITECTURES,
@@ -141,7 +141,10 @@ class Testing(_Strict):
     mask_entrypoint: bool = False
     inputs: dict[Identifier, Scalar] = {}
     data: SageBucketLink | None = Field(default=None, description="mounted read-only at /data")
-    timeout: Seconds = 300.0
+    # Absent: the profiler decides (its `default_timeout_seconds`, 300 unless configured otherwise).
+    timeout: Annotated[Seconds, Field(le=MAX_TEST_TIMEOUT_SECONDS)] | None = Field(
+        default=None, description="seconds before the test is killed; absent: the profiler's (300)"
+    )
     expected_exit_code: Annotated[int, Field(ge=0, le=255)] = 0
     # Absent: the profiler decides (its `default_repetitions`, 3 unless configured otherwise).
     repetitions: Annotated[int, Field(ge=1, le=MAX_TEST_REPETITIONS)] | None = Field(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from sage_common.schemas import MAX_TEST_COPIES, MAX_TEST_REPETITIONS
+from sage_common.schemas import MAX_TEST_COPIES, MAX_TEST_REPETITIONS, MAX_TEST_TIMEOUT_SECONDS
 from sage_ecr.spec import AppSpec, cross_check, json_schema
 from sage_ecr.spectypes import version_key
 
@@ -85,16 +85,24 @@ def test_sizes_and_durations_are_normalised():
 
 
 def test_testing_accepts_exactly_what_the_profiler_honours():
-    most = {"repetitions": MAX_TEST_REPETITIONS, "concurrency": MAX_TEST_COPIES}
+    most = {"repetitions": MAX_TEST_REPETITIONS, "concurrency": MAX_TEST_COPIES, "timeout": "1h"}
     spec = AppSpec.model_validate(make(testing=most))
     assert spec.testing is not None
     assert (spec.testing.repetitions, spec.testing.concurrency) == (10, 8)
+    assert spec.testing.timeout == MAX_TEST_TIMEOUT_SECONDS
     found = errors(
-        make(testing={"repetitions": MAX_TEST_REPETITIONS + 1, "concurrency": MAX_TEST_COPIES + 1})
+        make(
+            testing={
+                "repetitions": MAX_TEST_REPETITIONS + 1,
+                "concurrency": MAX_TEST_COPIES + 1,
+                "timeout": MAX_TEST_TIMEOUT_SECONDS + 1,
+            }
+        )
     )
-    assert set(found) == {"testing.repetitions", "testing.concurrency"}
+    assert set(found) == {"testing.repetitions", "testing.concurrency", "testing.timeout"}
     assert "less than or equal to 10" in found["testing.repetitions"]
     assert "less than or equal to 8" in found["testing.concurrency"]
+    assert "less than or equal to 3600" in found["testing.timeout"]
     testing = json_schema()["$defs"]["Testing"]["properties"]
     assert testing["concurrency"]["maximum"] == MAX_TEST_COPIES
     assert {"type": "integer", "minimum": 1, "maximum": MAX_TEST_REPETITIONS} in testing[
@@ -102,10 +110,12 @@ def test_testing_accepts_exactly_what_the_profiler_honours():
     ]["anyOf"]
 
 
-def test_repetitions_left_out_are_left_to_the_profiler():
+def test_repetitions_and_timeout_left_out_are_left_to_the_profiler():
     spec = AppSpec.model_validate(make(testing={"command": ["run"]}))
-    assert spec.testing is not None and spec.testing.repetitions is None
-    assert spec.model_dump(mode="json")["testing"]["repetitions"] is None
+    assert spec.testing is not None
+    assert spec.testing.repetitions is None and spec.testing.timeout is None
+    stored = spec.model_dump(mode="json")["testing"]
+    assert stored["repetitions"] is None and stored["timeout"] is None
 
 
 def test_branch_and_tag_are_exclusive():

@@ -58,8 +58,15 @@ def _round_up(value: float, step: float) -> float:
 
 
 def recommend(runs: list[RunResult], config: Config) -> dict[str, Any]:
-    """Limits and requests from passing native runs: memory by peak, CPU by peak 1 s use."""
+    """Limits and requests from passing native runs: memory by peak, CPU by peak 1 s use.
+
+    A run whose figures were not measured (`measured_by == "none"`) would pass zeros off as use."""
+    unmeasured = sum(r.measured_by == "none" for r in runs)
+    runs = [r for r in runs if r.measured_by != "none"]
+    left_out = f"; {unmeasured} unmeasured run(s) left out" if unmeasured else ""
     if not runs:
+        if unmeasured:
+            return {"basis": f"no measured passing native run{left_out}: no limits derived"}
         return {"basis": "no passing native run: no limits derived"}
     peak = max(r.peak_memory_bytes for r in runs)
     cores = max(peak_cores(r) for r in runs)
@@ -69,7 +76,7 @@ def recommend(runs: list[RunResult], config: Config) -> dict[str, Any]:
         "memory_request_bytes": int(_round_up(peak, MiB)),
         "cpu_limit": round(max(0.1, _round_up(cores * (1 + config.cpu_headroom), 0.1)), 2),
         "cpu_request": round(max(0.05, _round_up(mean_cores, 0.05)), 2),
-        "basis": f"{len(runs)} passing native run(s)",
+        "basis": f"{len(runs)} passing native run(s){left_out}",
     }
     gpu = [r.gpu_memory_bytes for r in runs if r.gpu_memory_bytes]
     if gpu:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from sage_common.config import ServiceConfig
-from sage_common.schemas import MAX_TEST_REPETITIONS
+from sage_common.schemas import MAX_TEST_REPETITIONS, MAX_TEST_TIMEOUT_SECONDS
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -104,9 +104,9 @@ class Config(ServiceConfig):
     concurrency_memory_bytes: int = 4 * GiB
     concurrency_cpus: float = 2.0
 
-    # What a test description gets by default, and the longest timeout it may ask for.
-    default_timeout_seconds: float = 300.0
-    max_timeout_seconds: float = 3600.0
+    # Seconds a run gets when `testing.timeout` is absent. The longest timeout (3600 s) is not a
+    # setting: the ECR validates against it too (sage_common.schemas).
+    default_timeout_seconds: Annotated[float, Field(gt=0, le=MAX_TEST_TIMEOUT_SECONDS)] = 300.0
     # Runs per architecture when `testing.repetitions` is absent. The most repetitions (10) and
     # copies (8) are not settings: the ECR validates against them too (sage_common.schemas).
     default_repetitions: Annotated[int, Field(ge=1, le=MAX_TEST_REPETITIONS)] = 3

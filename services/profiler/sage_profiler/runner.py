@@ -65,6 +65,8 @@ class RunResult:
     sample_interval: float = 0.1
     log_tail: list[str] = field(default_factory=list)
     error: str | None = None  # the runner could not run it at all (not the app's failure)
+    # Where the memory and CPU figures came from; "none": no sample came, they are not measured.
+    measured_by: str = "cgroup"
 
     @property
     def cpu_cores(self) -> float:

@@ -284,6 +284,7 @@ def _test_run(outcome: ArchOutcome, rep: int, run: RunResult, why: str | None) -
         startup_seconds=round(run.startup_seconds, 4),
         passed=why is None,
         failure=why,
+        measured_by=run.measured_by,
         log_tail=run.log_tail,
     )
 

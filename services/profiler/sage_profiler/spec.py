@@ -14,7 +14,12 @@ from typing import Annotated, Any
 
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from sage_common.schemas import MAX_TEST_COPIES, MAX_TEST_REPETITIONS, Ceilings
+from sage_common.schemas import (
+    MAX_TEST_COPIES,
+    MAX_TEST_REPETITIONS,
+    MAX_TEST_TIMEOUT_SECONDS,
+    Ceilings,
+)
 
 from .config import Config
 
@@ -114,7 +119,8 @@ class TestingSpec(BaseModel):
         return out
 
     def timeout_for(self, config: Config) -> float:
-        return min(self.timeout or config.default_timeout_seconds, config.max_timeout_seconds)
+        """Seconds before a run is killed: as asked (or the configured default), at most the limit."""
+        return min(self.timeout or config.default_timeout_seconds, MAX_TEST_TIMEOUT_SECONDS)
 
     def repetitions_for(self, config: Config) -> int:
         """The runs per architecture: as asked (or the configured default), at most the limit."""
@@ -129,6 +135,11 @@ class TestingSpec(BaseModel):
         The ECR refuses such descriptions; one stored before the limits, or sent by another
         producer, still gets its runs at the limit, and the profile says what was not done."""
         found = []
+        if self.timeout is not None and self.timeout > MAX_TEST_TIMEOUT_SECONDS:
+            found.append(
+                f"testing.timeout asks for {self.timeout:g} s; the profiler allows at most "
+                f"{MAX_TEST_TIMEOUT_SECONDS} s, so runs were killed after {MAX_TEST_TIMEOUT_SECONDS} s"
+            )
         if self.repetitions is not None and self.repetitions > MAX_TEST_REPETITIONS:
             found.append(
                 f"testing.repetitions asks for {self.repetitions} runs; the profiler runs at "

@@ -34,6 +34,18 @@ def test_no_passing_run_derives_no_limits() -> None:
     assert "memory_limit_bytes" not in recommend([], Config())
 
 
+def test_unmeasured_runs_derive_no_limits_and_the_basis_says_so() -> None:
+    unmeasured = result(peak=0, cpu=0.0)
+    unmeasured.measured_by = "none"
+    rec = recommend([unmeasured], Config())
+    assert "memory_limit_bytes" not in rec and "cpu_limit" not in rec
+    assert "1 unmeasured run(s) left out" in rec["basis"]
+    measured = result(peak=100 * MiB, cpu=0.5)
+    rec = recommend([measured, unmeasured], Config(memory_headroom=0.0))
+    assert rec["memory_limit_bytes"] == 100 * MiB
+    assert rec["basis"] == "1 passing native run(s); 1 unmeasured run(s) left out"
+
+
 def test_node_fit_respects_reserve_architecture_and_gpu() -> None:
     nodes = [
         NodeProfile(

@@ -7,7 +7,7 @@ import pytest
 from sage_common.schemas import ArchImage, BuildDone, ProfileDone
 from sage_profiler.config import Config, NodeProfile
 from sage_profiler.fakes import FakeDataSource, FakeRunner, result
-from sage_profiler.runner import RunnerError, RunnerUnavailable, RunSpec
+from sage_profiler.runner import RunnerError, RunnerUnavailable, RunResult, RunSpec
 from sage_profiler.service import Profiler, image_ref, profile, profile_id_for
 
 MiB = 1 << 20
@@ -237,6 +237,35 @@ async def test_repetitions_and_copies_beyond_the_limits_fail_the_profile_with_th
     assert "testing.repetitions asks for 25 runs; the profiler runs at most 10" in done.reason
     assert "testing.concurrency asks for 20 copies side by side" in done.reason
     assert done.concurrency["copies"] == 8 and done.concurrency["all_passed"] is True
+
+
+async def test_a_timeout_beyond_the_limit_fails_the_profile_and_runs_at_the_limit() -> None:
+    runner = FakeRunner()
+    done = await run(runner, build({"repetitions": 1, "timeout": 7200}))
+    assert [spec.timeout_seconds for spec in runner.runs] == [3600]
+    assert done.status == "failed"
+    assert "testing.timeout asks for 7200 s; the profiler allows at most 3600 s" in done.reason
+
+
+async def test_no_timeout_given_means_the_configured_default() -> None:
+    runner = FakeRunner()
+    done = await run(runner, build({"repetitions": 1}), config(default_timeout_seconds=42))
+    assert [spec.timeout_seconds for spec in runner.runs] == [42] and done.status == "passed"
+
+
+async def test_runs_carry_how_they_were_measured_and_unmeasured_ones_set_no_limits() -> None:
+    def unmeasured(spec: RunSpec) -> RunResult:
+        r = result(peak=0, cpu=0.0)
+        r.measured_by = "none"
+        return r
+
+    done = await run(FakeRunner(), build({"repetitions": 1}))
+    assert [r.measured_by for r in done.runs] == ["cgroup"]
+    done = await run(FakeRunner(unmeasured), build({"repetitions": 2}))
+    assert [r.measured_by for r in done.runs] == ["none", "none"]
+    assert done.status == "passed" and "memory_limit_bytes" not in done.recommended
+    assert "2 unmeasured run(s) left out" in done.recommended["basis"]
+    assert "memory_limit_bytes" not in done.model_dump(mode="json")["recommended"]
 
 
 async def test_no_repetitions_given_means_the_configured_default() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from sage_common.schemas import MAX_TEST_COPIES, MAX_TEST_REPETITIONS
+from sage_common.schemas import MAX_TEST_COPIES, MAX_TEST_REPETITIONS, MAX_TEST_TIMEOUT_SECONDS
 from sage_profiler.config import Config
 from sage_profiler.spec import TestData, ceilings, parse_testing, size_bytes
 
@@ -48,15 +48,25 @@ def test_repetitions_and_copies_up_to_the_shared_limits_are_run_as_asked() -> No
 
 
 def test_asking_beyond_the_limits_runs_at_the_limit_and_says_so() -> None:
-    spec = parse_testing({"repetitions": 50, "concurrency": 64, "timeout": 3600})
+    spec = parse_testing({"repetitions": 50, "concurrency": 64, "timeout": 7200})
     assert spec.repetitions_for(Config()) == MAX_TEST_REPETITIONS
     assert spec.copies_for(Config()) == MAX_TEST_COPIES
+    assert spec.timeout_for(Config()) == MAX_TEST_TIMEOUT_SECONDS
     assert spec.over_limits() == [
+        "testing.timeout asks for 7200 s; the profiler allows at most 3600 s, so runs were "
+        "killed after 3600 s",
         "testing.repetitions asks for 50 runs; the profiler runs at most 10, so only 10 ran",
         "testing.concurrency asks for 64 copies side by side; the profiler tests at most 8, "
         "so 64 are not shown to work",
     ]
-    assert spec.timeout_for(Config(max_timeout_seconds=60)) == 60
+
+
+def test_a_timeout_up_to_the_limit_is_run_as_asked_and_absent_gets_the_default() -> None:
+    spec = parse_testing({"timeout": MAX_TEST_TIMEOUT_SECONDS})
+    assert spec.timeout_for(Config()) == MAX_TEST_TIMEOUT_SECONDS and spec.over_limits() == []
+    assert parse_testing({"timeout": None}).timeout_for(Config(default_timeout_seconds=42)) == 42
+    with pytest.raises(ValidationError):
+        Config(default_timeout_seconds=MAX_TEST_TIMEOUT_SECONDS + 1)
 
 
 def test_the_default_repetitions_must_be_within_the_limit() -> None:
