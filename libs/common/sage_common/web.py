@@ -26,6 +26,7 @@ from .errors import BadRequest, UnsupportedMediaType, error_middleware
 from .logs import new_request_id, request_id
 from .metrics import metrics_handler, metrics_middleware
 from .openapi import openapi_handler
+from .scopes import RouteScopes, ScopeTable
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 INTROSPECTOR = web.AppKey("introspector", Introspector)
 READY_CHECKS = web.AppKey("ready_checks", list)
 BUS = web.AppKey("bus", Bus)
+SCOPES = web.AppKey("scopes", RouteScopes)
 
 ReadyCheck = Callable[[web.Application], Awaitable[None]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -192,6 +194,8 @@ def create_service_app(
     config: ServiceConfig,
     *,
     routes: Iterable[web.AbstractRouteDef] = (),
+    scopes: ScopeTable | None = None,
+    admin_scope: str | None = None,
     migrations: Path | None = None,
     use_database: bool = True,
     introspector: Introspector | None = None,
@@ -200,19 +204,23 @@ def create_service_app(
     """The common frame of a service; the caller adds its own cleanup contexts and consumers.
 
     Pass `introspector` to check tokens locally (the auth service does); otherwise the service asks
-    the auth service at `config.auth_url` with its client credentials.
+    the auth service at `config.auth_url` with its client credentials. `scopes` is the route ->
+    scope table (sage_common.scopes): a route missing from it refuses every token. A user is an
+    admin in this service only with a token holding `admin_scope` (None: as the user is).
     """
+    route_scopes = RouteScopes(scopes or {}, admin=admin_scope)
     app = web.Application(
         middlewares=[
             request_id_middleware,
             metrics_middleware(service),
             error_middleware,
-            auth_middleware(lambda: app[INTROSPECTOR]),
+            auth_middleware(lambda: app[INTROSPECTOR], route_scopes),
         ],
         client_max_size=client_max_size or config.max_body_bytes,
     )
     app[CONFIG] = config
     app[SERVICE] = service
+    app[SCOPES] = route_scopes
     app[READY_CHECKS] = []
     if use_database:
         app.cleanup_ctx.append(database_context(migrations))

@@ -16,7 +16,7 @@ from .config import Config
 from .events import consumers
 from .handlers import BUILD_LOGS, ECR
 from .logs import BuildLogs, LogReader
-from .routes import routes
+from .routes import ADMIN, SCOPES, routes
 from .s3 import S3LogReader
 from .service import Ecr
 
@@ -69,6 +69,8 @@ def create_app(
         "ecr-api",
         config,
         routes=routes,
+        scopes=SCOPES,
+        admin_scope=ADMIN,
         migrations=MIGRATIONS,
         introspector=introspector,
         client_max_size=config.max_body_bytes,

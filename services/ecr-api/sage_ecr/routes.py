@@ -2,7 +2,13 @@
 
 from aiohttp import web
 
+from sage_common.scopes import NO_SCOPE, ScopeTable
+
 from . import handlers as h
+
+READ = "ecr:read"  # see what the caller may read
+USE = "ecr"  # also submit, build, review, manage namespaces, repositories and permissions
+ADMIN = "ecr:admin"  # also an administrator's powers, for users who are administrators
 
 APP = "/api/apps/{namespace}/{name}/{version}"
 
@@ -35,3 +41,34 @@ routes: list[web.RouteDef] = [
     web.put("/api/permissions/{namespace}/{name}", h.change_permissions),
     web.get("/api/registry/access", h.registry_access),
 ]
+
+# The scope a token needs on each route (sage_common.scopes); a route not here refuses every token.
+SCOPES: ScopeTable = {
+    ("GET", "/api/schema/app.json"): NO_SCOPE,
+    ("POST", "/api/submit"): USE,
+    ("GET", "/api/apps"): READ,
+    ("GET", "/api/apps/{namespace}"): READ,
+    ("GET", "/api/apps/{namespace}/{name}"): READ,
+    ("GET", APP): READ,
+    ("POST", APP): USE,
+    ("DELETE", APP): USE,
+    ("GET", APP + "/status"): READ,
+    ("GET", APP + "/logs"): READ,
+    ("GET", APP + "/profile"): READ,
+    ("POST", APP + "/review"): USE,
+    ("GET", "/api/builds/{namespace}/{name}/{version}"): READ,
+    ("POST", "/api/builds/{namespace}/{name}/{version}"): USE,
+    ("GET", "/api/namespaces"): READ,
+    ("PUT", "/api/namespaces"): USE,
+    ("GET", "/api/namespaces/{namespace}"): READ,
+    ("DELETE", "/api/namespaces/{namespace}"): USE,
+    ("GET", "/api/repositories"): READ,
+    ("GET", "/api/repositories/{namespace}"): READ,
+    ("GET", "/api/repositories/{namespace}/{name}"): READ,
+    ("DELETE", "/api/repositories/{namespace}/{name}"): USE,
+    ("GET", "/api/permissions/{namespace}"): READ,
+    ("PUT", "/api/permissions/{namespace}"): USE,
+    ("GET", "/api/permissions/{namespace}/{name}"): READ,
+    ("PUT", "/api/permissions/{namespace}/{name}"): USE,
+    ("GET", "/api/registry/access"): ADMIN,  # the auth service's account; the handler checks
+}
