@@ -31,6 +31,7 @@ def _ecr_context(config: Config):  # type: ignore[no-untyped-def]
                 reviewers_group=config.reviewers_group,
                 builder_account=config.builder_account,
                 registry_access_clients=tuple(config.registry_access_clients),
+                allow_self_review=config.allow_self_review,
             ),
             max_body_bytes=config.max_body_bytes,
             spec_max_depth=config.spec_max_depth,

@@ -95,8 +95,21 @@ async def review(
                 who, f"only reviewers (group {ecr.policy.reviewers_group}) may review apps"
             )
         assert who is not None
+        if not ecr.policy.allow_self_review:
+            await _refuse_own_app(conn, app, who)
         await pipeline.review(conn, app, who, body.decision, body.comment)
         return await apps.app_document(conn, app["id"])
+
+
+async def _refuse_own_app(conn: apps.Conn, app: dict[str, Any], who: Principal) -> None:
+    """403 for a reviewer who submitted the version or asked for its current build."""
+    build = await apps.get_build(conn, app["build_id"])
+    authors = {app["owner"], (build or {}).get("requested_by")}
+    if who.username in authors:
+        raise Forbidden(
+            f"{who.username} submitted {pipeline.ident(app)}: reviewers may not review their own"
+            " apps; ask another reviewer"
+        )
 
 
 async def registry_access(
