@@ -8,6 +8,7 @@ script `deploy/rabbitmq/users.sh` is checked to be what the same module writes.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import secrets
 import shutil
 import uuid
@@ -25,7 +26,7 @@ from yarl import URL
 
 from sage_common import db
 from sage_common.bus import Bus, Consumer, PublishRefused, queue_names
-from sage_common.bus.grants import PUBLISHES, grant_for, script
+from sage_common.bus.grants import PUBLISHES, grant_for, password_variable, script, user_name
 from sage_common.bus.testing import delete_topology, eventually
 from sage_common.events import CloudEvent, make_event
 from sage_common.schemas import AppSubmitted, BuildDone, BuildStarted
@@ -35,7 +36,11 @@ from sage_profiler.eventdoc import EMITTERS
 from tests.fixtures.auth import call
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "deploy" / "rabbitmq" / "users.sh"
+# The script (dev stack, compose) and its copy for the dev Kubernetes overlay.
+SCRIPTS = [
+    ROOT / "deploy" / "rabbitmq" / "users.sh",
+    ROOT / "deploy" / "k8s" / "overlays" / "dev" / "rabbitmq-users.sh",
+]
 
 
 async def rabbitmqctl(*args: str) -> None:
@@ -232,8 +237,22 @@ def test_each_event_has_exactly_the_publisher_the_event_docs_name() -> None:
     assert publishers == EMITTERS
 
 
-def test_the_shipped_user_script_is_generated_from_the_grants() -> None:
-    assert SCRIPT.read_text() == script(), (
-        "deploy/rabbitmq/users.sh is stale: run"
-        " .venv/bin/python -m sage_common.bus.grants > deploy/rabbitmq/users.sh"
+@pytest.mark.parametrize("path", SCRIPTS, ids=[str(p.relative_to(ROOT)) for p in SCRIPTS])
+def test_the_shipped_user_scripts_are_generated_from_the_grants(path: Path) -> None:
+    assert path.read_text() == script(), (
+        f"{path.relative_to(ROOT)} is stale: run"
+        f" .venv/bin/python -m sage_common.bus.grants > {path.relative_to(ROOT)}"
     )
+
+
+def test_the_dev_stack_gives_each_bus_service_its_own_user() -> None:
+    spec = importlib.util.spec_from_file_location("stack_env", ROOT / "scripts" / "stack_env.py")
+    assert spec is not None and spec.loader is not None
+    stack_env = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stack_env)
+    values = stack_env.build({})
+    assert set(stack_env.BUS_USERS) == set(PUBLISHES)
+    for service, prefix in stack_env.BUS_USERS.items():
+        url = URL(values[prefix + "AMQP_URL"])
+        assert url.user == user_name(service)
+        assert url.password == values[password_variable(service)]
