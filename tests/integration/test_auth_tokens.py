@@ -51,7 +51,7 @@ async def test_scheme_is_case_insensitive_and_bearer_and_basic_work(http, auth_u
 
 
 async def test_created_token_is_shown_once_and_works(http, auth_url, make_user):
-    token = await make_user(name("creator"))
+    token = await make_user(name("creator"), days=30)
     status, new = await call(
         http,
         "POST",

@@ -200,8 +200,13 @@ def create_service_app(
     """The common frame of a service; the caller adds its own cleanup contexts and consumers.
 
     Pass `introspector` to check tokens locally (the auth service does); otherwise the service asks
-    the auth service at `config.auth_url` with its client credentials.
+    the auth service at `config.auth_url` with its client credentials. In production, a
+    config with an empty or known default secret raises `InsecureConfig` here, before anything
+    starts.
     """
+    weak = config.check_secrets()
+    if weak:
+        log.warning("empty or known default secrets (refused in production): %s", ", ".join(weak))
     app = web.Application(
         middlewares=[
             request_id_middleware,

@@ -9,13 +9,25 @@ from uuid import UUID
 
 from aiohttp import web
 
-from sage_common.auth import require_principal
+from sage_common.auth import principal, require_principal
+from sage_common.config import is_known_default
 from sage_common.errors import BadRequest, NotFound, Unauthorized, UnsupportedMediaType
 from sage_common.openapi import describe
 from sage_common.web import json_response, read_json
 
 from . import service
-from .models import CreateGroup, CreateToken, CreateUser, Group, NewToken, UpdateUser, User, Whoami
+from .models import (
+    CreateGroup,
+    CreateToken,
+    CreateUser,
+    Group,
+    NewToken,
+    SageTokenInfoOut,
+    SageUser,
+    UpdateUser,
+    User,
+    Whoami,
+)
 from .state import AUTH_CONFIG, LOCAL, STORE
 
 FORM = "application/x-www-form-urlencoded"
@@ -85,7 +97,7 @@ def _service_client(request: web.Request) -> str:
     except (binascii.Error, UnicodeDecodeError):
         raise unauthorized from None
     expected = request.app[AUTH_CONFIG].service_clients.get(client_id)
-    if not sep or expected is None or not expected.get_secret_value():
+    if not sep or expected is None or is_known_default(expected.get_secret_value()):
         raise unauthorized
     if not hmac.compare_digest(secret.encode(), expected.get_secret_value().encode()):
         raise unauthorized
@@ -94,10 +106,14 @@ def _service_client(request: web.Request) -> str:
 
 @describe(tags=["introspection"])
 async def token_info(request: web.Request) -> web.Response:
-    """RFC 7662 introspection for the other services: form `token=`, HTTP Basic service login."""
+    """Token introspection for the other services, in two dialects chosen by the body's type:
+    RFC 7662 (form `token=`, HTTP Basic client_id:secret) and SAGE's (JSON `{"token"}`,
+    `Authorization: Sage <service secret>`, 404 for a token that is not live)."""
+    if request.content_type == "application/json":
+        return await sage_token_info(request)
     _service_client(request)
     if request.content_type != FORM:
-        raise UnsupportedMediaType(f"send the token as {FORM}")
+        raise UnsupportedMediaType(f"send the token as {FORM} (RFC 7662) or application/json")
     form = await request.post()
     token = form.get("token")
     if not isinstance(token, str) or not token:
@@ -123,6 +139,37 @@ async def token_info(request: web.Request) -> web.Response:
     )
 
 
+async def sage_token_info(request: web.Request) -> web.Response:
+    """SAGE's introspection form, as waggle-auth-app answers it and sage-ecr reads it."""
+    service.require_service(principal(request))
+    body = await read_json(request)
+    token = body.get("token") if isinstance(body, dict) else None
+    if token is None:
+        raise BadRequest("missing token data")
+    if not isinstance(token, str) or not token:
+        raise BadRequest("invalid token data")
+    who = await request.app[LOCAL].lookup(token)
+    if who is None or who.is_service:
+        raise NotFound("no such token")
+    answer = SageTokenInfoOut(
+        username=who.username, scope=" ".join(who.scopes), exp=who.exp or 0, groups=who.groups
+    )
+    return json_response(answer, headers={"Cache-Control": "no-store"})
+
+
+# ------------------------------------------------------------------------------ users ----
+@describe(response=SageUser, tags=["users"])
+async def get_self(request: web.Request) -> web.Response:
+    """The caller as SAGE's `GET /users/~self` shows a user (the edge scheduler's login check)."""
+    user = await service.get_self(request.app[STORE], require_principal(request))
+    return json_response(_sage_user(request, user))
+
+
+def _sage_user(request: web.Request, user: User) -> SageUser:
+    base = request.app[AUTH_CONFIG].public_url.rstrip("/")
+    return SageUser.of(user, f"{base}/auth/users/{user.username}")
+
+
 # ------------------------------------------------------------------------ administration ----
 @describe(response=User, tags=["users"])
 async def list_users(request: web.Request) -> web.Response:
@@ -139,12 +186,16 @@ async def create_user(request: web.Request) -> web.Response:
     return json_response(await service.create_user(request.app[STORE], who, body), status=201)
 
 
-@describe(response=User, tags=["users"])
+@describe(response=SageUser, tags=["users"])
 async def get_user(request: web.Request) -> web.Response:
-    """One user with their groups (admins only)."""
+    """One user with their groups, in SAGE's form too: oneself, or anyone for admins and
+    service accounts; `~self` is the caller."""
     who = require_principal(request)
-    user = await service.get_user(request.app[STORE], who, request.match_info["username"])
-    return json_response(user)
+    username = request.match_info["username"]
+    if username == "~self":
+        return await get_self(request)
+    user = await service.get_user(request.app[STORE], who, username)
+    return json_response(_sage_user(request, user))
 
 
 @describe(request=UpdateUser, response=User, tags=["users"])
