@@ -451,3 +451,26 @@ async def test_a_session_cannot_mint_a_token_that_outlives_it(browser, oidc):
     assert status == 201
     left = datetime.fromisoformat(new["expires_at"]) - datetime.now(UTC)
     assert timedelta(hours=11) < left <= timedelta(hours=12)
+
+
+def portal_cookie_value(document_cookie: str, key: str) -> str | None:
+    """components/auth/auth.ts `_getCookieValue`, line for line."""
+    match = next((row for row in document_cookie.split("; ") if row.startswith(f"{key}=")), None)
+    if match is None:
+        return None
+    value = match.split("=")[1]
+    return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
+
+
+async def test_the_portal_reads_a_working_token_from_its_cookies(browser, oidc):
+    """What auth.ts sees in document.cookie after a login is the user and a token that works."""
+    login = uniq("portal-read")
+    await log_in(browser, oidc.url, login)
+    jar = browser.cookie_jar.filter_cookies(yarl.URL(oidc.url + "/apps/"))
+    document_cookie = "; ".join(f"{k}={m.coded_value}" for k, m in jar.items())
+    token = portal_cookie_value(document_cookie, "sage_token")
+    assert portal_cookie_value(document_cookie, "sage_username") == login
+    assert "sage_session" not in jar  # HttpOnly and under /auth: never the portal's
+    async with aiohttp.ClientSession() as http:
+        status, me = await call(http, "GET", f"{oidc.url}/auth/users/~self", token=token)
+    assert status == 200 and me["username"] == login and me["last_login"] is not None

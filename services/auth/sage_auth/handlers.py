@@ -171,10 +171,11 @@ def _sage_user(request: web.Request, user: User) -> SageUser:
 
 
 # ------------------------------------------------------------------------ administration ----
-@describe(response=User, tags=["users"])
+@describe(response=SageUser, tags=["users"])
 async def list_users(request: web.Request) -> web.Response:
-    """Every user (admins only)."""
-    return json_response(await service.list_users(request.app[STORE], require_principal(request)))
+    """Every user, in SAGE's form too (admins only)."""
+    users = await service.list_users(request.app[STORE], require_principal(request))
+    return json_response([_sage_user(request, user) for user in users])
 
 
 @describe(request=CreateUser, response=User, status=201, tags=["users"])

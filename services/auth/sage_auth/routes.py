@@ -31,7 +31,8 @@ routes: list[web.RouteDef] = [
     web.get("/auth/callback", login.callback),
     web.post("/auth/session/tokens", login.session_token),
     web.post("/auth/logout", login.logout),
-    web.get("/auth/", login.portal_login),  # the SAGE portal's sign-in link: ?callback=URL
+    web.get("/auth", login.portal_login),  # the SAGE portal's sign-in link: ?callback=URL
+    web.get("/auth/", login.portal_login),
     web.get("/auth/portal-logout", login.portal_logout),
     web.get("/auth/portal-logout/", login.portal_logout),
 ]
