@@ -9,20 +9,20 @@ from uuid import UUID
 
 from aiohttp import web
 
-from sage_common.auth import principal, require_principal
+from sage_common.auth import require_principal
 from sage_common.config import is_known_default
 from sage_common.errors import BadRequest, NotFound, Unauthorized, UnsupportedMediaType
 from sage_common.openapi import describe
 from sage_common.web import json_response, read_json
 
-from . import service
+from . import handlers_sage, service
+from .handlers_sage import sage_user
 from .models import (
     CreateGroup,
     CreateToken,
     CreateUser,
     Group,
     NewToken,
-    SageTokenInfoOut,
     SageUser,
     UpdateUser,
     User,
@@ -110,7 +110,7 @@ async def token_info(request: web.Request) -> web.Response:
     RFC 7662 (form `token=`, HTTP Basic client_id:secret) and SAGE's (JSON `{"token"}`,
     `Authorization: Sage <service secret>`, 404 for a token that is not live)."""
     if request.content_type == "application/json":
-        return await sage_token_info(request)
+        return await handlers_sage.sage_token_info(request)
     _service_client(request)
     if request.content_type != FORM:
         raise UnsupportedMediaType(f"send the token as {FORM} (RFC 7662) or application/json")
@@ -139,43 +139,12 @@ async def token_info(request: web.Request) -> web.Response:
     )
 
 
-async def sage_token_info(request: web.Request) -> web.Response:
-    """SAGE's introspection form, as waggle-auth-app answers it and sage-ecr reads it."""
-    service.require_service(principal(request))
-    body = await read_json(request)
-    token = body.get("token") if isinstance(body, dict) else None
-    if token is None:
-        raise BadRequest("missing token data")
-    if not isinstance(token, str) or not token:
-        raise BadRequest("invalid token data")
-    who = await request.app[LOCAL].lookup(token)
-    if who is None or who.is_service:
-        raise NotFound("no such token")
-    answer = SageTokenInfoOut(
-        username=who.username, scope=" ".join(who.scopes), exp=who.exp or 0, groups=who.groups
-    )
-    return json_response(answer, headers={"Cache-Control": "no-store"})
-
-
-# ------------------------------------------------------------------------------ users ----
-@describe(response=SageUser, tags=["users"])
-async def get_self(request: web.Request) -> web.Response:
-    """The caller as SAGE's `GET /users/~self` shows a user (the edge scheduler's login check)."""
-    user = await service.get_self(request.app[STORE], require_principal(request))
-    return json_response(_sage_user(request, user))
-
-
-def _sage_user(request: web.Request, user: User) -> SageUser:
-    base = request.app[AUTH_CONFIG].public_url.rstrip("/")
-    return SageUser.of(user, f"{base}/auth/users/{user.username}")
-
-
 # ------------------------------------------------------------------------ administration ----
 @describe(response=SageUser, tags=["users"])
 async def list_users(request: web.Request) -> web.Response:
     """Every user, in SAGE's form too (admins only)."""
     users = await service.list_users(request.app[STORE], require_principal(request))
-    return json_response([_sage_user(request, user) for user in users])
+    return json_response([sage_user(request, user) for user in users])
 
 
 @describe(request=CreateUser, response=User, status=201, tags=["users"])
@@ -194,9 +163,9 @@ async def get_user(request: web.Request) -> web.Response:
     who = require_principal(request)
     username = request.match_info["username"]
     if username == "~self":
-        return await get_self(request)
+        return await handlers_sage.get_self(request)
     user = await service.get_user(request.app[STORE], who, username)
-    return json_response(_sage_user(request, user))
+    return json_response(sage_user(request, user))
 
 
 @describe(request=UpdateUser, response=User, tags=["users"])

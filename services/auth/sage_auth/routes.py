@@ -5,6 +5,7 @@ from aiohttp import web
 from . import handlers as h
 from . import handlers_login as login
 from . import handlers_registry as reg
+from . import handlers_sage as sage
 
 routes: list[web.RouteDef] = [
     web.get("/auth/whoami", h.whoami),
@@ -15,7 +16,7 @@ routes: list[web.RouteDef] = [
     web.post("/auth/token_info/", h.token_info),  # SAGE's path (JSON form)
     web.get("/auth/users", h.list_users),
     web.post("/auth/users", h.create_user),
-    web.get("/auth/users/~self", h.get_self),
+    web.get("/auth/users/~self", sage.get_self),
     web.get("/auth/users/{username}", h.get_user),
     web.patch("/auth/users/{username}", h.update_user),
     web.delete("/auth/users/{username}", h.delete_user),
