@@ -135,6 +135,12 @@ async def test_files_are_served_with_their_content_type(pipeline: Pipeline, buil
         pipeline, f"{built.files}/ecr-science-image.jpg", built.owner
     )
     assert (status, headers["Content-Type"], body) == (200, "image/jpeg", JPEG)
+    # Straight from the ECR (the test gateway re-chunks): the length is known before the body.
+    async with (
+        aiohttp.ClientSession(headers=sage_header(built.owner)) as http,
+        http.head(f"{pipeline.ecr.url}{built.files}/ecr-icon.png") as resp,
+    ):
+        assert resp.status == 200 and resp.headers["Content-Length"] == str(len(ICON))
 
 
 async def test_the_description_is_markdown_with_html_made_harmless(
