@@ -207,10 +207,12 @@ def meta_fields(app: dict[str, Any], files: Sequence[MetaFileRow]) -> dict[str, 
     """SAGE's `thumbnail`, `images` and `science_description`: paths under `/api/meta-files/`
     (`ns/name/version/file`), null when absent, as the portal reads them."""
     prefix = f"{app['namespace']}/{app['name']}/{app['version']}/"
-    paths = {kind: [prefix + f.file_name for f in files if f.kind == kind] for kind in
-             ("thumbnail", "image", "science_description")}  # fmt: skip
+
+    def paths(kind: str) -> list[str]:
+        return [prefix + f.file_name for f in files if f.kind == kind]
+
     return {
-        "thumbnail": next(iter(paths["thumbnail"]), None),
-        "images": paths["image"] or None,
-        "science_description": next(iter(paths["science_description"]), None),
+        "thumbnail": next(iter(paths("thumbnail")), None),
+        "images": paths("image") or None,
+        "science_description": next(iter(paths("science_description")), None),
     }
