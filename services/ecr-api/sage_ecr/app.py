@@ -14,11 +14,12 @@ from .access import Policy
 from .cache import invalidate_on_write, listener_context
 from .config import Config
 from .events import consumers
-from .handlers import BUILD_LOGS, ECR
+from .handlers import BUILD_LOGS, ECR, META_FILES
 from .logs import BuildLogs, LogReader
 from .routes import routes
 from .s3 import S3LogReader
 from .service import Ecr
+from .service_meta import MetaFiles
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -57,6 +58,18 @@ def _logs_context(config: Config, reader: LogReader | None):  # type: ignore[no-
     return ctx
 
 
+def _meta_context(config: Config):  # type: ignore[no-untyped-def]
+    """The reader of ecr-meta files, in the builder's bucket like the logs."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        files = MetaFiles(reader=S3LogReader.from_config(config), bucket=config.build_log_bucket)
+        app[META_FILES] = files
+        yield
+        await files.reader.close()
+
+    return ctx
+
+
 def create_app(
     config: Config,
     *,
@@ -76,6 +89,7 @@ def create_app(
     app.middlewares.append(invalidate_on_write())
     app.cleanup_ctx.append(_ecr_context(config))
     app.cleanup_ctx.append(_logs_context(config, log_reader))
+    app.cleanup_ctx.append(_meta_context(config))
     app.cleanup_ctx.append(listener_context(config.listing_cache_entries))
     if config.use_bus:
         app.cleanup_ctx.append(bus_context(consumers))

@@ -14,7 +14,7 @@ from sage_common.openapi import describe
 from sage_common.web import json_response
 
 from . import logs as build_logs
-from . import pipeline_service, service, spec
+from . import pipeline_service, service, service_meta, spec
 from .cache import cached_listing
 from .models import (
     ListQuery,
@@ -28,6 +28,7 @@ from .specload import load_document
 
 ECR = web.AppKey("ecr", Ecr)
 BUILD_LOGS = web.AppKey("build_logs", build_logs.BuildLogs)
+META_FILES = web.AppKey("meta_files", service_meta.MetaFiles)
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -139,6 +140,36 @@ async def app_logs(request: web.Request) -> web.Response:
     if page.build_id:
         headers["X-Build-Id"] = page.build_id
     return web.Response(body=page.data, content_type="text/plain", charset="utf-8", headers=headers)
+
+
+async def meta_file(request: web.Request) -> web.StreamResponse:
+    """A file of the app's ecr-meta folder (icon, science image, science description)."""
+    found = await service_meta.open_file(
+        _ecr(request),
+        request.app[META_FILES],
+        principal(request),
+        *_path(request),
+        request.match_info["file"],
+        request.headers.get("If-None-Match"),
+    )
+    headers = {
+        "ETag": found.etag,
+        "Cache-Control": "no-cache",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+    }
+    if found.stream is None:
+        return web.Response(status=304, headers=headers)
+    response = web.StreamResponse(headers={**headers, "Content-Type": found.file.content_type})
+    response.content_length = found.file.size
+    try:
+        await response.prepare(request)
+        async for chunk in found.stream.chunks():
+            await response.write(chunk)
+    finally:
+        await found.stream.close()
+    await response.write_eof()
+    return response
 
 
 async def app_profile(request: web.Request) -> web.Response:

@@ -34,4 +34,5 @@ routes: list[web.RouteDef] = [
     web.get("/api/permissions/{namespace}/{name}", h.get_permissions),
     web.put("/api/permissions/{namespace}/{name}", h.change_permissions),
     web.get("/api/registry/access", h.registry_access),
+    web.get("/api/meta-files/{namespace}/{name}/{version}/{file}", h.meta_file),
 ]

@@ -6,10 +6,14 @@ listing is the stored documents joined, with only `public` computed per request.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .states import State
+
+if TYPE_CHECKING:
+    from .store_meta import MetaFileRow
 
 SPEC_ORDER = (
     "description",
@@ -196,4 +200,19 @@ def permission_view(row: dict[str, Any]) -> dict[str, Any]:
         "permission": row["permission"],
         "resourceName": row["resource_name"],
         "resourceType": row["resource_type"],
+    }
+
+
+def meta_fields(app: dict[str, Any], files: Sequence[MetaFileRow]) -> dict[str, Any]:
+    """SAGE's `thumbnail`, `images` and `science_description`: paths under `/api/meta-files/`
+    (`ns/name/version/file`), null when absent, as the portal reads them."""
+    prefix = f"{app['namespace']}/{app['name']}/{app['version']}/"
+
+    def paths(kind: str) -> list[str]:
+        return [prefix + f.file_name for f in files if f.kind == kind]
+
+    return {
+        "thumbnail": next(iter(paths("thumbnail")), None),
+        "images": paths("image") or None,
+        "science_description": next(iter(paths("science_description")), None),
     }
