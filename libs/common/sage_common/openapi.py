@@ -31,16 +31,21 @@ def describe(
     return mark
 
 
+def _raw_path(route: web.AbstractRoute) -> str:
+    info = route.resource.get_info() if route.resource else {}
+    return str(info.get("path") or info.get("formatter") or "")
+
+
 def build_document(app: web.Application, title: str) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     schemas: dict[str, Any] = {}
-    for route in app.router.routes():
-        if route.method in ("HEAD", "*"):
+    routes = [(route, _raw_path(route)) for route in app.router.routes()]
+    known = {(route.method, raw) for route, raw in routes}
+    for route, raw in routes:
+        if route.method in ("HEAD", "*") or not raw:
             continue
-        info = route.resource.get_info() if route.resource else {}
-        raw = info.get("path") or info.get("formatter")
-        if not raw:
-            continue
+        if raw.endswith("/") and raw != "/" and (route.method, raw.rstrip("/")) in known:
+            continue  # the trailing-slash alias of a documented route (SAGE clients use both)
         path = _PARAM_RE.sub(r"{\1}", raw)
         handler = route.handler
         meta = getattr(handler, "__openapi__", {})
@@ -92,6 +97,6 @@ def build_document(app: web.Application, title: str) -> dict[str, Any]:
 
 async def openapi_handler(request: web.Request) -> web.Response:
     """This service's OpenAPI document."""
-    from .web import SERVICE
+    from .web import SERVICE, json_response
 
-    return web.json_response(build_document(request.app, f"SAGE {request.app[SERVICE]}"))
+    return json_response(build_document(request.app, f"SAGE {request.app[SERVICE]}"))
