@@ -36,11 +36,22 @@ def _raw_path(route: web.AbstractRoute) -> str:
     return str(info.get("path") or info.get("formatter") or "")
 
 
+def _unique(used: set[str], name: str) -> str:
+    """`name`, or `name_2`, `name_3`... when a handler serves several paths (ids must differ)."""
+    candidate, n = name, 1
+    while candidate in used:
+        n += 1
+        candidate = f"{name}_{n}"
+    used.add(candidate)
+    return candidate
+
+
 def build_document(app: web.Application, title: str) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     schemas: dict[str, Any] = {}
     routes = [(route, _raw_path(route)) for route in app.router.routes()]
     known = {(route.method, raw) for route, raw in routes}
+    used: set[str] = set()
     for route, raw in routes:
         if route.method in ("HEAD", "*") or not raw:
             continue
@@ -52,7 +63,7 @@ def build_document(app: web.Application, title: str) -> dict[str, Any]:
         doc = (handler.__doc__ or "").strip().splitlines()
         op: dict[str, Any] = {
             "summary": doc[0] if doc else handler.__name__.replace("_", " "),
-            "operationId": f"{route.method.lower()}_{handler.__name__}",
+            "operationId": _unique(used, f"{route.method.lower()}_{handler.__name__}"),
             "parameters": [
                 {"name": m.group(1), "in": "path", "required": True, "schema": {"type": "string"}}
                 for m in _PARAM_RE.finditer(raw)
