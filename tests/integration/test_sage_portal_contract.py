@@ -370,6 +370,9 @@ async def test_a_build_links_its_log_as_jenkins_did(stack, http, people):
         assert await resp.read() == text
     details = await owner.get_app_details(app)
     assert details["source"]["git_commit"] == commit and details["source"]["tag"] == ""
+    await owner.make_public({"namespace": ns, "name": "cloud-cover"}, "delete")
+    async with http.get(status["url"] + "console") as resp:
+        assert resp.status == 404  # private again: the tab has no token
     with pytest.raises(PortalError, match="no build 9"):
         await owner.fetch("GET", status["url"].replace("/1/", "/9/") + "console")
 
