@@ -390,6 +390,22 @@ async def test_failures_reach_the_page_as_their_error_text(stack, http, people):
         await owner.get_app_details(app)
 
 
+async def test_the_dev_stack_answers_a_preflight_from_a_portal_anywhere(stack, http, people):
+    """A portal served from a name mapped to loopback, asking before reading an app."""
+    owner = Portal(http, stack["gateway"], people["owner"])
+    app = await owner.register(sage_style_config(f"lab{sfx()}", "cloud-cover"))
+    headers = {
+        "Origin": "http://portal.example.org",
+        "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "authorization",
+    }
+    url = f"{owner.url}/apps/{app['id'].replace(':', '/')}"
+    async with http.options(url, headers=headers) as resp:
+        assert resp.status == 204
+        assert resp.headers["Access-Control-Allow-Origin"] == "http://portal.example.org"
+        assert "authorization" in resp.headers["Access-Control-Allow-Headers"].lower()
+
+
 def test_the_dev_stack_lets_a_portal_on_any_origin_call_the_apis():
     """`make up` (scripts/stack_env.py): the portal on localhost or on a name mapped to it."""
     dev = stack_env()
