@@ -21,7 +21,7 @@ from aiohttp import web
 from sage_auth import routes as auth_routes
 from sage_builder.app import create_app as create_builder
 from sage_builder.config import Config as BuilderConfig
-from sage_common.scopes import COMMON_SCOPES, missing_scopes
+from sage_common.scopes import COMMON_SCOPES, missing_scopes, route_key
 from sage_common.web import SCOPES
 from sage_ecr import routes as ecr_routes
 from sage_ecr.config import Config as EcrConfig
@@ -134,12 +134,18 @@ async def test_route_admits_exactly_the_tokens_holding_its_scope(
 EXCEPTIONS = {
     ("ecr", "GET", "/api/schema/app.json"): None,  # a public document
     ("ecr", "GET", "/api/registry/access"): "ecr:admin",  # the auth service's question
+    ("ecr", "GET", "/api"): None,  # SAGE's root and health answers
+    ("ecr", "GET", "/api/healthy"): None,
+    ("auth", "GET", "/auth/users/~self"): None,  # oneself (the edge scheduler's login check)
+    ("auth", "GET", "/auth/users/{username}"): None,  # oneself; others need auth:admin inside
 }
 
 
 def _rule(service: str, method: str, path: str) -> str | None:
-    if (service, method, path) in EXCEPTIONS:
-        return EXCEPTIONS[(service, method, path)]
+    shape = route_key(method, path)  # trailing-slash twins follow the same rule
+    for (s, m, p), scope in EXCEPTIONS.items():
+        if s == service and route_key(m, p) == shape:
+            return scope
     if (method, path) in COMMON_SCOPES:
         return None
     if service == "auth":
