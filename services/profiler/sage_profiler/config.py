@@ -9,11 +9,13 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from sage_common.config import ServiceConfig
 from sage_common.schemas import MAX_TEST_REPETITIONS, MAX_TEST_TIMEOUT_SECONDS
+
+from .runner import UNPRIVILEGED_USER
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -99,7 +101,11 @@ class Config(ServiceConfig):
     cpu_limit: float = 2.0
     pids_limit: int = 256
     tmpfs_bytes: int = 64 * MiB
-    run_as_user: str | None = None
+    # Every container under test runs as this numeric, non-root uid:gid, whatever the image's
+    # USER says, unless the app's `testing.user` asks for another non-root uid, or for root.
+    run_as_user: str = UNPRIVILEGED_USER
+    # Whether `testing.user: root` is honoured; otherwise such a profile fails and says why.
+    allow_root_tests: bool = False
     # The shared ceiling of copies run side by side: the node the profiler stands in for.
     concurrency_memory_bytes: int = 4 * GiB
     concurrency_cpus: float = 2.0
@@ -123,6 +129,14 @@ class Config(ServiceConfig):
     storage_token: SecretStr = SecretStr("")
     test_data_max_bytes: int = 2 * GiB
     work_dir: Path | None = None  # where test data is unpacked; default the system temp dir
+
+    @field_validator("run_as_user")
+    @classmethod
+    def _unprivileged(cls, value: str) -> str:
+        uid, _, gid = value.partition(":")
+        if not uid.isdigit() or not gid.isdigit() or int(uid) == 0:
+            raise ValueError("a numeric, non-root uid:gid such as 65534:65534")
+        return value
 
 
 def in_cluster_api() -> str | None:
