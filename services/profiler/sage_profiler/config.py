@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from sage_common.config import ServiceConfig
@@ -67,6 +67,9 @@ class Config(ServiceConfig):
     runner: Literal["docker", "kubernetes"] = "docker"
     # Docker runner: the engine, and the cgroups each run is measured from.
     docker_url: str | None = None  # default: DOCKER_HOST or the local socket
+    # An engine over TCP (tcp://host:2376) is reached only with mutual TLS: this directory holds
+    # ca.pem (the engine's CA), cert.pem and key.pem (the profiler's client certificate).
+    docker_tls_dir: Path | None = None
     cgroup_root: Path = Path("/sys/fs/cgroup")
     cgroup_prefix: str = "sage-profiler"
     sample_hz: float = 10.0
@@ -129,6 +132,17 @@ class Config(ServiceConfig):
     storage_token: SecretStr = SecretStr("")
     test_data_max_bytes: int = 2 * GiB
     work_dir: Path | None = None  # where test data is unpacked; default the system temp dir
+
+    @model_validator(mode="after")
+    def _engine_over_tls(self) -> Config:
+        if (self.docker_url or "").startswith(("tcp://", "http://", "https://")) and not (
+            self.docker_tls_dir
+        ):
+            raise ValueError(
+                "a Docker engine over TCP is reached only with TLS: set docker_tls_dir to the "
+                "directory with ca.pem, cert.pem and key.pem"
+            )
+        return self
 
     @field_validator("run_as_user")
     @classmethod
