@@ -68,6 +68,17 @@ class ArchImage(_Part):
     emulated: bool = False
 
 
+class MetaFile(_Part):
+    """One file of the app's `ecr-meta/` folder, checked and stored by the builder beside its log."""
+
+    name: str  # ecr-icon.jpg, ecr-science-image.png, ecr-science-description.md, ...
+    kind: str  # "thumbnail", "image" or "science_description"
+    content_type: str  # from the content, not the name: image/png, text/markdown; charset=utf-8
+    size: int
+    sha256: str  # hex digest of the stored bytes
+    location: str  # s3://bucket/builds/namespace/name/version/build_id/ecr-meta/<name>
+
+
 class BuildDone(EventData):
     routing_key = "build.done"
     app_id: str
@@ -86,6 +97,8 @@ class BuildDone(EventData):
     # The app's `testing` and `hardware` as `app.submitted` carried them, passed on for the profiler.
     testing: dict[str, Any] | None = None
     hardware: dict[str, Any] | None = None
+    # The app's ecr-meta files that passed the builder's checks (none when it has no such folder).
+    meta_files: list[MetaFile] = Field(default_factory=list)
 
 
 class TestRun(_Part):

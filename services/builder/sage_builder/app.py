@@ -19,6 +19,7 @@ from .cache import LayerCache
 from .config import Config
 from .events import CancelConsumer, SubmittedConsumer
 from .jobs import Jobs
+from .metafiles import MetaLimits
 from .registry import Credentials, RegistryClient
 from .routes import routes
 from .service import Builder
@@ -81,6 +82,11 @@ def make_builder(config: Config) -> Builder:
             "max_bytes": config.log_max_bytes,
             "tail_lines": config.log_tail_lines,
         },
+        meta_limits=MetaLimits(
+            max_file_bytes=config.meta_max_file_bytes,
+            max_total_bytes=config.meta_max_total_bytes,
+            max_images=config.meta_max_images,
+        ),
     )
 
 

@@ -55,11 +55,14 @@ class Scrubber:
 
 
 class LogSink(Protocol):
-    """Where a build log is kept; `put` replaces the whole object."""
+    """Where a build log is kept; `put` replaces the whole object. `put_file` keeps the build's
+    other files (its ecr-meta folder) in the same place."""
 
     def location(self, key: str) -> str: ...
 
     async def put(self, key: str, data: bytes, *, complete: bool) -> None: ...
+
+    async def put_file(self, key: str, data: bytes, content_type: str) -> None: ...
 
 
 class MemoryLogSink:
@@ -68,6 +71,7 @@ class MemoryLogSink:
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
         self.complete: dict[str, bool] = {}
+        self.content_types: dict[str, str] = {}
 
     def location(self, key: str) -> str:
         return f"memory://{key}"
@@ -75,6 +79,10 @@ class MemoryLogSink:
     async def put(self, key: str, data: bytes, *, complete: bool) -> None:
         self.objects[key] = data
         self.complete[key] = complete
+
+    async def put_file(self, key: str, data: bytes, content_type: str) -> None:
+        self.objects[key] = data
+        self.content_types[key] = content_type
 
 
 class S3LogSink:
@@ -108,6 +116,18 @@ class S3LogSink:
             len(data),
             content_type="text/plain; charset=utf-8",
             metadata={"complete": "true" if complete else "false"},
+        )
+
+    async def put_file(self, key: str, data: bytes, content_type: str) -> None:
+        if not self._bucket_checked:
+            await self.ensure_bucket()
+        await asyncio.to_thread(
+            self.client.put_object,  # type: ignore[attr-defined]
+            self.bucket,
+            key,
+            io.BytesIO(data),
+            len(data),
+            content_type=content_type,
         )
 
 

@@ -63,6 +63,11 @@ class Config(ServiceConfig):
     log_flush_seconds: float = 1.0
     log_max_bytes: int = 16 * 1024**2
     log_tail_lines: int = 40
+    # The app's ecr-meta folder (icon, science images, description), kept beside the logs:
+    # most bytes per file and for the whole folder, most science images.
+    meta_max_file_bytes: int = 5 * 1024**2
+    meta_max_total_bytes: int = 20 * 1024**2
+    meta_max_images: int = 8
 
     @property
     def token_url(self) -> str:

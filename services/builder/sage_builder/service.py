@@ -17,12 +17,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sage_common.schemas import AppSubmitted, ArchImage, BuildDone
+from sage_common.schemas import AppSubmitted, ArchImage, BuildDone, MetaFile
 
 from .backend import BuildBackend
 from .buildlog import BuildLog, LogSink, Scrubber
 from .cache import LayerCache
-from .model import ArchResult, BuildFailure, BuildRequest, BuildResult, Platform, PushResult
+from .metafiles import MetaLimits, import_files
+from .model import (
+    ArchResult,
+    BuildFailure,
+    BuildRequest,
+    BuildResult,
+    Checkout,
+    Platform,
+    PushResult,
+)
 from .registry import Credentials, RegistryClient, RegistryError, write_authfile
 from .source import GitFetcher, check_context, locate
 
@@ -104,6 +113,7 @@ class Progress:
 
     commit: str | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    meta_files: list[MetaFile] = field(default_factory=list)
 
 
 class Builder:
@@ -124,12 +134,14 @@ class Builder:
         push_attempts: int = 4,
         push_backoff: float = 1.0,
         log_options: dict[str, Any] | None = None,
+        meta_limits: MetaLimits | None = None,
     ) -> None:
         self.backend, self.fetcher, self.cache, self.sink = backend, fetcher, cache, sink
         self.registry, self.registry_client, self.creds = registry, registry_client, creds
         self.work_dir, self.timeout = work_dir, timeout
         self.push_attempts, self.push_backoff = max(1, push_attempts), push_backoff
         self.log_options = log_options or {}
+        self.meta_limits = meta_limits or MetaLimits()
 
     def scrubber(self) -> Scrubber:
         return Scrubber([self.creds.password, self.creds.basic] if self.creds else [])
@@ -164,6 +176,7 @@ class Builder:
                 done = _failure(request, crash, progress, blog.tail())
         done.duration_seconds = round(time.monotonic() - started, 3)
         done.log_location = blog.location if blog.uploaded else None
+        done.meta_files = progress.meta_files
         return done
 
     async def build_and_push(
@@ -182,6 +195,7 @@ class Builder:
                 progress.commit = await self.fetcher.fetch(request, src, blog, store / "git")
                 checkout = locate(src, progress.commit, request.directory, request.dockerfile)
                 await asyncio.to_thread(check_context, checkout)
+                progress.meta_files = await self._meta_files(request, checkout, blog)
                 progress.provenance = {
                     "url": request.url,
                     "ref": request.tag or request.branch,
@@ -208,6 +222,17 @@ class Builder:
             return BuildResult(checkout.commit, push, images, progress.provenance)
         finally:
             await asyncio.shield(asyncio.to_thread(shutil.rmtree, workdir, True))
+
+    async def _meta_files(
+        self, request: BuildRequest, checkout: Checkout, blog: BuildLog
+    ) -> list[MetaFile]:
+        """The app's ecr-meta folder, checked and stored; a problem there never fails the build."""
+        try:
+            return await import_files(checkout, request, self.sink, self.meta_limits, blog)
+        except Exception as exc:  # noqa: BLE001 - the pictures are not worth a failed build
+            log.exception("ecr-meta import crashed", extra={"build_id": request.build_id})
+            blog(f"ecr-meta: not imported (internal builder error: {type(exc).__name__})")
+            return []
 
     async def _push(
         self,

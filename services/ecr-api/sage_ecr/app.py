@@ -14,11 +14,13 @@ from .access import Policy
 from .cache import invalidate_on_write, listener_context
 from .config import Config
 from .events import consumers
-from .handlers import BUILD_LOGS, ECR
+from .handlers import BUILD_LOGS, ECR, META_FILES
 from .logs import BuildLogs, LogReader
+from .pipeline import refresh_stale_docs
 from .routes import routes
 from .s3 import S3LogReader
 from .service import Ecr
+from .service_meta import MetaFiles
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -35,7 +37,9 @@ def _ecr_context(config: Config):  # type: ignore[no-untyped-def]
             max_body_bytes=config.max_body_bytes,
             spec_max_depth=config.spec_max_depth,
             spec_max_nodes=config.spec_max_nodes,
+            public_url=config.public_url,
         )
+        await refresh_stale_docs(app[POOL])
         yield
 
     return ctx
@@ -53,6 +57,18 @@ def _logs_context(config: Config, reader: LogReader | None):  # type: ignore[no-
         app[BUILD_LOGS] = logs
         yield
         await logs.reader.close()
+
+    return ctx
+
+
+def _meta_context(config: Config):  # type: ignore[no-untyped-def]
+    """The reader of ecr-meta files, in the builder's bucket like the logs."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        files = MetaFiles(reader=S3LogReader.from_config(config), bucket=config.build_log_bucket)
+        app[META_FILES] = files
+        yield
+        await files.reader.close()
 
     return ctx
 
@@ -76,6 +92,7 @@ def create_app(
     app.middlewares.append(invalidate_on_write())
     app.cleanup_ctx.append(_ecr_context(config))
     app.cleanup_ctx.append(_logs_context(config, log_reader))
+    app.cleanup_ctx.append(_meta_context(config))
     app.cleanup_ctx.append(listener_context(config.listing_cache_entries))
     if config.use_bus:
         app.cleanup_ctx.append(bus_context(consumers))

@@ -29,8 +29,8 @@ from sage_common.schemas import (
     ReviewRequested,
 )
 
+from . import service_meta, views
 from . import store_apps as apps
-from . import views
 from .states import IN_FLIGHT, Facts, State, advance
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,28 @@ async def refresh_doc(conn: Conn, app_id: int) -> None:
     app = await apps.get_app_by_id(conn, app_id)
     assert app is not None
     build = await apps.get_build(conn, app["build_id"])
-    await apps.save_doc(conn, app_id, views.app_doc(app, build))
+    doc = views.app_doc(app, build)
+    doc.update(await service_meta.doc_fields(conn, app))
+    await apps.save_doc(conn, app_id, doc, views.DOC_VERSION)
+
+
+async def refresh_stale_docs(pool: asyncpg.Pool, *, batch: int = 200) -> int:
+    """Recompute the stored documents made by an older `views.app_doc`; how many were.
+
+    Run at start: replicas starting together share the work (locked rows are skipped).
+    """
+    count = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            ids = await apps.lock_stale_docs(conn, views.DOC_VERSION, batch)
+            for app_id in ids:
+                await refresh_doc(conn, app_id)
+        count += len(ids)
+        if len(ids) < batch:
+            break
+    if count:
+        log.info("app documents recomputed", extra={"count": count})
+    return count
 
 
 async def start_build(conn: Conn, app: dict[str, Any], requested_by: str, cause: str) -> int:
@@ -178,7 +199,10 @@ async def on_build_done(conn: Conn, data: BuildDone, event_id: str) -> None:
             conn, build_id, data.status, data.model_dump(mode="json"), event_id
         )
 
-    await _apply(conn, data.app_id, data.build_id, record)
+    async def keep_meta_files(app: dict[str, Any], build_id: uuid.UUID) -> None:
+        await service_meta.record(conn, app, build_id, data.meta_files)
+
+    await _apply(conn, data.app_id, data.build_id, record, keep_meta_files)
 
 
 async def on_profile_done(conn: Conn, data: ProfileDone, event_id: str) -> None:
@@ -190,8 +214,11 @@ async def on_profile_done(conn: Conn, data: ProfileDone, event_id: str) -> None:
     await _apply(conn, data.app_id, data.build_id, record)
 
 
-async def _apply(conn: Conn, app_ident: str, build_ident: str, record: Any) -> None:
-    """Record the event's fact on its build, then move the version as far as the facts allow."""
+async def _apply(
+    conn: Conn, app_ident: str, build_ident: str, record: Any, on_current: Any = None
+) -> None:
+    """Record the event's fact on its build, then move the version as far as the facts allow
+    (`on_current(app, build_id)` first, for facts that only the current build may set)."""
     try:
         build_id = uuid.UUID(build_ident)
     except ValueError:
@@ -212,6 +239,8 @@ async def _apply(conn: Conn, app_ident: str, build_ident: str, record: Any) -> N
             "event for a superseded build recorded, state unchanged", extra={"app_id": app_ident}
         )
         return
+    if on_current is not None:
+        await on_current(app, build_id)
     build = await apps.get_build(conn, build_id)
     assert build is not None
     facts = Facts(

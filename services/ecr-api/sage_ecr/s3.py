@@ -1,4 +1,5 @@
-"""Reading build logs from the builder's S3 bucket through the `minio` client, on a few threads.
+"""Reading build logs (and ecr-meta files) from the builder's S3 bucket through the `minio`
+client, on a few threads.
 
 The client is synchronous, so each call runs on a small pool of its own. S3 errors stop here: a
 missing bucket or key is `None` (no log yet), anything else is `Unavailable` (503, Retry-After).
@@ -11,6 +12,7 @@ import functools
 import logging
 import re
 import time
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +31,7 @@ _CODE_RE = re.compile(r"<Code>([A-Za-z]+)</Code>")
 _RANGE_RE = re.compile(r"^bytes \d+-\d+/(\d+)$")
 _MISSING = {"NoSuchKey", "NoSuchObject", "NoSuchBucket"}
 WORKERS = 4
+CHUNK_BYTES = 64 * 1024
 ATTEMPTS = 5  # reads of an object that is being replaced, before giving up
 REREAD_PAUSE = 0.05
 
@@ -40,6 +43,26 @@ class LogObject:
     data: bytes
     size: int
     marked_complete: bool  # the builder's `complete: true` metadata
+
+
+class S3Stream:
+    """An object being read: `size` from its headers, its bytes piece by piece on the pool."""
+
+    def __init__(self, response: Any, pool: ThreadPoolExecutor) -> None:
+        self._response, self._pool = response, pool
+        self.size = int(response.headers.get("Content-Length", "-1"))
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        try:
+            while data := await loop.run_in_executor(self._pool, self._response.read, CHUNK_BYTES):
+                yield data
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        self._response.close()
+        self._response.release_conn()
 
 
 class _Grew(Exception):
@@ -102,6 +125,23 @@ class S3LogReader:
             raise Unavailable(
                 "the build log store is unavailable, try again", retry_after=5
             ) from None
+
+    async def open(self, bucket: str, key: str) -> S3Stream | None:
+        """The whole object, opened for reading; None when there is none."""
+        loop = asyncio.get_running_loop()
+        try:
+            response = await loop.run_in_executor(
+                self._pool, functools.partial(self.client.get_object, bucket, key)
+            )
+        except (S3Error, InvalidResponseError) as exc:
+            if _code(exc) in _MISSING:
+                return None
+            log.error("file store refused a read: %s", _code(exc) or type(exc).__name__)
+            raise Unavailable("the file store is unavailable, try again", retry_after=5) from None
+        except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            log.warning("file store unreachable: %s", type(exc).__name__)
+            raise Unavailable("the file store is unavailable, try again", retry_after=5) from None
+        return S3Stream(response, self._pool)
 
     def _read(self, bucket: str, key: str, offset: int, length: int) -> LogObject | None:
         for _ in range(ATTEMPTS):
