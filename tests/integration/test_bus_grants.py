@@ -7,10 +7,7 @@ script `deploy/rabbitmq/users.sh` is checked to be what the same module writes.
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
-import secrets
-import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -26,7 +23,7 @@ from yarl import URL
 
 from sage_common import db
 from sage_common.bus import Bus, Consumer, PublishRefused, queue_names
-from sage_common.bus.grants import PUBLISHES, grant_for, password_variable, script, user_name
+from sage_common.bus.grants import PUBLISHES, password_variable, script, user_name
 from sage_common.bus.testing import delete_topology, eventually
 from sage_common.events import CloudEvent, make_event
 from sage_common.schemas import AppSubmitted, BuildDone, BuildStarted
@@ -34,6 +31,7 @@ from sage_ecr.config import Config as EcrConfig
 from sage_ecr.testing import EventTap, app_spec, start_ecr
 from sage_profiler.eventdoc import EMITTERS
 from tests.fixtures.auth import call
+from tests.fixtures.broker import broker_user
 
 ROOT = Path(__file__).resolve().parents[2]
 # The script (dev stack, compose) and its copy for the dev Kubernetes overlay.
@@ -41,16 +39,6 @@ SCRIPTS = [
     ROOT / "deploy" / "rabbitmq" / "users.sh",
     ROOT / "deploy" / "k8s" / "overlays" / "dev" / "rabbitmq-users.sh",
 ]
-
-
-async def rabbitmqctl(*args: str) -> None:
-    ctl = shutil.which("rabbitmqctl")
-    assert ctl, "rabbitmqctl runs on the broker's node in development and CI"
-    proc = await asyncio.create_subprocess_exec(
-        ctl, "-q", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, (args[0], out.decode(), err.decode())
 
 
 class Broker:
@@ -65,13 +53,13 @@ class Broker:
 
     async def user(self, service: str) -> str:
         """The AMQP URL of a new user with `service`'s permissions."""
-        name, password = f"test-{service}-{self.tag}", secrets.token_hex(16)
-        grant = grant_for(service, user=name, exchange=self.exchange, prefix=self.prefix(service))
-        await rabbitmqctl("add_user", name, password)
-        self.stack.push_async_callback(rabbitmqctl, "delete_user", name)
-        for command in grant.commands():
-            await rabbitmqctl(*command)
-        return str(URL(self.amqp_url).with_user(name).with_password(password))
+        return await broker_user(
+            self.amqp_url,
+            service,
+            exchange=self.exchange,
+            prefix=self.prefix(service),
+            cleanup=self.stack,
+        )
 
     async def bus(self, url: str, service: str) -> Bus:
         bus = Bus(url, exchange=self.exchange, service=service)

@@ -3,8 +3,9 @@
 A consumer believes an event because of its routing key, so the broker must refuse a routing key
 to everyone but its producer: RabbitMQ topic permissions on the events exchange let each user
 publish only the keys in `PUBLISHES`. Its ordinary permissions let it declare, bind, read and
-write only the events exchange and its own queues and requeue exchanges (named `<service>.*`);
-not the default exchange, which would put a message into any queue by name.
+write only the events exchange and its own queues and requeue exchanges (`<service>`,
+`<service>.*`, `<service>-*`); not the default exchange, which would put a message into any
+queue by name.
 
 `python -m sage_common.bus.grants > deploy/rabbitmq/users.sh` writes the script that creates the
 users with `rabbitmqctl` (the dev stack, compose and the dev Kubernetes overlay run it); a test
@@ -88,9 +89,10 @@ def grant_for(
     prefix: str | None = None,
     vhost: str = "/",
 ) -> BrokerGrant:
-    """The permissions of `service`'s user: its queues are named `<prefix>.*` (default: the
-    service's name, as its configuration names them)."""
-    own = rf"{re.escape(prefix or service)}\..+"
+    """The permissions of `service`'s user: its queues and their requeue exchanges are named
+    `<prefix>`, `<prefix>.*` or `<prefix>-*` (default prefix: the service's name, as its
+    configuration names them)."""
+    own = rf"{re.escape(prefix or service)}([.-].+)?"
     resources = rf"^({re.escape(exchange)}|{own})$"
     keys = PUBLISHES.get(service, ())
     return BrokerGrant(
