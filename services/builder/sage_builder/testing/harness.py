@@ -20,6 +20,7 @@ from sage_common.schemas import AppSource, AppSubmitted, BuildCancelled, BuildDo
 from ..app import create_app
 from ..config import Config
 from ..events import RETRY_DELAYS
+from ..events_images import RETRY_DELAYS as DELETE_RETRY_DELAYS
 
 
 class Events:
@@ -144,7 +145,11 @@ async def delete_queues(amqp_url: str, config: Config) -> None:
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         channel = await connection.channel()
-        for queue in (*queue_names(config.queue, RETRY_DELAYS), *queue_names(config.cancel_queue)):
+        for queue in (
+            *queue_names(config.queue, RETRY_DELAYS),
+            *queue_names(config.cancel_queue),
+            *queue_names(config.app_deleted_queue, DELETE_RETRY_DELAYS),
+        ):
             await channel.queue_delete(queue)
 
 
