@@ -139,7 +139,13 @@ def _consumers(app: web.Application) -> list[Consumer]:
             app[POOL], app[BUS], app[BUILDER], app[JOBS], name=config.queue, source=source
         ),
         AppDeletedConsumer(
-            app[POOL], app[BUS], remover, app[JOBS], name=config.app_deleted_queue, source=source
+            app[POOL],
+            app[BUS],
+            remover,
+            app[JOBS],
+            name=config.app_deleted_queue,
+            source=source,
+            retry_delays=tuple(config.deletion_retry_seconds),
         ),
     ]
 

@@ -24,6 +24,9 @@ class Config(ServiceConfig):
     cancel_queue: str = "builder.build-cancel"
     # The queue of `app.deleted` (images to delete); empty: `queue` with `.app-deleted` added.
     deletion_queue: str = ""
+    # Waits before each retry of a deletion that failed (registry unreachable, a build still
+    # running); after the last, the event goes to the queue's dead-letter queue.
+    deletion_retry_seconds: list[float] = [5.0, 30.0, 120.0, 600.0]
 
     # Builds at once on this node, and how long one may take from fetch to pushed index.
     concurrency: int = 2

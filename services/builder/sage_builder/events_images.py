@@ -30,8 +30,6 @@ log = logging.getLogger(__name__)
 MANIFESTS_DELETED = Counter(
     "sage_builder_manifests_deleted_total", "Image manifests deleted from the registry"
 )
-# A cancelled build stops within seconds; a registry outage may take longer to mend.
-RETRY_DELAYS = (5.0, 30.0, 120.0, 600.0)
 
 
 class BuildStillRunning(Exception):
@@ -51,7 +49,7 @@ class AppDeletedConsumer(Consumer):
         *,
         name: str,
         source: str,
-        retry_delays: tuple[float, ...] = RETRY_DELAYS,
+        retry_delays: tuple[float, ...],
     ) -> None:
         super().__init__(
             pool, bus, name=name, routing_keys=["app.deleted"], retry_delays=retry_delays

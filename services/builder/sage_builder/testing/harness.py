@@ -20,7 +20,6 @@ from sage_common.schemas import AppSource, AppSubmitted, BuildCancelled, BuildDo
 from ..app import create_app
 from ..config import Config
 from ..events import RETRY_DELAYS
-from ..events_images import RETRY_DELAYS as DELETE_RETRY_DELAYS
 
 
 class Events:
@@ -148,7 +147,7 @@ async def delete_queues(amqp_url: str, config: Config) -> None:
         for queue in (
             *queue_names(config.queue, RETRY_DELAYS),
             *queue_names(config.cancel_queue),
-            *queue_names(config.app_deleted_queue, DELETE_RETRY_DELAYS),
+            *queue_names(config.app_deleted_queue, config.deletion_retry_seconds),
         ):
             await channel.queue_delete(queue)
 
