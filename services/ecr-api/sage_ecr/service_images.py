@@ -5,7 +5,7 @@ Registry access follows the catalogue's names, so an image left behind would be 
 whoever claimed the same namespace or repository next. Deleting a version queues `app.deleted` (in
 the deleting transaction) with every digest its builds pushed and records a pending deletion;
 until the builder answers `app.images_deleted`, nobody, the former owner included, may claim that
-version, its repository's name or its namespace's name again (docs/adr/0009-deleted-images.md).
+version, its repository's name or its namespace's name again (docs/adr/0011-deleted-images.md).
 """
 
 from __future__ import annotations
