@@ -1,7 +1,8 @@
-"""A deletion the registry cannot take is retried with back-off, then dead-lettered, unconfirmed.
+"""The builder's side of deleting an app, against a real broker and Postgres.
 
-The builder runs for real with a registry address nothing listens on; `app.deleted` names a build
-that pushed an image there.
+A deletion the registry cannot take (an address nothing listens on) is retried with back-off, then
+dead-lettered, unconfirmed; a build whose `app.submitted` arrives after its version's
+`app.deleted` is cancelled before it fetches anything, so it pushes nothing.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from sage_builder.testing import delete_queues, free_port, running_builder
 from sage_common.bus import Bus
 from sage_common.bus.testing import delete_topology, eventually
 from sage_common.events import make_event
-from sage_common.schemas import AppDeleted, ArchImage, DeletedBuild
+from sage_common.schemas import AppDeleted, AppSource, AppSubmitted, ArchImage, DeletedBuild
 from sage_common.web import POOL
+from sage_ecr.testing import EventTap
 
 pytestmark = pytest.mark.slow
 
@@ -86,3 +88,55 @@ async def dead_letter(amqp_url: str, queue_name: str) -> aio_pika.abc.AbstractIn
 
         await eventually(arrived, within=30, every=0.2)
         return found[0]
+
+
+async def test_a_build_submitted_after_its_deletion_is_cancelled_unbuilt(
+    builder_config, tmp_path, amqp_url
+):
+    suffix = uuid.uuid4().hex[:8]
+    config = builder_config(tmp_path / "builder", suffix)
+    app_id, build_id = f"gc{suffix}/counter:1.0.0", str(uuid.uuid4())
+    deleted = make_event(
+        "tests",
+        AppDeleted(
+            app_id=app_id,
+            repository=f"gc{suffix}/counter",
+            requested_by="alice",
+            builds=[DeletedBuild(build_id=build_id)],
+        ),
+        subject=app_id,
+    )
+    submitted = make_event(
+        "tests",
+        AppSubmitted(
+            app_id=app_id,
+            build_id=build_id,
+            source=AppSource(url="http://127.0.0.1:9/never-fetched.git"),
+            submitter="alice",
+        ),
+        subject=app_id,
+    )
+    answers = ("app.images_deleted", "build.done")
+    try:
+        async with (
+            running_builder(config),
+            EventTap(amqp_url, config.exchange, answers) as tap,
+        ):
+            bus = Bus(amqp_url, exchange=config.exchange, service="tests")
+            await bus.connect()
+            try:
+                await bus.publish(deleted)
+                confirmed = await tap.get(lambda e: e.routing_key == "app.images_deleted")
+                await bus.publish(submitted)
+                done = await tap.get(lambda e: e.routing_key == "build.done", within=30)
+            finally:
+                await bus.close()
+    finally:
+        await delete_queues(amqp_url, config)
+        await delete_topology(amqp_url, exchanges=[config.exchange])
+    assert confirmed.data["deletion_id"] == deleted.id
+    assert confirmed.data["deleted"] == [] and confirmed.data["kept"] == []
+    assert done.data["build_id"] == build_id
+    assert done.data["status"] == "failure" and done.data["error_class"] == "cancelled"
+    assert "app deleted by alice" in done.data["error"]
+    assert done.data["index_digest"] is None and done.data["images"] == []
