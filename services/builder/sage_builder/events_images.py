@@ -5,9 +5,10 @@ Its builds are first fenced (recorded as deleted and cancelled, in one transacti
 repository, still runs, the event is retried with back-off. A digest that a live version of the
 repository also pushed (the layer cache makes identical rebuilds) is kept; deletions in one
 repository are serialised, so the last version to go deletes it. The manifests are then deleted by
-digest, each index before the manifests it lists, outside any transaction; `app.images_deleted` is queued in the transaction that records the event,
-so a redelivery is a no-op. A registry that cannot be reached or refuses fails the event: retried
-with back-off, then dead-lettered, and the catalogue keeps the names held meanwhile.
+digest, each index before the manifests it lists, outside any transaction; `app.images_deleted`
+is queued in the transaction that records the event, so a redelivery is a no-op. A registry that
+cannot be reached or refuses fails the event: retried with back-off, then dead-lettered, and the
+catalogue keeps the names held meanwhile.
 """
 
 from __future__ import annotations
