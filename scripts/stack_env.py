@@ -36,6 +36,10 @@ CLIENTS = {
 # Services that reach the S3 server (the ECR API reads the builder's build logs there).
 S3_USERS = ("SAGE_STORAGE_", "SAGE_BUILDER_", "SAGE_PROFILER_", "SAGE_ECR_")
 
+# Services a browser app calls (through the gateway), and the CORS origins the dev stack allows.
+BROWSER_FACING = ("SAGE_AUTH_", "SAGE_ECR_", "SAGE_STORAGE_")
+DEV_CORS_ORIGINS = '["*"]'
+
 
 def _secret() -> str:
     return secrets.token_urlsafe(32)
@@ -94,6 +98,11 @@ def build(existing: dict[str, str]) -> dict[str, str]:
     out.setdefault("SAGE_PROFILER_REGISTRY_USERNAME", "profiler")
     out.setdefault("SAGE_PROFILER_REGISTRY_PASSWORD", clients["profiler"])
     out.setdefault("SAGE_AUTH_KEY_DIR", "var/auth-keys")
+    # Browser apps (the SAGE portal) may call the development stack from any origin: a developer
+    # serves the portal on some localhost port or on a name mapped to loopback. No credentials
+    # are ever allowed (docs/operations.md, "CORS"), so a page needs the user's token to do anything.
+    for prefix in BROWSER_FACING:
+        out.setdefault(prefix + "CORS_ORIGINS", DEV_CORS_ORIGINS)
     return out
 
 

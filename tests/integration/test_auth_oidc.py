@@ -14,16 +14,18 @@ import secrets
 import shutil
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, quote, urljoin, urlsplit
 
 import aiohttp
 import pytest
 import yarl
 
 from sage_auth.state import STORE
+from sage_common.auth import token_hash
 from tests.fixtures.auth import call, free_socket, start_auth
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,8 +71,9 @@ async def oidc(database_url, auth_key_dir, service_secrets, tmp_path_factory):
     node = shutil.which("node")
     assert node, "node is needed to run the OpenID provider for the login tests"
     modules = await oidc_modules()
-    sock = free_socket()
+    sock, deployed_sock = free_socket(), free_socket()
     auth_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    deployed_url = f"http://127.0.0.1:{deployed_sock.getsockname()[1]}"
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
     client_id, client_secret = "sage-auth-test", secrets.token_urlsafe(24)
@@ -82,13 +85,13 @@ async def oidc(database_url, auth_key_dir, service_secrets, tmp_path_factory):
         "OIDC_PORT": str(port),
         "OIDC_CLIENT_ID": client_id,
         "OIDC_CLIENT_SECRET": client_secret,
-        "OIDC_REDIRECT_URI": f"{auth_url}/auth/callback",
+        "OIDC_REDIRECT_URI": f"{auth_url}/auth/callback {deployed_url}/auth/callback",
         "OIDC_ACCOUNTS": '{"odd-login": {"preferred_username": "Dr. Odd", "email": "o@x.org"}}',
     }
     proc = await asyncio.create_subprocess_exec(
         node, str(OIDC_DIR / "server.mjs"), env=env, stdout=log, stderr=log
     )
-    auth = None
+    auth = deployed = None
     try:
         async with aiohttp.ClientSession() as http:
             deadline = time.monotonic() + 30
@@ -111,10 +114,24 @@ async def oidc(database_url, auth_key_dir, service_secrets, tmp_path_factory):
             oidc_client_id=client_id,
             oidc_client_secret=client_secret,
         )
-        yield SimpleNamespace(url=auth.url, issuer=issuer, auth=auth)
+        # The same system as deployed: public on https, the portal's cookies on its domain.
+        deployed = await start_auth(
+            database_url,
+            auth_key_dir,
+            service_secrets,
+            sock=deployed_sock,
+            public_url="https://sage.example.org",
+            cookie_domain=".example.org",
+            oidc_redirect_uri=f"{deployed_url}/auth/callback",
+            oidc_issuer=issuer,
+            oidc_client_id=client_id,
+            oidc_client_secret=client_secret,
+        )
+        yield SimpleNamespace(url=auth.url, issuer=issuer, auth=auth, deployed_url=deployed_url)
     finally:
-        if auth is not None:
-            await auth.stop()
+        for running in (auth, deployed):
+            if running is not None:
+                await running.stop()
         if proc.returncode is None:
             proc.terminate()
             await asyncio.wait_for(proc.wait(), timeout=10)
@@ -283,3 +300,177 @@ async def test_made_up_state_or_provider_error_is_refused(browser, oidc):
 async def test_login_is_404_where_no_provider_is_configured(browser, auth_url):
     status, body = await call(browser, "GET", f"{auth_url}/auth/login")
     assert status == 404 and "not configured" in body["detail"]
+
+
+def set_cookies(resp) -> dict[str, str]:
+    """name -> the whole Set-Cookie header, of one response."""
+    return {h.split("=", 1)[0]: h for h in resp.headers.getall("Set-Cookie", [])}
+
+
+def attributes(header: str) -> dict[str, str]:
+    """The attributes of one Set-Cookie header, names lowercased ("" for flags)."""
+    parts = [p.strip() for p in header.split(";")[1:] if p.strip()]
+    return {k.lower(): v for k, _, v in (p.partition("=") for p in parts)}
+
+
+async def provider_callback(browser, auth_url: str, login: str, path: str = "/auth/login") -> str:
+    """Start a login and pass the provider's forms, but stop at the callback URL, unvisited."""
+    resp = await browser.get(auth_url + path, allow_redirects=False)
+    for _ in range(12):
+        location = resp.headers.get("Location")
+        if location is not None:
+            target = urljoin(str(resp.url), location)
+            if target.startswith(f"{auth_url}/auth/callback"):
+                return target
+            resp = await browser.get(target, allow_redirects=False)
+            continue
+        form = _Form()
+        form.feed(await resp.text())
+        assert form.action, f"no form at {resp.url}"
+        data = dict(form.fields)
+        if "login" in data:
+            data.update(login=login, password="anything")
+        resp = await browser.post(
+            urljoin(str(resp.url), form.action), data=data, allow_redirects=False
+        )
+    raise AssertionError("the provider did not send the browser back")
+
+
+async def test_login_gives_the_portal_its_cookies_and_a_real_token(browser, oidc, auth_app):
+    login = uniq("portal")
+    resp, _ = await log_in(browser, oidc.url, login)
+    cookies = set_cookies(resp)
+    token = cookies["sage_token"].split(";")[0].split("=", 1)[1]
+    assert cookies["sage_username"].startswith(f"sage_username={login};")
+    for name in ("sage_token", "sage_username"):
+        attrs = attributes(cookies[name])
+        # the portal reads them with document.cookie: not HttpOnly, for every path
+        assert attrs["path"] == "/" and "httponly" not in attrs
+        assert attrs["samesite"] == "Strict" and attrs["max-age"] == str(12 * 3600)
+        assert "secure" not in attrs and "domain" not in attrs  # http://127.0.0.1: development
+    async with aiohttp.ClientSession() as http:
+        status, me = await call(http, "GET", f"{oidc.url}/auth/whoami", token=token)
+        assert status == 200 and me["username"] == login
+        # a real token: listed by name, hashed at rest, expiring with the session, revocable
+        _, listed = await call(http, "GET", f"{oidc.url}/auth/tokens", token=token)
+        assert [t["name"] for t in listed] == ["portal login"]
+        expires = datetime.fromisoformat(listed[0]["expires_at"])
+        assert timedelta(hours=11) < expires - datetime.now(UTC) <= timedelta(hours=12)
+        stored = await auth_app[STORE].pool.fetchval(
+            "SELECT token_hash FROM tokens WHERE id = $1", uuid.UUID(listed[0]["id"])
+        )
+        assert stored == token_hash(token)
+        status, _ = await call(
+            http, "DELETE", f"{oidc.url}/auth/tokens/{listed[0]['id']}", token=token
+        )
+        assert status == 204
+        assert (await call(http, "GET", f"{oidc.url}/auth/whoami", token=token))[0] == 401
+
+
+async def test_deployed_login_cookies_are_secure_and_on_the_cookie_domain(oidc):
+    jar = aiohttp.CookieJar(unsafe=True, treat_as_secure_origin=[oidc.deployed_url])
+    async with aiohttp.ClientSession(cookie_jar=jar) as browser:
+        async with browser.get(f"{oidc.deployed_url}/auth/login", allow_redirects=False) as start:
+            binding = attributes(set_cookies(start)["sage_login"])
+        assert "httponly" in binding and binding["samesite"] == "Lax" and "secure" in binding
+        assert binding["path"] == "/auth" and binding["max-age"] == "600"
+        resp, _ = await log_in(browser, oidc.deployed_url, uniq("deployed"))
+        assert resp.status == 200
+        cookies = set_cookies(resp)
+    for name in ("sage_token", "sage_username"):
+        attrs = attributes(cookies[name])
+        assert "secure" in attrs and attrs["domain"] == ".example.org"
+        assert attrs["samesite"] == "Strict" and "httponly" not in attrs
+    session = attributes(cookies["sage_session"])
+    assert "secure" in session and "httponly" in session and session["samesite"] == "Lax"
+    assert attributes(cookies["sage_login"])["max-age"] == "0"  # the binding is spent
+
+
+async def test_a_callback_replayed_from_another_browser_fails(oidc):
+    """Login CSRF: an attacker's callback URL (state and code) opened in the victim's browser."""
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar) as attacker:
+        callback = await provider_callback(attacker, oidc.url, uniq("attacker"))
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as victim:
+        # the victim even has a login of their own in progress: its binding is not the attacker's
+        await provider_callback(victim, oidc.url, uniq("victim"))
+        async with victim.get(callback, allow_redirects=False) as resp:
+            body = await resp.json()
+            assert resp.status == 401 and "another browser" in body["detail"]
+            assert "sage_session" not in set_cookies(resp)
+            assert "sage_token" not in set_cookies(resp)
+
+
+async def test_a_callback_in_the_browser_that_started_the_login_works(oidc):
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        callback = await provider_callback(browser, oidc.url, uniq("own"))
+        async with browser.get(callback, allow_redirects=False) as resp:
+            assert resp.status == 200 and "sage_token" in set_cookies(resp)
+
+
+async def test_logout_clears_the_portal_cookies_and_revokes_its_token(browser, oidc):
+    resp, _ = await log_in(browser, oidc.url, uniq("leaving"))
+    token = set_cookies(resp)["sage_token"].split(";")[0].split("=", 1)[1]
+    async with browser.post(f"{oidc.url}/auth/logout") as out:
+        assert out.status == 204
+        cleared = set_cookies(out)
+    for name in ("sage_token", "sage_username", "sage_session"):
+        assert (
+            cleared[name].startswith(f'{name}="";') and attributes(cleared[name])["max-age"] == "0"
+        )
+    assert attributes(cleared["sage_token"])["path"] == "/"
+    async with aiohttp.ClientSession() as http:
+        assert (await call(http, "GET", f"{oidc.url}/auth/whoami", token=token))[0] == 401
+
+
+async def test_portal_sign_in_and_sign_out_return_to_the_portal_only(browser, oidc):
+    """The portal's links: `<auth>/?callback=URL` to sign in, `<auth>/portal-logout/?callback=`."""
+    back = f"{oidc.url}/auth/whoami"
+    resp, _ = await log_in(browser, oidc.url, uniq("round"), f"/auth/?callback={quote(back)}")
+    assert any(h.status == 303 and h.headers["Location"] == back for h in resp.history)
+    status, _ = await call(browser, "GET", f"{oidc.url}/auth/?callback=https://evil.example/")
+    assert status == 400
+    async with browser.get(
+        f"{oidc.url}/auth/portal-logout/?callback={quote(back)}", allow_redirects=False
+    ) as out:
+        assert out.status == 303 and out.headers["Location"] == back
+        assert attributes(set_cookies(out)["sage_token"])["max-age"] == "0"
+    async with browser.get(
+        f"{oidc.url}/auth/portal-logout/?callback=https://evil.example/", allow_redirects=False
+    ) as out:
+        assert out.status == 200 and "Location" not in out.headers
+
+
+async def test_a_session_cannot_mint_a_token_that_outlives_it(browser, oidc):
+    """A 12-hour session asking for 3650 days is refused; by default its token ends with it."""
+    await log_in(browser, oidc.url, uniq("session-life"))
+    url = f"{oidc.url}/auth/session/tokens"
+    status, body = await call(browser, "POST", url, json={"name": "x", "expires_in_days": 3650})
+    assert status == 422 and "outlive" in body["detail"]
+    status, new = await call(browser, "POST", url, json={"name": "cli"})
+    assert status == 201
+    left = datetime.fromisoformat(new["expires_at"]) - datetime.now(UTC)
+    assert timedelta(hours=11) < left <= timedelta(hours=12)
+
+
+def portal_cookie_value(document_cookie: str, key: str) -> str | None:
+    """components/auth/auth.ts `_getCookieValue`, line for line."""
+    match = next((row for row in document_cookie.split("; ") if row.startswith(f"{key}=")), None)
+    if match is None:
+        return None
+    value = match.split("=")[1]
+    return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
+
+
+async def test_the_portal_reads_a_working_token_from_its_cookies(browser, oidc):
+    """What auth.ts sees in document.cookie after a login is the user and a token that works."""
+    login = uniq("portal-read")
+    await log_in(browser, oidc.url, login)
+    jar = browser.cookie_jar.filter_cookies(yarl.URL(oidc.url + "/apps/"))
+    document_cookie = "; ".join(f"{k}={m.coded_value}" for k, m in jar.items())
+    token = portal_cookie_value(document_cookie, "sage_token")
+    assert portal_cookie_value(document_cookie, "sage_username") == login
+    assert "sage_session" not in jar  # HttpOnly and under /auth: never the portal's
+    async with aiohttp.ClientSession() as http:
+        status, me = await call(http, "GET", f"{oidc.url}/auth/users/~self", token=token)
+    assert status == 200 and me["username"] == login and me["last_login"] is not None

@@ -113,10 +113,16 @@ async def test_a_users_token_is_not_a_service_credential(http, auth_url, make_us
     assert (await ask(http, auth_url, headers, token))[0] == 401
 
 
-async def test_json_body_is_415(http, auth_url, basic, make_user):
-    token = await make_user(f"json-{uuid.uuid4().hex[:8]}")
+async def test_a_json_body_gets_sages_answer_and_other_bodies_are_415(
+    http, auth_url, basic, make_user
+):
+    user = f"json-{uuid.uuid4().hex[:8]}"
+    token = await make_user(user)
+    url = f"{auth_url}/auth/token_info"
+    status, body = await call(http, "POST", url, headers=basic("ecr-api"), json={"token": token})
+    assert status == 200 and body["username"] == user and "sub" not in body  # SAGE's dialect
     status, body = await call(
-        http, "POST", f"{auth_url}/auth/token_info", headers=basic("ecr-api"), json={"token": token}
+        http, "POST", url, headers={**basic("ecr-api"), "Content-Type": "text/plain"}, data="x"
     )
     assert status == 415 and body["status"] == 415
 

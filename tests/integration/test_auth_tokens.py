@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from datetime import datetime
 
 import aiohttp
 import pytest
@@ -51,7 +52,7 @@ async def test_scheme_is_case_insensitive_and_bearer_and_basic_work(http, auth_u
 
 
 async def test_created_token_is_shown_once_and_works(http, auth_url, make_user):
-    token = await make_user(name("creator"))
+    token = await make_user(name("creator"), days=30)
     status, new = await call(
         http,
         "POST",
@@ -199,3 +200,24 @@ async def test_revoked_token_stops_working_within_the_introspection_ttl(
             await asyncio.sleep(0.05)
     finally:
         await client.close()
+
+
+async def test_a_token_cannot_make_a_token_that_outlives_it(http, auth_url, make_user):
+    """A 1-day token asking for 3650 days is refused; left to the default, the new token expires
+    with its parent (docs/auth.md, "Tokens")."""
+    token = await make_user(name("short"), days=1)
+    url = f"{auth_url}/auth/tokens"
+    status, body = await call(
+        http, "POST", url, token=token, json={"name": "long", "expires_in_days": 3650}
+    )
+    assert status == 422 and "outlive" in body["detail"]
+    _, me = await call(http, "GET", f"{auth_url}/auth/tokens", token=token)
+    parent = datetime.fromisoformat(me[0]["expires_at"])
+    status, child = await call(http, "POST", url, token=token, json={"name": "default"})
+    assert status == 201
+    assert datetime.fromisoformat(child["expires_at"]) <= parent
+    # and the child cannot stretch the chain either
+    status, _ = await call(
+        http, "POST", url, token=child["token"], json={"name": "g", "expires_in_days": 2}
+    )
+    assert status == 422

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 
 from aiohttp import web
 
-from .config import ServiceConfig
+from .config import InsecureConfig, ServiceConfig
 from .logs import setup_logging
 
 
@@ -18,4 +19,9 @@ def run_service(
     logging.getLogger(__name__).info(
         "starting", extra={"host": config.host, "port": config.port, "schema": config.db_schema}
     )
-    web.run_app(create_app(config), host=config.host, port=config.port, access_log=None, print=None)
+    try:
+        app = create_app(config)
+    except InsecureConfig as exc:
+        logging.getLogger(__name__).critical("%s", exc)
+        sys.exit(f"{name}: {exc}")
+    web.run_app(app, host=config.host, port=config.port, access_log=None, print=None)

@@ -22,6 +22,7 @@ from . import db
 from .auth import IntrospectionClient, Introspector, auth_middleware
 from .bus import Bus, Consumer, OutboxRelay
 from .config import ServiceConfig
+from .cors import enable_cors
 from .errors import BadRequest, UnsupportedMediaType, error_middleware
 from .logs import new_request_id, request_id
 from .metrics import metrics_handler, metrics_middleware
@@ -40,6 +41,7 @@ ReadyCheck = Callable[[web.Application], Awaitable[None]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 M = TypeVar("M", bound=BaseModel)
+JSON_TYPE = "application/json"
 
 
 @web.middleware
@@ -70,7 +72,33 @@ def json_response(
         text = "[" + ",".join(m.model_dump_json(by_alias=True) for m in data) + "]"
     else:
         text = json.dumps(data, default=str)
-    return web.Response(text=text, status=status, content_type="application/json", headers=headers)
+    return json_text_response(text, status=status, headers=headers)
+
+
+def json_text_response(
+    text: str | bytes, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """JSON already encoded, as `Content-Type: application/json` exactly.
+
+    RFC 8259 defines no charset parameter (JSON is UTF-8), and the SAGE edge scheduler refuses any
+    other value; aiohttp's `text=` would add `; charset=utf-8`, so the body goes out as bytes.
+    """
+    body = text.encode() if isinstance(text, str) else text
+    return web.Response(body=body, status=status, content_type=JSON_TYPE, headers=headers)
+
+
+def with_trailing_slashes(routes: Iterable[web.RouteDef]) -> list[web.RouteDef]:
+    """`routes`, and each again with a trailing slash (SAGE's Flask services answer both forms).
+
+    The copies are unnamed and left out of the OpenAPI document, which shows each route once.
+    """
+    given = list(routes)
+    aliases = [
+        web.RouteDef(r.method, r.path + "/", r.handler, {**r.kwargs, "name": None})
+        for r in given
+        if not r.path.endswith("/")
+    ]
+    return given + aliases
 
 
 async def read_json(request: web.Request, model: type[M] | None = None) -> Any:
@@ -200,8 +228,13 @@ def create_service_app(
     """The common frame of a service; the caller adds its own cleanup contexts and consumers.
 
     Pass `introspector` to check tokens locally (the auth service does); otherwise the service asks
-    the auth service at `config.auth_url` with its client credentials.
+    the auth service at `config.auth_url` with its client credentials. In production, a
+    config with an empty or known default secret raises `InsecureConfig` here, before anything
+    starts.
     """
+    weak = config.check_secrets()
+    if weak:
+        log.warning("empty or known default secrets (refused in production): %s", ", ".join(weak))
     app = web.Application(
         middlewares=[
             request_id_middleware,
@@ -211,6 +244,7 @@ def create_service_app(
         ],
         client_max_size=client_max_size or config.max_body_bytes,
     )
+    enable_cors(app, config.cors_origins)
     app[CONFIG] = config
     app[SERVICE] = service
     app[READY_CHECKS] = []

@@ -196,10 +196,12 @@ def token_add(username: str, token_name: str, scopes: tuple[str, ...], days: int
     """Make a token for USERNAME and print it, and nothing else, on stdout."""
 
     async def work(store: Store, config: Config) -> str:
-        lifetime = service.token_days(days, config.token_default_days, config.token_max_days)
+        expires_at = service.token_expiry(
+            days, default_days=config.token_default_days, max_days=config.token_max_days
+        )
         await store.get_user(username)
         wanted = list(scopes) or ["all"]
-        new = await service.issue_token(store, username, token_name, wanted, lifetime)
+        new = await service.issue_token(store, username, token_name, wanted, expires_at=expires_at)
         return new.token
 
     click.echo(_run(work))

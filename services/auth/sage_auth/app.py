@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -81,6 +82,8 @@ async def _store_context(app: web.Application) -> AsyncIterator[None]:
             provider,
             state_seconds=config.login_state_seconds,
             session_hours=config.session_hours,
+            return_hosts=frozenset({urlsplit(config.public_url).hostname or ""} - {""}),
+            cookie_domain=config.cookie_domain,
         )
     yield
     usage.cancel()

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import SecretStr, model_validator
+from pydantic import SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from sage_common.config import ServiceConfig
+
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+_DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9-]{1,63}$")
 
 
 class Config(ServiceConfig):
@@ -53,6 +58,23 @@ class Config(ServiceConfig):
     oidc_timeout: float = 10.0
     login_state_seconds: int = 600
     session_hours: int = 12
+    # The domain of the portal's cookies (sage_token, sage_username), e.g. ".example.org" so that
+    # a portal on portal.example.org reads what auth on sage.example.org set; empty: this host only.
+    cookie_domain: str = ""
+
+    @field_validator("cookie_domain")
+    @classmethod
+    def _cookie_domain_is_a_domain(cls, value: str, info: ValidationInfo) -> str:
+        """A browser drops cookies for a domain that is not this host's own or a parent of it."""
+        if not value:
+            return value
+        domain = value.lower().lstrip(".")
+        if not _DOMAIN_RE.match(domain):
+            raise ValueError("cookie_domain must be a DNS name such as .example.org")
+        host = (urlsplit(str(info.data.get("public_url", ""))).hostname or "").lower()
+        if host != domain and not host.endswith("." + domain):
+            raise ValueError(f"cookie_domain {value} does not cover the public URL's host {host}")
+        return value
 
     @model_validator(mode="after")
     def _own_secret_is_a_service_client(self) -> Config:
@@ -71,4 +93,9 @@ class Config(ServiceConfig):
 
     @property
     def secure_cookies(self) -> bool:
-        return self.public_url.startswith("https://")
+        """Cookies are Secure unless this is a development system on http://localhost."""
+        url = urlsplit(self.public_url)
+        return not (url.scheme == "http" and url.hostname in _LOOPBACK)
+
+    def unused_secrets(self) -> set[str]:
+        return set() if self.login_enabled else {"oidc_client_secret"}

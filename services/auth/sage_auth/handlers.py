@@ -10,12 +10,24 @@ from uuid import UUID
 from aiohttp import web
 
 from sage_common.auth import require_principal
+from sage_common.config import is_known_default
 from sage_common.errors import BadRequest, NotFound, Unauthorized, UnsupportedMediaType
 from sage_common.openapi import describe
 from sage_common.web import json_response, read_json
 
-from . import service
-from .models import CreateGroup, CreateToken, CreateUser, Group, NewToken, UpdateUser, User, Whoami
+from . import handlers_sage, service
+from .handlers_sage import sage_user
+from .models import (
+    CreateGroup,
+    CreateToken,
+    CreateUser,
+    Group,
+    NewToken,
+    SageUser,
+    UpdateUser,
+    User,
+    Whoami,
+)
 from .state import AUTH_CONFIG, LOCAL, STORE
 
 FORM = "application/x-www-form-urlencoded"
@@ -85,7 +97,7 @@ def _service_client(request: web.Request) -> str:
     except (binascii.Error, UnicodeDecodeError):
         raise unauthorized from None
     expected = request.app[AUTH_CONFIG].service_clients.get(client_id)
-    if not sep or expected is None or not expected.get_secret_value():
+    if not sep or expected is None or is_known_default(expected.get_secret_value()):
         raise unauthorized
     if not hmac.compare_digest(secret.encode(), expected.get_secret_value().encode()):
         raise unauthorized
@@ -94,10 +106,14 @@ def _service_client(request: web.Request) -> str:
 
 @describe(tags=["introspection"])
 async def token_info(request: web.Request) -> web.Response:
-    """RFC 7662 introspection for the other services: form `token=`, HTTP Basic service login."""
+    """Token introspection for the other services, in two dialects chosen by the body's type:
+    RFC 7662 (form `token=`, HTTP Basic client_id:secret) and SAGE's (JSON `{"token"}`,
+    `Authorization: Sage <service secret>`, 404 for a token that is not live)."""
+    if request.content_type == "application/json":
+        return await handlers_sage.sage_token_info(request)
     _service_client(request)
     if request.content_type != FORM:
-        raise UnsupportedMediaType(f"send the token as {FORM}")
+        raise UnsupportedMediaType(f"send the token as {FORM} (RFC 7662) or application/json")
     form = await request.post()
     token = form.get("token")
     if not isinstance(token, str) or not token:
@@ -124,10 +140,11 @@ async def token_info(request: web.Request) -> web.Response:
 
 
 # ------------------------------------------------------------------------ administration ----
-@describe(response=User, tags=["users"])
+@describe(response=SageUser, tags=["users"])
 async def list_users(request: web.Request) -> web.Response:
-    """Every user (admins only)."""
-    return json_response(await service.list_users(request.app[STORE], require_principal(request)))
+    """Every user, in SAGE's form too (admins only)."""
+    users = await service.list_users(request.app[STORE], require_principal(request))
+    return json_response([sage_user(request, user) for user in users])
 
 
 @describe(request=CreateUser, response=User, status=201, tags=["users"])
@@ -139,12 +156,16 @@ async def create_user(request: web.Request) -> web.Response:
     return json_response(await service.create_user(request.app[STORE], who, body), status=201)
 
 
-@describe(response=User, tags=["users"])
+@describe(response=SageUser, tags=["users"])
 async def get_user(request: web.Request) -> web.Response:
-    """One user with their groups (admins only)."""
+    """One user with their groups, in SAGE's form too: oneself, or anyone for admins and
+    service accounts; `~self` is the caller."""
     who = require_principal(request)
-    user = await service.get_user(request.app[STORE], who, request.match_info["username"])
-    return json_response(user)
+    username = request.match_info["username"]
+    if username == "~self":
+        return await handlers_sage.get_self(request)
+    user = await service.get_user(request.app[STORE], who, username)
+    return json_response(sage_user(request, user))
 
 
 @describe(request=UpdateUser, response=User, tags=["users"])

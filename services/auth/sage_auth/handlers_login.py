@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import html
 import re
+import secrets
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -12,13 +14,16 @@ from sage_common.openapi import describe
 from sage_common.web import json_response, read_json
 
 from . import service
-from .login import Login
+from .login import Login, return_allowed
 from .models import CreateToken, NewToken
 from .oidc import LoginFailed
-from .state import AUTH_CONFIG, LOGIN, STORE
+from .state import AUTH_CONFIG, LOCAL, LOGIN, STORE
 
 COOKIE = "sage_session"
+LOGIN_COOKIE = "sage_login"  # binds a login in progress to the browser that started it
+TOKEN_COOKIE, USER_COOKIE = "sage_token", "sage_username"  # what the SAGE portal reads
 _ERROR_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_BINDING_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
 PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>SAGE login</title></head>
@@ -47,16 +52,38 @@ def _login(request: web.Request) -> Login:
     return login
 
 
+def _browser_binding(request: web.Request) -> str:
+    """The value that binds a login to this browser: its login cookie's, or a new one."""
+    value = request.cookies.get(LOGIN_COOKIE, "")
+    return value if _BINDING_RE.match(value) else secrets.token_urlsafe(32)
+
+
 @describe(tags=["login"])
 async def login(request: web.Request) -> web.Response:
-    """Start an institutional login: redirect to the identity provider (?next=/path to return)."""
-    url = await _login(request).begin(request.query.get("next"))
-    raise web.HTTPSeeOther(url)
+    """Start an institutional login: redirect to the identity provider (?next=/path, or the
+    portal's ?callback=URL, to return there)."""
+    flow = _login(request)
+    browser = _browser_binding(request)
+    target = request.query.get("next") or request.query.get("callback")
+    url = await flow.begin(target, browser)
+    config = request.app[AUTH_CONFIG]
+    response = web.Response(status=303, headers={"Location": url, "Cache-Control": "no-store"})
+    response.set_cookie(
+        LOGIN_COOKIE,
+        browser,
+        max_age=config.login_state_seconds,
+        path="/auth",
+        httponly=True,
+        samesite="Lax",
+        secure=config.secure_cookies,
+    )
+    return response
 
 
 @describe(tags=["login"])
 async def callback(request: web.Request) -> web.Response:
-    """Where the identity provider sends the browser back: make the session cookie."""
+    """Where the identity provider sends the browser back: the session cookie, and the portal's
+    `sage_token` and `sage_username` cookies."""
     flow = _login(request)
     error = request.query.get("error")
     if error is not None:
@@ -65,9 +92,10 @@ async def callback(request: web.Request) -> web.Response:
     state, code = request.query.get("state"), request.query.get("code")
     if not state or not code or len(state) > 256 or len(code) > 2048:
         raise BadRequest("the callback needs state and code")
-    user, session, next_path = await flow.finish(state, code)
-    if next_path:
-        response = web.Response(status=303, headers={"Location": next_path})
+    done = await flow.finish(state, code, request.cookies.get(LOGIN_COOKIE))
+    user = done.user
+    if done.next_path:
+        response = web.Response(status=303, headers={"Location": done.next_path})
     elif "application/json" in request.headers.get("Accept", ""):
         response = json_response({"username": user.username, "is_approved": user.is_approved})
     else:
@@ -75,15 +103,28 @@ async def callback(request: web.Request) -> web.Response:
         body = PAGE.format(username=html.escape(user.username), pending=pending)
         response = web.Response(text=body, content_type="text/html")
     config = request.app[AUTH_CONFIG]
+    max_age = config.session_hours * 3600
     response.set_cookie(
         COOKIE,
-        session,
-        max_age=config.session_hours * 3600,
+        done.session,
+        max_age=max_age,
         path="/auth",
         httponly=True,
         samesite="Lax",
         secure=config.secure_cookies,
     )
+    # The portal reads these two with document.cookie: not HttpOnly, on the shared domain.
+    for name, value in ((TOKEN_COOKIE, done.portal_token.token), (USER_COOKIE, user.username)):
+        response.set_cookie(
+            name,
+            value,
+            max_age=max_age,
+            path="/",
+            domain=config.cookie_domain or None,
+            samesite="Strict",
+            secure=config.secure_cookies,
+        )
+    response.del_cookie(LOGIN_COOKIE, path="/auth")
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -106,10 +147,49 @@ async def session_token(request: web.Request) -> web.Response:
     return json_response(new, status=201, headers={"Cache-Control": "no-store"})
 
 
+def _clear(request: web.Request, response: web.StreamResponse) -> None:
+    domain = request.app[AUTH_CONFIG].cookie_domain or None
+    response.del_cookie(COOKIE, path="/auth")
+    for name in (TOKEN_COOKIE, USER_COOKIE):
+        response.del_cookie(name, path="/", domain=domain)
+    response.headers["Cache-Control"] = "no-store"
+
+
+async def _end_session(request: web.Request) -> None:
+    login = request.app.get(LOGIN)
+    if login is not None:
+        revoked = await login.logout(request.cookies.get(COOKIE))
+        if revoked is not None:
+            request.app[LOCAL].forget(revoked)
+
+
 @describe(status=204, tags=["login"])
 async def logout(request: web.Request) -> web.Response:
-    """End the browser session (tokens made with it keep working until revoked)."""
-    await _login(request).logout(request.cookies.get(COOKIE))
+    """End the browser session: its cookies go, and so does the portal's token (tokens made
+    with the session for the command line keep working until they expire or are revoked)."""
+    await _end_session(request)
     response = web.Response(status=204)
-    response.del_cookie(COOKIE, path="/auth")
+    _clear(request, response)
     return response
+
+
+@describe(tags=["login"])
+async def portal_logout(request: web.Request) -> web.Response:
+    """SAGE's `portal-logout/?callback=URL`, as the portal's sign-out calls it: log out, then
+    back to the portal (a URL of this site or the cookie domain; else a plain answer)."""
+    await _end_session(request)
+    target = request.query.get("callback", "")
+    config = request.app[AUTH_CONFIG]
+    hosts = frozenset({urlsplit(config.public_url).hostname or ""} - {""})
+    if target and return_allowed(target, hosts, config.cookie_domain):
+        response = web.Response(status=303, headers={"Location": target})
+    else:
+        response = web.Response(text="Logged out.\n", content_type="text/plain")
+    _clear(request, response)
+    return response
+
+
+@describe(tags=["login"])
+async def portal_login(request: web.Request) -> web.Response:
+    """SAGE's sign-in link, `<auth>/?callback=URL`: the same as /auth/login?next=URL."""
+    return await login(request)

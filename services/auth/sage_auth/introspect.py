@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from sage_common.auth import MAX_TOKEN_LENGTH, Principal, token_hash
+from sage_common.config import is_known_default
 
 from . import service
 from .config import Config
@@ -53,10 +54,11 @@ class LocalIntrospector:
     """Look tokens up in this service's own database; service client secrets count as tokens."""
 
     def __init__(self, config: Config, *, max_entries: int = 10_000) -> None:
+        # A service secret that is empty or a known placeholder (change-me-*) is no credential.
         self._services = {
             token_hash(secret.get_secret_value()): client_id
             for client_id, secret in config.service_clients.items()
-            if secret.get_secret_value()
+            if not is_known_default(secret.get_secret_value())
         }
         self._ttl = config.introspection_ttl
         self._negative_ttl = config.introspection_negative_ttl

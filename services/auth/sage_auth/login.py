@@ -8,20 +8,25 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from sage_common.auth import Principal, token_hash
 from sage_common.errors import BadRequest, Conflict
 
-from .models import User, valid_name
+from . import service
+from .models import NewToken, User, valid_name
 from .oidc import LoginFailed, OidcProvider
 from .store_login import LoginStore
 
 _NEXT_RE = re.compile(r"^/(?![/\\])[\x21-\x7e]{0,500}$")
 _MAX_SUFFIX = 50
+PORTAL_TOKEN_NAME = "portal login"  # noqa: S105 - a name, not a secret
 
 
 def pkce_challenge(verifier: str) -> str:
@@ -41,31 +46,73 @@ def username_from_claims(claims: dict[str, Any]) -> str:
     return "user"
 
 
+def return_allowed(target: str, hosts: frozenset[str], domain: str) -> bool:
+    """Whether a login may send the browser on to `target`: a path on this site, or an http(s)
+    URL on one of `hosts` or under the cookie `domain` (the portal's origin)."""
+    if _NEXT_RE.match(target):
+        return True
+    if len(target) > 2000 or not target.isascii() or not target.isprintable():
+        return False
+    url = urlsplit(target)
+    if url.scheme not in ("http", "https") or not url.hostname or url.username is not None:
+        return False
+    host = url.hostname.lower()
+    suffix = domain.lower().lstrip(".")
+    return host in hosts or bool(suffix) and (host == suffix or host.endswith("." + suffix))
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A completed login: the user, the session (its cookie value), the portal's token, and where
+    the browser goes next ("" for the login page)."""
+
+    user: User
+    session: str
+    portal_token: NewToken
+    next_path: str
+
+
 class Login:
     """The login flow against one provider, over the login tables."""
 
     def __init__(
-        self, store: LoginStore, provider: OidcProvider, *, state_seconds: int, session_hours: int
+        self,
+        store: LoginStore,
+        provider: OidcProvider,
+        *,
+        state_seconds: int,
+        session_hours: int,
+        return_hosts: frozenset[str] = frozenset(),
+        cookie_domain: str = "",
     ) -> None:
         self.store = store
         self.provider = provider
         self._state_seconds = state_seconds
         self._session_hours = session_hours
+        self._return_hosts = return_hosts
+        self._cookie_domain = cookie_domain
 
-    async def begin(self, next_path: str | None) -> str:
-        """Remember a new login (state, nonce, PKCE verifier) and give the provider's URL for it."""
-        if next_path and not _NEXT_RE.match(next_path):
-            raise BadRequest("next must be a path on this site")
+    async def begin(self, next_path: str | None, browser: str) -> str:
+        """Remember a new login (state, nonce, PKCE verifier, bound to the `browser` cookie's
+        value) and give the provider's URL for it."""
+        if next_path and not return_allowed(next_path, self._return_hosts, self._cookie_domain):
+            raise BadRequest("next must be a path on this site or a URL of the portal's domain")
         state, nonce, verifier = (secrets.token_urlsafe(32) for _ in range(3))
         expires = datetime.now(UTC) + timedelta(seconds=self._state_seconds)
-        await self.store.insert_state(token_hash(state), nonce, verifier, next_path or "", expires)
+        await self.store.insert_state(
+            token_hash(state), nonce, verifier, next_path or "", expires, token_hash(browser)
+        )
         return await self.provider.authorization_url(state, nonce, pkce_challenge(verifier))
 
-    async def finish(self, state: str, code: str) -> tuple[User, str, str]:
-        """Check the state, redeem the code, verify the ID token: (user, session, next path)."""
+    async def finish(self, state: str, code: str, browser: str | None) -> Finished:
+        """Check the state (and that this browser started it), redeem the code, verify the ID
+        token; then a session and the portal's token, which ends with it."""
         pending = await self.store.take_state(token_hash(state))
         if pending is None:
             raise LoginFailed("this login is unknown or expired: start again")
+        bound = pending["browser_hash"]
+        if not browser or not bound or not hmac.compare_digest(token_hash(browser), bound):
+            raise LoginFailed("this login was started in another browser: start again here")
         tokens = await self.provider.exchange(code, pending["code_verifier"])
         claims = await self.provider.verify_id_token(tokens["id_token"], pending["nonce"])
         wanted = ("preferred_username", "email", "name")
@@ -75,8 +122,11 @@ class Login:
         user = await self._user_for(claims)
         session = secrets.token_urlsafe(32)
         expires = datetime.now(UTC) + timedelta(hours=self._session_hours)
-        await self.store.insert_session(token_hash(session), user.username, expires)
-        return user, session, pending["next_path"]
+        portal = await service.issue_token(
+            self.store.users, user.username, PORTAL_TOKEN_NAME, ["all"], expires_at=expires
+        )
+        await self.store.insert_session(token_hash(session), user.username, expires, portal.id)
+        return Finished(user, session, portal, pending["next_path"])
 
     async def _user_for(self, claims: dict[str, Any]) -> User:
         """The user linked to this identity; on first login, a new unapproved one.
@@ -117,6 +167,8 @@ class Login:
             return None
         return await self.store.session_principal(token_hash(session))
 
-    async def logout(self, session: str | None) -> None:
+    async def logout(self, session: str | None) -> str | None:
+        """End the session and revoke its portal token; that token's hash, to drop from caches."""
         if session and len(session) <= 256:
-            await self.store.delete_session(token_hash(session))
+            return await self.store.end_session(token_hash(session))
+        return None

@@ -32,6 +32,30 @@ class User(BaseModel):
     is_approved: bool = False
     created_at: datetime
     groups: list[str] = Field(default_factory=list)
+    last_login_at: datetime | None = None
+
+
+class SageUser(User):
+    """A user as SAGE's auth service (waggle-auth-app) shows one, beside our own fields: the
+    edge scheduler reads `username`, `email`, `name`, `is_staff`, `is_superuser`."""
+
+    url: str
+    is_staff: bool
+    is_superuser: bool
+    ssh_public_keys: str = ""
+    date_joined: datetime
+    last_login: datetime | None = None
+
+    @classmethod
+    def of(cls, user: User, url: str) -> SageUser:
+        return cls(
+            **user.model_dump(),
+            url=url,
+            is_staff=user.is_admin,
+            is_superuser=user.is_admin,
+            date_joined=user.created_at,
+            last_login=user.last_login_at,
+        )
 
 
 class Group(BaseModel):
@@ -81,6 +105,17 @@ class CreateToken(_Body):
     name: Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
     scopes: list[Scope] | None = Field(default=None, max_length=32)
     expires_in_days: int | None = Field(default=None, ge=1)
+
+
+class SageTokenInfoOut(BaseModel):
+    """SAGE's introspection answer (waggle-auth-app's `token_info/`), with our groups beside."""
+
+    active: bool = True
+    scope: str
+    client_id: str = "sage"
+    username: str
+    exp: int
+    groups: list[str] = Field(default_factory=list)
 
 
 class CreateUser(_Body):

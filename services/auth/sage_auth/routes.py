@@ -5,6 +5,7 @@ from aiohttp import web
 from . import handlers as h
 from . import handlers_login as login
 from . import handlers_registry as reg
+from . import handlers_sage as sage
 
 routes: list[web.RouteDef] = [
     web.get("/auth/whoami", h.whoami),
@@ -12,8 +13,10 @@ routes: list[web.RouteDef] = [
     web.get("/auth/tokens", h.list_tokens),
     web.delete("/auth/tokens/{token_id}", h.revoke_token),
     web.post("/auth/token_info", h.token_info),
+    web.post("/auth/token_info/", h.token_info),  # SAGE's path (JSON form)
     web.get("/auth/users", h.list_users),
     web.post("/auth/users", h.create_user),
+    web.get("/auth/users/~self", sage.get_self),
     web.get("/auth/users/{username}", h.get_user),
     web.patch("/auth/users/{username}", h.update_user),
     web.delete("/auth/users/{username}", h.delete_user),
@@ -29,4 +32,8 @@ routes: list[web.RouteDef] = [
     web.get("/auth/callback", login.callback),
     web.post("/auth/session/tokens", login.session_token),
     web.post("/auth/logout", login.logout),
+    web.get("/auth", login.portal_login),  # the SAGE portal's sign-in link: ?callback=URL
+    web.get("/auth/", login.portal_login),
+    web.get("/auth/portal-logout", login.portal_logout),
+    web.get("/auth/portal-logout/", login.portal_logout),
 ]

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from sage_common.auth import Principal, token_hash
-from sage_common.errors import Conflict, Forbidden, NotFound, Unprocessable
+from sage_common.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
 
 from .models import (
     CreateGroup,
@@ -72,11 +72,19 @@ async def whoami(store: Store, who: Principal) -> Whoami:
 
 # ------------------------------------------------------------------------------ tokens ----
 async def issue_token(
-    store: Store, username: str, name: str, scopes: list[str], days: int
+    store: Store,
+    username: str,
+    name: str,
+    scopes: list[str],
+    days: int | None = None,
+    *,
+    expires_at: datetime | None = None,
 ) -> NewToken:
-    """Make and store a token for `username`; the only moment the token itself exists."""
+    """Make and store a token for `username` (lasting `days`, or until `expires_at`); the only
+    moment the token itself exists."""
     secret = new_token_secret()
-    expires_at = datetime.now(UTC) + timedelta(days=days)
+    if expires_at is None:
+        expires_at = datetime.now(UTC) + timedelta(days=days or 1)
     scopes = sorted(set(scopes))
     row = await store.insert_token(token_hash(secret), username, name, scopes, expires_at)
     return NewToken(
@@ -89,17 +97,37 @@ async def issue_token(
     )
 
 
-def token_days(requested: int | None, default_days: int, max_days: int) -> int:
-    days = requested or default_days
-    if days > max_days:
+def token_expiry(
+    requested_days: int | None,
+    *,
+    default_days: int,
+    max_days: int,
+    parent_exp: int | None = None,
+    now: datetime | None = None,
+) -> datetime:
+    """When a new token expires. It never outlives the token or session that makes it: a
+    default lifetime is cut to the parent's expiry, an explicit longer one is refused (422)."""
+    if requested_days is not None and requested_days > max_days:
         raise Unprocessable(f"a token may live at most {max_days} days")
-    return days
+    now = now or datetime.now(UTC)
+    expires = now + timedelta(days=requested_days or default_days)
+    if parent_exp is not None:
+        limit = datetime.fromtimestamp(parent_exp, UTC)
+        if expires > limit:
+            if requested_days is not None:
+                raise Unprocessable(
+                    "a token may not outlive the token or session that makes it, which expires "
+                    f"at {limit:%Y-%m-%dT%H:%M:%SZ}: ask for fewer days, or leave "
+                    "expires_in_days out to get a token that expires with it"
+                )
+            expires = limit
+    return expires
 
 
 async def create_token(
     store: Store, who: Principal, body: CreateToken, *, default_days: int, max_days: int
 ) -> NewToken:
-    """A new token for the caller, with at most the caller's own scopes."""
+    """A new token for the caller, with at most the caller's own scopes and lifetime."""
     _require_person(who)
     if body.scopes is None:
         scopes = list(who.scopes)
@@ -108,8 +136,10 @@ async def create_token(
         if beyond:
             raise Forbidden(f"this token cannot grant scopes it lacks: {', '.join(sorted(beyond))}")
         scopes = list(body.scopes)
-    days = token_days(body.expires_in_days, default_days, max_days)
-    return await issue_token(store, who.username, body.name, scopes, days)
+    expires_at = token_expiry(
+        body.expires_in_days, default_days=default_days, max_days=max_days, parent_exp=who.exp
+    )
+    return await issue_token(store, who.username, body.name, scopes, expires_at=expires_at)
 
 
 async def list_tokens(store: Store, who: Principal, username: str | None = None) -> list[Token]:
@@ -157,8 +187,29 @@ async def list_users(store: Store, who: Principal) -> list[User]:
 
 
 async def get_user(store: Store, who: Principal, username: str) -> User:
-    require_admin(who)
+    """One user: oneself, or anyone for an admin or a service account (SAGE's ECR reads the
+    users behind the tokens it checks); others get 403 whether the user exists or not."""
+    if username != who.username and not who.is_service:
+        require_admin(who)
     return await store.get_user(username)
+
+
+async def get_self(store: Store, who: Principal) -> User:
+    """The caller as a user (SAGE's `/users/~self`); service accounts are not users (404)."""
+    if who.is_service:
+        raise NotFound("a service account is not a user")
+    return await store.get_user(who.username)
+
+
+def require_service(who: Principal | None) -> Principal:
+    """Introspection is for services: 401 without credentials, 403 for a person's token."""
+    if who is None:
+        raise Unauthorized(
+            "token_info needs a service's credentials: 'Authorization: Sage <service secret>'"
+        )
+    if not who.is_service:
+        raise Forbidden("token_info is for service accounts only")
+    return who
 
 
 async def create_user(store: Store, who: Principal | None, body: CreateUser) -> User:

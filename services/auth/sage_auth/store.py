@@ -14,6 +14,7 @@ from sage_common.errors import Conflict, NotFound
 from .models import Group, Token, User
 
 _USER = """SELECT u.username, u.name, u.email, u.is_admin, u.is_approved, u.created_at,
+                  u.last_login_at,
                   ARRAY(SELECT m.group_name FROM memberships m
                         WHERE m.username = u.username ORDER BY m.group_name) AS groups
            FROM users u"""

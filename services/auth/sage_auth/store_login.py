@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from uuid import UUID
 
 import asyncpg
 
@@ -12,7 +13,7 @@ from sage_common.errors import Conflict
 from .models import User
 from .store import Store
 
-_SESSION = """SELECT u.username, u.is_admin, u.is_approved,
+_SESSION = """SELECT u.username, u.is_admin, u.is_approved, s.expires_at,
                      ARRAY(SELECT m.group_name FROM memberships m
                            WHERE m.username = u.username ORDER BY m.group_name) AS groups
               FROM sessions s JOIN users u ON u.username = s.username
@@ -27,24 +28,33 @@ class LoginStore:
         self.pool = store.pool
 
     async def insert_state(
-        self, state_hash: str, nonce: str, code_verifier: str, next_path: str, expires_at: datetime
+        self,
+        state_hash: str,
+        nonce: str,
+        code_verifier: str,
+        next_path: str,
+        expires_at: datetime,
+        browser_hash: str,
     ) -> None:
         await self.pool.execute("DELETE FROM login_states WHERE expires_at < now()")
         await self.pool.execute(
-            "INSERT INTO login_states (state_hash, nonce, code_verifier, next_path, expires_at)"
-            " VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO login_states"
+            " (state_hash, nonce, code_verifier, next_path, expires_at, browser_hash)"
+            " VALUES ($1, $2, $3, $4, $5, $6)",
             state_hash,
             nonce,
             code_verifier,
             next_path,
             expires_at,
+            browser_hash,
         )
 
     async def take_state(self, state_hash: str) -> asyncpg.Record | None:
         """The pending login for this state, removed so it serves once; None if unknown or stale."""
         row: asyncpg.Record | None = await self.pool.fetchrow(
             "DELETE FROM login_states WHERE state_hash = $1"
-            " RETURNING nonce, code_verifier, next_path, expires_at > now() AS fresh",
+            " RETURNING nonce, code_verifier, next_path, browser_hash,"
+            " expires_at > now() AS fresh",
             state_hash,
         )
         return row if row is not None and row["fresh"] else None
@@ -92,14 +102,23 @@ class LoginStore:
             )
         return await self.users.get_user(username)
 
-    async def insert_session(self, session_hash: str, username: str, expires_at: datetime) -> None:
+    async def insert_session(
+        self, session_hash: str, username: str, expires_at: datetime, token_id: UUID
+    ) -> None:
+        """A new session with the portal token made for it; the user's last login is now."""
         await self.pool.execute("DELETE FROM sessions WHERE expires_at < now()")
-        await self.pool.execute(
-            "INSERT INTO sessions (session_hash, username, expires_at) VALUES ($1, $2, $3)",
-            session_hash,
-            username,
-            expires_at,
-        )
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO sessions (session_hash, username, expires_at, token_id)"
+                " VALUES ($1, $2, $3, $4)",
+                session_hash,
+                username,
+                expires_at,
+                token_id,
+            )
+            await conn.execute(
+                "UPDATE users SET last_login_at = now() WHERE username = $1", username
+            )
 
     async def session_principal(self, session_hash: str) -> Principal | None:
         row = await self.pool.fetchrow(_SESSION, session_hash)
@@ -111,7 +130,20 @@ class LoginStore:
             is_admin=row["is_admin"],
             is_approved=row["is_approved"],
             scopes=["all"],
+            exp=int(row["expires_at"].timestamp()),
         )
 
-    async def delete_session(self, session_hash: str) -> None:
-        await self.pool.execute("DELETE FROM sessions WHERE session_hash = $1", session_hash)
+    async def end_session(self, session_hash: str) -> str | None:
+        """Delete the session and revoke its portal token; that token's hash when it was live."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            token_id = await conn.fetchval(
+                "DELETE FROM sessions WHERE session_hash = $1 RETURNING token_id", session_hash
+            )
+            if token_id is None:
+                return None
+            hashed: str | None = await conn.fetchval(
+                "UPDATE tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL"
+                " RETURNING token_hash",
+                token_id,
+            )
+            return hashed

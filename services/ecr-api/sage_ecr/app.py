@@ -16,6 +16,7 @@ from .config import Config
 from .events import consumers
 from .handlers import BUILD_LOGS, ECR, META_FILES
 from .logs import BuildLogs, LogReader
+from .pipeline import refresh_stale_docs
 from .routes import routes
 from .s3 import S3LogReader
 from .service import Ecr
@@ -36,7 +37,9 @@ def _ecr_context(config: Config):  # type: ignore[no-untyped-def]
             max_body_bytes=config.max_body_bytes,
             spec_max_depth=config.spec_max_depth,
             spec_max_nodes=config.spec_max_nodes,
+            public_url=config.public_url,
         )
+        await refresh_stale_docs(app[POOL])
         yield
 
     return ctx

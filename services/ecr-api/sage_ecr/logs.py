@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, Field
 
 from sage_common.auth import Principal
+from sage_common.errors import NotFound
 
 from . import access, pipeline, views
 from . import store_apps as apps
@@ -94,15 +95,22 @@ async def read_log(
     name: str,
     version: str,
     offset: int,
+    build_number: int | None = None,
 ) -> LogPage:
-    """The current build's log from `offset` (READ on the app; 404 for whoever may not read it).
+    """The log of the current build (or of build `build_number`) from `offset` (READ on the app;
+    404 for whoever may not read it, and for a build number it never had).
 
     No log yet is an empty page. A finished build whose log never reached S3 (the builder goes on
     through an S3 outage) answers the last lines that `build.done` carried instead.
     """
     async with ecr.pool.acquire() as conn:
         app = await access.app_for(conn, who, ecr.policy, ns, name, version, Permission.READ)
-        build = await apps.get_build(conn, app["build_id"])
+        if build_number is None:
+            build = await apps.get_build(conn, app["build_id"])
+        else:
+            build = await apps.get_build_by_number(conn, app["id"], build_number)
+            if build is None:
+                raise NotFound(f"{pipeline.ident(app)} has no build {build_number}")
     ident = pipeline.ident(app)
     if build is None:
         return LogPage(ident, None, app["build_number"], offset, b"", 0, complete=True)

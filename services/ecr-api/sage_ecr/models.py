@@ -34,6 +34,7 @@ class ListQuery(BaseModel):
     namespace: Name | None = None
     owner: str | None = Field(default=None, max_length=256, description="a username, or true: mine")
     public: Flag = False
+    nopublic: Flag = False
     shared: Flag = False
     state: State | None = None
     published: Flag = False
@@ -47,6 +48,41 @@ class ListQuery(BaseModel):
         if self.published and self.state not in (None, State.PUBLISHED):
             raise ValueError("published=true lists published apps only; drop state or published")
         return self
+
+
+class RepositoryQuery(BaseModel):
+    """`GET /api/repositories` query: SAGE's filters, and `view=permissions`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    namespace: Name | None = None
+    owner: str | None = Field(default=None, max_length=256, description="a username, or true: mine")
+    public: Flag = False
+    nopublic: Flag = False
+    shared: Flag = False
+    view: str | None = Field(default=None, max_length=64, description="permissions: add grants")
+
+
+def _strict_flag(value: Any) -> Any:
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in ("true", "1", "yes"):
+            return True
+        if word in ("false", "0", "no"):
+            return False
+    return value
+
+
+class FrozenQuery(BaseModel):
+    """`PUT /api/apps/{ns}/{name}/{version}?frozen=true|false` (SAGE's way to (un)freeze)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    frozen: Annotated[bool, BeforeValidator(_strict_flag)]
+
+
+class BuildNumber(BaseModel):
+    build_number: Annotated[int, Field(ge=1, le=1_000_000)]
 
 
 class NamespaceCreate(BaseModel):

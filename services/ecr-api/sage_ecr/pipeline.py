@@ -54,7 +54,26 @@ async def refresh_doc(conn: Conn, app_id: int) -> None:
     build = await apps.get_build(conn, app["build_id"])
     doc = views.app_doc(app, build)
     doc.update(await service_meta.doc_fields(conn, app))
-    await apps.save_doc(conn, app_id, doc)
+    await apps.save_doc(conn, app_id, doc, views.DOC_VERSION)
+
+
+async def refresh_stale_docs(pool: asyncpg.Pool, *, batch: int = 200) -> int:
+    """Recompute the stored documents made by an older `views.app_doc`; how many were.
+
+    Run at start: replicas starting together share the work (locked rows are skipped).
+    """
+    count = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            ids = await apps.lock_stale_docs(conn, views.DOC_VERSION, batch)
+            for app_id in ids:
+                await refresh_doc(conn, app_id)
+        count += len(ids)
+        if len(ids) < batch:
+            break
+    if count:
+        log.info("app documents recomputed", extra={"count": count})
+    return count
 
 
 async def start_build(conn: Conn, app: dict[str, Any], requested_by: str, cause: str) -> int:

@@ -26,12 +26,15 @@ async def rebuild(
 
 
 async def get_build(
-    ecr: Ecr, who: Principal | None, ns: str, name: str, version: str
+    ecr: Ecr, who: Principal | None, ns: str, name: str, version: str, base_url: str
 ) -> dict[str, Any]:
+    """The current build, with `url`: the build's address, whose `console` is its log."""
     async with ecr.pool.acquire() as conn:
         app = await access.app_for(conn, who, ecr.policy, ns, name, version, Permission.READ)
         build = await apps.get_build(conn, app["build_id"])
-    return views.build_view(app, build)
+    view = views.build_view(app, build)
+    view["url"] = views.build_url(base_url, app, build["build_number"]) if build else None
+    return view
 
 
 async def status(

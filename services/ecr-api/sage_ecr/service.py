@@ -15,11 +15,11 @@ import asyncpg
 from sage_common.auth import Principal
 from sage_common.errors import Conflict, Forbidden, Unprocessable
 
-from . import access, cursor, pipeline, service_images, store, views
+from . import access, acl, cursor, pipeline, service_images, store, views
 from . import store_apps as apps
 from .access import Policy
-from .acl import Permission
-from .models import ListQuery, NamespaceCreate, PermissionChange
+from .acl import Grant, Permission
+from .models import ListQuery, NamespaceCreate, PermissionChange, RepositoryQuery
 from .spec import AppSpec, cross_check
 from .spectypes import version_key
 from .states import State
@@ -34,6 +34,7 @@ class Ecr:
     max_body_bytes: int = 256 * 1024
     spec_max_depth: int = 32
     spec_max_nodes: int = 20_000
+    public_url: str = ""
 
 
 def _search_text(spec: AppSpec) -> tuple[str, str, str]:
@@ -131,6 +132,30 @@ async def delete_app(
     return {"deleted": 1}
 
 
+def _owner(who: Principal | None, owner: str | None) -> str | None:
+    """`owner=true` (SAGE's form) is the caller ("" for nobody when anonymous)."""
+    if owner is not None and owner.lower() in ("true", "1", "yes"):
+        return who.username if who else ""
+    return owner
+
+
+async def set_frozen(
+    ecr: Ecr, who: Principal | None, ns: str, name: str, version: str, frozen: bool
+) -> dict[str, int]:
+    """Freeze or unfreeze a version (administrators only, as in SAGE); `modified` 0 or 1."""
+    async with ecr.pool.acquire() as conn, conn.transaction():
+        app = await access.app_for(
+            conn, who, ecr.policy, ns, name, version, Permission.READ, for_update=True
+        )
+        if who is None or not who.is_admin:
+            raise access.deny(who, "only administrators may freeze or unfreeze a version")
+        if app["frozen"] == frozen:
+            return {"modified": 0}
+        await apps.update_app(conn, app["id"], frozen=frozen)
+        await pipeline.refresh_doc(conn, app["id"])
+    return {"modified": 1}
+
+
 async def list_apps(
     ecr: Ecr,
     who: Principal | None,
@@ -139,9 +164,7 @@ async def list_apps(
     name: str | None = None,
 ) -> str:
     """One page of the apps the caller may read, as `{"pagination": ..., "data": [...]}` text."""
-    owner = query.owner
-    if owner is not None and owner.lower() in ("true", "1"):
-        owner = who.username if who else ""
+    owner = _owner(who, query.owner)
     gpus: dict[str, list[str]] = {"true": ["required", "optional"], "false": ["optional", "none"]}
     gpu = gpus.get(query.gpu, [query.gpu]) if query.gpu else None
     flt = apps.AppFilter(
@@ -149,6 +172,7 @@ async def list_apps(
         name=name,
         owner=owner,
         public=query.public,
+        nopublic=query.nopublic,
         shared=query.shared,
         state=State.PUBLISHED.value
         if query.published
@@ -210,11 +234,41 @@ async def delete_namespace(ecr: Ecr, who: Principal | None, ns: str) -> dict[str
     return {"deleted": 1}
 
 
-async def list_repositories(ecr: Ecr, who: Principal | None, ns: str | None) -> dict[str, Any]:
+async def list_repositories(
+    ecr: Ecr, who: Principal | None, query: RepositoryQuery, ns: str | None = None
+) -> dict[str, Any]:
+    """Repositories the caller may read, filtered as SAGE filters them; `view=permissions` adds
+    each one's `permissions` (see `_visible_grants`)."""
     v = access.viewer(who, ecr.policy)
+    flt = store.RepoFilter(
+        owner=_owner(who, query.owner),
+        public=query.public,
+        nopublic=query.nopublic,
+        shared=query.shared,
+    )
     async with ecr.pool.acquire() as conn:
-        rows = await store.list_repositories(conn, ns, v.username, v.groups, v.everything)
-    return {"data": [views.repository_view(r) for r in rows]}
+        rows = await store.list_repositories(
+            conn, ns or query.namespace, v.username, v.groups, v.everything, flt
+        )
+        data = [views.repository_view(r) for r in rows]
+        if query.view == "permissions" and rows:
+            names = [f"{r['namespace']}/{r['name']}" for r in rows]
+            repo_grants = await store.grants_of(conn, "repository", names)
+            ns_grants = await store.grants_of(conn, "namespace", [r["namespace"] for r in rows])
+            for item, name in zip(data, names, strict=True):
+                shown = _visible_grants(who, ns_grants[item["namespace"]], repo_grants[name])
+                item["permissions"] = [views.grant_view(g, "repository", name) for g in shown]
+    return {"data": data}
+
+
+def _visible_grants(
+    who: Principal | None, ns_grants: list[Grant], repo_grants: list[Grant]
+) -> list[Grant]:
+    """A repository's grants as `GET /api/permissions/{ns}/{name}` would show them to the
+    caller; to one who may not read that list, only the AllUsers grant (public knowledge)."""
+    if Permission.READ_ACP in acl.on_repository(who, ns_grants, repo_grants):
+        return repo_grants
+    return [g for g in repo_grants if acl.is_public([g])]
 
 
 async def get_repository(ecr: Ecr, who: Principal | None, ns: str, name: str) -> str:
@@ -266,18 +320,7 @@ async def get_permissions(
     async with ecr.pool.acquire() as conn:
         kind, resource, _ = await _acl_target(conn, ecr, who, ns, name, Permission.READ_ACP)
         grants = await store.grants(conn, kind, resource)
-    return [
-        views.permission_view(
-            {
-                "grantee": g.grantee,
-                "grantee_type": g.grantee_type,
-                "permission": g.permission.value,
-                "resource_name": resource,
-                "resource_type": kind,
-            }
-        )
-        for g in grants
-    ]
+    return [views.grant_view(g, kind, resource) for g in grants]
 
 
 async def change_permissions(

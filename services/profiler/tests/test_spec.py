@@ -112,3 +112,10 @@ def test_no_description_means_the_image_as_it_is_with_defaults() -> None:
     assert spec.arguments() == [] and spec.entrypoint() is None and spec.test_data() is None
     assert spec.repetitions_for(config) == 3 and spec.timeout_for(config) == 120
     assert spec.copies_for(config) == 1 and spec.period is None
+
+
+def test_the_operator_cannot_configure_root_or_a_named_user_as_the_default() -> None:
+    assert Config().run_as_user == "65534:65534"
+    for bad in ("0:0", "root", "1000", "nobody:nogroup"):
+        with pytest.raises(ValidationError):
+            Config(run_as_user=bad)

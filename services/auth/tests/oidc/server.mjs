@@ -3,7 +3,8 @@
 // Environment:
 //   OIDC_MODULES_DIR    a directory holding node_modules/oidc-provider
 //   OIDC_PORT           port on 127.0.0.1; the issuer is http://127.0.0.1:PORT
-//   OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, OIDC_REDIRECT_URI   the one client (PKCE S256 required)
+//   OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, OIDC_REDIRECT_URI   the one client (PKCE S256 required);
+//                       OIDC_REDIRECT_URI may list several, separated by spaces
 //   OIDC_ACCOUNTS       optional JSON: login -> claims that replace the defaults for that login
 //
 // Any login/password is accepted by the development login form (devInteractions); the account's
@@ -24,7 +25,7 @@ const provider = new Provider(issuer, {
   clients: [{
     client_id: process.env.OIDC_CLIENT_ID,
     client_secret: process.env.OIDC_CLIENT_SECRET,
-    redirect_uris: [process.env.OIDC_REDIRECT_URI],
+    redirect_uris: process.env.OIDC_REDIRECT_URI.split(' ').filter(Boolean),
     grant_types: ['authorization_code'],
     response_types: ['code'],
     token_endpoint_auth_method: 'client_secret_basic',
