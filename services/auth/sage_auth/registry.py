@@ -4,6 +4,7 @@ Which actions a caller gets is a `RegistryPolicy`: by default `EcrRegistryPolicy
 (`registry_ecr.py`) asks the ECR API; `AdminAndBuilderPolicy` (`SAGE_AUTH_REGISTRY_POLICY=local`)
 lets administrators and the builder's service account push and pull, the profiler's pull (it tests
 every image built), and gives everyone else (and anonymous callers) a token with no access at all.
+Only the builder also gets `delete`: it removes the images of deleted app versions.
 """
 
 from __future__ import annotations
@@ -63,15 +64,17 @@ class RegistryPolicy(Protocol):
 
 
 class AdminAndBuilderPolicy:
-    """Admins get what they ask; the builder may push and pull, the profiler pull; nobody else."""
+    """Admins get what they ask; the builder may push, pull and delete, the profiler pull."""
 
     def __init__(
         self,
         pushers: frozenset[str] = frozenset({"builder"}),
         pullers: frozenset[str] = frozenset({"profiler"}),
+        deleters: frozenset[str] = frozenset({"builder"}),
     ) -> None:
         self._pushers = pushers
         self._pullers = pullers
+        self._deleters = deleters
 
     async def grant(self, who: Principal | None, wanted: list[Access]) -> list[Access]:
         if who is None:
@@ -86,6 +89,8 @@ class AdminAndBuilderPolicy:
             allowed = ("pull",)
         else:
             return []
+        if who.client_id in self._deleters:
+            allowed += ("delete",)
         granted = []
         for access in wanted:
             actions = tuple(a for a in access.actions if a in allowed)

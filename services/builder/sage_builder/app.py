@@ -11,6 +11,7 @@ from pathlib import Path
 from aiohttp import web
 from minio import Minio
 
+from sage_common.bus import Consumer
 from sage_common.web import BUS, CONFIG, POOL, READY_CHECKS, bus_context, create_service_app
 
 from .buildah import BuildahBackend
@@ -18,9 +19,11 @@ from .buildlog import S3LogSink
 from .cache import LayerCache
 from .config import Config
 from .events import CancelConsumer, SubmittedConsumer
+from .events_images import AppDeletedConsumer
 from .jobs import Jobs
 from .metafiles import MetaLimits
 from .registry import Credentials, RegistryClient
+from .registry_images import ImageRemover
 from .routes import routes
 from .service import Builder
 from .source import GitFetcher
@@ -117,14 +120,32 @@ async def builder_context(app: web.Application) -> AsyncIterator[None]:
     await asyncio.to_thread(shutil.rmtree, config.work_dir.resolve() / "builds", True)
 
 
-def _consumers(app: web.Application) -> list[SubmittedConsumer | CancelConsumer]:
+def _consumers(app: web.Application) -> list[Consumer]:
     config = app[CONFIG]
     assert isinstance(config, Config)
     source = "sage-builder"
+    remover = ImageRemover(
+        RegistryClient(
+            config.registry,
+            token_url=config.token_url,
+            service=config.registry_service,
+            creds=credentials(config),
+            tls=config.registry_tls_verify,
+        )
+    )
     return [
         CancelConsumer(app[POOL], app[BUS], app[JOBS], name=config.cancel_queue),
         SubmittedConsumer(
             app[POOL], app[BUS], app[BUILDER], app[JOBS], name=config.queue, source=source
+        ),
+        AppDeletedConsumer(
+            app[POOL],
+            app[BUS],
+            remover,
+            app[JOBS],
+            name=config.app_deleted_queue,
+            source=source,
+            retry_delays=tuple(config.deletion_retry_seconds),
         ),
     ]
 

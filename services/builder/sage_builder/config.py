@@ -22,6 +22,11 @@ class Config(ServiceConfig):
     # This service's durable queues (one per consumer, shared by the replicas).
     queue: str = "builder.app-submitted"
     cancel_queue: str = "builder.build-cancel"
+    # The queue of `app.deleted` (images to delete); empty: `queue` with `.app-deleted` added.
+    deletion_queue: str = ""
+    # Waits before each retry of a deletion that failed (registry unreachable, a build still
+    # running); after the last, the event goes to the queue's dead-letter queue.
+    deletion_retry_seconds: list[float] = [5.0, 30.0, 120.0, 600.0]
 
     # Builds at once on this node, and how long one may take from fetch to pushed index.
     concurrency: int = 2
@@ -68,6 +73,10 @@ class Config(ServiceConfig):
     meta_max_file_bytes: int = 5 * 1024**2
     meta_max_total_bytes: int = 20 * 1024**2
     meta_max_images: int = 8
+
+    @property
+    def app_deleted_queue(self) -> str:
+        return self.deletion_queue or f"{self.queue}.app-deleted"
 
     @property
     def token_url(self) -> str:

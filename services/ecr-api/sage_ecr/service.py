@@ -15,7 +15,7 @@ import asyncpg
 from sage_common.auth import Principal
 from sage_common.errors import Conflict, Forbidden, Unprocessable
 
-from . import access, acl, cursor, pipeline, store, views
+from . import access, acl, cursor, pipeline, service_images, store, views
 from . import store_apps as apps
 from .access import Policy
 from .acl import Grant, Permission
@@ -72,6 +72,7 @@ async def submit(ecr: Ecr, who: Principal | None, spec: AppSpec) -> str:
     assert spec.namespace is not None
     ns, name = spec.namespace, spec.name
     async with ecr.pool.acquire() as conn, conn.transaction():
+        await service_images.require_claimable(conn, ns, name, spec.version)
         if await store.create_namespace(conn, ns, who.username):
             await store.create_repository(conn, ns, name, who.username)
         elif await store.get_repository(conn, ns, name) is None:
@@ -116,7 +117,8 @@ async def get_app(ecr: Ecr, who: Principal | None, ns: str, name: str, version: 
 async def delete_app(
     ecr: Ecr, who: Principal | None, ns: str, name: str, version: str
 ) -> dict[str, int]:
-    """Delete a version (cancelling its build); a frozen one only by an administrator."""
+    """Delete a version (cancelling its build, its images to follow); a frozen one only by an
+    administrator."""
     async with ecr.pool.acquire() as conn, conn.transaction():
         app = await access.app_for(
             conn, who, ecr.policy, ns, name, version, Permission.FULL_CONTROL, for_update=True
@@ -125,6 +127,7 @@ async def delete_app(
         if app["frozen"] and not who.is_admin:
             raise Forbidden(f"{pipeline.ident(app)} is frozen: only an administrator may delete it")
         await pipeline.cancel_build(conn, app, who.username)
+        await service_images.forget(conn, app, who.username)
         await apps.delete_app(conn, app["id"])
     return {"deleted": 1}
 
@@ -206,6 +209,7 @@ async def create_namespace(
 ) -> dict[str, Any]:
     who = access.require_submitter(who)
     async with ecr.pool.acquire() as conn, conn.transaction():
+        await service_images.require_claimable(conn, body.id)
         if not await store.create_namespace(conn, body.id, who.username):
             raise Conflict(f"namespace {body.id} already exists")
         row = await store.get_namespace(conn, body.id)

@@ -144,7 +144,11 @@ async def delete_queues(amqp_url: str, config: Config) -> None:
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         channel = await connection.channel()
-        for queue in (*queue_names(config.queue, RETRY_DELAYS), *queue_names(config.cancel_queue)):
+        for queue in (
+            *queue_names(config.queue, RETRY_DELAYS),
+            *queue_names(config.cancel_queue),
+            *queue_names(config.app_deleted_queue, config.deletion_retry_seconds),
+        ):
             await channel.queue_delete(queue)
 
 
