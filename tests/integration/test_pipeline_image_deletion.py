@@ -207,8 +207,8 @@ async def test_a_stranger_claiming_the_names_cannot_pull_the_old_images(
         return REGISTRY.get_sample_value("sage_events_duplicate_total", labels) or 0.0
 
     before = duplicates()
-    bus = Bus(
-        pipeline.builder.amqp_url.get_secret_value(),
+    bus = Bus(  # as its producer, the ECR API: no other broker user may publish app.deleted
+        pipeline.ecr.config.amqp_url.get_secret_value(),
         exchange=pipeline.exchange,
         service="test-redelivery",
     )

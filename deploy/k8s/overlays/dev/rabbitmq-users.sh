@@ -17,11 +17,11 @@ ensure_user() {  # USER PASSWORD
 
 ensure_user sage-ecr-api "${RABBITMQ_ECR_API_PASSWORD:?set RABBITMQ_ECR_API_PASSWORD}"
 $ctl -q set_permissions -p / sage-ecr-api '^(sage\.events|ecr\-api([.-].+)?)$' '^(sage\.events|ecr\-api([.-].+)?)$' '^(sage\.events|ecr\-api([.-].+)?)$'
-$ctl -q set_topic_permissions -p / sage-ecr-api sage.events '^(app\.submitted|build\.cancel|review\.requested|app\.published|app\.rejected)$' '.*'
+$ctl -q set_topic_permissions -p / sage-ecr-api sage.events '^(app\.submitted|build\.cancel|review\.requested|app\.published|app\.rejected|app\.deleted)$' '.*'
 
 ensure_user sage-builder "${RABBITMQ_BUILDER_PASSWORD:?set RABBITMQ_BUILDER_PASSWORD}"
 $ctl -q set_permissions -p / sage-builder '^(sage\.events|builder([.-].+)?)$' '^(sage\.events|builder([.-].+)?)$' '^(sage\.events|builder([.-].+)?)$'
-$ctl -q set_topic_permissions -p / sage-builder sage.events '^(build\.started|build\.done)$' '.*'
+$ctl -q set_topic_permissions -p / sage-builder sage.events '^(build\.started|build\.done|app\.images_deleted)$' '.*'
 
 ensure_user sage-profiler "${RABBITMQ_PROFILER_PASSWORD:?set RABBITMQ_PROFILER_PASSWORD}"
 $ctl -q set_permissions -p / sage-profiler '^(sage\.events|profiler([.-].+)?)$' '^(sage\.events|profiler([.-].+)?)$' '^(sage\.events|profiler([.-].+)?)$'

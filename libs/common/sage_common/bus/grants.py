@@ -21,6 +21,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ..schemas import (
+    AppDeleted,
+    AppImagesDeleted,
     AppPublished,
     AppRejected,
     AppSubmitted,
@@ -36,9 +38,16 @@ EXCHANGE = "sage.events"
 PUBLISHES: Mapping[str, tuple[str, ...]] = {
     "ecr-api": tuple(
         m.routing_key
-        for m in (AppSubmitted, BuildCancelled, ReviewRequested, AppPublished, AppRejected)
+        for m in (
+            AppSubmitted,
+            BuildCancelled,
+            ReviewRequested,
+            AppPublished,
+            AppRejected,
+            AppDeleted,
+        )
     ),
-    "builder": (BuildStarted.routing_key, BuildDone.routing_key),
+    "builder": (BuildStarted.routing_key, BuildDone.routing_key, AppImagesDeleted.routing_key),
     "profiler": (ProfileDone.routing_key,),
 }
 
