@@ -138,3 +138,15 @@ async def test_a_repository_without_a_description_or_branch_is_a_clear_error(
     assert code == 1 and "has none of sage.yaml, sage.yml, sage.json" in err
     code, _, err = await sage(ecr, token, "ecr", "app", "submit", f"{url}@nope")
     assert code == 1 and "git clone failed" in err and "nope" in err
+
+
+async def test_an_unapproved_users_submission_is_registered_and_not_waited_for(ecr, make_user):
+    newcomer = await make_user(f"new-{sfx()}", approved=False)
+    ns = f"lab{sfx()}"
+    spec = str(CORPUS / "env-sensors.yaml")
+    code, out, err = await sage(ecr, newcomer, "ecr", "app", "submit", spec, "--namespace", ns)
+    assert code == 0, err
+    assert out.startswith(f"registered {ns}/env-sensors:0.4.3 (not built")
+    args = ("ecr", "app", "submit", spec, "--namespace", ns, "--force", "--wait")
+    code, out, err = await sage(ecr, newcomer, *args)
+    assert code == 1 and "nothing to wait for" in err

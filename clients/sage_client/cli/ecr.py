@@ -134,6 +134,8 @@ def submit(
             say(f"warning: {warning}", err=True)
         if not wait:
             return submitted, None
+        if submitted.get("state") == "registered":
+            raise Failed(_submitted_line(submitted) + ": nothing to wait for")
         if not state().json:
             say(f"submitted {submitted.get('id')}; following its pipeline")
         app_id = AppId.parse(str(submitted.get("id")))
