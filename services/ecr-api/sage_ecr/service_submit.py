@@ -44,20 +44,19 @@ class Submission:
 
 
 SAGE_COMMAND_FIELDS = ("arguments", "baseCommand", "depends_on")
+# Where to give a required field that can come from the request instead of the file.
 _HINTS = {
-    ("namespace",): "write namespace: in the file, or send it with the request (?namespace=, "
-    "`sage ecr app submit --namespace`)",
-    ("source",): "write source: with url: in the file, or send url= with the request",
-    ("source", "url"): "write source.url in the file, or send it with the request (?url=, "
-    "`sage ecr app submit --url`)",
-    (
-        "version",
-    ): 'write version: (for example "1.0"), or submit to /api/apps/{ns}/{name}/{version}',
+    "namespace": "write namespace: in the file, or send it with the request "
+    "(?namespace=, `sage ecr app submit --namespace`)",
+    "source": "write source: with url: in the file, or send url= with the request",
+    "source.url": "write source.url in the file, or send it with the request "
+    "(?url=, `sage ecr app submit --url`)",
+    "version": 'write version: (for example "1.0"), or submit to /api/apps/{ns}/{name}/{version}',
 }
 
 
 def _hinted(problem: dict[str, Any]) -> dict[str, Any]:
-    hint = _HINTS.get(tuple(problem["loc"])) if problem.get("type") == "missing" else None
+    hint = _HINTS.get(".".join(problem["loc"])) if problem.get("type") == "missing" else None
     return {**problem, "msg": f"{problem['msg']}: {hint}"} if hint else problem
 
 

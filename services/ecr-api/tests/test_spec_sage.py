@@ -159,3 +159,11 @@ def test_request_fields_replace_the_files_and_a_branch_replaces_a_tag():
 def test_a_description_that_is_not_a_mapping_is_refused(body):
     with pytest.raises(Unprocessable, match="must be a mapping"):
         validate_spec(body)
+
+
+def test_a_missing_version_says_where_to_give_it():
+    raw = {"name": "x1", "namespace": "lab", "description": "d", "source": {"url": "https://a/b"}}
+    with pytest.raises(Unprocessable) as info:
+        validate_spec(raw)
+    assert "version: Field required: write version:" in info.value.detail
+    assert validate_spec(raw, {"version": "2.0"}).spec.version == "2.0"
