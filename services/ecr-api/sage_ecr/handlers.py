@@ -93,7 +93,8 @@ async def app_schema(request: web.Request) -> web.Response:
 @describe(request=spec.AppSpec, tags=["apps"])
 async def submit(request: web.Request) -> web.Response:
     """Submit an app version (JSON or YAML body; namespace, url, branch may come as query or
-    form fields, `force=true` replaces a version not frozen); it enters the pipeline."""
+    form fields, `force=true` replaces a version not frozen); it enters the pipeline, or waits
+    as `registered` when the submitter is not approved yet."""
     data, form = await _spec_body(request)
     fields = SubmitFields.model_validate({**request.query, **form})
     given = fields.given()

@@ -179,8 +179,8 @@ class AppSpec(_Strict):
     license: ShortText | None = None
     source: Source
     # SAGE's command line of the app: `arguments` (a list, or one string), `baseCommand`.
-    arguments: str | Annotated[list[Scalar], Field(max_length=256)] | None = None
-    baseCommand: str | Annotated[list[str], Field(max_length=256)] | None = None  # noqa: N815
+    arguments: LongText | Annotated[list[Scalar], Field(max_length=256)] | None = None
+    baseCommand: LongText | Annotated[list[str], Field(max_length=256)] | None = None  # noqa: N815
     depends_on: ShortText | list[ShortText] | None = None
     inputs: Annotated[list[Input], Field(max_length=128)] = []
     resources: Annotated[list[Resource], Field(max_length=64)] = []
