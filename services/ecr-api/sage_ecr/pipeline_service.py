@@ -22,6 +22,11 @@ async def rebuild(
         app = await access.app_for(
             conn, who, ecr.policy, ns, name, version, Permission.WRITE, for_update=True
         )
+        if who is not None and not (who.is_approved or who.is_admin):
+            raise Forbidden(
+                f"your account is not approved to build apps yet: {pipeline.ident(app)} stays "
+                "registered (stored, not built); ask an administrator to approve your account"
+            )
         return {"build_number": await pipeline.rebuild(conn, app, access.require_submitter(who))}
 
 

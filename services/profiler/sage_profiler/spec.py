@@ -109,16 +109,18 @@ class TestingSpec(BaseModel):
 
     def arguments(self) -> list[str]:
         """The container's CMD: `command` (unless it replaced the entrypoint), `args`, then each
-        input as `--id value` (pywaggle plugins read inputs as flags)."""
+        input as `--id value` (pywaggle plugins read inputs as flags: `sampling-interval` is
+        `--sampling-interval`; an id that starts with a dash, such as `-ip`, is the flag as is)."""
         out = [] if self.mask_entrypoint else list(self.command)
         out += self.args
         for key, value in self.inputs.items():
+            flag = key if key.startswith("-") else f"--{key}"
             if value is True:
-                out.append(f"--{key}")
+                out.append(flag)
             elif value is False or value is None:
                 continue
             else:
-                out += [f"--{key}", str(value)]
+                out += [flag, str(value)]
         return out
 
     def timeout_for(self, config: Config) -> float:

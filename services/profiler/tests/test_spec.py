@@ -35,6 +35,21 @@ def test_ecr_testing_section_is_read_with_durations_in_seconds() -> None:
     assert spec.repetitions_for(config) == 2 and spec.copies_for(config) == 4
 
 
+def test_sage_input_ids_with_dashes_become_their_flags() -> None:
+    spec = parse_testing(
+        {"inputs": {"sampling-interval": 5, "out_dir": "/tmp", "-ip": "10.0.0.1", "no-cuda": True}}
+    )
+    assert spec.arguments() == [
+        "--sampling-interval",
+        "5",
+        "--out_dir",
+        "/tmp",
+        "-ip",
+        "10.0.0.1",
+        "--no-cuda",
+    ]
+
+
 def test_mask_entrypoint_makes_the_command_the_entrypoint() -> None:
     spec = parse_testing({"command": "/bin/load mem=1", "mask_entrypoint": True, "args": ["x"]})
     assert spec.entrypoint() == ["/bin/load", "mem=1"]
