@@ -12,7 +12,7 @@ import logging
 import re
 import shutil
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +22,7 @@ from sage_common.schemas import AppSubmitted, ArchImage, BuildDone
 from .backend import BuildBackend
 from .buildlog import BuildLog, LogSink, Scrubber
 from .cache import LayerCache
+from .dockerfile import plan as dockerfile_plan
 from .model import ArchResult, BuildFailure, BuildRequest, BuildResult, Platform, PushResult
 from .registry import Credentials, RegistryClient, RegistryError, write_authfile
 from .source import GitFetcher, check_context, locate
@@ -54,6 +55,7 @@ def request_from_event(data: AppSubmitted) -> BuildRequest:
         dockerfile=src.dockerfile,
         platforms=tuple(platforms),
         build_args=dict(src.build_args),
+        submitter=data.submitter,
         testing=data.testing,
         hardware=data.hardware,
     )
@@ -124,12 +126,15 @@ class Builder:
         push_attempts: int = 4,
         push_backoff: float = 1.0,
         log_options: dict[str, Any] | None = None,
+        base_registries: Sequence[str] = (),
     ) -> None:
         self.backend, self.fetcher, self.cache, self.sink = backend, fetcher, cache, sink
         self.registry, self.registry_client, self.creds = registry, registry_client, creds
         self.work_dir, self.timeout = work_dir, timeout
         self.push_attempts, self.push_backoff = max(1, push_attempts), push_backoff
         self.log_options = log_options or {}
+        # Registries base images may come from: our own (pulled with anyone's rights) and these.
+        self.base_registries = [registry, *base_registries]
 
     def scrubber(self) -> Scrubber:
         return Scrubber([self.creds.password, self.creds.basic] if self.creds else [])
@@ -177,11 +182,14 @@ class Builder:
         workdir = self.work_dir / "builds" / request.build_id
         await asyncio.to_thread(shutil.rmtree, workdir, True)  # a killed attempt's leftovers
         try:
-            async with self.cache.use(request.url) as store:
+            async with self.cache.use(request.url, request.namespace) as store:
                 src = workdir / "src"
                 progress.commit = await self.fetcher.fetch(request, src, blog, store / "git")
                 checkout = locate(src, progress.commit, request.directory, request.dockerfile)
-                await asyncio.to_thread(check_context, checkout)
+                text = await asyncio.to_thread(checkout.dockerfile.read_text, "utf-8", "replace")
+                plan = dockerfile_plan(text, request.build_args, self.base_registries)
+                if plan.binds_context:
+                    await asyncio.to_thread(check_context, checkout)
                 progress.provenance = {
                     "url": request.url,
                     "ref": request.tag or request.branch,
@@ -191,17 +199,19 @@ class Builder:
                     "dockerfile_digest": checkout.dockerfile_digest,
                     "build_args": dict(request.build_args),
                 }
-                authfile = None
-                if self.creds is not None:
-                    authfile = write_authfile(workdir / "auth", self.registry, self.creds)
                 images = []
                 for platform in request.platforms:
+                    await self.backend.pull(plan.images, platform, store, blog)
                     images.append(
-                        await self.backend.build(request, checkout, platform, store, blog, authfile)
+                        await self.backend.build(request, checkout, platform, store, blog)
                     )
                 progress.provenance["base_images"] = {
                     str(i.platform): i.base_images for i in images if i.base_images
                 }
+                # The builder's credentials exist only now, after every build step has ended.
+                authfile = None
+                if self.creds is not None:
+                    authfile = write_authfile(workdir / "auth", self.registry, self.creds)
                 destination = f"{self.registry}/{request.repository}:{request.version}"
                 push = await self._push(request, images, destination, store, blog, authfile)
                 await self.backend.release(request, images, store)
