@@ -268,3 +268,20 @@ def test_compose_gateway_configuration_is_accepted_by_nginx(tmp_path: Path) -> N
     )
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
+
+
+def test_builder_runs_builds_sandboxed_with_the_isolation_the_tests_use(
+    model: dict[str, Any],
+) -> None:
+    from sage_builder.config import Config as BuilderConfig
+    from sage_builder.testing import config_for_tests
+
+    builder = model["services"]["builder"]
+    # Each build's sandbox mounts a fresh /proc: Docker's masked /proc paths must be unmasked.
+    assert "systempaths=unconfined" in builder["security_opt"]
+    env = builder["environment"]
+    assert not any("NETWORK" in key for key in env)  # no setting gives build steps a network
+    shipped = env["SAGE_BUILDER_ISOLATION"]
+    assert shipped == BuilderConfig().isolation == config_for_tests().isolation == "chroot"
+    k8s = (ROOT / "deploy" / "k8s" / "base" / "builder.yaml").read_text()
+    assert f"SAGE_BUILDER_ISOLATION: {shipped}\n" in k8s and "NETWORK" not in k8s

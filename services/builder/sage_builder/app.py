@@ -95,7 +95,7 @@ async def _buildah_ready(app: web.Application) -> None:
         raise FileNotFoundError(config.buildah)
     backend = app[BUILDER].backend
     if isinstance(backend, BuildahBackend) and backend.sandbox is not None:
-        reason = backend.sandbox.available()
+        reason = await backend.sandbox.check()
         if reason is not None:
             raise RuntimeError(f"build sandbox: {reason}")
 

@@ -196,14 +196,15 @@ class BuildahBackend:
         if self.sandbox is None:
             done = await self._run(store, args, log)
         else:
-            reason = self.sandbox.available()
+            reason = await self.sandbox.check()
             if reason is not None:
                 raise BuildFailure("build_failed", f"the build sandbox cannot run: {reason}")
             done = await self._sandboxed(request, platform, store, args, log)
         if done.returncode != 0:
-            raise BuildFailure(
-                "build_failed", f"{platform}: {_last_error(done.output, 'buildah build failed')}"
-            )
+            why = _last_error(done.output, "buildah build failed")
+            if "exited on file size limit exceeded" in done.output:
+                why += f" (a RUN step wrote a file over the limit of {self.max_file_bytes} bytes)"
+            raise BuildFailure("build_failed", f"{platform}: {why}")
         return ArchResult(platform, name, emulated, await self._base_images(store, name))
 
     async def _sandboxed(

@@ -24,6 +24,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from . import procs
+
 log = logging.getLogger(__name__)
 
 UNSHARE = [
@@ -58,6 +60,7 @@ class Sandbox:
         self.buildah, self.memory_bytes, self.pids = buildah, memory_bytes, pids
         self.cgroup_root = cgroup_root
         self.rootless = os.geteuid() != 0
+        self._works = False
 
     def wrap(self, argv: list[str], cgroups: list[Path]) -> list[str]:
         """`argv` run inside the sandbox (and in `cgroups`, given by `cgroups()`)."""
@@ -128,9 +131,19 @@ class Sandbox:
                 except OSError:  # processes still leaving
                     time.sleep(0.1)
 
-    def available(self) -> str | None:
-        """Why the sandbox cannot run here (a missing tool), or None."""
+    async def check(self) -> str | None:
+        """Why the sandbox cannot be made here, or None: it is tried once for real, then trusted.
+
+        A container that masks /proc paths, or refuses user namespaces, cannot make it; the
+        builder then reports not ready and fails builds, it never builds unsandboxed.
+        """
+        if self._works:
+            return None
         for tool in ("unshare", *([self.buildah] if self.rootless else [])):
             if shutil.which(tool) is None:
                 return f"{tool} is not installed"
+        done = await procs.run(self.wrap(["true"], []), env={"PATH": os.environ.get("PATH", "")})
+        if done.returncode != 0:
+            return f"its namespaces cannot be made here: {done.output.strip()[-300:]}"
+        self._works = True
         return None
