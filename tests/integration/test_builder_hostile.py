@@ -101,7 +101,7 @@ async def stack(amqp_url, builder_config, git_server, corpus, tmp_path_factory) 
 
 
 async def build(stack, name: str, **source) -> tuple[BuildDone, str]:
-    """Build corpus app `name`; its build.done and its log."""
+    """Build corpus app `name` (`submitter=` as whom); its build.done and its log."""
     harness = stack[0]
     build_id = await harness.submit(app_id(name), name, **source)
     done = await harness.events.done(build_id, within=240)
@@ -223,18 +223,43 @@ async def test_a_link_to_the_host_root_copies_nothing_of_the_host(
     assert_nothing_leaked(text, service_secrets)
 
 
-@pytest.mark.parametrize("name", ["private-base", "private-copy-from"])
-async def test_other_tenants_private_images_cannot_be_built_from(
-    stack, s3_server, registry_server, service_secrets, name
-):
+@pytest.fixture(scope="module")
+async def victim_image(stack) -> str:
+    """victim/app:1.0, a private image in our registry (pushed by the builder)."""
     harness = stack[0]
     victim = await harness.submit("victim/app:1.0", "victim")
-    assert (await harness.events.done(victim, within=120)).status == "success"
-    done, _ = await build(stack, name, build_args={"REGISTRY": registry_server.address})
+    done = await harness.events.done(victim, within=120)
+    assert done.status == "success", (done.error, done.log_tail)
+    return done.image
+
+
+@pytest.mark.parametrize("name", ["private-base", "private-copy-from"])
+async def test_other_tenants_private_images_cannot_be_built_from(
+    stack, s3_server, registry_server, service_secrets, make_user, victim_image, name
+):
+    mallory = f"mallory{uuid.uuid4().hex[:6]}"
+    await make_user(mallory)
+    done, _ = await build(
+        stack, name, submitter=mallory, build_args={"REGISTRY": registry_server.address}
+    )
     assert_failed(done)
-    assert f"base image {registry_server.address}/victim/app:1.0 could not be pulled" in done.error
+    assert f"base image {victim_image} could not be pulled" in done.error
     text = log_of(s3_server, done)
     assert "victim-secret" not in text
+    assert_nothing_leaked(text, service_secrets)
+
+
+async def test_base_images_are_pulled_with_the_submitters_own_rights(
+    stack, s3_server, registry_server, service_secrets, make_user, victim_image
+):
+    admin = f"admin{uuid.uuid4().hex[:6]}"  # an administrator may read every repository
+    await make_user(admin, admin=True)
+    done, _ = await build(
+        stack, "private-base", submitter=admin, build_args={"REGISTRY": registry_server.address}
+    )
+    assert done.status == "success", (done.error, done.log_tail)
+    text = log_of(s3_server, done)
+    assert line("victim-secret", text)
     assert_nothing_leaked(text, service_secrets)
 
 

@@ -19,9 +19,17 @@ class BuildBackend(Protocol):
     """Builds images in a per-repository store and pushes them as one multi-platform index."""
 
     async def pull(
-        self, images: Sequence[str], platform: Platform, store: Path, log: LineSink
+        self,
+        images: Sequence[str],
+        platform: Platform,
+        store: Path,
+        log: LineSink,
+        authfile: Path | None,
     ) -> None:
-        """Pull `images` for `platform` into `store` with no one's credentials (public only)."""
+        """Pull `images` for `platform` into `store`, with the submitter's rights in `authfile`.
+
+        No authfile: anonymously, what anyone may read. Raise `BuildFailure` when one fails.
+        """
         ...
 
     async def build(
@@ -75,7 +83,12 @@ class FakeBackend:
         self.stores: list[Path] = []
 
     async def pull(
-        self, images: Sequence[str], platform: Platform, store: Path, log: LineSink
+        self,
+        images: Sequence[str],
+        platform: Platform,
+        store: Path,
+        log: LineSink,
+        authfile: Path | None,
     ) -> None:
         self.pulled += [(image, str(platform)) for image in images]
 

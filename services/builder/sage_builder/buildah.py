@@ -1,10 +1,11 @@
 """The buildah backend: one sandboxed `buildah build` per platform (foreign ones under qemu), one push.
 
 Each tenant's source repository has its own buildah storage (`LayerCache`), so `--layers` reuses
-that repository's layers. The base images a Dockerfile names are pulled first, anonymously (what
-anyone may pull); then `buildah build` runs inside a `Sandbox` (no network, its own PID namespace
-and /proc, memory and pids cgroups) with chroot or oci isolation for RUN steps, limits on file
-sizes and the disk a build may fill, and no credentials at all. The index is pushed afterwards,
+that repository's layers. The base images a Dockerfile names are pulled first, with the
+submitter's own rights (a pull token the auth service issues on their behalf); then `buildah
+build` runs inside a `Sandbox` (no network, its own PID namespace and /proc, memory and pids
+cgroups) with chroot or oci isolation for RUN steps, limits on file sizes and the disk a build
+may fill, and no credentials at all. The index is pushed afterwards,
 outside the sandbox, with the builder's credentials (docs/adr/0009-build-sandbox.md).
 """
 
@@ -123,9 +124,14 @@ class BuildahBackend:
         return f"localhost/sage-build:{what}-{request.build_id}"
 
     async def pull(
-        self, images: Sequence[str], platform: Platform, store: Path, log: LineSink
+        self,
+        images: Sequence[str],
+        platform: Platform,
+        store: Path,
+        log: LineSink,
+        authfile: Path | None,
     ) -> None:
-        """Pull the base images for `platform`, anonymously: only what anyone may read."""
+        """Pull the base images for `platform`: with the submitter's rights, or anonymously."""
         for image in images:
             log(f"== pulling {image} for {platform}")
             args = [
@@ -135,6 +141,7 @@ class BuildahBackend:
                 f"--tls-verify={'true' if self.tls_verify else 'false'}",
                 "--retry",
                 "1",
+                *(["--authfile", str(authfile)] if authfile is not None else []),
                 image,
             ]
             done = await self._run(store, args, log)

@@ -24,7 +24,7 @@ from .buildlog import BuildLog, LogSink, Scrubber
 from .cache import LayerCache
 from .dockerfile import plan as dockerfile_plan
 from .model import ArchResult, BuildFailure, BuildRequest, BuildResult, Platform, PushResult
-from .registry import Credentials, RegistryClient, RegistryError, write_authfile
+from .registry import USER_RE, Credentials, RegistryClient, RegistryError, write_authfile
 from .source import GitFetcher, check_context, locate
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,12 @@ class Builder:
                 }
                 images = []
                 for platform in request.platforms:
-                    await self.backend.pull(plan.images, platform, store, blog)
+                    pullauth = self._pull_authfile(request, workdir / "pull-auth", plan.images)
+                    try:
+                        await self.backend.pull(plan.images, platform, store, blog, pullauth)
+                    finally:
+                        if pullauth is not None:
+                            pullauth.unlink(missing_ok=True)  # gone before any step runs
                     images.append(
                         await self.backend.build(request, checkout, platform, store, blog)
                     )
@@ -218,6 +223,18 @@ class Builder:
             return BuildResult(checkout.commit, push, images, progress.provenance)
         finally:
             await asyncio.shield(asyncio.to_thread(shutil.rmtree, workdir, True))
+
+    def _pull_authfile(
+        self, request: BuildRequest, directory: Path, images: Sequence[str]
+    ) -> Path | None:
+        """Credentials that pull our registry's images with the submitter's rights; else none.
+
+        Without a submitter the pull is anonymous: what anyone may read.
+        """
+        if self.creds is None or not images or not USER_RE.match(request.submitter):
+            return None
+        creds = self.creds.on_behalf(request.submitter)
+        return write_authfile(directory, self.registry, creds)
 
     async def _push(
         self,
