@@ -25,10 +25,11 @@ class BuildBackend(Protocol):
         store: Path,
         log: LineSink,
         authfile: Path | None,
-    ) -> None:
+    ) -> list[tuple[str, str]]:
         """Pull `images` for `platform` into `store`, with the submitter's rights in `authfile`.
 
         No authfile: anonymously, what anyone may read. Raise `BuildFailure` when one fails.
+        Return the ONBUILD triggers the pulled images carry, as (image, instruction).
         """
         ...
 
@@ -80,6 +81,7 @@ class FakeBackend:
         self.push_failures = 0
         self.tidied: list[Path] = []
         self.pulled: list[tuple[str, str]] = []
+        self.triggers: dict[str, list[str]] = {}
         self.stores: list[Path] = []
 
     async def pull(
@@ -89,8 +91,9 @@ class FakeBackend:
         store: Path,
         log: LineSink,
         authfile: Path | None,
-    ) -> None:
+    ) -> list[tuple[str, str]]:
         self.pulled += [(image, str(platform)) for image in images]
+        return [(image, trigger) for image in images for trigger in self.triggers.get(image, [])]
 
     async def build(
         self,

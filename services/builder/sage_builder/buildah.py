@@ -130,8 +130,12 @@ class BuildahBackend:
         store: Path,
         log: LineSink,
         authfile: Path | None,
-    ) -> None:
-        """Pull the base images for `platform`: with the submitter's rights, or anonymously."""
+    ) -> list[tuple[str, str]]:
+        """Pull the base images for `platform`: with the submitter's rights, or anonymously.
+
+        Return their ONBUILD triggers (Docker-format images keep them), which the build would run.
+        """
+        triggers: list[tuple[str, str]] = []
         for image in images:
             log(f"== pulling {image} for {platform}")
             args = [
@@ -150,6 +154,20 @@ class BuildahBackend:
                 raise BuildFailure(
                     "build_failed", f"{platform}: base image {image} could not be pulled: {why}"
                 )
+            triggers += [(image, t) for t in await self._onbuild(store, image)]
+        return triggers
+
+    async def _onbuild(self, store: Path, image: str) -> list[str]:
+        done = await self._run(store, ["inspect", "--type", "image", image], None)
+        if done.returncode != 0:
+            raise BuildFailure("build_failed", f"base image {image} could not be inspected")
+        try:
+            config = (json.loads(done.output).get("Docker") or {}).get("config") or {}
+        except ValueError:
+            raise BuildFailure(
+                "build_failed", f"base image {image} could not be inspected"
+            ) from None
+        return [str(t) for t in config.get("OnBuild") or []]
 
     def _build_args(
         self, request: BuildRequest, checkout: Checkout, platform: Platform, name: str

@@ -278,3 +278,17 @@ def plan(
     if not seen_from:
         raise refuse("no FROM instruction")
     return DockerfilePlan(tuple(walk.images), walk.binds_context)
+
+
+def check_triggers(
+    triggers: Sequence[tuple[str, str]],
+    build_args: Mapping[str, str],
+    allowed_registries: Sequence[str],
+) -> None:
+    """Refuse base images whose ONBUILD triggers break the rules (they run in this build)."""
+    for image, trigger in triggers:
+        try:
+            plan(f"FROM scratch\nONBUILD {trigger}\n", build_args, allowed_registries)
+        except BuildFailure as failure:
+            reason = failure.message.removeprefix("Dockerfile refused: ")
+            raise refuse(f"base image {image} carries {reason}") from None

@@ -22,6 +22,7 @@ from sage_common.schemas import AppSubmitted, ArchImage, BuildDone
 from .backend import BuildBackend
 from .buildlog import BuildLog, LogSink, Scrubber
 from .cache import LayerCache
+from .dockerfile import check_triggers
 from .dockerfile import plan as dockerfile_plan
 from .model import ArchResult, BuildFailure, BuildRequest, BuildResult, Platform, PushResult
 from .registry import USER_RE, Credentials, RegistryClient, RegistryError, write_authfile
@@ -203,10 +204,13 @@ class Builder:
                 for platform in request.platforms:
                     pullauth = self._pull_authfile(request, workdir / "pull-auth", plan.images)
                     try:
-                        await self.backend.pull(plan.images, platform, store, blog, pullauth)
+                        triggers = await self.backend.pull(
+                            plan.images, platform, store, blog, pullauth
+                        )
                     finally:
                         if pullauth is not None:
                             pullauth.unlink(missing_ok=True)  # gone before any step runs
+                    check_triggers(triggers, request.build_args, self.base_registries)
                     images.append(
                         await self.backend.build(request, checkout, platform, store, blog)
                     )

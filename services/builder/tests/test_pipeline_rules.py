@@ -203,3 +203,14 @@ async def test_base_images_are_pulled_per_platform_and_tenants_build_in_their_ow
     other = BuildRequest(**{**request().__dict__, "app_id": "mallory/app:1.0", "build_id": "b2"})
     await b.run(other, Job("b2", "mallory/app:1.0"))
     assert backend.stores[0] == backend.stores[1] != backend.stores[2]
+
+
+async def test_a_base_image_whose_onbuild_trigger_breaks_the_rules_is_refused(tmp_path):
+    backend = FakeBackend()
+    backend.triggers = {"registry.test/team/base:1": ["ADD https://example.org/x /x"]}
+    b = builder(tmp_path, backend, FakeRegistry(["linux/amd64"]))
+    b.fetcher = LocalFetcher("FROM registry.test/team/base:1\n")
+    done = await b.run(request(), Job("b1", "a"))
+    assert (done.status, done.error_class) == ("failure", "build_failed")
+    assert "base image registry.test/team/base:1 carries ONBUILD ADD" in done.error
+    assert backend.built == []
