@@ -19,10 +19,12 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
+from sage_builder.registry import Credentials, RegistryClient
 from sage_builder.testing import (
     BUSYBOX,
     GitServer,
     Harness,
+    RegistryReader,
     commit_all,
     delete_queues,
     read_log,
@@ -286,6 +288,44 @@ async def test_a_fork_bomb_stops_at_the_builds_process_limit(stack, s3_server, s
         assert int(stopped.group(1)) < LIMITS["build_nproc"]
     await until(lambda: not processes_with(b"sleep\x00300"), within=30)
     assert_nothing_leaked(text, service_secrets)
+
+
+async def test_a_step_over_the_memory_limit_is_stopped(stack, s3_server, service_secrets):
+    done, _ = await build(stack, "memory-hog")
+    assert_failed(done)
+    assert f"went over the build's memory limit of {LIMITS['build_memory']}" in done.error
+    text = log_of(s3_server, done)
+    assert not line("survived", text)
+    assert_nothing_leaked(text, service_secrets)
+
+
+async def test_an_image_keeps_nothing_of_the_builder_that_a_step_hunted_for(
+    stack, s3_server, registry_server, service_secrets
+):
+    done, _ = await build(stack, "secret-hunt")
+    assert done.status == "success", (done.error, done.log_tail)
+    repository = done.image.split("/", 1)[1].rsplit(":", 1)[0]
+    reader = await reader_as_builder(registry_server, stack[1], service_secrets, repository)
+    found = await reader.read_file(repository, done.images[0].digest, "found.txt")
+    assert found is not None
+    text = found.decode()
+    assert "auth.json" not in text and "registry.log" not in text and "config.yml" not in text
+    assert not re.search(r"SAGE_BUILDER_[A-Z_]+=", text) and "PASSWORD" not in text
+    for secret in service_secrets.values():
+        assert secret not in text
+    assert_nothing_leaked(log_of(s3_server, done), service_secrets)
+
+
+async def reader_as_builder(registry_server, config, service_secrets, repository: str):
+    client = RegistryClient(
+        registry_server.address,
+        token_url=config.token_url,
+        service=config.registry_service,
+        creds=Credentials("builder", service_secrets["builder"]),
+    )
+    async with aiohttp.ClientSession() as session:
+        token = await client.token(session, repository, "pull")
+    return RegistryReader(registry_server.address, token)
 
 
 async def test_filling_the_disk_stops_at_the_builds_disk_limit(stack, s3_server, service_secrets):

@@ -245,7 +245,7 @@ class BuildahBackend:
         driver = await self.driver(store.parent)
         argv = [*self._base(store, driver), *args]
         before = await asyncio.to_thread(directory_size, store)
-        with self.sandbox.cgroups(f"{request.build_id}-{platform.tag}") as groups:
+        async with self.sandbox.cgroups(f"{request.build_id}-{platform.tag}") as groups:
             build = asyncio.ensure_future(
                 procs.run(self.sandbox.wrap(argv, groups), env=self._env(store), sink=log)
             )
@@ -253,7 +253,14 @@ class BuildahBackend:
                 while True:
                     finished, _ = await asyncio.wait({build}, timeout=self.disk_poll_seconds)
                     if finished:
-                        return build.result()
+                        done = build.result()
+                        if done.returncode != 0 and self.sandbox.out_of_memory(groups):
+                            raise BuildFailure(
+                                "build_failed",
+                                f"{platform}: a RUN step went over the build's memory limit "
+                                f"of {self.memory} and was killed",
+                            )
+                        return done
                     used = await asyncio.to_thread(directory_size, store) - before
                     if used > self.disk_bytes:
                         raise BuildFailure(

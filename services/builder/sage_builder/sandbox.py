@@ -15,13 +15,14 @@ Base images are pulled before, and results pushed after, outside it: credentials
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 import shutil
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from . import procs
@@ -74,20 +75,41 @@ class Sandbox:
         procs = [str(group / "cgroup.procs") for group in cgroups]
         return ["/bin/sh", "-c", _JOIN, "sage-sandbox", *procs, "--", *inner]
 
-    @contextlib.contextmanager
-    def cgroups(self, name: str) -> Iterator[list[Path]]:
+    @contextlib.asynccontextmanager
+    async def cgroups(self, name: str) -> AsyncIterator[list[Path]]:
         """Cgroups for one build, removed (their processes killed) afterwards; [] where none."""
         made: list[Path] = []
         try:
-            made = self._make(name)
+            made = await asyncio.to_thread(self._make, name)
         except OSError as exc:
             log.debug("no build cgroup", extra={"error": str(exc)})
-            self._remove(made)
+            await asyncio.to_thread(self._remove, made)
             made = []
         try:
             yield made
         finally:
-            self._remove(made)
+            await asyncio.shield(asyncio.to_thread(self._remove, made))
+
+    @staticmethod
+    def out_of_memory(groups: list[Path]) -> bool:
+        """Whether the kernel killed a process of these cgroups for going over their memory."""
+        for group in groups:
+            with contextlib.suppress(OSError, ValueError):
+                if (group / "memory.events").exists():  # cgroup v2
+                    for entry in (group / "memory.events").read_text().splitlines():
+                        key, _, value = entry.partition(" ")
+                        if key == "oom_kill" and int(value) > 0:
+                            return True
+                elif (group / "memory.failcnt").exists():  # cgroup v1
+                    oom = (group / "memory.oom_control").read_text()
+                    if "oom_kill " in oom:
+                        for entry in oom.splitlines():
+                            key, _, value = entry.partition(" ")
+                            if key == "oom_kill" and int(value) > 0:
+                                return True
+                    elif int((group / "memory.failcnt").read_text()) > 0:
+                        return True
+        return False
 
     def _make(self, name: str) -> list[Path]:
         root = self.cgroup_root
@@ -117,18 +139,23 @@ class Sandbox:
         return made
 
     def _remove(self, groups: list[Path]) -> None:
+        """Kill what is left in `groups` until they can be removed (a fork bomb takes a while)."""
+        deadline = time.monotonic() + 30
         for group in groups:
-            with contextlib.suppress(OSError):
-                for pid in (group / "cgroup.procs").read_text().split():
-                    with contextlib.suppress(OSError):
-                        os.kill(int(pid), signal.SIGKILL)
-            for _ in range(50):
+            while True:
+                with contextlib.suppress(OSError):
+                    for pid in (group / "cgroup.procs").read_text().split():
+                        with contextlib.suppress(OSError):
+                            os.kill(int(pid), signal.SIGKILL)
                 try:
                     group.rmdir()
                     break
                 except FileNotFoundError:
                     break
                 except OSError:  # processes still leaving
+                    if time.monotonic() > deadline:
+                        log.warning("build cgroup left behind", extra={"cgroup": str(group)})
+                        break
                     time.sleep(0.1)
 
     async def check(self) -> str | None:

@@ -28,7 +28,7 @@ async def test_a_sandboxed_command_reaches_nothing_and_sees_only_its_own_process
         port = listener.getsockname()[1]
         sandbox = Sandbox()
         assert await sandbox.check() is None
-        with sandbox.cgroups(f"test-{uuid.uuid4().hex[:8]}") as groups:
+        async with sandbox.cgroups(f"test-{uuid.uuid4().hex[:8]}") as groups:
             argv = sandbox.wrap(["python3", "-c", PROBE], groups)
             done = await procs.run(argv, env={"PATH": "/usr/bin:/bin", "PORT": str(port)})
     assert done.returncode == 0, done.output
@@ -39,7 +39,7 @@ async def test_a_sandboxed_command_reaches_nothing_and_sees_only_its_own_process
 async def test_the_pids_limit_stops_forks_inside_the_sandbox():
     sandbox = Sandbox(pids=40)
     script = "n=0; while [ $n -lt 500 ]; do sleep 30 & n=$((n+1)); done; echo all-started"
-    with sandbox.cgroups(f"test-{uuid.uuid4().hex[:8]}") as groups:
+    async with sandbox.cgroups(f"test-{uuid.uuid4().hex[:8]}") as groups:
         assert groups  # tests run as root, who can always make them
         done = await procs.run(sandbox.wrap(["sh", "-c", script], groups))
     assert "all-started" not in done.output and "fork" in done.output.lower()
