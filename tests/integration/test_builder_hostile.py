@@ -278,6 +278,20 @@ async def test_base_images_are_pulled_with_the_submitters_own_rights(
     assert_nothing_leaked(text, service_secrets)
 
 
+async def test_tenants_building_the_same_url_share_no_cache(stack, s3_server):
+    harness = stack[0]
+    logs = []
+    for tenant in ("mallory", "mallory", "victim"):
+        build_id = await harness.submit(f"{tenant}/cachey:1.0", "cache-poison")
+        done = await harness.events.done(build_id, within=120)
+        assert done.status == "success", (done.error, done.log_tail)
+        logs.append(log_of(s3_server, done))
+    # The same tenant's second build reuses its layer; the other tenant starts from nothing.
+    assert line("fresh-cache", logs[0]) and "Using cache" in logs[1]
+    assert line("fresh-cache", logs[2]) and not line("FOUND planted-here", logs[2])
+    assert "Using cache" not in logs[2].split("--mount=type=cache", 1)[1]
+
+
 async def test_a_fork_bomb_stops_at_the_builds_process_limit(stack, s3_server, service_secrets):
     done, _ = await build(stack, "fork-bomb")
     assert_failed(done)
