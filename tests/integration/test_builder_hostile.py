@@ -7,10 +7,12 @@ served by `git daemon` and built for real. Limits are small here (config below) 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
 import socket
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +21,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from sage_builder.registry import Credentials, RegistryClient
+from sage_builder.registry import Credentials, RegistryClient, write_authfile
 from sage_builder.testing import (
     BUSYBOX,
     GitServer,
@@ -41,6 +43,7 @@ CORPUS = Path(__file__).resolve().parents[1] / "hostile" / "builds"
 LINKED_TO_ROOT = ("symlink-root", "bind-from-stage")
 # Refused before any step, or built FROM another image: no busybox needed (keeps git quick).
 NO_BUSYBOX = {
+    "onbuild-base",
     "add-git",
     "add-url-arg",
     "add-url-continuation",
@@ -290,6 +293,38 @@ async def test_tenants_building_the_same_url_share_no_cache(stack, s3_server):
     assert line("fresh-cache", logs[0]) and "Using cache" in logs[1]
     assert line("fresh-cache", logs[2]) and not line("FOUND planted-here", logs[2])
     assert "Using cache" not in logs[2].split("--mount=type=cache", 1)[1]
+
+
+async def test_a_base_image_with_a_hostile_onbuild_trigger_is_refused(
+    stack, s3_server, registry_server, service_secrets, make_user, tmp_path
+):
+    trap = f"{registry_server.address}/hostile/trap:1.0"
+    await asyncio.to_thread(push_docker_format_trap, tmp_path, trap, service_secrets["builder"])
+    admin = f"admin{uuid.uuid4().hex[:6]}"
+    await make_user(admin, admin=True)
+    done, _ = await build(
+        stack, "onbuild-base", submitter=admin, build_args={"REGISTRY": registry_server.address}
+    )
+    assert_failed(done)
+    assert f"base image {trap} carries ONBUILD ADD 'https://example.org/later'" in done.error
+    assert_nothing_leaked(log_of(s3_server, done), service_secrets)
+
+
+def push_docker_format_trap(tmp: Path, reference: str, secret: str) -> None:
+    """Build `FROM scratch` + `ONBUILD ADD <url>` in Docker format and push it as the builder."""
+    (tmp / "ctx").mkdir()
+    (tmp / "ctx" / "Dockerfile").write_text(
+        "FROM scratch\nONBUILD ADD https://example.org/later /x\n"
+    )
+    registry = reference.split("/", 1)[0]
+    authfile = write_authfile(tmp / "auth", registry, Credentials("builder", secret))
+    base = ["buildah", "--root", str(tmp / "st"), "--runroot", str(tmp / "run")]
+    base += ["--storage-driver", "vfs"]
+    for args in (
+        ["build", "--format", "docker", "--isolation", "chroot", "-t", reference, str(tmp / "ctx")],
+        ["push", "--tls-verify=false", "--authfile", str(authfile), reference],
+    ):
+        subprocess.run([*base, *args], check=True, capture_output=True, timeout=120)  # noqa: S603
 
 
 async def test_a_fork_bomb_stops_at_the_builds_process_limit(stack, s3_server, service_secrets):
