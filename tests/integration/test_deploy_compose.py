@@ -316,3 +316,20 @@ def test_the_profiler_drives_its_own_engine_over_mutual_tls_as_a_non_root_user(
     assert "--tlsverify" in dockerd and '--host "tcp://$LISTEN"' in dockerd
     assert "unix://" not in script and "--bridge none" in dockerd
     assert profiler["depends_on"]["profiler-engine"]["condition"] == "service_healthy"
+
+
+def test_builder_runs_builds_sandboxed_with_the_isolation_the_tests_use(
+    model: dict[str, Any],
+) -> None:
+    from sage_builder.config import Config as BuilderConfig
+    from sage_builder.testing import config_for_tests
+
+    builder = model["services"]["builder"]
+    # Each build's sandbox mounts a fresh /proc: Docker's masked /proc paths must be unmasked.
+    assert "systempaths=unconfined" in builder["security_opt"]
+    env = builder["environment"]
+    assert not any("NETWORK" in key for key in env)  # no setting gives build steps a network
+    shipped = env["SAGE_BUILDER_ISOLATION"]
+    assert shipped == BuilderConfig().isolation == config_for_tests().isolation == "chroot"
+    k8s = (ROOT / "deploy" / "k8s" / "base" / "builder.yaml").read_text()
+    assert f"SAGE_BUILDER_ISOLATION: {shipped}\n" in k8s and "NETWORK" not in k8s

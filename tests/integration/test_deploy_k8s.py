@@ -220,6 +220,8 @@ def _deviations(pod: Doc, container: Doc) -> dict[str, Any]:
     caps = context.get("capabilities", {})
     if caps.get("drop") != ["ALL"] or caps.get("add"):
         found["capabilities.add"] = sorted(caps.get("add", []))
+    if context.get("procMount", "Default") != "Default":
+        found["procMount"] = context["procMount"]
     host_paths = sorted(v["hostPath"]["path"] for v in pod.get("volumes", []) if "hostPath" in v)
     if host_paths or pod.get("hostNetwork") or pod.get("hostPID"):
         found["hostPath"] = host_paths
@@ -232,6 +234,8 @@ EXCEPTIONS: dict[tuple[str, str], dict[str, Any]] = {
         "seccomp": "Unconfined",
         "allowPrivilegeEscalation": True,
         "capabilities.add": ["SETGID", "SETUID"],
+        # The build sandbox's fresh /proc; only in the pod's own user namespace (hostUsers).
+        "procMount": "Unmasked",
     },
 }
 DEV_EXCEPTIONS: dict[tuple[str, str], dict[str, Any]] = {
@@ -258,8 +262,10 @@ def test_pods_run_restricted_but_for_the_documented_exceptions(
             seen[key] = deviations
             assert "requests" in container["resources"] and "limits" in container["resources"]
     assert set(expected) <= set(seen)
-    builder = find(docs, "Deployment", "builder")["spec"]["template"]["spec"]["containers"][0]
+    builder_pod = find(docs, "Deployment", "builder")["spec"]["template"]["spec"]
+    builder = builder_pod["containers"][0]
     assert builder["securityContext"]["appArmorProfile"] == {"type": "Unconfined"}
+    assert builder_pod["hostUsers"] is False
 
 
 def test_profiler_may_run_jobs_and_read_pod_metrics_and_nothing_more(

@@ -17,11 +17,15 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sage_common.auth import Principal
-from sage_common.errors import BadRequest
+from sage_common.errors import BadRequest, NotFound
 
 from .signing import Signer
+from .store import Store
 
 REGISTRY_SCOPE = "registry"
+# Service accounts that may ask for a pull token on behalf of a user (Basic user `client+username`):
+# the builder pulls an app's base images with its submitter's rights, never its own.
+ON_BEHALF_CLIENTS = frozenset({"builder"})
 _SCOPE_RE = re.compile(
     r"^([a-z0-9]+(?:\([a-z0-9]+\))?)"  # type, e.g. repository or repository(plugin)
     r":([^:\s]+(?::[0-9]+/[^:\s]+)?)"  # name, which may hold a host:port/ prefix
@@ -55,6 +59,30 @@ def parse_scopes(values: list[str]) -> list[Access]:
     if len(wanted) > MAX_SCOPES:
         raise BadRequest(f"at most {MAX_SCOPES} scopes at once")
     return wanted
+
+
+def pull_only(wanted: list[Access]) -> list[Access]:
+    """`wanted` with every action but `pull` dropped: what a token on someone's behalf may ask."""
+    return [Access(a.type, a.name, ("pull",)) for a in wanted if "pull" in a.actions]
+
+
+async def on_behalf(
+    store: Store, username: str, wanted: list[Access]
+) -> tuple[Principal | None, list[Access]]:
+    """Who a token on `username`'s behalf is decided for (the user, for the registry only; an
+    unknown user is nobody), and what it may ask: pull only, so exactly what that user may read.
+    """
+    try:
+        user = await store.get_user(username)
+    except NotFound:
+        return None, pull_only(wanted)
+    return Principal(
+        username=user.username,
+        groups=list(user.groups),
+        is_admin=user.is_admin,
+        is_approved=user.is_approved,
+        scopes=[REGISTRY_SCOPE],
+    ), pull_only(wanted)
 
 
 class RegistryPolicy(Protocol):

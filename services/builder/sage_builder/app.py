@@ -55,10 +55,12 @@ def make_builder(config: Config) -> Builder:
         buildah=config.buildah,
         storage_driver=config.storage_driver,
         isolation=config.isolation,
-        network=config.build_network,
         memory=config.build_memory,
         cpus=config.build_cpus,
         nproc=config.build_nproc,
+        max_file_bytes=config.build_max_file_bytes,
+        disk_bytes=config.build_disk_bytes,
+        disk_poll_seconds=config.build_disk_poll_seconds,
         tls_verify=config.registry_tls_verify,
     )
     work = config.work_dir.resolve()
@@ -90,14 +92,21 @@ def make_builder(config: Config) -> Builder:
             max_total_bytes=config.meta_max_total_bytes,
             max_images=config.meta_max_images,
         ),
+        base_registries=config.base_registries,
     )
 
 
 async def _buildah_ready(app: web.Application) -> None:
+    """Ready only where buildah and the build sandbox can run: builds never go unsandboxed."""
     config = app[CONFIG]
     assert isinstance(config, Config)
     if shutil.which(config.buildah) is None:
         raise FileNotFoundError(config.buildah)
+    backend = app[BUILDER].backend
+    if isinstance(backend, BuildahBackend) and backend.sandbox is not None:
+        reason = await backend.sandbox.check()
+        if reason is not None:
+            raise RuntimeError(f"build sandbox: {reason}")
 
 
 async def builder_context(app: web.Application) -> AsyncIterator[None]:
