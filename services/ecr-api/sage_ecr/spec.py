@@ -143,6 +143,10 @@ class Testing(_Strict):
     mask_entrypoint: bool = False
     inputs: dict[InputId, Scalar] = {}
     data: SageBucketLink | None = Field(default=None, description="mounted read-only at /data")
+    # Absent: the profiler's unprivileged user. `root` runs only where its operator allows it.
+    user: Annotated[str, Field(pattern=r"^(root|\d{1,10}(:\d{1,10})?)$")] | None = Field(
+        default=None, description="root, or a numeric uid[:gid]; absent: the profiler's user"
+    )
     # Absent: the profiler decides (its `default_timeout_seconds`, 300 unless configured otherwise).
     timeout: Annotated[Seconds, Field(le=MAX_TEST_TIMEOUT_SECONDS)] | None = Field(
         default=None, description="seconds before the test is killed; absent: the profiler's (300)"

@@ -257,3 +257,18 @@ def test_the_documented_example_is_a_valid_description():
     spec = AppSpec.model_validate(yaml.safe_load(example.group(1)))
     assert cross_check(spec) == []
     assert spec.testing is not None and spec.testing.period == 300
+
+
+def test_testing_user_is_root_or_a_numeric_uid_as_the_profiler_reads_it() -> None:
+    base = {
+        "namespace": "lab",
+        "name": "app",
+        "version": "1.0.0",
+        "description": "d",
+        "source": {"url": "https://example.org/app.git"},
+    }
+    for user in ("root", "1000", "1000:1000"):
+        assert AppSpec.model_validate({**base, "testing": {"user": user}}).testing.user == user
+    for user in ("admin", "1000:", "-1", "0:root"):
+        with pytest.raises(ValidationError):
+            AppSpec.model_validate({**base, "testing": {"user": user}})
