@@ -9,7 +9,6 @@ uploads whose request died without cleaning up.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -17,6 +16,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from sage_common.auth import Principal
+from sage_common.supervise import Supervised
+from sage_common.web import supervise
 
 from .service import Storage, bucket_for, bucket_uuid
 
@@ -84,10 +85,8 @@ def sweeper_context(key: web.AppKey[Storage]) -> object:
                     log.warning("sweep failed: %s", type(exc).__name__)
                 await asyncio.sleep(storage.config.sweep_interval_seconds)
 
-        task = asyncio.create_task(loop())
+        sweeper = supervise(app, Supervised("storage-sweeper", loop))
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await sweeper.stop()
 
     return ctx
