@@ -98,6 +98,10 @@ async def _migrate(
             break
         except ChannelClosed:  # a message arrived after the last move: move again
             channel = await connection.channel(publisher_confirms=True)
+    await channel.close()
+    # A channel that used the old queue must not publish to the new one of the same name (the
+    # broker's channel keeps the old queue's state: RabbitMQ 3.10 closes the connection).
+    channel = await connection.channel(publisher_confirms=True)
     exchange = await channel.get_exchange(exchange_name)
     queue = await channel.declare_queue(name, durable=True, arguments=arguments)
     for key in routing_keys:
