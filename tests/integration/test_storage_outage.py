@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -16,6 +17,7 @@ import aiohttp
 import pytest
 from prometheus_client import REGISTRY
 
+from sage_common.bus.testing import eventually
 from sage_storage.handlers import STORAGE
 from sage_storage.service import Storage
 from sage_storage.upkeep import sweep_once
@@ -91,9 +93,18 @@ async def test_uploads_during_s3_outage_are_503_never_500_and_leave_no_orphan_bl
 
         before = swept("upload")
         await asyncio.to_thread(s3.start)
+        back = time.monotonic()
+
+        async def ready() -> bool:
+            async with http.get(f"{storage.url}/readyz") as r:
+                return r.status == 200
+
+        await eventually(ready, within=30)
+        to_ready = time.monotonic() - back
         assert await sweep_once(ctx)
-        async with http.get(f"{storage.url}/readyz") as r:
-            assert r.status == 200
+        print(
+            f"\nS3 restart: ready after {to_ready:.2f} s, swept after {time.monotonic() - back:.2f} s"
+        )
 
     left = await ctx.store.uploads_of(uuid.UUID(bucket))
     assert left == []
