@@ -113,7 +113,8 @@ class Consumer:
         self.transient_pause = transient_pause
         self.max_transient_pause = max_transient_pause
         self.delivery_limit = delivery_limit
-        self._outage_since: float | None = None
+        self._outage_since: float | None = None  # while any delivery waits on an outage
+        self._waiting = 0
         self._outage_error = ""
         self._channel: AbstractRobustChannel | None = None
         self._queue: AbstractRobustQueue | None = None
@@ -266,23 +267,30 @@ class Consumer:
         a database restart at that moment does not redo the work.
         """
         pause = self.transient_pause
-        while True:
-            try:
-                result = await step()
-            except Exception as exc:
-                if not self.is_transient(exc):
-                    raise
-                EVENTS_FAILED.labels(self.bus.service, self.name).inc()
-                if self._outage_since is None:
-                    self._outage_since = time.monotonic()
-                self._outage_error = describe(exc)
-                extra = {**ctx, "error": self._outage_error, "retry_in": pause}
-                log.warning("a dependency is down; the event waits here", extra=extra)
+        waiting = False
+        try:
+            while True:
+                try:
+                    return await step()
+                except Exception as exc:
+                    if not self.is_transient(exc):
+                        raise
+                    EVENTS_FAILED.labels(self.bus.service, self.name).inc()
+                    if not waiting:
+                        waiting = True
+                        self._waiting += 1
+                        if self._outage_since is None:
+                            self._outage_since = time.monotonic()
+                    self._outage_error = describe(exc)
+                    extra = {**ctx, "error": self._outage_error, "retry_in": pause}
+                    log.warning("a dependency is down; the event waits here", extra=extra)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, self.max_transient_pause)
-                continue
-            self._outage_since = None
-            return result
+        finally:
+            if waiting:
+                self._waiting -= 1
+                if self._waiting == 0:
+                    self._outage_since = None
 
     async def _dispatch(self, message: AbstractIncomingMessage) -> None:
         service = self.bus.service
