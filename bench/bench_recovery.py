@@ -1,7 +1,7 @@
 """Time to recover from each fault, without a human: the fault suite's own scenarios.
 
-Runs `tests/faults/` (apps in flight through the ECR API across a Postgres restart and a broker
-loss) and the storage S3-outage test, and reports what they print: seconds from the end of the
+Runs `tests/faults/` (apps in flight through the ECR API across a Postgres restart, a broker loss
+and a kill -9 of the ECR API) and the storage S3-outage test, and reports what they print: seconds from the end of the
 outage until `/readyz` answers 200, and until every app in flight reached review (or the sweeper
 cleared what the outage left). The ratio is to a 10 s recovery budget (target <= 1).
 """
