@@ -33,6 +33,7 @@ from .errors import BadRequest, UnsupportedMediaType, error_middleware
 from .logs import new_request_id, request_id
 from .metrics import metrics_handler, metrics_middleware
 from .openapi import openapi_handler
+from .scopes import RouteScopes, ScopeTable
 from .supervise import Supervised, describe
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ INTROSPECTOR = web.AppKey("introspector", Introspector)
 READY_CHECKS = web.AppKey("ready_checks", list)
 LIVE_CHECKS = web.AppKey("live_checks", list)
 BUS = web.AppKey("bus", Bus)
+SCOPES = web.AppKey("scopes", RouteScopes)
 
 ReadyCheck = Callable[[web.Application], Awaitable[None]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -317,6 +319,8 @@ def create_service_app(
     config: ServiceConfig,
     *,
     routes: Iterable[web.AbstractRouteDef] = (),
+    scopes: ScopeTable | None = None,
+    admin_scope: str | None = None,
     migrations: Path | None = None,
     use_database: bool = True,
     introspector: Introspector | None = None,
@@ -327,23 +331,27 @@ def create_service_app(
     Pass `introspector` to check tokens locally (the auth service does); otherwise the service asks
     the auth service at `config.auth_url` with its client credentials. In production, a
     config with an empty or known default secret raises `InsecureConfig` here, before anything
-    starts.
+    starts. `scopes` is the route -> scope table (sage_common.scopes): a route missing from it
+    refuses every token. A user is an admin in this service only with a token holding
+    `admin_scope` (None: as the user is).
     """
     weak = config.check_secrets()
     if weak:
         log.warning("empty or known default secrets (refused in production): %s", ", ".join(weak))
+    route_scopes = RouteScopes(scopes or {}, admin=admin_scope)
     app = web.Application(
         middlewares=[
             request_id_middleware,
             metrics_middleware(service),
             error_middleware,
-            auth_middleware(lambda: app[INTROSPECTOR]),
+            auth_middleware(lambda: app[INTROSPECTOR], route_scopes),
         ],
         client_max_size=client_max_size or config.max_body_bytes,
     )
     enable_cors(app, config.cors_origins)
     app[CONFIG] = config
     app[SERVICE] = service
+    app[SCOPES] = route_scopes
     app[READY_CHECKS] = []
     app[LIVE_CHECKS] = []
     if use_database:

@@ -15,6 +15,7 @@ import asyncpg
 
 from sage_common import db
 from sage_common.bus import Bus, queue_names
+from sage_common.bus.consumer import requeue_exchange_name
 from sage_common.bus.queues import main_queue_arguments
 from sage_common.bus.testing import delete_topology, eventually
 from sage_common.events import EventData, make_event
@@ -175,7 +176,9 @@ async def test_classic_queue_of_an_earlier_version_is_migrated_with_its_messages
             await channel.declare_queue(
                 queue,
                 durable=True,
-                arguments=main_queue_arguments(f"{queue}.dlq", recorder.delivery_limit),
+                arguments=main_queue_arguments(
+                    f"{queue}.dlq", recorder.delivery_limit, requeue_exchange_name(queue)
+                ),
             )
             holding = await connection.channel()
             try:

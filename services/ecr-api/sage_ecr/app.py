@@ -17,7 +17,7 @@ from .events import consumers
 from .handlers import BUILD_LOGS, ECR, META_FILES
 from .logs import BuildLogs, LogReader
 from .pipeline import refresh_stale_docs
-from .routes import routes
+from .routes import ADMIN, SCOPES, routes
 from .s3 import S3LogReader
 from .service import Ecr
 from .service_meta import MetaFiles
@@ -33,6 +33,7 @@ def _ecr_context(config: Config):  # type: ignore[no-untyped-def]
                 reviewers_group=config.reviewers_group,
                 builder_account=config.builder_account,
                 registry_access_clients=tuple(config.registry_access_clients),
+                allow_self_review=config.allow_self_review,
             ),
             max_body_bytes=config.max_body_bytes,
             spec_max_depth=config.spec_max_depth,
@@ -85,6 +86,8 @@ def create_app(
         "ecr-api",
         config,
         routes=routes,
+        scopes=SCOPES,
+        admin_scope=ADMIN,
         migrations=MIGRATIONS,
         introspector=introspector,
         client_max_size=config.max_body_bytes,

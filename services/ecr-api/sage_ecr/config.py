@@ -21,6 +21,8 @@ class Config(ServiceConfig):
     public_url: str = ""
     # Members of this group (and admins) review apps; they may read every app.
     reviewers_group: str = "reviewers"
+    # Whether a reviewer (or admin) may approve or reject an app they submitted themselves.
+    allow_self_review: bool = False
     # The one account allowed to push images to the registry.
     builder_account: str = "service:builder"
     # Service accounts (client ids) that may ask `GET /api/registry/access`.

@@ -16,7 +16,7 @@ from sage_common.openapi import describe
 from sage_common.web import POOL, json_response, json_text_response
 
 from . import logs as build_logs
-from . import pipeline_service, service, service_meta, spec
+from . import pipeline_service, service, service_meta, service_submit, spec
 from .cache import cached_listing
 from .models import (
     BuildNumber,
@@ -27,6 +27,7 @@ from .models import (
     RegistryAccessQuery,
     RepositoryQuery,
     ReviewDecision,
+    SubmitFields,
 )
 from .service import Ecr
 from .specload import load_document
@@ -68,16 +69,35 @@ def _path(request: web.Request) -> tuple[str, str, str]:
     return m["namespace"], m["name"], m["version"]
 
 
-async def _spec_body(request: web.Request) -> Any:
+def _too_large(ecr: Ecr) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"the app description is larger than {ecr.max_body_bytes // 1024} KiB: "
+        "send the sage.yaml alone (files such as ecr-meta/ are read from the repository)"
+    )
+
+
+async def _spec_body(request: web.Request) -> tuple[Any, dict[str, str]]:
+    """The description, and the form fields sent beside it (multipart: the part `file`)."""
     ecr = _ecr(request)
     if request.content_length is not None and request.content_length > ecr.max_body_bytes:
-        raise PayloadTooLarge(
-            f"the app description is larger than {ecr.max_body_bytes // 1024} KiB"
-        )
-    body = await request.read()
-    return load_document(
-        body, request.content_type, max_depth=ecr.spec_max_depth, max_nodes=ecr.spec_max_nodes
-    )
+        raise _too_large(ecr)
+    fields: dict[str, str] = {}
+    try:
+        if request.content_type == "multipart/form-data":
+            form = await request.post()
+            part = form.get("file")
+            if not isinstance(part, web.FileField):
+                raise BadRequest("send the app description as the multipart part 'file'")
+            body = part.file.read()
+            json_part = part.content_type == "application/json" or part.filename.endswith(".json")
+            kind = "application/json" if json_part else "application/yaml"
+            fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        else:
+            body, kind = await request.read(), request.content_type
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large(ecr) from None
+    document = load_document(body, kind, max_depth=ecr.spec_max_depth, max_nodes=ecr.spec_max_nodes)
+    return document, fields
 
 
 async def _json_body(request: web.Request, model: type[M]) -> M:
@@ -96,11 +116,20 @@ async def app_schema(request: web.Request) -> web.Response:
 
 @describe(request=spec.AppSpec, tags=["apps"])
 async def submit(request: web.Request) -> web.Response:
-    """Submit a new app version (JSON or YAML body); it enters the pipeline."""
-    data = await _spec_body(request)
-    path = _path(request) if "version" in request.match_info else None
-    app_spec = service.validate_spec(data, path)
-    return _text(await service.submit(_ecr(request), principal(request), app_spec))
+    """Submit an app version (JSON or YAML body; namespace, url, branch may come as query or
+    form fields, `force=true` replaces a version not frozen); it enters the pipeline, or waits
+    as `registered` when the submitter is not approved yet."""
+    data, form = await _spec_body(request)
+    fields = SubmitFields.model_validate({**request.query, **form})
+    given = fields.given()
+    if "version" in request.match_info:
+        given.update(zip(("namespace", "name", "version"), _path(request), strict=True))
+    submission = service_submit.validate_spec(data, given)
+    return _text(
+        await service_submit.submit(
+            _ecr(request), principal(request), submission, force=fields.force
+        )
+    )
 
 
 @cached_listing

@@ -64,21 +64,37 @@ class LogPage:
         return self.offset + len(self.data)
 
 
+def log_prefix(namespace: str, name: str, version: str) -> str:
+    """Where the builder writes the logs of a version's builds in its bucket (docs/builder.md)."""
+    return f"builds/{namespace}/{name}/{version}/"
+
+
 def log_key(namespace: str, name: str, version: str, build_id: str) -> str:
     """Where the builder writes a build's log in its bucket (docs/builder.md)."""
-    return f"builds/{namespace}/{name}/{version}/{build_id}.log"
+    return f"{log_prefix(namespace, name, version)}{build_id}.log"
 
 
 def where(
     logs: BuildLogs, build: dict[str, Any], ns: str, name: str, version: str
 ) -> tuple[str, str]:
     """(bucket, key): the location `build.done` or `build.started` reported, else where the
-    builder is documented to write it (a builder that says nothing)."""
+    builder is documented to write it (a builder that says nothing).
+
+    A reported location is believed only inside the builder's bucket, under this version's
+    prefix: an event is no reason to read any other object the ECR's S3 keys reach.
+    """
     location = str(views.log_location(build) or "")
-    if location.startswith("s3://"):
-        bucket, _, key = location.removeprefix("s3://").partition("/")
-        if bucket and key:
-            return bucket, key
+    bucket, _, key = location.removeprefix("s3://").partition("/")
+    prefix = log_prefix(ns, name, version)
+    rest = key.removeprefix(prefix)
+    if (
+        location.startswith("s3://")
+        and bucket == logs.bucket
+        and key.startswith(prefix)
+        and all(part not in ("", ".", "..") for part in rest.split("/"))
+        and "\\" not in rest
+    ):
+        return bucket, key
     return logs.bucket, log_key(ns, name, version, str(build["build_id"]))
 
 

@@ -138,3 +138,22 @@ class RegistryAccessQuery(BaseModel):
     repository: str = Field(min_length=1, max_length=512)
     groups: str = Field(default="", max_length=4096, description="comma-separated")
     admin: Flag = False
+
+
+class SubmitFields(BaseModel):
+    """What `POST /api/submit` may carry beside the description (query or form fields): where
+    the app comes from when the file does not say, and `force` to replace a version."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    force: Flag = False
+    namespace: str | None = Field(default=None, max_length=256)
+    name: str | None = Field(default=None, max_length=256)
+    version: str | None = Field(default=None, max_length=256)
+    url: str | None = Field(default=None, max_length=2048)
+    branch: str | None = Field(default=None, max_length=256)
+    tag: str | None = Field(default=None, max_length=256)
+
+    def given(self) -> dict[str, str]:
+        """The description's fields the request names (empty ones count as not given)."""
+        return {k: v for k, v in self.model_dump(exclude={"force"}).items() if v}

@@ -81,7 +81,7 @@ async def start_build(conn: Conn, app: dict[str, Any], requested_by: str, cause:
     await cancel_build(conn, app, requested_by)
     number = app["build_number"] + 1
     build = await apps.insert_build(conn, app["id"], number, requested_by)
-    previous = app["state"] if app["build_number"] else None
+    previous = app["state"] if app["build_number"] or app["state"] == State.REGISTERED else None
     await apps.update_app(
         conn,
         app["id"],
@@ -110,6 +110,18 @@ async def start_build(conn: Conn, app: dict[str, Any], requested_by: str, cause:
     )
     await refresh_doc(conn, app["id"])
     return number
+
+
+async def register(conn: Conn, app: dict[str, Any], requested_by: str, cause: str) -> None:
+    """Keep the (locked) version out of the pipeline: `registered`, no current build.
+
+    What an unapproved user's submission gets, as in SAGE; an approved user (or the owner, once
+    approved) starts its build with `POST /api/builds/...`."""
+    await cancel_build(conn, app, requested_by)
+    await apps.update_app(conn, app["id"], state=State.REGISTERED.value, build_id=None)
+    previous = None if cause == "submitted" else app["state"]
+    await apps.add_history(conn, app["id"], previous, State.REGISTERED, cause, actor=requested_by)
+    await refresh_doc(conn, app["id"])
 
 
 async def cancel_build(conn: Conn, app: dict[str, Any], requested_by: str) -> None:

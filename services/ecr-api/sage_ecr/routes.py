@@ -5,9 +5,14 @@ Every route also answers with a trailing slash (`/api/apps/`, `/api/submit/`), a
 
 from aiohttp import web
 
+from sage_common.scopes import NO_SCOPE, ScopeTable
 from sage_common.web import with_trailing_slashes
 
 from . import handlers as h
+
+READ = "ecr:read"  # see what the caller may read
+USE = "ecr"  # also submit, build, review, manage namespaces, repositories and permissions
+ADMIN = "ecr:admin"  # also an administrator's powers, for users who are administrators
 
 APP = "/api/apps/{namespace}/{name}/{version}"
 BUILD = "/api/builds/{namespace}/{name}/{version}"
@@ -47,3 +52,39 @@ routes: list[web.RouteDef] = with_trailing_slashes(
         web.get("/api/meta-files/{namespace}/{name}/{version}/{file}", h.meta_file),
     ]
 ) + [web.get("/api/", h.sage_root)]
+
+# The scope a token needs on each route (sage_common.scopes); a route not here refuses every token.
+SCOPES: ScopeTable = {
+    ("GET", "/api"): NO_SCOPE,  # SAGE's root: what this is
+    ("GET", "/api/healthy"): NO_SCOPE,
+    ("GET", "/api/schema/app.json"): NO_SCOPE,
+    ("POST", "/api/submit"): USE,
+    ("GET", "/api/apps"): READ,
+    ("GET", "/api/apps/{namespace}"): READ,
+    ("GET", "/api/apps/{namespace}/{name}"): READ,
+    ("GET", APP): READ,
+    ("POST", APP): USE,
+    ("PUT", APP): USE,  # ?frozen=...
+    ("DELETE", APP): USE,
+    ("GET", APP + "/status"): READ,
+    ("GET", APP + "/logs"): READ,
+    ("GET", APP + "/profile"): READ,
+    ("POST", APP + "/review"): USE,
+    ("GET", BUILD): READ,
+    ("POST", BUILD): USE,
+    ("GET", BUILD + "/{build_number}/console"): READ,
+    ("GET", "/api/namespaces"): READ,
+    ("PUT", "/api/namespaces"): USE,
+    ("GET", "/api/namespaces/{namespace}"): READ,
+    ("DELETE", "/api/namespaces/{namespace}"): USE,
+    ("GET", "/api/repositories"): READ,
+    ("GET", "/api/repositories/{namespace}"): READ,
+    ("GET", "/api/repositories/{namespace}/{name}"): READ,
+    ("DELETE", "/api/repositories/{namespace}/{name}"): USE,
+    ("GET", "/api/permissions/{namespace}"): READ,
+    ("PUT", "/api/permissions/{namespace}"): USE,
+    ("GET", "/api/permissions/{namespace}/{name}"): READ,
+    ("PUT", "/api/permissions/{namespace}/{name}"): USE,
+    ("GET", "/api/meta-files/{namespace}/{name}/{version}/{file}"): READ,
+    ("GET", "/api/registry/access"): ADMIN,  # the auth service's account; the handler checks
+}

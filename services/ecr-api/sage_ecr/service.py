@@ -13,15 +13,14 @@ from typing import Any
 import asyncpg
 
 from sage_common.auth import Principal
-from sage_common.errors import Conflict, Forbidden, Unprocessable
+from sage_common.errors import Conflict, Forbidden
 
-from . import access, acl, cursor, pipeline, store, views
+from . import access, acl, cursor, pipeline, service_images, store, views
 from . import store_apps as apps
 from .access import Policy
 from .acl import Grant, Permission
 from .models import ListQuery, NamespaceCreate, PermissionChange, RepositoryQuery
-from .spec import AppSpec, cross_check
-from .spectypes import version_key
+from .spec import AppSpec
 from .states import State
 
 
@@ -37,74 +36,9 @@ class Ecr:
     public_url: str = ""
 
 
-def _search_text(spec: AppSpec) -> tuple[str, str, str]:
+def search_text(spec: AppSpec) -> tuple[str, str, str]:
     name_words = spec.name + " " + spec.name.replace("-", " ").replace("_", " ").replace(".", " ")
     return name_words, " ".join(spec.keywords), spec.description
-
-
-def validate_spec(data: Any, path: tuple[str, str, str] | None = None) -> AppSpec:
-    """The app description, the URL's namespace/name/version filled in; 422 on any problem."""
-    if path is not None and isinstance(data, dict):
-        problems = []
-        for key, value in zip(("namespace", "name", "version"), path, strict=True):
-            if data.setdefault(key, value) != value:
-                problems.append(
-                    {
-                        "loc": [key],
-                        "msg": f"does not match the URL ({value})",
-                        "type": "value_error",
-                    }
-                )
-        if problems:
-            raise Unprocessable("the app description does not match its URL", errors=problems)
-    spec = AppSpec.model_validate(data)
-    problems = cross_check(spec)
-    if spec.namespace is None:
-        problems.append({"loc": ["namespace"], "msg": "Field required", "type": "missing"})
-    if problems:
-        raise Unprocessable("the app description is not valid", errors=problems)
-    return spec
-
-
-async def submit(ecr: Ecr, who: Principal | None, spec: AppSpec) -> str:
-    """Store a new version and queue `app.submitted`; the namespace goes to its first submitter."""
-    who = access.require_submitter(who)
-    assert spec.namespace is not None
-    ns, name = spec.namespace, spec.name
-    async with ecr.pool.acquire() as conn, conn.transaction():
-        if await store.create_namespace(conn, ns, who.username):
-            await store.create_repository(conn, ns, name, who.username)
-        elif await store.get_repository(conn, ns, name) is None:
-            granted = await access.on_namespace(conn, who, ecr.policy, ns)
-            if Permission.WRITE not in granted:
-                raise Forbidden(
-                    f"namespace {ns} belongs to someone else: you may not add apps to it"
-                )
-            await store.create_repository(conn, ns, name, who.username)
-        else:
-            granted = await access.on_repository(conn, who, ecr.policy, ns, name)
-            if Permission.WRITE not in granted:
-                raise Forbidden(f"you may not submit versions of {ns}/{name}")
-        doc = spec.model_dump(mode="json", exclude={"namespace", "name", "version"})
-        app = await apps.insert_app(
-            conn,
-            namespace=ns,
-            name=name,
-            version=spec.version,
-            version_key=version_key(spec.version),
-            owner=who.username,
-            spec=doc,
-            architectures=list(spec.source.architectures),
-            gpu=spec.hardware.gpu,
-            state=State.SUBMITTED.value,
-            search=_search_text(spec),
-        )
-        if app is None:
-            raise Conflict(
-                f"{views.app_id(ns, name, spec.version)} already exists: use a new version"
-            )
-        await pipeline.start_build(conn, app, who.username, "submitted")
-        return await apps.app_document(conn, app["id"])
 
 
 async def get_app(ecr: Ecr, who: Principal | None, ns: str, name: str, version: str) -> str:
@@ -116,7 +50,8 @@ async def get_app(ecr: Ecr, who: Principal | None, ns: str, name: str, version: 
 async def delete_app(
     ecr: Ecr, who: Principal | None, ns: str, name: str, version: str
 ) -> dict[str, int]:
-    """Delete a version (cancelling its build); a frozen one only by an administrator."""
+    """Delete a version (cancelling its build, its images to follow); a frozen one only by an
+    administrator."""
     async with ecr.pool.acquire() as conn, conn.transaction():
         app = await access.app_for(
             conn, who, ecr.policy, ns, name, version, Permission.FULL_CONTROL, for_update=True
@@ -125,6 +60,7 @@ async def delete_app(
         if app["frozen"] and not who.is_admin:
             raise Forbidden(f"{pipeline.ident(app)} is frozen: only an administrator may delete it")
         await pipeline.cancel_build(conn, app, who.username)
+        await service_images.forget(conn, app, who.username)
         await apps.delete_app(conn, app["id"])
     return {"deleted": 1}
 
@@ -206,6 +142,7 @@ async def create_namespace(
 ) -> dict[str, Any]:
     who = access.require_submitter(who)
     async with ecr.pool.acquire() as conn, conn.transaction():
+        await service_images.require_claimable(conn, body.id)
         if not await store.create_namespace(conn, body.id, who.username):
             raise Conflict(f"namespace {body.id} already exists")
         row = await store.get_namespace(conn, body.id)

@@ -84,6 +84,28 @@ async def insert_app(
     return dict(row) if row else None
 
 
+async def replace_spec(
+    conn: Conn,
+    app_id: int,
+    *,
+    spec: dict[str, Any],
+    architectures: list[str],
+    gpu: str,
+    search: tuple[str, str, str],
+) -> None:
+    """A resubmitted version's description (`force=true`); the pipeline columns are left alone."""
+    await conn.execute(
+        f"""UPDATE apps SET search = {_SEARCH}, spec = $4, architectures = $5, gpu = $6,
+                            updated_at = now()
+            WHERE id = $7""",
+        *search,
+        spec,
+        architectures,
+        gpu,
+        app_id,
+    )
+
+
 async def get_app(
     conn: Conn, namespace: str, name: str, version: str, *, for_update: bool = False
 ) -> dict[str, Any] | None:

@@ -160,6 +160,8 @@ def app_doc(app: dict[str, Any], build: dict[str, Any] | None) -> dict[str, Any]
         time_created=iso(app["created_at"]),
         time_last_updated=iso(app["updated_at"]),
     )
+    for key, value in spec.items():  # fields the description had beyond the known ones
+        doc.setdefault(key, value)
     return doc
 
 

@@ -22,7 +22,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustChannel, AbstractRobustQueue
+from aio_pika.abc import (
+    AbstractExchange,
+    AbstractQueue,
+    AbstractRobustChannel,
+    AbstractRobustQueue,
+)
 from aiormq.exceptions import ChannelClosed, ChannelPreconditionFailed
 
 from .broker import Bus
@@ -34,12 +39,13 @@ log = logging.getLogger(__name__)
 DEFAULT_DELIVERY_LIMIT = 5
 
 
-def main_queue_arguments(dlq: str, delivery_limit: int) -> dict[str, Any]:
-    """Quorum, bounded redelivery, and at-least-once dead-lettering into `dlq`."""
+def main_queue_arguments(dlq: str, delivery_limit: int, requeue: str) -> dict[str, Any]:
+    """Quorum, bounded redelivery, and at-least-once dead-lettering into `dlq` through the
+    consumer's own `requeue` exchange (its broker user may not write to the default one)."""
     return {
         "x-queue-type": "quorum",
         "x-delivery-limit": delivery_limit,
-        "x-dead-letter-exchange": "",
+        "x-dead-letter-exchange": requeue,
         "x-dead-letter-routing-key": dlq,
         "x-dead-letter-strategy": "at-least-once",
         "x-overflow": "reject-publish",
@@ -53,18 +59,21 @@ async def declare_main_queue(
     dlq: str,
     routing_keys: Sequence[str],
     delivery_limit: int,
+    requeue: str,
 ) -> AbstractRobustQueue:
-    """Declare (migrating first if needed) and bind the consumer's main queue on `channel`."""
-    arguments = main_queue_arguments(dlq, delivery_limit)
+    """Declare (migrating first if needed) and bind the consumer's main queue on `channel`: to
+    the events exchange by `routing_keys`, and to its `requeue` exchange by its own name."""
+    arguments = main_queue_arguments(dlq, delivery_limit, requeue)
     connection = await aio_pika.connect(bus.amqp_url, timeout=bus.connect_timeout)
     async with connection:
         probe = await connection.channel()
         try:
             await probe.declare_queue(name, durable=True, arguments=arguments)
         except ChannelPreconditionFailed:
-            await _migrate(connection, bus.exchange_name, name, arguments, routing_keys)
+            await _migrate(connection, bus.exchange_name, requeue, name, arguments, routing_keys)
     exchange = await bus.declare_exchange(channel)
     queue = await channel.declare_queue(name, durable=True, arguments=arguments)
+    await queue.bind(requeue, name)
     for key in routing_keys:
         await queue.bind(exchange, key)
     return queue
@@ -73,6 +82,7 @@ async def declare_main_queue(
 async def _migrate(
     connection: aio_pika.abc.AbstractConnection,
     exchange_name: str,
+    requeue_name: str,
     name: str,
     arguments: dict[str, Any],
     routing_keys: Sequence[str],
@@ -86,13 +96,15 @@ async def _migrate(
     exchange = await channel.declare_exchange(
         exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
     )
+    requeue = await channel.get_exchange(requeue_name)
     holding = await channel.declare_queue(holding_name, durable=True)
+    await holding.bind(requeue, holding_name)
     for key in routing_keys:
         await holding.bind(exchange, key)
     moved = 0
     while True:
         old = await channel.declare_queue(name, passive=True)
-        moved += await _move(channel, old, holding_name)
+        moved += await _move(requeue, old, holding_name)
         try:
             await old.delete(if_unused=False, if_empty=True)
             break
@@ -103,13 +115,15 @@ async def _migrate(
     # broker's channel keeps the old queue's state: RabbitMQ 3.10 closes the connection).
     channel = await connection.channel(publisher_confirms=True)
     exchange = await channel.get_exchange(exchange_name)
+    requeue = await channel.get_exchange(requeue_name)
     queue = await channel.declare_queue(name, durable=True, arguments=arguments)
+    await queue.bind(requeue, name)
     for key in routing_keys:
         await queue.bind(exchange, key)
     holding = await channel.declare_queue(holding_name, durable=True)
     for key in routing_keys:
         await holding.unbind(exchange, key)
-    moved_back = await _move(channel, holding, name)
+    moved_back = await _move(requeue, holding, name)
     await channel.queue_delete(holding_name)
     log.warning(
         "queue migrated",
@@ -117,8 +131,9 @@ async def _migrate(
     )
 
 
-async def _move(channel: AbstractChannel, source: AbstractQueue, target: str) -> int:
-    """Move every message of `source` to the queue `target`, each confirmed before its ack."""
+async def _move(requeue: AbstractExchange, source: AbstractQueue, target: str) -> int:
+    """Move every message of `source` to the queue `target` (bound to the consumer's `requeue`
+    exchange by its name), each confirmed before its ack."""
     count = 0
     while (message := await source.get(no_ack=False, fail=False)) is not None:
         copy = aio_pika.Message(
@@ -129,7 +144,7 @@ async def _move(channel: AbstractChannel, source: AbstractQueue, target: str) ->
             message_id=message.message_id,
             app_id=message.app_id,
         )
-        await channel.default_exchange.publish(copy, target, timeout=10)
+        await requeue.publish(copy, target, timeout=10)
         await message.ack()
         count += 1
     return count
