@@ -92,7 +92,7 @@ class Fuzzed:
     """The services under fuzzing, each on its own schema (the fuzzer deletes what it finds)."""
 
     urls: dict[str, str]
-    admin_token: str
+    auth: RunningAuth
 
 
 @pytest.fixture(scope="module")
@@ -183,12 +183,13 @@ async def fuzzed(
                 "builder": f"http://127.0.0.1:{builder.port}",
                 "profiler": f"http://127.0.0.1:{profiler_port}",
             },
-            admin_token=await admin_token(auth),
+            auth=auth,
         )
 
 
-async def admin_token(auth: RunningAuth) -> str:
-    """A fresh admin of this auth instance (its own schema, so not `make_user`'s)."""
+async def new_admin(auth: RunningAuth) -> str:
+    """A new admin's token on this auth instance (its own schema, so not `make_user`'s): one per
+    run, since a fuzzed run may revoke its own token or demote its own user."""
     store = auth.app[STORE]
     name = f"fuzz-admin-{uuid.uuid4().hex[:8]}"
     await service.create_user(
@@ -201,4 +202,5 @@ async def admin_token(auth: RunningAuth) -> str:
 @pytest.mark.parametrize("who", ["admin", "anonymous"])
 @pytest.mark.parametrize("name", ["auth", "storage", "ecr-api", "builder", "profiler"])
 async def test_no_fuzzed_request_gets_a_server_error(fuzzed: Fuzzed, name: str, who: str) -> None:
-    await assert_no_server_errors(fuzzed.urls[name], fuzzed.admin_token if who == "admin" else None)
+    token = await new_admin(fuzzed.auth) if who == "admin" else None
+    await assert_no_server_errors(fuzzed.urls[name], token)

@@ -146,6 +146,9 @@ def refused_data_detail(exc: BaseException) -> str | None:
     for kind, detail in _REFUSED_DATA:
         if isinstance(exc, kind):
             return detail
+    # asyncpg's own check of an integer argument against its column's type, before sending it
+    if type(exc) is asyncpg.exceptions.DataError and "value out of int" in str(exc):
+        return "a number is out of its field's range"
     return None
 
 
