@@ -63,19 +63,26 @@ def fuzz_config(url: str, token: str | None) -> schemathesis.Config:
     )
 
 
-def server_errors(document: dict[str, Any], url: str, token: str | None) -> list[str]:
-    """Every server error the engine found, each with a command that reproduces it."""
+def fuzz(document: dict[str, Any], url: str, token: str | None) -> tuple[set[str], list[str]]:
+    """The operations that answered, and every server error found with a command reproducing it."""
     schema = schemathesis.openapi.from_dict(document, config=fuzz_config(url, token))
+    answered: set[str] = set()
     found: list[str] = []
     for event in from_schema(schema).execute():
-        if isinstance(event, st_events.ScenarioFinished) and event.status == Status.FAILURE:
-            for nodes in event.recorder.checks.values():
-                for node in nodes:
-                    if node.failure_info is not None:
-                        found.append(f"{event.recorder.label}: {node.failure_info.code_sample}")
+        if isinstance(event, st_events.ScenarioFinished):
+            label = event.recorder.label
+            if any(i.response is not None for i in event.recorder.interactions.values()):
+                answered.add(label)
+            if event.status == Status.FAILURE:
+                for nodes in event.recorder.checks.values():
+                    found.extend(
+                        f"{label}: {node.failure_info.code_sample}"
+                        for node in nodes
+                        if node.failure_info is not None
+                    )
         elif isinstance(event, st_events.NonFatalError | st_events.FatalError):
             found.append(f"engine error: {getattr(event, 'label', '')} {event!r}")
-    return found
+    return answered, found
 
 
 async def assert_no_server_errors(url: str, token: str | None) -> None:
@@ -83,8 +90,12 @@ async def assert_no_server_errors(url: str, token: str | None) -> None:
         assert resp.status == 200
         document = await resp.json()
     # The engine's HTTP calls are blocking: run it beside the loop that serves the app.
-    found = await asyncio.to_thread(server_errors, document, url, token)
+    answered, found = await asyncio.to_thread(fuzz, document, url, token)
     assert found == [], "\n".join(found)
+    operations = {
+        f"{method.upper()} {path}" for path, ops in document["paths"].items() for method in ops
+    }
+    assert operations - answered == set(), "operations the fuzzer never reached"
 
 
 @dataclass
