@@ -53,7 +53,13 @@ def _frame_app(auth_url: str, secret: str) -> web.Application:
     config = ServiceConfig(
         auth_url=auth_url, client_id=BENCH_CLIENT, client_secret=secret, introspection_ttl=3600
     )
-    return create_service_app("bench", config, routes=[web.get("/ping", ping)], use_database=False)
+    return create_service_app(
+        "bench",
+        config,
+        routes=[web.get("/ping", ping)],
+        scopes={("GET", "/ping"): None},
+        use_database=False,
+    )
 
 
 def _bare_app(dsn: str) -> web.Application:

@@ -167,7 +167,7 @@ async def main() -> list[dict]:
             destination = f"{registry.address}/bench/direct:1.0"
             async with cache.use(request.url) as store:
                 image = await backend.build(
-                    request, checkout, request.platforms[0], store, lambda _: None, authfile
+                    request, checkout, request.platforms[0], store, lambda _: None
                 )
                 await backend.push(request, [image], destination, store, lambda _: None, authfile)
             elapsed = time.perf_counter() - started

@@ -29,7 +29,7 @@ from sage_auth.config import Config as AuthConfig
 from sage_auth.models import CreateUser
 from sage_auth.state import STORE
 from sage_common.auth import Principal
-from sage_ecr import service
+from sage_ecr import service_submit
 from sage_ecr.app import create_app
 from sage_ecr.config import Config
 from sage_ecr.handlers import ECR
@@ -82,7 +82,7 @@ async def _seed(app: web.Application, owner: str) -> None:
     async def one(n: int) -> None:
         spec = app_spec(f"bench{n // 100}", f"app{(n // 10) % 10}", f"1.{n % 10}.0")
         async with gate:
-            await service.submit(ecr, who, service.validate_spec(spec))
+            await service_submit.submit(ecr, who, service_submit.validate_spec(spec))
 
     await asyncio.gather(*(one(n) for n in range(APPS)))
 

@@ -125,6 +125,17 @@ start_rabbitmq() {
   die "RabbitMQ did not answer within 120s"
 }
 
+ensure_broker_users() {  # each service's own RabbitMQ user (deploy/rabbitmq/users.sh)
+  command -v rabbitmqctl >/dev/null || die "rabbitmqctl is missing (run scripts/setup.sh)"
+  local svc var passwords=()
+  for svc in ecr-api builder profiler; do
+    var="RABBITMQ_$(echo "$svc" | tr 'a-z-' 'A-Z_')_PASSWORD"
+    passwords+=("$var=$(stack_value "$var")")
+  done
+  env "${passwords[@]}" sh "$ROOT/deploy/rabbitmq/users.sh" >/dev/null \
+    || die "could not create the services' RabbitMQ users"
+}
+
 launch_dockerd() {
   if recorded_pid dockerd >/dev/null || up_dockerd; then return 0; fi
   log "starting dockerd (no bridge, no iptables)"
@@ -285,7 +296,7 @@ cmd_start() {
   "${PY}" "$ROOT/scripts/stack_env.py" ensure >/dev/null 2>&1 \
     || python3 "$ROOT/scripts/stack_env.py" ensure >/dev/null
   if want postgres; then start_postgres; ensure_database; fi
-  if want rabbitmq; then start_rabbitmq; fi
+  if want rabbitmq; then start_rabbitmq; ensure_broker_users; fi
   if want dockerd; then launch_dockerd; fi
   if want registry; then ensure_registry_keys; launch_registry; fi
   if want s3; then launch_s3; fi

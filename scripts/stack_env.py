@@ -35,10 +35,23 @@ CLIENTS = {
 }
 # Services that reach the S3 server (the ECR API reads the builder's build logs there).
 S3_USERS = ("SAGE_STORAGE_", "SAGE_BUILDER_", "SAGE_PROFILER_", "SAGE_ECR_")
+# Services on the bus -> their env prefix. Each has its own RabbitMQ user, `sage-<service>`, with
+# its password in RABBITMQ_<SERVICE>_PASSWORD, made by scripts/infra.sh with
+# deploy/rabbitmq/users.sh (names as in sage_common.bus.grants).
+BUS_USERS = {"ecr-api": "SAGE_ECR_", "builder": "SAGE_BUILDER_", "profiler": "SAGE_PROFILER_"}
+AMQP_ADDRESS = "127.0.0.1:5672"
+
+# Services a browser app calls (through the gateway), and the CORS origins the dev stack allows.
+BROWSER_FACING = ("SAGE_AUTH_", "SAGE_ECR_", "SAGE_STORAGE_")
+DEV_CORS_ORIGINS = '["*"]'
 
 
 def _secret() -> str:
     return secrets.token_urlsafe(32)
+
+
+def broker_password_variable(service: str) -> str:
+    return "RABBITMQ_" + service.upper().replace("-", "_") + "_PASSWORD"
 
 
 def parse(text: str) -> dict[str, str]:
@@ -94,6 +107,14 @@ def build(existing: dict[str, str]) -> dict[str, str]:
     out.setdefault("SAGE_PROFILER_REGISTRY_USERNAME", "profiler")
     out.setdefault("SAGE_PROFILER_REGISTRY_PASSWORD", clients["profiler"])
     out.setdefault("SAGE_AUTH_KEY_DIR", "var/auth-keys")
+    for service, prefix in BUS_USERS.items():
+        password = out.setdefault(broker_password_variable(service), secrets.token_hex(24))
+        out.setdefault(prefix + "AMQP_URL", f"amqp://sage-{service}:{password}@{AMQP_ADDRESS}/")
+    # Browser apps (the SAGE portal) may call the development stack from any origin: a developer
+    # serves the portal on some localhost port or on a name mapped to loopback. No credentials
+    # are ever allowed (docs/operations.md, "CORS"), so a page needs the user's token to do anything.
+    for prefix in BROWSER_FACING:
+        out.setdefault(prefix + "CORS_ORIGINS", DEV_CORS_ORIGINS)
     return out
 
 

@@ -83,12 +83,28 @@ class EcrAPI:
         self._t = transport
 
     async def submit(
-        self, spec: str | bytes, *, content_type: str = "application/yaml"
+        self,
+        spec: str | bytes,
+        *,
+        content_type: str = "application/yaml",
+        force: bool = False,
+        **fields: str | None,
     ) -> dict[str, Any]:
-        """`POST /api/submit` with the app description; answers the stored app."""
+        """`POST /api/submit` with the app description; answers the stored app (with
+        `warnings` when the server changed or kept something the author should know about).
+
+        `fields` (namespace, name, version, url, branch, tag) go as query fields and fill in
+        what the description leaves out; `force` replaces a version that is not frozen."""
         body = spec.encode() if isinstance(spec, str) else spec
+        params = {k: v for k, v in fields.items() if v}
+        if force:
+            params["force"] = "true"
         result: dict[str, Any] = await self._t.request(
-            "POST", ROUTES["submit"], data=body, headers={"Content-Type": content_type}
+            "POST",
+            ROUTES["submit"],
+            params=params or None,
+            data=body,
+            headers={"Content-Type": content_type},
         )
         return result
 

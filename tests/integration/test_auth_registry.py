@@ -93,7 +93,9 @@ async def test_builder_service_account_pushes_with_basic_credentials(
     token = await registry_token(http, auth_url, f"repository:{repo}:pull,push,delete", basic)
     claims = jwt.decode(token, options={"verify_signature": False})
     assert claims["sub"] == "service:builder"
-    assert claims["access"] == [{"type": "repository", "name": repo, "actions": ["pull", "push"]}]
+    assert claims["access"] == [
+        {"type": "repository", "name": repo, "actions": ["pull", "push", "delete"]}
+    ]
     await registry.push(repo, "v1", token)
 
 

@@ -268,3 +268,68 @@ def test_compose_gateway_configuration_is_accepted_by_nginx(tmp_path: Path) -> N
     )
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
+
+
+def test_no_container_gets_the_hosts_docker_socket(model: dict[str, Any]) -> None:
+    for name, service in model["services"].items():
+        for mount in service.get("volumes", []):
+            source = str(mount.get("source", ""))
+            assert not source.endswith(".sock") and "docker.sock" not in mount["target"], name
+            if mount["type"] == "bind":
+                # Host paths: only configuration files, read-only, and the cgroup tree.
+                assert mount.get("read_only") or source == "/sys/fs/cgroup", (name, source)
+        assert "DOCKER_HOST" not in service.get("environment", {}) or name == "profiler-engine"
+
+
+def test_the_profiler_drives_its_own_engine_over_mutual_tls_as_a_non_root_user(
+    model: dict[str, Any],
+) -> None:
+    services = model["services"]
+    profiler, engine = services["profiler"], services["profiler-engine"]
+    assert profiler.get("user") in (None, "")  # the image's USER 10001
+    dockerfile = (ROOT / "services/profiler/Dockerfile").read_text()
+    uid = re.findall(r"^USER (\d+):(\d+)$", dockerfile, re.M)[-1][0]
+    env, engine_env = profiler["environment"], engine["environment"]
+    assert engine_env["PROFILER_UID"] == uid  # the cgroup subtree and the client key are its
+    # Over TCP with TLS, to a name the engine's certificate carries, on the port it listens on.
+    url = re.fullmatch(r"tcp://([\w.-]+):(\d+)", env["SAGE_PROFILER_DOCKER_URL"])
+    assert url and url.group(1) in engine_env["ENGINE_TLS_NAMES"].split()
+    assert engine_env["ENGINE_LISTEN"].endswith(f":{url.group(2)}")
+    assert engine["network_mode"] == f"service:{url.group(1)}"
+    mounts = {(name, m["target"]): m for name, s in services.items() for m in s.get("volumes", [])}
+    client = mounts[("profiler", env["SAGE_PROFILER_DOCKER_TLS_DIR"])]
+    assert client["type"] == "volume" and client["read_only"] is True
+    assert mounts[("profiler-engine", "/certs/client")]["source"] == client["source"]
+    holders = {name for (name, _), m in mounts.items() if m.get("source") == client["source"]}
+    assert holders == {"profiler", "profiler-engine"}  # nobody else holds the certificate
+    # Its own storage; test data in a volume both see at one path; the subtree it delegates is
+    # the one the profiler makes its cgroups in.
+    assert mounts[("profiler-engine", "/var/lib/docker")]["type"] == "volume"
+    work = env["SAGE_PROFILER_WORK_DIR"]
+    assert mounts[("profiler", work)]["source"] == mounts[("profiler-engine", work)]["source"]
+    assert engine_env["ENGINE_WORK_DIR"] == work
+    assert engine_env["ENGINE_CGROUP_PREFIX"] == env["SAGE_PROFILER_CGROUP_PREFIX"]
+    assert profiler["cgroup"] == engine["cgroup"] == "host"
+    # The engine listens on TLS-verified TCP and nothing else.
+    script = (ROOT / "deploy/compose/profiler-engine/entrypoint.sh").read_text()
+    dockerd = script[script.index("exec dockerd") :]
+    assert "--tlsverify" in dockerd and '--host "tcp://$LISTEN"' in dockerd
+    assert "unix://" not in script and "--bridge none" in dockerd
+    assert profiler["depends_on"]["profiler-engine"]["condition"] == "service_healthy"
+
+
+def test_builder_runs_builds_sandboxed_with_the_isolation_the_tests_use(
+    model: dict[str, Any],
+) -> None:
+    from sage_builder.config import Config as BuilderConfig
+    from sage_builder.testing import config_for_tests
+
+    builder = model["services"]["builder"]
+    # Each build's sandbox mounts a fresh /proc: Docker's masked /proc paths must be unmasked.
+    assert "systempaths=unconfined" in builder["security_opt"]
+    env = builder["environment"]
+    assert not any("NETWORK" in key for key in env)  # no setting gives build steps a network
+    shipped = env["SAGE_BUILDER_ISOLATION"]
+    assert shipped == BuilderConfig().isolation == config_for_tests().isolation == "chroot"
+    k8s = (ROOT / "deploy" / "k8s" / "base" / "builder.yaml").read_text()
+    assert f"SAGE_BUILDER_ISOLATION: {shipped}\n" in k8s and "NETWORK" not in k8s

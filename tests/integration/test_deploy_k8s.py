@@ -220,6 +220,8 @@ def _deviations(pod: Doc, container: Doc) -> dict[str, Any]:
     caps = context.get("capabilities", {})
     if caps.get("drop") != ["ALL"] or caps.get("add"):
         found["capabilities.add"] = sorted(caps.get("add", []))
+    if context.get("procMount", "Default") != "Default":
+        found["procMount"] = context["procMount"]
     host_paths = sorted(v["hostPath"]["path"] for v in pod.get("volumes", []) if "hostPath" in v)
     if host_paths or pod.get("hostNetwork") or pod.get("hostPID"):
         found["hostPath"] = host_paths
@@ -232,6 +234,8 @@ EXCEPTIONS: dict[tuple[str, str], dict[str, Any]] = {
         "seccomp": "Unconfined",
         "allowPrivilegeEscalation": True,
         "capabilities.add": ["SETGID", "SETUID"],
+        # The build sandbox's fresh /proc; only in the pod's own user namespace (hostUsers).
+        "procMount": "Unmasked",
     },
 }
 DEV_EXCEPTIONS: dict[tuple[str, str], dict[str, Any]] = {
@@ -258,8 +262,10 @@ def test_pods_run_restricted_but_for_the_documented_exceptions(
             seen[key] = deviations
             assert "requests" in container["resources"] and "limits" in container["resources"]
     assert set(expected) <= set(seen)
-    builder = find(docs, "Deployment", "builder")["spec"]["template"]["spec"]["containers"][0]
+    builder_pod = find(docs, "Deployment", "builder")["spec"]["template"]["spec"]
+    builder = builder_pod["containers"][0]
     assert builder["securityContext"]["appArmorProfile"] == {"type": "Unconfined"}
+    assert builder_pod["hostUsers"] is False
 
 
 def test_profiler_may_run_jobs_and_read_pod_metrics_and_nothing_more(
@@ -287,6 +293,38 @@ def test_profiler_may_run_jobs_and_read_pod_metrics_and_nothing_more(
     }  # fmt: skip
     assert needed <= granted
     assert not [g for g in granted if "*" in g or g[1] in ("secrets", "pods/exec")]
+
+
+def test_profile_runs_go_to_a_namespace_that_enforces_restricted_pod_security(
+    overlay: tuple[str, list[Doc]],
+) -> None:
+    name, docs = overlay
+    services_ns = find(docs, "Deployment", "profiler")["metadata"]["namespace"]
+    runs_ns = find(docs, "ConfigMap", "profiler-config")["data"]["SAGE_PROFILER_K8S_NAMESPACE"]
+    assert runs_ns != services_ns  # the services' namespace holds the builder: not restricted
+    labels = find(docs, "Namespace", runs_ns)["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert labels["pod-security.kubernetes.io/enforce-version"] == "latest"
+    # The profiler may make Jobs there, and only there: its Role and binding live in that namespace
+    # and bind its own account, in the services' namespace.
+    role = find(docs, "Role", "profiler-jobs")
+    binding = find(docs, "RoleBinding", "profiler-jobs")
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == runs_ns
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "profiler", "namespace": services_ns}
+    ]
+    assert find(docs, "ServiceAccount", "profiler")["metadata"]["namespace"] == services_ns
+    # Everything else stays in the overlay's namespace.
+    elsewhere = {
+        (d["kind"], d["metadata"]["name"])
+        for d in docs
+        if d["kind"] != "Namespace" and d["metadata"].get("namespace") != services_ns
+    }
+    assert elsewhere == {
+        ("Role", "profiler-jobs"),
+        ("RoleBinding", "profiler-jobs"),
+        ("NetworkPolicy", "profile-runs-deny-all"),
+    }
 
 
 def _gateway_routes() -> dict[str, str]:
@@ -356,11 +394,17 @@ def test_network_policies_let_only_the_ingress_in_and_profile_runs_nowhere(
     deny = find(docs, "NetworkPolicy", "default-deny")["spec"]
     assert deny["podSelector"] == {} and set(deny["policyTypes"]) == {"Ingress", "Egress"}
     assert "ingress" not in deny and "egress" not in deny
-    # A pod of a profile run is selected by the default deny alone.
+    # A pod of a profile run, in its own namespace, is selected by that namespace's deny-all alone.
     run = {"sage.org/profile-run": "true", "job-name": "profile-x"}
-    assert [p["metadata"]["name"] for p in policies if selects(p["spec"]["podSelector"], run)] == [
-        "default-deny"
-    ]
+    runs_ns = find(docs, "ConfigMap", "profiler-config")["data"]["SAGE_PROFILER_K8S_NAMESPACE"]
+    assert [
+        p["metadata"]["name"]
+        for p in policies
+        if p["metadata"]["namespace"] == runs_ns and selects(p["spec"]["podSelector"], run)
+    ] == ["profile-runs-deny-all"]
+    runs_deny = find(docs, "NetworkPolicy", "profile-runs-deny-all")["spec"]
+    assert runs_deny["podSelector"] == {} and set(runs_deny["policyTypes"]) == {"Ingress", "Egress"}
+    assert "ingress" not in runs_deny and "egress" not in runs_deny
     for policy in policies:
         for rule in _allows(policy, "ingress") + _allows(policy, "egress"):
             peers = rule.get("from", rule.get("to"))

@@ -51,6 +51,7 @@ async def people(make_user):
         "admin": await make_user(f"admin-{s}", admin=True),
         "owner_name": f"owner-{s}",
         "other_name": f"other-{s}",
+        "unapproved_name": f"new-{s}",
     }
 
 
@@ -107,6 +108,8 @@ async def test_the_version_in_the_url_route_fills_the_description(http, ecr, peo
         http, "POST", f"{ecr.url}/api/apps/{ns}/counter/2.1.0", token=people["owner"], json=spec
     )
     assert status == 200 and app["id"] == f"{ns}/counter:2.1.0"
+    assert "warnings" not in app
+    # As in SAGE, the URL names the version; the description's own is replaced, with a warning.
     status, body = await call(
         http,
         "POST",
@@ -114,18 +117,23 @@ async def test_the_version_in_the_url_route_fills_the_description(http, ecr, peo
         token=people["owner"],
         json={**spec, "version": "9.9.9"},
     )
-    assert status == 422 and body["errors"][0]["loc"] == ["version"]
+    assert status == 200 and body["id"] == f"{ns}/counter:2.2.0"
+    assert body["warnings"] == [
+        "version '9.9.9' in the description replaced by '2.2.0' from the request"
+    ]
 
 
 async def test_validation_lists_every_problem_with_its_path(http, ecr, people):
-    spec = app_spec(f"lab{sfx()}", "Bad Name", version="1.0", colour="red")
+    spec = app_spec(f"lab{sfx()}", "Bad Name", version="1.0+build.5", colour="red")
     spec["source"]["architectures"] = ["linux/sparc"]
     spec["inputs"] = [{"id": "rate", "type": "int", "default": "fast"}]
     status, body = await submit(http, ecr, people["owner"], spec)
     assert status == 422
     assert body["error"]  # SAGE clients look for this member
+    assert "write 'bad-name'" in body["error"] and "write '1.0-build.5'" in body["error"]
     locs = {".".join(e["loc"]) for e in body["errors"]}
-    assert {"name", "version", "colour", "source.architectures.0"} <= locs
+    assert {"name", "version", "source.architectures.0"} <= locs
+    assert "colour" not in locs  # an unknown field is kept, not refused
     assert any(loc.startswith("inputs.0") for loc in locs)
 
 
@@ -152,12 +160,12 @@ async def test_yaml_bombs_and_deep_nesting_are_refused(http, ecr, people):
     status, body = await call(
         http, "POST", f"{ecr.url}/api/submit", token=people["owner"], data=bomb, headers=YAML
     )
-    assert status == 400 and "expands to more than" in body["detail"]
+    assert status == 422 and "expands to more than" in body["detail"]
     deep = "metadata: " + "[" * 5000 + "]" * 5000
     status, body = await call(
         http, "POST", f"{ecr.url}/api/submit", token=people["owner"], data=deep, headers=YAML
     )
-    assert status == 400 and "nests deeper" in body["detail"]
+    assert status == 422 and "nests deeper" in body["detail"]
 
 
 async def test_duplicate_version_is_409(http, ecr, people):
@@ -167,14 +175,33 @@ async def test_duplicate_version_is_409(http, ecr, people):
     assert status == 409 and "already exists" in body["detail"]
 
 
-async def test_only_approved_users_may_submit(http, ecr, people):
-    spec = app_spec(f"lab{sfx()}", "early")
-    assert (await submit(http, ecr, people["unapproved"], spec))[0] == 403
+async def test_an_unapproved_user_may_submit_but_not_build_as_in_sage(http, ecr, people):
+    ns = f"lab{sfx()}"
+    spec = app_spec(ns, "early")
+    url = f"{ecr.url}/api/apps/{ns}/early/1.0.0"
     assert (await submit(http, ecr, None, spec))[0] == 401
-    status, _ = await call(
-        http, "GET", f"{ecr.url}/api/apps/{spec['namespace']}/early/1.0.0", token=people["admin"]
+    assert (await call(http, "GET", url, token=people["admin"]))[0] == 404  # nothing stored
+    status, app = await submit(http, ecr, people["unapproved"], spec)
+    assert status == 200, app
+    assert (app["state"], app["build_number"]) == ("registered", 0)
+    assert app["owner"] == people["unapproved_name"]
+    status, body = await call(
+        http, "POST", f"{ecr.url}/api/builds/{ns}/early/1.0.0", token=people["unapproved"]
     )
-    assert status == 404  # nothing was stored
+    assert status == 403 and "not approved to build" in body["detail"]
+    _, state = await call(http, "GET", url + "/status", token=people["unapproved"])
+    assert state["state"] == "registered"
+    assert [(h["from"], h["to"], h["cause"]) for h in state["history"]] == [
+        (None, "registered", "submitted")
+    ]
+    # an administrator (or the owner, once approved) builds it: it enters the pipeline
+    status, body = await call(
+        http, "POST", f"{ecr.url}/api/builds/{ns}/early/1.0.0", token=people["admin"]
+    )
+    assert (status, body) == (200, {"build_number": 1})
+    _, state = await call(http, "GET", url + "/status", token=people["unapproved"])
+    assert state["state"] == "submitted"
+    assert state["history"][-1]["from"] == "registered"
 
 
 async def test_someone_elses_namespace_is_closed_until_they_grant_write(http, ecr, people):

@@ -7,6 +7,7 @@ and profiler send are published on the test's exchange."""
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import sys
 import uuid
@@ -220,7 +221,8 @@ async def test_a_running_build_is_read_where_its_build_started_said_the_log_is(
     ecr, http, people, bus, s3_server
 ):
     build = await Build(ecr, http, people["owner"], f"lab{sfx()}").submit()
-    key = f"elsewhere/{build.build_id}/build.log"  # not where the ECR would look by itself
+    # Not where the ECR would look by itself, but in the builder's bucket, under this version.
+    key = f"builds/{build.ns}/{build.name}/{build.version}/elsewhere-{build.build_id}.log"
     location = f"s3://{ecr.config.build_log_bucket}/{key}"
     started = BuildStarted(
         app_id=build.app_id,
@@ -248,6 +250,47 @@ async def test_a_running_build_is_read_where_its_build_started_said_the_log_is(
         token=people["owner"],
     )  # fmt: skip
     assert status == 200 and view["log_location"] == location and view["result"] is None
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        "s3://{other_bucket}/secret.txt",
+        "s3://{log_bucket}/builds/{other_ns}/counter/1.0.0/secret.log",
+        "s3://{log_bucket}/builds/{ns}/counter/1.0.0/../../../{other_ns}/counter/1.0.0/secret.log",
+        "s3://{log_bucket}/builds/{ns}/counter/1.0.0//secret.log",
+        "https://{other_bucket}/secret.txt",
+    ],
+    ids=["other-bucket", "other-app", "dot-dot", "empty-segment", "not-s3"],
+)
+async def test_a_forged_log_location_never_makes_the_ecr_read_another_object(
+    forged, ecr, http, people, bus, s3_server
+):
+    build = await Build(ecr, http, people["owner"], f"lab{sfx()}").submit()
+    other_ns, other_bucket = f"victim{sfx()}", f"private-{sfx()}"
+    client = s3_server.client()
+    client.make_bucket(other_bucket)
+    if not client.bucket_exists(ecr.config.build_log_bucket):
+        client.make_bucket(ecr.config.build_log_bucket)
+    secret = b"the other tenant's secret\n"
+    for bucket, key in (
+        (other_bucket, "secret.txt"),
+        (ecr.config.build_log_bucket, f"builds/{other_ns}/counter/1.0.0/secret.log"),
+    ):
+        client.put_object(bucket, key, io.BytesIO(secret), len(secret))
+    location = forged.format(
+        other_bucket=other_bucket,
+        log_bucket=ecr.config.build_log_bucket,
+        ns=build.ns,
+        other_ns=other_ns,
+    )
+    await build.finish(bus, log_location=location, tail=["what the builder reported"])
+    status, body, _ = await build.text()
+    assert (status, body) == (200, b"what the builder reported\n")
+    async with build.log(s3_server) as log:
+        log("the build's own log")
+    status, body, _ = await build.text()
+    assert (status, body) == (200, b"the build's own log\n")
 
 
 async def test_the_json_answer_stays_as_it_was(ecr, http, people, bus):

@@ -215,6 +215,10 @@ MATRIX: dict[str, tuple[Request, dict[str, int]]] = {
         fresh("DELETE", APP),
         expect(404, owner=200, admin=200, reader=403, writer=403, group=403, reviewer=403),
     ),
+    "freeze app": (
+        fresh("PUT", APP + "?frozen=true"),
+        expect(404, admin=200, owner=403, reader=403, writer=403, group=403, reviewer=403),
+    ),
     "review": (
         fresh("POST", APP + "/review", review=True, json={"decision": "approve"}),
         expect(404, reviewer=200, admin=200, owner=403, reader=403, writer=403, group=403),

@@ -40,6 +40,7 @@ class Published:
     submit: Completed
     approve: Completed
     event: CloudEvent
+    commit: str  # what the source's branch pointed at when it was built
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ async def published(pipeline: Pipeline, make_user, tmp_path_factory) -> Publishe
     owner = await make_user(f"scientist-{s}")
     reviewer = f"reviewer-{s}"
     reviewer_token = await make_user(reviewer, groups=["reviewers"])
-    url, _ = pipeline.publish_source(
+    url, commit = pipeline.publish_source(
         f"counter-{s}",
         "mkdir -p /etc && echo threshold=$THRESHOLD > /etc/counter.conf",
         args=("THRESHOLD",),
@@ -78,7 +79,7 @@ async def published(pipeline: Pipeline, make_user, tmp_path_factory) -> Publishe
     event = await pipeline.events.get(
         lambda e: e.routing_key == "app.published" and e.subject == app_id, within=30
     )
-    return Published(app_id, owner, reviewer, submit, approve, event)
+    return Published(app_id, owner, reviewer, submit, approve, event, commit)
 
 
 def states_printed(out: str) -> list[str]:
@@ -156,6 +157,7 @@ async def test_scheduler_lists_image_hardware_and_limits(
     [app] = body["data"]
     assert app["id"] == published.app_id and app["frozen"] is True
     assert app["source"]["architectures"] == ["linux/amd64", "linux/arm64"]
+    assert app["source"]["git_commit"] == published.commit  # SAGE's field: the commit built
     assert app["hardware"]["gpu"] == "none" and app["hardware"]["min_memory"] == 64 * 1024**2
     image = app["image"]
     assert image["reference"] == published.event.data["image"]

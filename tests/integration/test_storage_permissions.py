@@ -156,3 +156,39 @@ async def test_route_status_for_role(
         assert r.status == expected(route, role, public), body[:300]
         if r.status >= 400 and route.method != "HEAD":
             assert b'"error"' in body
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ("?permissions=false&grantee=USER:{who}", 200),
+        ("?permissions=0&grantee=USER:{who}", 200),
+        ("?permissions=&grantee=USER:{who}:READ", 200),
+        ("?grantee=USER:{who}", 200),
+        ("?permissions=false", 400),
+        ("?permissions=no", 400),
+    ],
+)
+async def test_a_grant_deletion_never_deletes_the_bucket(
+    query: str,
+    status: int,
+    storage_server: RunningStorage,
+    cast: Cast,
+    http: aiohttp.ClientSession,
+) -> None:
+    url, owner = storage_server.url, _auth(cast.tokens["owner"])
+    bucket = await _bucket(http, url, cast, public=False)
+    who = cast.grantees["user:READ"]
+    path = f"{url}/api/v1/objects/{bucket}"
+    async with http.delete(path + query.format(who=who), headers=owner) as r:
+        body = await r.json()
+        assert r.status == status, body
+    async with http.get(path, headers=owner) as r:
+        assert r.status == 200, "the bucket is gone"
+    async with http.get(f"{path}/f.txt", headers=owner) as r:
+        assert r.status == 200 and await r.read() == b"file"
+    async with http.get(path + "?permissions", headers=owner) as r:
+        grantees = {g["grantee"] for g in await r.json()}
+    assert (who in grantees) is (status != 200)
+    if status == 200:
+        assert body["deleted"] and body["deleted"][0].startswith(f"USER:{who}")

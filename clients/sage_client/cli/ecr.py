@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 from ..client import SageClient
 from ..ecr import FAILED_STATES, AppId, EcrAPI
@@ -14,6 +13,7 @@ from .common import Failed, emit, global_options, print_json, record, run, say, 
 from .ecr_access import namespace, permissions, review
 from .ecr_logs import logs
 from .ecr_profile import profile
+from .ecr_source import is_repository, read_file, read_repository, split_ref
 from .ecr_types import APP_ID
 
 APP_COLUMNS = ("id", "description", "owner", "state", "time_created")
@@ -23,6 +23,7 @@ APP_COLUMNS = ("id", "description", "owner", "state", "time_created")
     epilog="""\b
 Examples:
   sage ecr app submit sage.yaml --wait
+  sage ecr app submit https://github.com/myteam/detector@main --namespace myteam
   sage ecr app rebuild myteam/detector:1.0.0 --wait
   sage ecr app list myteam --all
   sage ecr app status myteam/detector:1.0.0
@@ -37,18 +38,6 @@ def ecr() -> None:
 @ecr.group()
 def app() -> None:
     """Submit, inspect and delete app versions."""
-
-
-def _read_spec(path: Path) -> bytes:
-    """The file as it is, after checking locally that it parses (a clearer error, sooner)."""
-    body = path.read_bytes()
-    try:
-        yaml.safe_load(body)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise Failed(f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    return body
 
 
 def _why(status: dict[str, Any]) -> str | None:
@@ -94,25 +83,59 @@ _interval = click.option(
 
 
 @app.command("submit")
-@click.argument(
-    "spec", metavar="SAGE_YAML", type=click.Path(exists=True, dir_okay=False, path_type=Path)
-)
+@click.argument("source", metavar="[SAGE_YAML | REPOSITORY_URL[@BRANCH]]", required=False)
+@click.option("--namespace", help="The namespace, where the description has none (or another).")
+@click.option("--url", help="The source repository's URL, where the description has none.")
+@click.option("--branch", help="The branch to build (and to read the description from).")
+@click.option("--tag", help="The tag to build, instead of a branch.")
+@click.option("--force", is_flag=True, help="Replace the version if it exists and is not frozen.")
 @_wait
 @_interval
 @global_options
-def submit(spec: Path, wait: bool, interval: float) -> None:
-    """Submit an app version described by SAGE_YAML (YAML or JSON).
+def submit(
+    source: str | None,
+    namespace: str | None,
+    url: str | None,
+    branch: str | None,
+    tag: str | None,
+    force: bool,
+    wait: bool,
+    interval: float,
+) -> None:
+    """Submit an app version described by SAGE_YAML (YAML or JSON; default ./sage.yaml), or by
+    the sage.yaml (or sage.json) at the top of a git repository, cloned here:
+    `sage ecr app submit https://github.com/org/repo@main`.
 
     With --wait the exit code is 0 once published or in review, 1 when the build or profile
     failed or the version was rejected.
     """
-    body = _read_spec(spec)
-    kind = "application/json" if spec.suffix.lower() == ".json" else "application/yaml"
+    if branch and tag:
+        raise click.UsageError("give --branch or --tag, not both")
+    if source is not None and is_repository(source):
+        repo, ref = split_ref(source)
+        described = read_repository(repo, ref or branch or tag)
+        url = url or described.url
+        if not tag:
+            branch = ref or branch or described.branch
+    else:
+        path = Path(source or "sage.yaml")
+        if source is None and not path.exists() and Path("sage.json").exists():
+            path = Path("sage.json")
+        if not path.is_file():
+            raise click.BadParameter(f"{path} is not a file", param_hint="SAGE_YAML")
+        described = read_file(path)
+    fields = {"namespace": namespace, "url": url, "branch": branch, "tag": tag}
 
     async def go(sage: SageClient) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        submitted = await sage.ecr.submit(body, content_type=kind)
+        submitted = await sage.ecr.submit(
+            described.body, content_type=described.content_type, force=force, **fields
+        )
+        for warning in submitted.get("warnings") or []:
+            say(f"warning: {warning}", err=True)
         if not wait:
             return submitted, None
+        if submitted.get("state") == "registered":
+            raise Failed(_submitted_line(submitted) + ": nothing to wait for")
         if not state().json:
             say(f"submitted {submitted.get('id')}; following its pipeline")
         app_id = AppId.parse(str(submitted.get("id")))
@@ -120,11 +143,20 @@ def submit(spec: Path, wait: bool, interval: float) -> None:
 
     submitted, status = run(go)
     if status is None:
-        emit(submitted, lambda: say(f"submitted {submitted.get('id')}"))
+        emit(submitted, lambda: say(_submitted_line(submitted)))
         return
     if state().json:
         print_json({"app": submitted, "status": status})
     _outcome(str(submitted.get("id")), status)
+
+
+def _submitted_line(app: dict[str, Any]) -> str:
+    if app.get("state") == "registered":
+        return (
+            f"registered {app.get('id')} (not built: your account is not approved yet; "
+            "an administrator approves it)"
+        )
+    return f"submitted {app.get('id')}"
 
 
 @app.command("rebuild")

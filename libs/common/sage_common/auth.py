@@ -22,6 +22,7 @@ from aiohttp.typedefs import Middleware
 from pydantic import BaseModel, Field
 
 from .errors import Forbidden, Unauthorized, Unavailable
+from .scopes import RouteScopes, holds
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,8 @@ class Principal(BaseModel):
         return self.client_id is not None and self.username == f"service:{self.client_id}"
 
     def has_scope(self, scope: str) -> bool:
-        return "all" in self.scopes or scope in self.scopes
+        """Whether the token holds `scope` (`all` holds all, `X:admin` holds `X`, `X` `X:read`)."""
+        return holds(self.scopes, scope)
 
 
 class Introspector(Protocol):
@@ -174,8 +176,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def auth_middleware(
     introspector: Callable[[], Introspector],
+    scopes: RouteScopes | None = None,
 ) -> Middleware:
-    """Put the caller's principal (or None for anonymous) on the request; 401 for bad tokens."""
+    """Put the caller's principal (or None for anonymous) on the request; 401 for bad tokens.
+
+    With `scopes`, a token must hold the scope its route needs (403 otherwise), and a user is an
+    admin here only when the token also holds `scopes.admin`.
+    """
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -186,6 +193,10 @@ def auth_middleware(
             principal = await introspector().introspect(token)
             if principal is None:
                 raise Unauthorized("invalid, expired or revoked token")
+            if scopes is not None:
+                scopes.check(request, principal.scopes)
+                if scopes.admin and principal.is_admin and not principal.has_scope(scopes.admin):
+                    principal = principal.model_copy(update={"is_admin": False})
         request[PRINCIPAL_KEY] = principal
         return await handler(request)
 

@@ -55,6 +55,10 @@ class ServiceConfig(BaseSettings):
     # Largest request body accepted by handlers that read bodies whole (streams are separate).
     max_body_bytes: int = 1024 * 1024
     outbox_poll_seconds: float = 1.0
+    # Browser origins (the SAGE portal) that may call this service (CORS), as a JSON list: exact
+    # origins or patterns where `*` stands for host or port characters ("http://localhost:*",
+    # "https://*.sagecontinuum.org"); "*" allows any. Empty: CORS off, preflights unanswered.
+    cors_origins: list[str] = []
 
     def unused_secrets(self) -> set[str]:
         """Secret settings this configuration does not use (a service overrides it), by name."""

@@ -107,9 +107,10 @@ def problem_response(
     }
     if errors is not None:
         body["errors"] = errors
+    # Bytes, so that aiohttp adds no charset parameter: the type is exactly PROBLEM_TYPE.
     return web.Response(
         status=status,
-        text=json.dumps(body),
+        body=json.dumps(body).encode(),
         content_type=PROBLEM_TYPE,
         headers=headers,
     )

@@ -33,23 +33,39 @@ def describe(
     return mark
 
 
+def _raw_path(route: web.AbstractRoute) -> str:
+    info = route.resource.get_info() if route.resource else {}
+    return str(info.get("path") or info.get("formatter") or "")
+
+
+def _unique(used: set[str], name: str) -> str:
+    """`name`, or `name_2`, `name_3`... when a handler serves several paths (ids must differ)."""
+    candidate, n = name, 1
+    while candidate in used:
+        n += 1
+        candidate = f"{name}_{n}"
+    used.add(candidate)
+    return candidate
+
+
 def build_document(app: web.Application, title: str) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     schemas: dict[str, Any] = {}
-    for route in app.router.routes():
-        if route.method in ("HEAD", "*"):
+    routes = [(route, _raw_path(route)) for route in app.router.routes()]
+    known = {(route.method, raw) for route, raw in routes}
+    used: set[str] = set()
+    for route, raw in routes:
+        if route.method in ("HEAD", "*") or not raw:
             continue
-        info = route.resource.get_info() if route.resource else {}
-        raw = info.get("path") or info.get("formatter")
-        if not raw:
-            continue
+        if raw.endswith("/") and raw != "/" and (route.method, raw.rstrip("/")) in known:
+            continue  # the trailing-slash alias of a documented route (SAGE clients use both)
         path = _PARAM_RE.sub(r"{\1}", raw)
         handler = route.handler
         meta = getattr(handler, "__openapi__", {})
         doc = (handler.__doc__ or "").strip().splitlines()
         op: dict[str, Any] = {
             "summary": doc[0] if doc else handler.__name__.replace("_", " "),
-            "operationId": f"{route.method.lower()}_{handler.__name__}",
+            "operationId": _unique(used, f"{route.method.lower()}_{handler.__name__}"),
             "parameters": [
                 {
                     "name": name,
@@ -114,6 +130,6 @@ def _path_patterns(route: web.AbstractRoute, raw: str) -> dict[str, str]:
 
 async def openapi_handler(request: web.Request) -> web.Response:
     """This service's OpenAPI document."""
-    from .web import SERVICE
+    from .web import SERVICE, json_response
 
-    return web.json_response(build_document(request.app, f"SAGE {request.app[SERVICE]}"))
+    return json_response(build_document(request.app, f"SAGE {request.app[SERVICE]}"))

@@ -265,3 +265,33 @@ class BuildCancelled(EventData):
     app_id: str
     build_id: str
     requested_by: str
+
+
+class DeletedBuild(_Part):
+    """One build of a deleted version, with what it pushed (`AppDeleted.builds`)."""
+
+    build_id: str
+    image: str | None = None  # registry/namespace/name:version, when it pushed
+    index_digest: str | None = None
+    images: list[ArchImage] = Field(default_factory=list)
+
+
+class AppDeleted(EventData):
+    """A version left the catalogue: the builder deletes its images from the registry."""
+
+    routing_key = "app.deleted"
+    app_id: str
+    repository: str  # namespace/name, the image's path in the registry
+    requested_by: str
+    builds: list[DeletedBuild] = Field(default_factory=list)  # every build of the version
+
+
+class AppImagesDeleted(EventData):
+    """The images of a deleted version are gone from the registry (answers `app.deleted`)."""
+
+    routing_key = "app.images_deleted"
+    app_id: str
+    deletion_id: str  # the id of the `app.deleted` event this answers
+    deleted: list[str] = Field(default_factory=list)  # manifest digests deleted now
+    absent: list[str] = Field(default_factory=list)  # digests the registry no longer held
+    kept: list[str] = Field(default_factory=list)  # digests another live version also uses

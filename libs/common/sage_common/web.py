@@ -22,10 +22,12 @@ from . import db
 from .auth import IntrospectionClient, Introspector, auth_middleware
 from .bus import Bus, Consumer, OutboxRelay
 from .config import ServiceConfig
+from .cors import enable_cors
 from .errors import NUL_MESSAGE, BadRequest, Unprocessable, UnsupportedMediaType, error_middleware
 from .logs import new_request_id, request_id
 from .metrics import metrics_handler, metrics_middleware
 from .openapi import openapi_handler
+from .scopes import RouteScopes, ScopeTable
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +37,13 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 INTROSPECTOR = web.AppKey("introspector", Introspector)
 READY_CHECKS = web.AppKey("ready_checks", list)
 BUS = web.AppKey("bus", Bus)
+SCOPES = web.AppKey("scopes", RouteScopes)
 
 ReadyCheck = Callable[[web.Application], Awaitable[None]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 M = TypeVar("M", bound=BaseModel)
+JSON_TYPE = "application/json"
 
 
 @web.middleware
@@ -70,7 +74,33 @@ def json_response(
         text = "[" + ",".join(m.model_dump_json(by_alias=True) for m in data) + "]"
     else:
         text = json.dumps(data, default=str)
-    return web.Response(text=text, status=status, content_type="application/json", headers=headers)
+    return json_text_response(text, status=status, headers=headers)
+
+
+def json_text_response(
+    text: str | bytes, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """JSON already encoded, as `Content-Type: application/json` exactly.
+
+    RFC 8259 defines no charset parameter (JSON is UTF-8), and the SAGE edge scheduler refuses any
+    other value; aiohttp's `text=` would add `; charset=utf-8`, so the body goes out as bytes.
+    """
+    body = text.encode() if isinstance(text, str) else text
+    return web.Response(body=body, status=status, content_type=JSON_TYPE, headers=headers)
+
+
+def with_trailing_slashes(routes: Iterable[web.RouteDef]) -> list[web.RouteDef]:
+    """`routes`, and each again with a trailing slash (SAGE's Flask services answer both forms).
+
+    The copies are unnamed and left out of the OpenAPI document, which shows each route once.
+    """
+    given = list(routes)
+    aliases = [
+        web.RouteDef(r.method, r.path + "/", r.handler, {**r.kwargs, "name": None})
+        for r in given
+        if not r.path.endswith("/")
+    ]
+    return given + aliases
 
 
 async def read_json(request: web.Request, model: type[M] | None = None) -> Any:
@@ -221,6 +251,8 @@ def create_service_app(
     config: ServiceConfig,
     *,
     routes: Iterable[web.AbstractRouteDef] = (),
+    scopes: ScopeTable | None = None,
+    admin_scope: str | None = None,
     migrations: Path | None = None,
     use_database: bool = True,
     introspector: Introspector | None = None,
@@ -231,22 +263,27 @@ def create_service_app(
     Pass `introspector` to check tokens locally (the auth service does); otherwise the service asks
     the auth service at `config.auth_url` with its client credentials. In production, a
     config with an empty or known default secret raises `InsecureConfig` here, before anything
-    starts.
+    starts. `scopes` is the route -> scope table (sage_common.scopes): a route missing from it
+    refuses every token. A user is an admin in this service only with a token holding
+    `admin_scope` (None: as the user is).
     """
     weak = config.check_secrets()
     if weak:
         log.warning("empty or known default secrets (refused in production): %s", ", ".join(weak))
+    route_scopes = RouteScopes(scopes or {}, admin=admin_scope)
     app = web.Application(
         middlewares=[
             request_id_middleware,
             metrics_middleware(service),
             error_middleware,
-            auth_middleware(lambda: app[INTROSPECTOR]),
+            auth_middleware(lambda: app[INTROSPECTOR], route_scopes),
         ],
         client_max_size=client_max_size or config.max_body_bytes,
     )
+    enable_cors(app, config.cors_origins)
     app[CONFIG] = config
     app[SERVICE] = service
+    app[SCOPES] = route_scopes
     app[READY_CHECKS] = []
     if use_database:
         app.cleanup_ctx.append(database_context(migrations))

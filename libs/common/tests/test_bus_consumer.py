@@ -355,3 +355,38 @@ async def test_database_outage_keeps_events_waiting_instead_of_dead_lettering_th
     await eventually(lambda: count(EVENTS_HANDLED, recorder.name) == 1)
     assert [r["event_id"] for r in await pool.fetch("SELECT event_id FROM effects")] == [event.id]
     assert count(EVENTS_DEAD, recorder.name) == 0
+
+
+async def _old_style_queue(peek: AbstractChannel, name: str) -> Any:
+    """The consumer's queue as releases before the requeue exchange declared it."""
+    return await peek.declare_queue(
+        name,
+        durable=True,
+        arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": f"{name}.dlq"},
+    )
+
+
+async def test_an_empty_queue_of_an_older_release_is_replaced_at_start(
+    consumer: Callable[..., Any], bus: Bus, pool: asyncpg.Pool, peek: AbstractChannel, unique: str
+) -> None:
+    await _old_style_queue(peek, f"test.consumer.{unique}")
+    recorder = await consumer(retry_delays=(0.05,))
+    await bus.publish(ping(1, poison=True))
+    await bus.publish(ping(2))
+    await eventually(lambda: count(EVENTS_HANDLED, recorder.name) == 1)
+    dead = await next_message(peek, recorder.dlq_name)  # dead-lettered the new way
+    assert dead.headers["x-error"]
+
+
+async def test_a_queue_of_an_older_release_holding_messages_stops_the_start(
+    consumer: Callable[..., Any], peek: AbstractChannel, unique: str, amqp_url: str,
+    later: AsyncExitStack,
+) -> None:  # fmt: skip
+    name = f"test.consumer.{unique}"
+    later.push_async_callback(delete_topology, amqp_url, queues=[name, f"{name}.dlq"])
+    await _old_style_queue(peek, name)
+    await peek.default_exchange.publish(aio_pika.Message(b"waiting"), name)
+    with pytest.raises(RuntimeError, match="holds messages"):
+        await consumer()
+    kept = await peek.declare_queue(name, passive=True)
+    assert kept.declaration_result.message_count == 1

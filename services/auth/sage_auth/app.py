@@ -18,7 +18,7 @@ from .login import Login
 from .oidc import OidcProvider
 from .registry import AdminAndBuilderPolicy, RegistryPolicy
 from .registry_ecr import EcrRegistryPolicy
-from .routes import routes
+from .routes import SCOPES, routes
 from .signing import Signer
 from .state import AUTH_CONFIG, LOCAL, LOGIN, POLICY, SIGNER, STORE
 from .store import Store
@@ -31,7 +31,12 @@ def create_app(config: Config, *, registry_policy: RegistryPolicy | None = None)
     """The auth service; `registry_policy` decides registry access (default: from the config)."""
     local = LocalIntrospector(config)
     app = create_service_app(
-        "auth", config, routes=routes, migrations=MIGRATIONS, introspector=local
+        "auth",
+        config,
+        routes=routes,
+        scopes=SCOPES,  # auth:admin and registry are weighed by the service itself
+        migrations=MIGRATIONS,
+        introspector=local,
     )
     app[AUTH_CONFIG] = config
     app[LOCAL] = local

@@ -43,7 +43,7 @@ class Config(ServiceConfig):
     registry_token_seconds: int = 300
     # Who gets which registry actions: "ecr" asks the ECR API at ecr_url (with this service's own
     # client_id/client_secret, which must also be in service_clients); "local" (or an empty
-    # ecr_url) lets only admins, the builder (push, pull) and the profiler (pull) in.
+    # ecr_url) lets only admins, the builder (push, pull, delete) and the profiler (pull) in.
     registry_policy: Literal["ecr", "local"] = "ecr"
     ecr_url: str = "http://127.0.0.1:8082"
     ecr_timeout: float = 3.0
@@ -98,4 +98,5 @@ class Config(ServiceConfig):
         return not (url.scheme == "http" and url.hostname in _LOOPBACK)
 
     def unused_secrets(self) -> set[str]:
-        return set() if self.login_enabled else {"oidc_client_secret"}
+        # The auth service publishes and consumes no events: it holds no broker account.
+        return {"amqp_url"} if self.login_enabled else {"amqp_url", "oidc_client_secret"}

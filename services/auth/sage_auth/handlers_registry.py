@@ -13,7 +13,7 @@ from sage_common.openapi import describe
 from sage_common.web import json_response
 
 from . import registry
-from .state import AUTH_CONFIG, POLICY, SIGNER
+from .state import AUTH_CONFIG, POLICY, SIGNER, STORE
 
 
 def _basic_user(request: web.Request) -> str | None:
@@ -26,25 +26,36 @@ def _basic_user(request: web.Request) -> str | None:
         return None
 
 
-def _caller(request: web.Request) -> Principal | None:
-    """The caller; a service account logging in with Basic must give its own client_id as user."""
+def _caller(request: web.Request) -> tuple[Principal | None, str | None]:
+    """The caller, and the user it acts for when a service account logs in as `client+user`.
+
+    A service account logging in with Basic must give its own client_id as user; the builder may
+    add `+username` to ask a pull token on that user's behalf.
+    """
     who = principal(request)
     if who is not None and who.is_service:
         user = _basic_user(request)
         if user is not None and user != who.client_id:
-            raise Unauthorized("wrong client id for these credentials")
-    return who
+            client, plus, behalf = user.partition("+")
+            if not (plus and behalf and client == who.client_id) or (
+                client not in registry.ON_BEHALF_CLIENTS
+            ):
+                raise Unauthorized("wrong client id for these credentials")
+            return who, behalf
+    return who, None
 
 
 @describe(tags=["registry"])
 async def registry_token(request: web.Request) -> web.Response:
     """Docker registry token: ?service=&scope=repository:ns/name:pull,push (repeatable)."""
-    who = _caller(request)
+    who, behalf = _caller(request)
     config = request.app[AUTH_CONFIG]
     service = request.query.get("service") or config.registry_service
     if service != config.registry_service:
         raise BadRequest(f"this auth service issues tokens for {config.registry_service} only")
     wanted = registry.parse_scopes(request.query.getall("scope", []))
+    if behalf is not None:
+        who, wanted = await registry.on_behalf(request.app[STORE], behalf, wanted)
     body = await registry.issue_token(
         request.app[SIGNER],
         request.app[POLICY],

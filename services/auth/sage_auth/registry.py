@@ -4,6 +4,7 @@ Which actions a caller gets is a `RegistryPolicy`: by default `EcrRegistryPolicy
 (`registry_ecr.py`) asks the ECR API; `AdminAndBuilderPolicy` (`SAGE_AUTH_REGISTRY_POLICY=local`)
 lets administrators and the builder's service account push and pull, the profiler's pull (it tests
 every image built), and gives everyone else (and anonymous callers) a token with no access at all.
+Only the builder also gets `delete`: it removes the images of deleted app versions.
 """
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sage_common.auth import Principal
-from sage_common.errors import BadRequest
+from sage_common.errors import BadRequest, NotFound
 
 from .signing import Signer
+from .store import Store
 
 REGISTRY_SCOPE = "registry"
+# Service accounts that may ask for a pull token on behalf of a user (Basic user `client+username`):
+# the builder pulls an app's base images with its submitter's rights, never its own.
+ON_BEHALF_CLIENTS = frozenset({"builder"})
 _SCOPE_RE = re.compile(
     r"^([a-z0-9]+(?:\([a-z0-9]+\))?)"  # type, e.g. repository or repository(plugin)
     r":([^:\s]+(?::[0-9]+/[^:\s]+)?)"  # name, which may hold a host:port/ prefix
@@ -56,6 +61,30 @@ def parse_scopes(values: list[str]) -> list[Access]:
     return wanted
 
 
+def pull_only(wanted: list[Access]) -> list[Access]:
+    """`wanted` with every action but `pull` dropped: what a token on someone's behalf may ask."""
+    return [Access(a.type, a.name, ("pull",)) for a in wanted if "pull" in a.actions]
+
+
+async def on_behalf(
+    store: Store, username: str, wanted: list[Access]
+) -> tuple[Principal | None, list[Access]]:
+    """Who a token on `username`'s behalf is decided for (the user, for the registry only; an
+    unknown user is nobody), and what it may ask: pull only, so exactly what that user may read.
+    """
+    try:
+        user = await store.get_user(username)
+    except NotFound:
+        return None, pull_only(wanted)
+    return Principal(
+        username=user.username,
+        groups=list(user.groups),
+        is_admin=user.is_admin,
+        is_approved=user.is_approved,
+        scopes=[REGISTRY_SCOPE],
+    ), pull_only(wanted)
+
+
 class RegistryPolicy(Protocol):
     """Decides which of the wanted actions a caller gets (None: anonymous)."""
 
@@ -63,15 +92,17 @@ class RegistryPolicy(Protocol):
 
 
 class AdminAndBuilderPolicy:
-    """Admins get what they ask; the builder may push and pull, the profiler pull; nobody else."""
+    """Admins get what they ask; the builder may push, pull and delete, the profiler pull."""
 
     def __init__(
         self,
         pushers: frozenset[str] = frozenset({"builder"}),
         pullers: frozenset[str] = frozenset({"profiler"}),
+        deleters: frozenset[str] = frozenset({"builder"}),
     ) -> None:
         self._pushers = pushers
         self._pullers = pullers
+        self._deleters = deleters
 
     async def grant(self, who: Principal | None, wanted: list[Access]) -> list[Access]:
         if who is None:
@@ -86,6 +117,8 @@ class AdminAndBuilderPolicy:
             allowed = ("pull",)
         else:
             return []
+        if who.client_id in self._deleters:
+            allowed += ("delete",)
         granted = []
         for access in wanted:
             actions = tuple(a for a in access.actions if a in allowed)

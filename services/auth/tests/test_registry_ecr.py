@@ -118,7 +118,9 @@ async def test_admins_and_the_builder_are_decided_without_the_ecr(ecr, policy):
         Access("registry", "catalog", ("*",)),
     ]
     assert await policy().grant(ADMIN, wanted) == wanted
-    assert await policy().grant(BUILDER, wanted) == [PULL_PUSH]
+    assert await policy().grant(BUILDER, wanted) == [
+        Access("repository", "ns/app", ("pull", "push", "delete"))
+    ]
     assert ecr.asked == []
 
 

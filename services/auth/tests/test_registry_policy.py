@@ -65,7 +65,7 @@ OTHER_SERVICE = Principal(username="service:storage", client_id="storage", scope
         (ADMIN_WITHOUT_REGISTRY_SCOPE, []),
         (USER, []),
         (None, []),
-        (BUILDER, [Access("repository", "ns/a", ("pull", "push"))]),
+        (BUILDER, [Access("repository", "ns/a", ("pull", "push", "delete"))]),
         (PROFILER, [Access("repository", "ns/a", ("pull",))]),
         (OTHER_SERVICE, []),
     ],

@@ -11,6 +11,7 @@ from pathlib import Path
 from aiohttp import web
 from minio import Minio
 
+from sage_common.bus import Consumer
 from sage_common.web import BUS, CONFIG, POOL, READY_CHECKS, bus_context, create_service_app
 
 from .buildah import BuildahBackend
@@ -18,9 +19,11 @@ from .buildlog import S3LogSink
 from .cache import LayerCache
 from .config import Config
 from .events import CancelConsumer, SubmittedConsumer
+from .events_images import AppDeletedConsumer
 from .jobs import Jobs
 from .metafiles import MetaLimits
 from .registry import Credentials, RegistryClient
+from .registry_images import ImageRemover
 from .routes import routes
 from .service import Builder
 from .source import GitFetcher
@@ -52,10 +55,12 @@ def make_builder(config: Config) -> Builder:
         buildah=config.buildah,
         storage_driver=config.storage_driver,
         isolation=config.isolation,
-        network=config.build_network,
         memory=config.build_memory,
         cpus=config.build_cpus,
         nproc=config.build_nproc,
+        max_file_bytes=config.build_max_file_bytes,
+        disk_bytes=config.build_disk_bytes,
+        disk_poll_seconds=config.build_disk_poll_seconds,
         tls_verify=config.registry_tls_verify,
     )
     work = config.work_dir.resolve()
@@ -87,14 +92,21 @@ def make_builder(config: Config) -> Builder:
             max_total_bytes=config.meta_max_total_bytes,
             max_images=config.meta_max_images,
         ),
+        base_registries=config.base_registries,
     )
 
 
 async def _buildah_ready(app: web.Application) -> None:
+    """Ready only where buildah and the build sandbox can run: builds never go unsandboxed."""
     config = app[CONFIG]
     assert isinstance(config, Config)
     if shutil.which(config.buildah) is None:
         raise FileNotFoundError(config.buildah)
+    backend = app[BUILDER].backend
+    if isinstance(backend, BuildahBackend) and backend.sandbox is not None:
+        reason = await backend.sandbox.check()
+        if reason is not None:
+            raise RuntimeError(f"build sandbox: {reason}")
 
 
 async def builder_context(app: web.Application) -> AsyncIterator[None]:
@@ -117,14 +129,32 @@ async def builder_context(app: web.Application) -> AsyncIterator[None]:
     await asyncio.to_thread(shutil.rmtree, config.work_dir.resolve() / "builds", True)
 
 
-def _consumers(app: web.Application) -> list[SubmittedConsumer | CancelConsumer]:
+def _consumers(app: web.Application) -> list[Consumer]:
     config = app[CONFIG]
     assert isinstance(config, Config)
     source = "sage-builder"
+    remover = ImageRemover(
+        RegistryClient(
+            config.registry,
+            token_url=config.token_url,
+            service=config.registry_service,
+            creds=credentials(config),
+            tls=config.registry_tls_verify,
+        )
+    )
     return [
         CancelConsumer(app[POOL], app[BUS], app[JOBS], name=config.cancel_queue),
         SubmittedConsumer(
             app[POOL], app[BUS], app[BUILDER], app[JOBS], name=config.queue, source=source
+        ),
+        AppDeletedConsumer(
+            app[POOL],
+            app[BUS],
+            remover,
+            app[JOBS],
+            name=config.app_deleted_queue,
+            source=source,
+            retry_delays=tuple(config.deletion_retry_seconds),
         ),
     ]
 

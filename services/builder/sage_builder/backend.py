@@ -7,6 +7,7 @@ keeps the pipeline free of any one tool, and `FakeBackend` beside it serves unit
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -17,6 +18,21 @@ from .procs import LineSink
 class BuildBackend(Protocol):
     """Builds images in a per-repository store and pushes them as one multi-platform index."""
 
+    async def pull(
+        self,
+        images: Sequence[str],
+        platform: Platform,
+        store: Path,
+        log: LineSink,
+        authfile: Path | None,
+    ) -> list[tuple[str, str]]:
+        """Pull `images` for `platform` into `store`, with the submitter's rights in `authfile`.
+
+        No authfile: anonymously, what anyone may read. Raise `BuildFailure` when one fails.
+        Return the ONBUILD triggers the pulled images carry, as (image, instruction).
+        """
+        ...
+
     async def build(
         self,
         request: BuildRequest,
@@ -24,9 +40,11 @@ class BuildBackend(Protocol):
         platform: Platform,
         store: Path,
         log: LineSink,
-        authfile: Path | None,
     ) -> ArchResult:
-        """Build `platform`'s image; raise `BuildFailure("build_failed", ...)` when it fails."""
+        """Build `platform`'s image, sandboxed, from pulled images only.
+
+        Raise `BuildFailure("build_failed", ...)` when it fails.
+        """
         ...
 
     async def push(
@@ -62,6 +80,20 @@ class FakeBackend:
         self.fail_build: str | None = None
         self.push_failures = 0
         self.tidied: list[Path] = []
+        self.pulled: list[tuple[str, str]] = []
+        self.triggers: dict[str, list[str]] = {}
+        self.stores: list[Path] = []
+
+    async def pull(
+        self,
+        images: Sequence[str],
+        platform: Platform,
+        store: Path,
+        log: LineSink,
+        authfile: Path | None,
+    ) -> list[tuple[str, str]]:
+        self.pulled += [(image, str(platform)) for image in images]
+        return [(image, trigger) for image in images for trigger in self.triggers.get(image, [])]
 
     async def build(
         self,
@@ -70,12 +102,12 @@ class FakeBackend:
         platform: Platform,
         store: Path,
         log: LineSink,
-        authfile: Path | None,
     ) -> ArchResult:
         log(f"fake build of {platform}")
         if self.fail_build is not None:
             raise BuildFailure("build_failed", self.fail_build)
         self.built.append((request.build_id, str(platform)))
+        self.stores.append(store)
         return ArchResult(
             platform,
             f"fake/{request.build_id}:{platform.tag}",

@@ -1,9 +1,12 @@
-"""The buildah backend: one `buildah build` per platform (foreign ones under qemu), one index push.
+"""The buildah backend: one sandboxed `buildah build` per platform (foreign ones under qemu), one push.
 
-Each source repository has its own buildah storage (`LayerCache`), so `--layers` reuses that
-repository's layers. RUN steps run under runc (`--isolation oci`) with no network unless configured,
-memory/CPU/process limits, buildah's default (unprivileged) capability set and no host
-mounts.
+Each tenant's source repository has its own buildah storage (`LayerCache`), so `--layers` reuses
+that repository's layers. The base images a Dockerfile names are pulled first, with the
+submitter's own rights (a pull token the auth service issues on their behalf); then `buildah
+build` runs inside a `Sandbox` (no network, its own PID namespace and /proc, memory and pids
+cgroups) with chroot or oci isolation for RUN steps, limits on file sizes and the disk a build
+may fill, and no credentials at all. The index is pushed afterwards,
+outside the sandbox, with the builder's credentials (docs/adr/0010-build-sandbox.md).
 """
 
 from __future__ import annotations
@@ -15,19 +18,22 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from . import procs
-from .cache import unmount_under
+from .cache import directory_size, unmount_under
 from .model import ArchResult, BuildFailure, BuildRequest, Checkout, Platform, native_architecture
 from .procs import LineSink
+from .sandbox import Sandbox
 
 log = logging.getLogger(__name__)
-# ADD with a URL: buildah downloads it itself, on the builder's own network, not the build's.
-_REMOTE_ADD_RE = re.compile(r"(?im)^\s*ADD\s+(?:--\S+\s+)*(?:https?|git)://")
 _ERROR_RE = re.compile(r"^(?:Error|error):\s*(.+)$")
 BASE_NAME = "org.opencontainers.image.base.name"
 BASE_DIGEST = "org.opencontainers.image.base.digest"
+# Capabilities RUN steps lose beyond buildah's defaults: CAP_SYS_CHROOT lets root in a chroot
+# step leave it (chroot isolation is a chroot(2)); the others serve no build.
+DROPPED_CAPS = ("CAP_SYS_CHROOT", "CAP_SETFCAP", "CAP_NET_RAW", "CAP_NET_BIND_SERVICE")
 
 
 def _last_error(output: str, fallback: str) -> str:
@@ -46,18 +52,27 @@ class BuildahBackend:
         *,
         buildah: str = "buildah",
         storage_driver: str = "auto",
-        isolation: str = "oci",
-        network: str = "none",
+        isolation: str = "chroot",
         memory: str = "4g",
         cpus: float = 2.0,
         nproc: int = 4096,
+        max_file_bytes: int = 8 * 1024**3,
+        disk_bytes: int = 20 * 1024**3,
+        disk_poll_seconds: float = 2.0,
         tls_verify: bool = False,
+        sandbox: bool = True,
     ) -> None:
-        if network not in ("none", "host"):
-            raise ValueError(f"build network must be 'none' or 'host', not {network!r}")
+        if isolation not in ("chroot", "oci"):
+            raise ValueError(f"isolation must be 'chroot' or 'oci', not {isolation!r}")
         self.buildah, self.storage_driver, self.isolation = buildah, storage_driver, isolation
-        self.network, self.memory, self.cpus, self.nproc = network, memory, cpus, nproc
+        self.memory, self.cpus, self.nproc = memory, cpus, nproc
+        self.max_file_bytes, self.disk_bytes = max_file_bytes, disk_bytes
+        self.disk_poll_seconds = disk_poll_seconds
         self.tls_verify = tls_verify
+        # Off only for the benchmark's baseline ("today's" build): the service always sandboxes.
+        self.sandbox = (
+            Sandbox(buildah=buildah, memory_bytes=_bytes(memory), pids=nproc) if sandbox else None
+        )
         self._driver: str | None = None
         self._probe_lock = asyncio.Lock()
 
@@ -108,23 +123,55 @@ class BuildahBackend:
     def _name(self, request: BuildRequest, what: str) -> str:
         return f"localhost/sage-build:{what}-{request.build_id}"
 
-    async def build(
+    async def pull(
         self,
-        request: BuildRequest,
-        checkout: Checkout,
+        images: Sequence[str],
         platform: Platform,
         store: Path,
         log: LineSink,
         authfile: Path | None,
-    ) -> ArchResult:
-        text = await asyncio.to_thread(checkout.dockerfile.read_text, "utf-8", "replace")
-        if self.network == "none" and _REMOTE_ADD_RE.search(text):
+    ) -> list[tuple[str, str]]:
+        """Pull the base images for `platform`: with the submitter's rights, or anonymously.
+
+        Return their ONBUILD triggers (Docker-format images keep them), which the build would run.
+        """
+        triggers: list[tuple[str, str]] = []
+        for image in images:
+            log(f"== pulling {image} for {platform}")
+            args = [
+                "pull",
+                "--platform",
+                str(platform),
+                f"--tls-verify={'true' if self.tls_verify else 'false'}",
+                "--retry",
+                "1",
+                *(["--authfile", str(authfile)] if authfile is not None else []),
+                image,
+            ]
+            done = await self._run(store, args, log)
+            if done.returncode != 0:
+                why = _last_error(done.output, "the registry refused it")
+                raise BuildFailure(
+                    "build_failed", f"{platform}: base image {image} could not be pulled: {why}"
+                )
+            triggers += [(image, t) for t in await self._onbuild(store, image)]
+        return triggers
+
+    async def _onbuild(self, store: Path, image: str) -> list[str]:
+        done = await self._run(store, ["inspect", "--type", "image", image], None)
+        if done.returncode != 0:
+            raise BuildFailure("build_failed", f"base image {image} could not be inspected")
+        try:
+            config = (json.loads(done.output).get("Docker") or {}).get("config") or {}
+        except ValueError:
             raise BuildFailure(
-                "build_failed", "ADD from a URL needs network, which builds here have not"
-            )
-        name = self._name(request, platform.tag)
-        emulated = platform.architecture != native_architecture()
-        log(f"== building {platform}{' under emulation (qemu)' if emulated else ''}")
+                "build_failed", f"base image {image} could not be inspected"
+            ) from None
+        return [str(t) for t in config.get("OnBuild") or []]
+
+    def _build_args(
+        self, request: BuildRequest, checkout: Checkout, platform: Platform, name: str
+    ) -> list[str]:
         period = 100_000
         args = [
             "build",
@@ -132,8 +179,11 @@ class BuildahBackend:
             str(platform),
             "--isolation",
             self.isolation,
+            # chroot isolation can only share the network namespace it runs in, which the
+            # sandbox made empty; oci isolation makes its own, also empty.
             "--network",
-            self.network,
+            "host" if self.isolation == "chroot" and self.sandbox else "none",
+            "--pull=never" if self.sandbox else "--pull=true",
             "--layers",
             "--memory",
             self.memory,
@@ -143,22 +193,85 @@ class BuildahBackend:
             str(int(self.cpus * period)),
             "--ulimit",
             f"nproc={self.nproc}:{self.nproc}",
+            "--ulimit",
+            f"fsize={self.max_file_bytes}:{self.max_file_bytes}",
+            *(f"--cap-drop={cap}" for cap in DROPPED_CAPS),
             f"--tls-verify={'true' if self.tls_verify else 'false'}",
             "-f",
             str(checkout.dockerfile),
             "-t",
             name,
         ]
-        if authfile is not None:
-            args += ["--authfile", str(authfile)]
         for key, value in sorted(request.build_args.items()):
             args += ["--build-arg", f"{key}={value}"]
-        done = await self._run(store, [*args, str(checkout.context)], log)
+        return [*args, str(checkout.context)]
+
+    async def build(
+        self,
+        request: BuildRequest,
+        checkout: Checkout,
+        platform: Platform,
+        store: Path,
+        log: LineSink,
+    ) -> ArchResult:
+        name = self._name(request, platform.tag)
+        emulated = platform.architecture != native_architecture()
+        log(f"== building {platform}{' under emulation (qemu)' if emulated else ''}")
+        args = self._build_args(request, checkout, platform, name)
+        if self.sandbox is None:
+            done = await self._run(store, args, log)
+        else:
+            reason = await self.sandbox.check()
+            if reason is not None:
+                raise BuildFailure("build_failed", f"the build sandbox cannot run: {reason}")
+            done = await self._sandboxed(request, platform, store, args, log)
         if done.returncode != 0:
-            raise BuildFailure(
-                "build_failed", f"{platform}: {_last_error(done.output, 'buildah build failed')}"
-            )
+            why = _last_error(done.output, "buildah build failed")
+            if "exited on file size limit exceeded" in done.output:
+                why += f" (a RUN step wrote a file over the limit of {self.max_file_bytes} bytes)"
+            raise BuildFailure("build_failed", f"{platform}: {why}")
         return ArchResult(platform, name, emulated, await self._base_images(store, name))
+
+    async def _sandboxed(
+        self,
+        request: BuildRequest,
+        platform: Platform,
+        store: Path,
+        args: list[str],
+        log: LineSink,
+    ) -> procs.Completed:
+        """`buildah build` in the sandbox, stopped when the disk it fills passes the limit."""
+        assert self.sandbox is not None
+        driver = await self.driver(store.parent)
+        argv = [*self._base(store, driver), *args]
+        before = await asyncio.to_thread(directory_size, store)
+        async with self.sandbox.cgroups(f"{request.build_id}-{platform.tag}") as groups:
+            build = asyncio.ensure_future(
+                procs.run(self.sandbox.wrap(argv, groups), env=self._env(store), sink=log)
+            )
+            try:
+                while True:
+                    finished, _ = await asyncio.wait({build}, timeout=self.disk_poll_seconds)
+                    if finished:
+                        done = build.result()
+                        if done.returncode != 0 and self.sandbox.out_of_memory(groups):
+                            raise BuildFailure(
+                                "build_failed",
+                                f"{platform}: a RUN step went over the build's memory limit "
+                                f"of {self.memory} and was killed",
+                            )
+                        return done
+                    used = await asyncio.to_thread(directory_size, store) - before
+                    if used > self.disk_bytes:
+                        raise BuildFailure(
+                            "build_failed",
+                            f"{platform}: the build wrote more than {self.disk_bytes} bytes "
+                            "of disk and was stopped",
+                        )
+            finally:
+                if not build.done():
+                    build.cancel()
+                    await asyncio.gather(build, return_exceptions=True)
 
     async def _base_images(self, store: Path, name: str) -> dict[str, str]:
         done = await self._run(store, ["inspect", "--type", "image", name], None)
@@ -228,3 +341,12 @@ class BuildahBackend:
                 store, ["tag", image.local_ref, f"localhost/sage-cache:{image.platform.tag}"], None
             )
             await self._run(store, ["rmi", image.local_ref], None)
+
+
+def _bytes(size: str) -> int:
+    """`4g`, `512m`, `1024k` or a plain number of bytes, as buildah's --memory takes them."""
+    text = size.strip().lower().removesuffix("b")
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)

@@ -1,7 +1,9 @@
-"""Layer caches, one buildah storage per source repository, under a cap on their total size.
+"""Layer caches, one buildah storage per tenant and source repository, under a cap on their size.
 
 A repository's second build finds its layers in its own storage (`buildah build --layers`), so
-builds of unrelated repositories never share or evict each other's layers mid-build. When the
+builds of unrelated repositories never share or evict each other's layers mid-build. Tenants (ECR
+namespaces) building the same URL get separate caches: a layer one of them made, or a file a
+RUN step left in the store, never reaches another's image. When the
 caches together pass the cap, whole caches go, the least recently used first, never one in use.
 """
 
@@ -25,16 +27,17 @@ IdleHook = Callable[[Path], Awaitable[None]]
 _STAMP = ".last-used"
 
 
-def cache_key(url: str) -> str:
-    """A stable directory name for a repository URL (credentials and `.git` ignored)."""
+def cache_key(url: str, tenant: str = "") -> str:
+    """A stable directory name for a tenant's repository URL (credentials and `.git` ignored)."""
     normal = url.strip().rstrip("/").removesuffix(".git").lower()
     scheme, sep, rest = normal.partition("://")
     if sep and "@" in rest.split("/", 1)[0]:
         normal = scheme + "://" + rest.split("@", 1)[1]
-    return hashlib.sha256(normal.encode()).hexdigest()[:24]
+    return hashlib.sha256(f"{tenant}\0{normal}".encode()).hexdigest()[:24]
 
 
-def _size(path: Path) -> int:
+def directory_size(path: Path) -> int:
+    """Bytes of the files under `path`, links not followed."""
     total = 0
     for dirpath, _dirs, files in os.walk(path, followlinks=False):
         for name in files:
@@ -81,13 +84,13 @@ class LayerCache:
         self._tidying: dict[str, asyncio.Lock] = {}
 
     @contextlib.asynccontextmanager
-    async def use(self, url: str) -> AsyncIterator[Path]:
-        """The storage directory for `url`'s repository, protected from eviction while held.
+    async def use(self, url: str, tenant: str = "") -> AsyncIterator[Path]:
+        """The storage directory for `tenant`'s `url`, protected from eviction while held.
 
         When its last user here lets go, `on_idle` tidies it (what a cancelled or killed build
         left mounted); a new user waits for that to finish.
         """
-        key = cache_key(url)
+        key = cache_key(url, tenant)
         path = self.root / key
         tidy_lock = self._tidying.setdefault(key, asyncio.Lock())
         async with tidy_lock, self._lock:
@@ -126,7 +129,7 @@ class LayerCache:
             if path.is_dir():
                 stamp = path / _STAMP
                 used = stamp.stat().st_mtime if stamp.exists() else 0.0
-                entries.append((used, path, _size(path)))
+                entries.append((used, path, directory_size(path)))
         total = sum(size for _, _, size in entries)
         removed: list[str] = []
         for _used, path, size in sorted(entries, key=lambda e: e[0]):

@@ -1,6 +1,7 @@
 """Configuration of the builder service, from `SAGE_BUILDER_*` environment variables."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
@@ -22,6 +23,11 @@ class Config(ServiceConfig):
     # This service's durable queues (one per consumer, shared by the replicas).
     queue: str = "builder.app-submitted"
     cancel_queue: str = "builder.build-cancel"
+    # The queue of `app.deleted` (images to delete); empty: `queue` with `.app-deleted` added.
+    deletion_queue: str = ""
+    # Waits before each retry of a deletion that failed (registry unreachable, a build still
+    # running); after the last, the event goes to the queue's dead-letter queue.
+    deletion_retry_seconds: list[float] = [5.0, 30.0, 120.0, 600.0]
 
     # Builds at once on this node, and how long one may take from fetch to pushed index.
     concurrency: int = 2
@@ -33,16 +39,25 @@ class Config(ServiceConfig):
     git_timeout_seconds: float = 300.0
     git_insecure_hosts: list[str] = []
 
-    # buildah: storage driver, isolation of RUN steps and their limits.
+    # buildah: storage driver, isolation of RUN steps and their limits. Every `buildah build` runs
+    # in a sandbox of its own with no network (docs/adr/0010-build-sandbox.md); there is no
+    # setting that turns it off.
     buildah: str = "buildah"
     # "auto": overlay where the kernel allows it (fast commits), else vfs (works anywhere).
     storage_driver: str = "auto"
-    isolation: str = "oci"
-    # Network of RUN steps: "none" (no network at all) or "host"; off unless a deployment opts in.
-    build_network: str = "none"
+    # "chroot" (what works in an unprivileged container) or "oci" (runc, where it can run).
+    isolation: Literal["chroot", "oci"] = "chroot"
     build_memory: str = "4g"
     build_cpus: float = 2.0
+    # Processes of a build at once (cgroup pids limit, and RUN steps' RLIMIT_NPROC).
     build_nproc: int = 4096
+    # The largest file a RUN step may write, and the disk one platform's build may fill.
+    build_max_file_bytes: int = 8 * 1024**3
+    build_disk_bytes: int = 20 * 1024**3
+    build_disk_poll_seconds: float = 2.0
+    # Registries base images may come from besides our own (from which only public images can
+    # be pulled); a Dockerfile naming another is refused before it builds.
+    base_registries: list[str] = ["docker.io"]
 
     # Registry: where images go, and the service name its tokens are issued for.
     registry: str = "127.0.0.1:5000"
@@ -68,6 +83,10 @@ class Config(ServiceConfig):
     meta_max_file_bytes: int = 5 * 1024**2
     meta_max_total_bytes: int = 20 * 1024**2
     meta_max_images: int = 8
+
+    @property
+    def app_deleted_queue(self) -> str:
+        return self.deletion_queue or f"{self.queue}.app-deleted"
 
     @property
     def token_url(self) -> str:

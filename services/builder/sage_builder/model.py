@@ -87,6 +87,7 @@ class BuildRequest:
     dockerfile: str
     platforms: tuple[Platform, ...]
     build_args: dict[str, str] = field(default_factory=dict)
+    submitter: str = ""
     # Not used to build: handed on in `build.done`, where the profiler reads them.
     testing: dict[str, Any] | None = None
     hardware: dict[str, Any] | None = None
@@ -95,6 +96,11 @@ class BuildRequest:
     def repository(self) -> str:
         """`namespace/name`, the registry repository the image goes to."""
         return self.app_id.rpartition(":")[0] or self.app_id
+
+    @property
+    def namespace(self) -> str:
+        """The ECR namespace: the tenant whose layer cache the build uses."""
+        return self.app_id.partition("/")[0]
 
     @property
     def version(self) -> str:

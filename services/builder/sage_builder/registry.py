@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,10 @@ INDEX_TYPES = (
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
 )
+
+
+# A username the builder may act for: no `:` (Basic) and no `+` (the on-behalf separator).
+USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,149}$")
 
 
 class RegistryError(Exception):
@@ -35,6 +40,12 @@ class Credentials:
     @property
     def basic(self) -> str:
         return base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+
+    def on_behalf(self, user: str) -> Credentials:
+        """These credentials asking the auth service for `user`'s pull rights, never more."""
+        if not USER_RE.match(user):
+            raise ValueError(f"not a username: {user!r}")
+        return Credentials(f"{self.username}+{user}", self.password)
 
 
 def write_authfile(directory: Path, registry: str, creds: Credentials) -> Path:

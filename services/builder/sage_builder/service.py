@@ -12,7 +12,7 @@ import logging
 import re
 import shutil
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +22,8 @@ from sage_common.schemas import AppSubmitted, ArchImage, BuildDone, MetaFile
 from .backend import BuildBackend
 from .buildlog import BuildLog, LogSink, Scrubber
 from .cache import LayerCache
+from .dockerfile import check_triggers
+from .dockerfile import plan as dockerfile_plan
 from .metafiles import MetaLimits, import_files
 from .model import (
     ArchResult,
@@ -32,7 +34,7 @@ from .model import (
     Platform,
     PushResult,
 )
-from .registry import Credentials, RegistryClient, RegistryError, write_authfile
+from .registry import USER_RE, Credentials, RegistryClient, RegistryError, write_authfile
 from .source import GitFetcher, check_context, locate
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,7 @@ def request_from_event(data: AppSubmitted) -> BuildRequest:
         dockerfile=src.dockerfile,
         platforms=tuple(platforms),
         build_args=dict(src.build_args),
+        submitter=data.submitter,
         testing=data.testing,
         hardware=data.hardware,
     )
@@ -135,6 +138,7 @@ class Builder:
         push_backoff: float = 1.0,
         log_options: dict[str, Any] | None = None,
         meta_limits: MetaLimits | None = None,
+        base_registries: Sequence[str] = (),
     ) -> None:
         self.backend, self.fetcher, self.cache, self.sink = backend, fetcher, cache, sink
         self.registry, self.registry_client, self.creds = registry, registry_client, creds
@@ -142,6 +146,8 @@ class Builder:
         self.push_attempts, self.push_backoff = max(1, push_attempts), push_backoff
         self.log_options = log_options or {}
         self.meta_limits = meta_limits or MetaLimits()
+        # Registries base images may come from: our own (pulled with anyone's rights) and these.
+        self.base_registries = [registry, *base_registries]
 
     def scrubber(self) -> Scrubber:
         return Scrubber([self.creds.password, self.creds.basic] if self.creds else [])
@@ -190,11 +196,14 @@ class Builder:
         workdir = self.work_dir / "builds" / request.build_id
         await asyncio.to_thread(shutil.rmtree, workdir, True)  # a killed attempt's leftovers
         try:
-            async with self.cache.use(request.url) as store:
+            async with self.cache.use(request.url, request.namespace) as store:
                 src = workdir / "src"
                 progress.commit = await self.fetcher.fetch(request, src, blog, store / "git")
                 checkout = locate(src, progress.commit, request.directory, request.dockerfile)
-                await asyncio.to_thread(check_context, checkout)
+                text = await asyncio.to_thread(checkout.dockerfile.read_text, "utf-8", "replace")
+                plan = dockerfile_plan(text, request.build_args, self.base_registries)
+                if plan.binds_context:
+                    await asyncio.to_thread(check_context, checkout)
                 progress.meta_files = await self._meta_files(request, checkout, blog)
                 progress.provenance = {
                     "url": request.url,
@@ -205,17 +214,27 @@ class Builder:
                     "dockerfile_digest": checkout.dockerfile_digest,
                     "build_args": dict(request.build_args),
                 }
-                authfile = None
-                if self.creds is not None:
-                    authfile = write_authfile(workdir / "auth", self.registry, self.creds)
                 images = []
                 for platform in request.platforms:
+                    pullauth = self._pull_authfile(request, workdir / "pull-auth", plan.images)
+                    try:
+                        triggers = await self.backend.pull(
+                            plan.images, platform, store, blog, pullauth
+                        )
+                    finally:
+                        if pullauth is not None:
+                            pullauth.unlink(missing_ok=True)  # gone before any step runs
+                    check_triggers(triggers, request.build_args, self.base_registries)
                     images.append(
-                        await self.backend.build(request, checkout, platform, store, blog, authfile)
+                        await self.backend.build(request, checkout, platform, store, blog)
                     )
                 progress.provenance["base_images"] = {
                     str(i.platform): i.base_images for i in images if i.base_images
                 }
+                # The builder's credentials exist only now, after every build step has ended.
+                authfile = None
+                if self.creds is not None:
+                    authfile = write_authfile(workdir / "auth", self.registry, self.creds)
                 destination = f"{self.registry}/{request.repository}:{request.version}"
                 push = await self._push(request, images, destination, store, blog, authfile)
                 await self.backend.release(request, images, store)
@@ -233,6 +252,18 @@ class Builder:
             log.exception("ecr-meta import crashed", extra={"build_id": request.build_id})
             blog(f"ecr-meta: not imported (internal builder error: {type(exc).__name__})")
             return []
+
+    def _pull_authfile(
+        self, request: BuildRequest, directory: Path, images: Sequence[str]
+    ) -> Path | None:
+        """Credentials that pull our registry's images with the submitter's rights; else none.
+
+        Without a submitter the pull is anonymous: what anyone may read.
+        """
+        if self.creds is None or not images or not USER_RE.match(request.submitter):
+            return None
+        creds = self.creds.on_behalf(request.submitter)
+        return write_authfile(directory, self.registry, creds)
 
     async def _push(
         self,

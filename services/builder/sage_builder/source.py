@@ -98,29 +98,12 @@ def locate(root: Path, commit: str, directory: str, dockerfile: str) -> Checkout
     return Checkout(root, commit, context, path, digest)
 
 
-_MOUNT_RE = re.compile(r"--mount=(\S+)")
-
-
-def _binds_context(dockerfile: str) -> bool:
-    """Whether a RUN step bind-mounts from the build context (`type=bind`, the default, no `from`)."""
-    for match in _MOUNT_RE.finditer(dockerfile):
-        options = {}
-        for part in match.group(1).split(","):
-            key, _, value = part.partition("=")
-            options[key] = value
-        if options.get("type", "bind") == "bind" and "from" not in options:
-            return True
-    return False
-
-
 def check_context(checkout: Checkout) -> None:
-    """Refuse a context whose symlinks leave it when a RUN step bind-mounts from it.
+    """Refuse a context whose symlinks leave it; called when a RUN step bind-mounts from it.
 
     buildah resolves a bind mount's source on the host, following symlinks, so a link to `/etc`
     would put the builder's own files into the build. COPY and ADD stay inside the context anyway.
     """
-    if not _binds_context(checkout.dockerfile.read_text(errors="replace")):
-        return
     root = checkout.context
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:

@@ -15,6 +15,12 @@ def test_cache_key_ignores_credentials_case_and_dot_git():
     assert cache_key("https://github.com/org/app") != cache_key("https://github.com/org/other")
 
 
+def test_tenants_building_the_same_url_get_separate_caches():
+    url = "https://github.com/org/app"
+    assert cache_key(url, "alice") != cache_key(url, "mallory")
+    assert cache_key(url, "alice") == cache_key(url.upper() + ".git", "alice")
+
+
 def fill(path, size: int, used: float) -> None:
     (path / "blob").write_bytes(b"x" * size)
     os.utime(path / ".last-used", (used, used))

@@ -19,15 +19,19 @@ from sage_builder.source import GitFetcher
 class LocalFetcher(GitFetcher):
     """A fetcher that writes a Dockerfile instead of asking git."""
 
+    def __init__(self, dockerfile: str = "FROM scratch\n") -> None:
+        super().__init__()
+        self.dockerfile = dockerfile
+
     async def fetch(self, request, dest: Path, log, cache=None) -> str:
-        write_app(dest)
+        write_app(dest, self.dockerfile)
         log("fetched")
         return "c0ffee" * 6 + "abcd"
 
 
-def write_app(dest: Path) -> None:
+def write_app(dest: Path, dockerfile: str) -> None:
     dest.mkdir(parents=True)
-    (dest / "Dockerfile").write_text("FROM scratch\n")
+    (dest / "Dockerfile").write_text(dockerfile)
 
 
 class FakeRegistry(RegistryClient):
@@ -174,3 +178,39 @@ async def test_testing_and_hardware_of_the_submission_reach_build_done(tmp_path)
     assert (ok.status, failed.status) == ("success", "failure")
     for done in (ok, failed):
         assert (done.testing, done.hardware) == (testing, hardware)
+
+
+async def test_a_refused_dockerfile_fails_before_any_pull_or_build(tmp_path):
+    backend = FakeBackend()
+    b = builder(tmp_path, backend, FakeRegistry(["linux/amd64"]))
+    b.fetcher = LocalFetcher("FROM scratch\nADD \\\n  https://example.org/x /x\n")
+    done = await b.run(request(), Job("b1", "a"))
+    assert (done.status, done.error_class) == ("failure", "build_failed")
+    assert "ADD 'https://example.org/x'" in done.error
+    assert backend.built == [] and backend.pulled == []
+
+
+async def test_base_images_are_pulled_per_platform_and_tenants_build_in_their_own_stores(tmp_path):
+    backend = FakeBackend()
+    b = builder(tmp_path, backend, FakeRegistry(["linux/amd64", "linux/arm64"]))
+    b.fetcher = LocalFetcher("FROM registry.test/team/base:1\n")
+    done = await b.run(request("linux/amd64", "linux/arm64"), Job("b1", "a"))
+    assert done.status == "success", done.error
+    assert backend.pulled == [
+        ("registry.test/team/base:1", "linux/amd64"),
+        ("registry.test/team/base:1", "linux/arm64"),
+    ]
+    other = BuildRequest(**{**request().__dict__, "app_id": "mallory/app:1.0", "build_id": "b2"})
+    await b.run(other, Job("b2", "mallory/app:1.0"))
+    assert backend.stores[0] == backend.stores[1] != backend.stores[2]
+
+
+async def test_a_base_image_whose_onbuild_trigger_breaks_the_rules_is_refused(tmp_path):
+    backend = FakeBackend()
+    backend.triggers = {"registry.test/team/base:1": ["ADD https://example.org/x /x"]}
+    b = builder(tmp_path, backend, FakeRegistry(["linux/amd64"]))
+    b.fetcher = LocalFetcher("FROM registry.test/team/base:1\n")
+    done = await b.run(request(), Job("b1", "a"))
+    assert (done.status, done.error_class) == ("failure", "build_failed")
+    assert "base image registry.test/team/base:1 carries ONBUILD ADD" in done.error
+    assert backend.built == []

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from sage_builder.buildah import BuildahBackend
 from sage_builder.model import BuildFailure, BuildRequest, Checkout, Platform
 from sage_builder.source import GitFetcher, check_context, check_url, locate
 
@@ -129,40 +128,14 @@ def checkout_with(tmp_path: Path, dockerfile: str, link: str | None) -> Checkout
     return locate(root, "abc", ".", "Dockerfile")
 
 
-@pytest.mark.parametrize(
-    "run",
-    [
-        "RUN --mount=type=bind,source=linked,target=/x cat /x/hostname",
-        "RUN --mount=source=linked,target=/x cat /x/hostname",
-        "RUN --mount=target=/x,rw cat /x/linked",
-    ],
-)
-def test_context_bind_mounts_with_links_leaving_the_context_are_refused(tmp_path, run):
-    checkout = checkout_with(tmp_path, f"FROM scratch\n{run}\n", "/etc")
+def test_context_links_leaving_it_are_refused_when_a_step_binds_the_context(tmp_path):
+    checkout = checkout_with(
+        tmp_path, "FROM scratch\nRUN --mount=target=/x cat /x/linked\n", "/etc"
+    )
     failed = failure(check_context, checkout)
     assert failed.error_class == "build_failed" and "linked" in failed.message
 
 
-@pytest.mark.parametrize(
-    "dockerfile, link",
-    [
-        ("FROM scratch\nCOPY linked /x\n", "/etc"),  # COPY stays inside the context by itself
-        ("FROM scratch\nRUN --mount=type=bind,source=data,target=/x ls /x\n", "data"),
-        ("FROM scratch\nRUN --mount=type=bind,from=base,source=/etc,target=/x ls\n", "/etc"),
-        ("FROM scratch\nRUN --mount=type=cache,target=/root/.cache ls\n", "/etc"),
-        ("FROM scratch\nRUN --mount=type=bind,source=data,target=/x ls /x\n", None),
-    ],
-)
-def test_contexts_without_escaping_bind_mounts_pass(tmp_path, dockerfile, link):
-    check_context(checkout_with(tmp_path, dockerfile, link))
-
-
-@pytest.mark.parametrize(
-    "line", ["ADD https://example.org/x.tgz /x", "add --chown=1:1 http://10.0.0.1/x /x"]
-)
-async def test_add_from_a_url_is_refused_when_builds_have_no_network(tmp_path, line):
-    checkout = checkout_with(tmp_path, f"FROM scratch\n{line}\n", None)
-    backend = BuildahBackend(buildah="/nonexistent/buildah", network="none")
-    with pytest.raises(BuildFailure) as caught:
-        await backend.build(request(), checkout, Platform.parse("amd64"), tmp_path, print, None)
-    assert caught.value.error_class == "build_failed" and "ADD from a URL" in caught.value.message
+@pytest.mark.parametrize("link", ["data", "data/../data", None])
+def test_contexts_whose_links_stay_inside_pass(tmp_path, link):
+    check_context(checkout_with(tmp_path, "FROM scratch\n", link))

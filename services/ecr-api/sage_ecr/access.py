@@ -28,6 +28,7 @@ class Policy:
     reviewers_group: str = "reviewers"
     builder_account: str = "service:builder"
     registry_access_clients: tuple[str, ...] = ("auth",)
+    allow_self_review: bool = False  # may a reviewer approve or reject an app they submitted?
 
 
 def _reveals(need: Permission) -> set[Permission]:

@@ -16,7 +16,8 @@ from .config import Config
 from .events import consumers
 from .handlers import BUILD_LOGS, ECR, META_FILES
 from .logs import BuildLogs, LogReader
-from .routes import routes
+from .pipeline import refresh_stale_docs
+from .routes import ADMIN, SCOPES, routes
 from .s3 import S3LogReader
 from .service import Ecr
 from .service_meta import MetaFiles
@@ -32,11 +33,14 @@ def _ecr_context(config: Config):  # type: ignore[no-untyped-def]
                 reviewers_group=config.reviewers_group,
                 builder_account=config.builder_account,
                 registry_access_clients=tuple(config.registry_access_clients),
+                allow_self_review=config.allow_self_review,
             ),
             max_body_bytes=config.max_body_bytes,
             spec_max_depth=config.spec_max_depth,
             spec_max_nodes=config.spec_max_nodes,
+            public_url=config.public_url,
         )
+        await refresh_stale_docs(app[POOL])
         yield
 
     return ctx
@@ -82,6 +86,8 @@ def create_app(
         "ecr-api",
         config,
         routes=routes,
+        scopes=SCOPES,
+        admin_scope=ADMIN,
         migrations=MIGRATIONS,
         introspector=introspector,
         client_max_size=config.max_body_bytes,

@@ -23,7 +23,7 @@ import asyncpg
 from aiohttp import web
 
 from sage_common.auth import principal
-from sage_common.web import CONFIG
+from sage_common.web import CONFIG, json_text_response
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -83,7 +83,7 @@ def cached_listing(handler: Handler) -> Handler:
         key = (viewer, request.path_qs)
         body = cache.get(key)
         if body is not None:
-            return web.Response(body=body, content_type="application/json")
+            return json_text_response(body)
         generation = cache.generation
         response = await handler(request)
         if response.status == 200 and isinstance(response, web.Response) and response.body:

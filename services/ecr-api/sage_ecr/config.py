@@ -16,8 +16,13 @@ class Config(ServiceConfig):
     # YAML limits: nesting depth, and nodes after alias expansion (a "billion laughs" guard).
     spec_max_depth: int = 32
     spec_max_nodes: int = 20_000
+    # The API's address as browsers reach it (https://ecr.example.org), for the links in answers
+    # (a build's `url`); empty: the request's own (the gateway's X-Forwarded-Proto/-Host, or Host).
+    public_url: str = ""
     # Members of this group (and admins) review apps; they may read every app.
     reviewers_group: str = "reviewers"
+    # Whether a reviewer (or admin) may approve or reject an app they submitted themselves.
+    allow_self_review: bool = False
     # The one account allowed to push images to the registry.
     builder_account: str = "service:builder"
     # Service accounts (client ids) that may ask `GET /api/registry/access`.

@@ -11,16 +11,17 @@ from aiohttp import web
 
 from sage_common.bus import Consumer
 from sage_common.events import CloudEvent
-from sage_common.schemas import BuildDone, BuildStarted, ProfileDone
+from sage_common.schemas import AppImagesDeleted, BuildDone, BuildStarted, ProfileDone
 from sage_common.web import BUS, CONFIG, POOL
 
-from . import pipeline
+from . import pipeline, service_images
 
-ROUTING_KEYS = ("build.started", "build.done", "profile.done")
+ROUTING_KEYS = ("build.started", "build.done", "profile.done", "app.images_deleted")
 
 
 class PipelineConsumer(Consumer):
-    """Moves app versions along as builds start, finish and get profiled."""
+    """Moves app versions along as builds start, finish and get profiled; frees the names of
+    deleted versions once their images are gone."""
 
     async def handle(self, conn: asyncpg.Connection, event: CloudEvent) -> None:
         key = event.routing_key
@@ -30,6 +31,8 @@ class PipelineConsumer(Consumer):
             await pipeline.on_build_done(conn, event.parse_data(BuildDone), event.id)
         elif key == "profile.done":
             await pipeline.on_profile_done(conn, event.parse_data(ProfileDone), event.id)
+        elif key == "app.images_deleted":
+            await service_images.on_images_deleted(conn, event.parse_data(AppImagesDeleted))
         else:
             raise ValueError(f"this consumer does not handle {key!r}")
 

@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel
 
+from sage_common import db
 from sage_common.auth import principal
 from sage_common.errors import BadRequest, PayloadTooLarge
 from sage_common.openapi import describe
-from sage_common.web import json_response
+from sage_common.web import POOL, json_response, json_text_response
 
 from . import logs as build_logs
-from . import pipeline_service, service, service_meta, spec
+from . import pipeline_service, service, service_meta, service_submit, spec
 from .cache import cached_listing
 from .models import (
+    BuildNumber,
+    FrozenQuery,
     ListQuery,
     NamespaceCreate,
     PermissionChange,
     RegistryAccessQuery,
+    RepositoryQuery,
     ReviewDecision,
+    SubmitFields,
 )
 from .service import Ecr
 from .specload import load_document
@@ -37,7 +43,25 @@ def _ecr(request: web.Request) -> Ecr:
 
 
 def _text(body: str, status: int = 200) -> web.Response:
-    return web.Response(text=body, status=status, content_type="application/json")
+    return json_text_response(body, status=status)
+
+
+_HOST_RE = re.compile(r"^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
+
+
+def _base_url(request: web.Request) -> str:
+    """This API's address as the caller reached it: the configured `public_url`, else the
+    gateway's X-Forwarded-Proto/-Host, else the request's own scheme and Host."""
+    configured = _ecr(request).public_url
+    if configured:
+        return configured.rstrip("/")
+    proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    host = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
+    if proto not in ("http", "https"):
+        proto = request.scheme
+    if not _HOST_RE.match(host):
+        host = request.host if _HOST_RE.match(request.host) else "localhost"
+    return f"{proto}://{host}"
 
 
 def _path(request: web.Request) -> tuple[str, str, str]:
@@ -45,16 +69,35 @@ def _path(request: web.Request) -> tuple[str, str, str]:
     return m["namespace"], m["name"], m["version"]
 
 
-async def _spec_body(request: web.Request) -> Any:
+def _too_large(ecr: Ecr) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"the app description is larger than {ecr.max_body_bytes // 1024} KiB: "
+        "send the sage.yaml alone (files such as ecr-meta/ are read from the repository)"
+    )
+
+
+async def _spec_body(request: web.Request) -> tuple[Any, dict[str, str]]:
+    """The description, and the form fields sent beside it (multipart: the part `file`)."""
     ecr = _ecr(request)
     if request.content_length is not None and request.content_length > ecr.max_body_bytes:
-        raise PayloadTooLarge(
-            f"the app description is larger than {ecr.max_body_bytes // 1024} KiB"
-        )
-    body = await request.read()
-    return load_document(
-        body, request.content_type, max_depth=ecr.spec_max_depth, max_nodes=ecr.spec_max_nodes
-    )
+        raise _too_large(ecr)
+    fields: dict[str, str] = {}
+    try:
+        if request.content_type == "multipart/form-data":
+            form = await request.post()
+            part = form.get("file")
+            if not isinstance(part, web.FileField):
+                raise BadRequest("send the app description as the multipart part 'file'")
+            body = part.file.read()
+            json_part = part.content_type == "application/json" or part.filename.endswith(".json")
+            kind = "application/json" if json_part else "application/yaml"
+            fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        else:
+            body, kind = await request.read(), request.content_type
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large(ecr) from None
+    document = load_document(body, kind, max_depth=ecr.spec_max_depth, max_nodes=ecr.spec_max_nodes)
+    return document, fields
 
 
 async def _json_body(request: web.Request, model: type[M]) -> M:
@@ -73,11 +116,20 @@ async def app_schema(request: web.Request) -> web.Response:
 
 @describe(request=spec.AppSpec, tags=["apps"])
 async def submit(request: web.Request) -> web.Response:
-    """Submit a new app version (JSON or YAML body); it enters the pipeline."""
-    data = await _spec_body(request)
-    path = _path(request) if "version" in request.match_info else None
-    app_spec = service.validate_spec(data, path)
-    return _text(await service.submit(_ecr(request), principal(request), app_spec))
+    """Submit an app version (JSON or YAML body; namespace, url, branch may come as query or
+    form fields, `force=true` replaces a version not frozen); it enters the pipeline, or waits
+    as `registered` when the submitter is not approved yet."""
+    data, form = await _spec_body(request)
+    fields = SubmitFields.model_validate({**request.query, **form})
+    given = fields.given()
+    if "version" in request.match_info:
+        given.update(zip(("namespace", "name", "version"), _path(request), strict=True))
+    submission = service_submit.validate_spec(data, given)
+    return _text(
+        await service_submit.submit(
+            _ecr(request), principal(request), submission, force=fields.force
+        )
+    )
 
 
 @cached_listing
@@ -129,6 +181,10 @@ async def app_logs(request: web.Request) -> web.Response:
     page = await build_logs.read_log(
         _ecr(request), request.app[BUILD_LOGS], principal(request), *_path(request), query.offset
     )
+    return _log_text(page)
+
+
+def _log_text(page: build_logs.LogPage) -> web.Response:
     headers = {
         "X-Build-Complete": "true" if page.complete else "false",
         "X-Build-Number": str(page.build_number),
@@ -189,10 +245,47 @@ async def review(request: web.Request) -> web.Response:
 
 
 async def get_build(request: web.Request) -> web.Response:
-    """The current build (`result`: SUCCESS, FAILURE, or null while running)."""
+    """The current build (`result`: SUCCESS, FAILURE, or null while running; `url`: its address)."""
     return json_response(
-        await pipeline_service.get_build(_ecr(request), principal(request), *_path(request))
+        await pipeline_service.get_build(
+            _ecr(request), principal(request), *_path(request), _base_url(request)
+        )
     )
+
+
+async def build_console(request: web.Request) -> web.Response:
+    """One build's log as text (what SAGE's portal opens as a build's `url` + `console`)."""
+    query = build_logs.LogQuery.model_validate(dict(request.query))
+    number = BuildNumber.model_validate({"build_number": request.match_info["build_number"]})
+    page = await build_logs.read_log(
+        _ecr(request),
+        request.app[BUILD_LOGS],
+        principal(request),
+        *_path(request),
+        query.offset,
+        number.build_number,
+    )
+    return _log_text(page)
+
+
+@describe(tags=["apps"])
+async def set_frozen(request: web.Request) -> web.Response:
+    """Freeze or unfreeze a version: `?frozen=true|false`, administrators only (as in SAGE)."""
+    query = FrozenQuery.model_validate(dict(request.query))
+    return json_response(
+        await service.set_frozen(_ecr(request), principal(request), *_path(request), query.frozen)
+    )
+
+
+async def sage_root(request: web.Request) -> web.Response:
+    """What SAGE's ECR answers at its root."""
+    return web.Response(text="SAGE Edge Code Repository", content_type="text/plain")
+
+
+async def healthy(request: web.Request) -> web.Response:
+    """SAGE's health check: `{"status": "ok"}` while the database answers (503 otherwise)."""
+    await db.ping(request.app[POOL])
+    return json_response({"status": "ok"})
 
 
 async def rebuild(request: web.Request) -> web.Response:
@@ -229,9 +322,12 @@ async def delete_namespace(request: web.Request) -> web.Response:
 
 @cached_listing
 async def list_repositories(request: web.Request) -> web.Response:
-    """Repositories you may read."""
-    ns = request.match_info.get("namespace") or request.query.get("namespace")
-    return json_response(await service.list_repositories(_ecr(request), principal(request), ns))
+    """Repositories you may read (SAGE's filters; `view=permissions` adds their grants)."""
+    query = RepositoryQuery.model_validate(dict(request.query))
+    ns = request.match_info.get("namespace")
+    return json_response(
+        await service.list_repositories(_ecr(request), principal(request), query, ns)
+    )
 
 
 async def get_repository(request: web.Request) -> web.Response:

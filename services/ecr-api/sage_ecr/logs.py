@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, Field
 
 from sage_common.auth import Principal
+from sage_common.errors import NotFound
 
 from . import access, pipeline, views
 from . import store_apps as apps
@@ -63,21 +64,37 @@ class LogPage:
         return self.offset + len(self.data)
 
 
+def log_prefix(namespace: str, name: str, version: str) -> str:
+    """Where the builder writes the logs of a version's builds in its bucket (docs/builder.md)."""
+    return f"builds/{namespace}/{name}/{version}/"
+
+
 def log_key(namespace: str, name: str, version: str, build_id: str) -> str:
     """Where the builder writes a build's log in its bucket (docs/builder.md)."""
-    return f"builds/{namespace}/{name}/{version}/{build_id}.log"
+    return f"{log_prefix(namespace, name, version)}{build_id}.log"
 
 
 def where(
     logs: BuildLogs, build: dict[str, Any], ns: str, name: str, version: str
 ) -> tuple[str, str]:
     """(bucket, key): the location `build.done` or `build.started` reported, else where the
-    builder is documented to write it (a builder that says nothing)."""
+    builder is documented to write it (a builder that says nothing).
+
+    A reported location is believed only inside the builder's bucket, under this version's
+    prefix: an event is no reason to read any other object the ECR's S3 keys reach.
+    """
     location = str(views.log_location(build) or "")
-    if location.startswith("s3://"):
-        bucket, _, key = location.removeprefix("s3://").partition("/")
-        if bucket and key:
-            return bucket, key
+    bucket, _, key = location.removeprefix("s3://").partition("/")
+    prefix = log_prefix(ns, name, version)
+    rest = key.removeprefix(prefix)
+    if (
+        location.startswith("s3://")
+        and bucket == logs.bucket
+        and key.startswith(prefix)
+        and all(part not in ("", ".", "..") for part in rest.split("/"))
+        and "\\" not in rest
+    ):
+        return bucket, key
     return logs.bucket, log_key(ns, name, version, str(build["build_id"]))
 
 
@@ -94,15 +111,22 @@ async def read_log(
     name: str,
     version: str,
     offset: int,
+    build_number: int | None = None,
 ) -> LogPage:
-    """The current build's log from `offset` (READ on the app; 404 for whoever may not read it).
+    """The log of the current build (or of build `build_number`) from `offset` (READ on the app;
+    404 for whoever may not read it, and for a build number it never had).
 
     No log yet is an empty page. A finished build whose log never reached S3 (the builder goes on
     through an S3 outage) answers the last lines that `build.done` carried instead.
     """
     async with ecr.pool.acquire() as conn:
         app = await access.app_for(conn, who, ecr.policy, ns, name, version, Permission.READ)
-        build = await apps.get_build(conn, app["build_id"])
+        if build_number is None:
+            build = await apps.get_build(conn, app["build_id"])
+        else:
+            build = await apps.get_build_by_number(conn, app["id"], build_number)
+            if build is None:
+                raise NotFound(f"{pipeline.ident(app)} has no build {build_number}")
     ident = pipeline.ident(app)
     if build is None:
         return LogPage(ident, None, app["build_number"], offset, b"", 0, complete=True)

@@ -34,6 +34,7 @@ class ListQuery(BaseModel):
     namespace: Name | None = None
     owner: str | None = Field(default=None, max_length=256, description="a username, or true: mine")
     public: Flag = False
+    nopublic: Flag = False
     shared: Flag = False
     state: State | None = None
     published: Flag = False
@@ -47,6 +48,41 @@ class ListQuery(BaseModel):
         if self.published and self.state not in (None, State.PUBLISHED):
             raise ValueError("published=true lists published apps only; drop state or published")
         return self
+
+
+class RepositoryQuery(BaseModel):
+    """`GET /api/repositories` query: SAGE's filters, and `view=permissions`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    namespace: Name | None = None
+    owner: str | None = Field(default=None, max_length=256, description="a username, or true: mine")
+    public: Flag = False
+    nopublic: Flag = False
+    shared: Flag = False
+    view: str | None = Field(default=None, max_length=64, description="permissions: add grants")
+
+
+def _strict_flag(value: Any) -> Any:
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in ("true", "1", "yes"):
+            return True
+        if word in ("false", "0", "no"):
+            return False
+    return value
+
+
+class FrozenQuery(BaseModel):
+    """`PUT /api/apps/{ns}/{name}/{version}?frozen=true|false` (SAGE's way to (un)freeze)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    frozen: Annotated[bool, BeforeValidator(_strict_flag)]
+
+
+class BuildNumber(BaseModel):
+    build_number: Annotated[int, Field(ge=1, le=1_000_000)]
 
 
 class NamespaceCreate(BaseModel):
@@ -102,3 +138,22 @@ class RegistryAccessQuery(BaseModel):
     repository: str = Field(min_length=1, max_length=512)
     groups: str = Field(default="", max_length=4096, description="comma-separated")
     admin: Flag = False
+
+
+class SubmitFields(BaseModel):
+    """What `POST /api/submit` may carry beside the description (query or form fields): where
+    the app comes from when the file does not say, and `force` to replace a version."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    force: Flag = False
+    namespace: str | None = Field(default=None, max_length=256)
+    name: str | None = Field(default=None, max_length=256)
+    version: str | None = Field(default=None, max_length=256)
+    url: str | None = Field(default=None, max_length=2048)
+    branch: str | None = Field(default=None, max_length=256)
+    tag: str | None = Field(default=None, max_length=256)
+
+    def given(self) -> dict[str, str]:
+        """The description's fields the request names (empty ones count as not given)."""
+        return {k: v for k, v in self.model_dump(exclude={"force"}).items() if v}

@@ -54,7 +54,26 @@ async def refresh_doc(conn: Conn, app_id: int) -> None:
     build = await apps.get_build(conn, app["build_id"])
     doc = views.app_doc(app, build)
     doc.update(await service_meta.doc_fields(conn, app))
-    await apps.save_doc(conn, app_id, doc)
+    await apps.save_doc(conn, app_id, doc, views.DOC_VERSION)
+
+
+async def refresh_stale_docs(pool: asyncpg.Pool, *, batch: int = 200) -> int:
+    """Recompute the stored documents made by an older `views.app_doc`; how many were.
+
+    Run at start: replicas starting together share the work (locked rows are skipped).
+    """
+    count = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            ids = await apps.lock_stale_docs(conn, views.DOC_VERSION, batch)
+            for app_id in ids:
+                await refresh_doc(conn, app_id)
+        count += len(ids)
+        if len(ids) < batch:
+            break
+    if count:
+        log.info("app documents recomputed", extra={"count": count})
+    return count
 
 
 async def start_build(conn: Conn, app: dict[str, Any], requested_by: str, cause: str) -> int:
@@ -62,7 +81,7 @@ async def start_build(conn: Conn, app: dict[str, Any], requested_by: str, cause:
     await cancel_build(conn, app, requested_by)
     number = app["build_number"] + 1
     build = await apps.insert_build(conn, app["id"], number, requested_by)
-    previous = app["state"] if app["build_number"] else None
+    previous = app["state"] if app["build_number"] or app["state"] == State.REGISTERED else None
     await apps.update_app(
         conn,
         app["id"],
@@ -91,6 +110,18 @@ async def start_build(conn: Conn, app: dict[str, Any], requested_by: str, cause:
     )
     await refresh_doc(conn, app["id"])
     return number
+
+
+async def register(conn: Conn, app: dict[str, Any], requested_by: str, cause: str) -> None:
+    """Keep the (locked) version out of the pipeline: `registered`, no current build.
+
+    What an unapproved user's submission gets, as in SAGE; an approved user (or the owner, once
+    approved) starts its build with `POST /api/builds/...`."""
+    await cancel_build(conn, app, requested_by)
+    await apps.update_app(conn, app["id"], state=State.REGISTERED.value, build_id=None)
+    previous = None if cause == "submitted" else app["state"]
+    await apps.add_history(conn, app["id"], previous, State.REGISTERED, cause, actor=requested_by)
+    await refresh_doc(conn, app["id"])
 
 
 async def cancel_build(conn: Conn, app: dict[str, Any], requested_by: str) -> None:

@@ -22,16 +22,24 @@ async def rebuild(
         app = await access.app_for(
             conn, who, ecr.policy, ns, name, version, Permission.WRITE, for_update=True
         )
+        if who is not None and not (who.is_approved or who.is_admin):
+            raise Forbidden(
+                f"your account is not approved to build apps yet: {pipeline.ident(app)} stays "
+                "registered (stored, not built); ask an administrator to approve your account"
+            )
         return {"build_number": await pipeline.rebuild(conn, app, access.require_submitter(who))}
 
 
 async def get_build(
-    ecr: Ecr, who: Principal | None, ns: str, name: str, version: str
+    ecr: Ecr, who: Principal | None, ns: str, name: str, version: str, base_url: str
 ) -> dict[str, Any]:
+    """The current build, with `url`: the build's address, whose `console` is its log."""
     async with ecr.pool.acquire() as conn:
         app = await access.app_for(conn, who, ecr.policy, ns, name, version, Permission.READ)
         build = await apps.get_build(conn, app["build_id"])
-    return views.build_view(app, build)
+    view = views.build_view(app, build)
+    view["url"] = views.build_url(base_url, app, build["build_number"]) if build else None
+    return view
 
 
 async def status(
@@ -95,8 +103,21 @@ async def review(
                 who, f"only reviewers (group {ecr.policy.reviewers_group}) may review apps"
             )
         assert who is not None
+        if not ecr.policy.allow_self_review:
+            await _refuse_own_app(conn, app, who)
         await pipeline.review(conn, app, who, body.decision, body.comment)
         return await apps.app_document(conn, app["id"])
+
+
+async def _refuse_own_app(conn: apps.Conn, app: dict[str, Any], who: Principal) -> None:
+    """403 for a reviewer who submitted the version or asked for its current build."""
+    build = await apps.get_build(conn, app["build_id"])
+    authors = {app["owner"], (build or {}).get("requested_by")}
+    if who.username in authors:
+        raise Forbidden(
+            f"{who.username} submitted {pipeline.ident(app)}: reviewers may not review their own"
+            " apps; ask another reviewer"
+        )
 
 
 async def registry_access(

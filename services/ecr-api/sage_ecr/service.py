@@ -13,15 +13,14 @@ from typing import Any
 import asyncpg
 
 from sage_common.auth import Principal
-from sage_common.errors import Conflict, Forbidden, Unprocessable
+from sage_common.errors import Conflict, Forbidden
 
-from . import access, cursor, pipeline, store, views
+from . import access, acl, cursor, pipeline, service_images, store, views
 from . import store_apps as apps
 from .access import Policy
-from .acl import Permission
-from .models import ListQuery, NamespaceCreate, PermissionChange
-from .spec import AppSpec, cross_check
-from .spectypes import version_key
+from .acl import Grant, Permission
+from .models import ListQuery, NamespaceCreate, PermissionChange, RepositoryQuery
+from .spec import AppSpec
 from .states import State
 
 
@@ -34,76 +33,12 @@ class Ecr:
     max_body_bytes: int = 256 * 1024
     spec_max_depth: int = 32
     spec_max_nodes: int = 20_000
+    public_url: str = ""
 
 
-def _search_text(spec: AppSpec) -> tuple[str, str, str]:
+def search_text(spec: AppSpec) -> tuple[str, str, str]:
     name_words = spec.name + " " + spec.name.replace("-", " ").replace("_", " ").replace(".", " ")
     return name_words, " ".join(spec.keywords), spec.description
-
-
-def validate_spec(data: Any, path: tuple[str, str, str] | None = None) -> AppSpec:
-    """The app description, the URL's namespace/name/version filled in; 422 on any problem."""
-    if path is not None and isinstance(data, dict):
-        problems = []
-        for key, value in zip(("namespace", "name", "version"), path, strict=True):
-            if data.setdefault(key, value) != value:
-                problems.append(
-                    {
-                        "loc": [key],
-                        "msg": f"does not match the URL ({value})",
-                        "type": "value_error",
-                    }
-                )
-        if problems:
-            raise Unprocessable("the app description does not match its URL", errors=problems)
-    spec = AppSpec.model_validate(data)
-    problems = cross_check(spec)
-    if spec.namespace is None:
-        problems.append({"loc": ["namespace"], "msg": "Field required", "type": "missing"})
-    if problems:
-        raise Unprocessable("the app description is not valid", errors=problems)
-    return spec
-
-
-async def submit(ecr: Ecr, who: Principal | None, spec: AppSpec) -> str:
-    """Store a new version and queue `app.submitted`; the namespace goes to its first submitter."""
-    who = access.require_submitter(who)
-    assert spec.namespace is not None
-    ns, name = spec.namespace, spec.name
-    async with ecr.pool.acquire() as conn, conn.transaction():
-        if await store.create_namespace(conn, ns, who.username):
-            await store.create_repository(conn, ns, name, who.username)
-        elif await store.get_repository(conn, ns, name) is None:
-            granted = await access.on_namespace(conn, who, ecr.policy, ns)
-            if Permission.WRITE not in granted:
-                raise Forbidden(
-                    f"namespace {ns} belongs to someone else: you may not add apps to it"
-                )
-            await store.create_repository(conn, ns, name, who.username)
-        else:
-            granted = await access.on_repository(conn, who, ecr.policy, ns, name)
-            if Permission.WRITE not in granted:
-                raise Forbidden(f"you may not submit versions of {ns}/{name}")
-        doc = spec.model_dump(mode="json", exclude={"namespace", "name", "version"})
-        app = await apps.insert_app(
-            conn,
-            namespace=ns,
-            name=name,
-            version=spec.version,
-            version_key=version_key(spec.version),
-            owner=who.username,
-            spec=doc,
-            architectures=list(spec.source.architectures),
-            gpu=spec.hardware.gpu,
-            state=State.SUBMITTED.value,
-            search=_search_text(spec),
-        )
-        if app is None:
-            raise Conflict(
-                f"{views.app_id(ns, name, spec.version)} already exists: use a new version"
-            )
-        await pipeline.start_build(conn, app, who.username, "submitted")
-        return await apps.app_document(conn, app["id"])
 
 
 async def get_app(ecr: Ecr, who: Principal | None, ns: str, name: str, version: str) -> str:
@@ -115,7 +50,8 @@ async def get_app(ecr: Ecr, who: Principal | None, ns: str, name: str, version: 
 async def delete_app(
     ecr: Ecr, who: Principal | None, ns: str, name: str, version: str
 ) -> dict[str, int]:
-    """Delete a version (cancelling its build); a frozen one only by an administrator."""
+    """Delete a version (cancelling its build, its images to follow); a frozen one only by an
+    administrator."""
     async with ecr.pool.acquire() as conn, conn.transaction():
         app = await access.app_for(
             conn, who, ecr.policy, ns, name, version, Permission.FULL_CONTROL, for_update=True
@@ -124,8 +60,33 @@ async def delete_app(
         if app["frozen"] and not who.is_admin:
             raise Forbidden(f"{pipeline.ident(app)} is frozen: only an administrator may delete it")
         await pipeline.cancel_build(conn, app, who.username)
+        await service_images.forget(conn, app, who.username)
         await apps.delete_app(conn, app["id"])
     return {"deleted": 1}
+
+
+def _owner(who: Principal | None, owner: str | None) -> str | None:
+    """`owner=true` (SAGE's form) is the caller ("" for nobody when anonymous)."""
+    if owner is not None and owner.lower() in ("true", "1", "yes"):
+        return who.username if who else ""
+    return owner
+
+
+async def set_frozen(
+    ecr: Ecr, who: Principal | None, ns: str, name: str, version: str, frozen: bool
+) -> dict[str, int]:
+    """Freeze or unfreeze a version (administrators only, as in SAGE); `modified` 0 or 1."""
+    async with ecr.pool.acquire() as conn, conn.transaction():
+        app = await access.app_for(
+            conn, who, ecr.policy, ns, name, version, Permission.READ, for_update=True
+        )
+        if who is None or not who.is_admin:
+            raise access.deny(who, "only administrators may freeze or unfreeze a version")
+        if app["frozen"] == frozen:
+            return {"modified": 0}
+        await apps.update_app(conn, app["id"], frozen=frozen)
+        await pipeline.refresh_doc(conn, app["id"])
+    return {"modified": 1}
 
 
 async def list_apps(
@@ -136,9 +97,7 @@ async def list_apps(
     name: str | None = None,
 ) -> str:
     """One page of the apps the caller may read, as `{"pagination": ..., "data": [...]}` text."""
-    owner = query.owner
-    if owner is not None and owner.lower() in ("true", "1"):
-        owner = who.username if who else ""
+    owner = _owner(who, query.owner)
     gpus: dict[str, list[str]] = {"true": ["required", "optional"], "false": ["optional", "none"]}
     gpu = gpus.get(query.gpu, [query.gpu]) if query.gpu else None
     flt = apps.AppFilter(
@@ -146,6 +105,7 @@ async def list_apps(
         name=name,
         owner=owner,
         public=query.public,
+        nopublic=query.nopublic,
         shared=query.shared,
         state=State.PUBLISHED.value
         if query.published
@@ -182,6 +142,7 @@ async def create_namespace(
 ) -> dict[str, Any]:
     who = access.require_submitter(who)
     async with ecr.pool.acquire() as conn, conn.transaction():
+        await service_images.require_claimable(conn, body.id)
         if not await store.create_namespace(conn, body.id, who.username):
             raise Conflict(f"namespace {body.id} already exists")
         row = await store.get_namespace(conn, body.id)
@@ -206,11 +167,41 @@ async def delete_namespace(ecr: Ecr, who: Principal | None, ns: str) -> dict[str
     return {"deleted": 1}
 
 
-async def list_repositories(ecr: Ecr, who: Principal | None, ns: str | None) -> dict[str, Any]:
+async def list_repositories(
+    ecr: Ecr, who: Principal | None, query: RepositoryQuery, ns: str | None = None
+) -> dict[str, Any]:
+    """Repositories the caller may read, filtered as SAGE filters them; `view=permissions` adds
+    each one's `permissions` (see `_visible_grants`)."""
     v = access.viewer(who, ecr.policy)
+    flt = store.RepoFilter(
+        owner=_owner(who, query.owner),
+        public=query.public,
+        nopublic=query.nopublic,
+        shared=query.shared,
+    )
     async with ecr.pool.acquire() as conn:
-        rows = await store.list_repositories(conn, ns, v.username, v.groups, v.everything)
-    return {"data": [views.repository_view(r) for r in rows]}
+        rows = await store.list_repositories(
+            conn, ns or query.namespace, v.username, v.groups, v.everything, flt
+        )
+        data = [views.repository_view(r) for r in rows]
+        if query.view == "permissions" and rows:
+            names = [f"{r['namespace']}/{r['name']}" for r in rows]
+            repo_grants = await store.grants_of(conn, "repository", names)
+            ns_grants = await store.grants_of(conn, "namespace", [r["namespace"] for r in rows])
+            for item, name in zip(data, names, strict=True):
+                shown = _visible_grants(who, ns_grants[item["namespace"]], repo_grants[name])
+                item["permissions"] = [views.grant_view(g, "repository", name) for g in shown]
+    return {"data": data}
+
+
+def _visible_grants(
+    who: Principal | None, ns_grants: list[Grant], repo_grants: list[Grant]
+) -> list[Grant]:
+    """A repository's grants as `GET /api/permissions/{ns}/{name}` would show them to the
+    caller; to one who may not read that list, only the AllUsers grant (public knowledge)."""
+    if Permission.READ_ACP in acl.on_repository(who, ns_grants, repo_grants):
+        return repo_grants
+    return [g for g in repo_grants if acl.is_public([g])]
 
 
 async def get_repository(ecr: Ecr, who: Principal | None, ns: str, name: str) -> str:
@@ -262,18 +253,7 @@ async def get_permissions(
     async with ecr.pool.acquire() as conn:
         kind, resource, _ = await _acl_target(conn, ecr, who, ns, name, Permission.READ_ACP)
         grants = await store.grants(conn, kind, resource)
-    return [
-        views.permission_view(
-            {
-                "grantee": g.grantee,
-                "grantee_type": g.grantee_type,
-                "permission": g.permission.value,
-                "resource_name": resource,
-                "resource_type": kind,
-            }
-        )
-        for g in grants
-    ]
+    return [views.grant_view(g, kind, resource) for g in grants]
 
 
 async def change_permissions(

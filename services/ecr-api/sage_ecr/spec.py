@@ -1,7 +1,9 @@
-"""The app description (`sage.yaml`): what a scientist submits, validated strictly.
+"""The app description (`sage.yaml`): what a scientist submits, and its strict JSON Schema.
 
 It keeps every field of the SAGE ECR app spec and adds `hardware`, `provenance` and `testing`.
-Unknown fields are errors; `docs/app-spec.md` describes each field and the name rules.
+The models forbid unknown fields, so the schema served to editors is strict; the server reads
+SAGE's looser forms first (`spec_sage`), setting unknown fields aside to keep them. `docs/app-spec.md`
+describes each field and the name rules.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from .spectypes import (
     DataLink,
     GitUrl,
     HttpUrl,
-    Identifier,
+    InputId,
     LongText,
     Name,
     RelativePath,
@@ -89,7 +91,7 @@ def value_fits(kind: str, value: Any) -> bool:
 class Input(_Strict):
     """One input of the app, typed as in CWL."""
 
-    id: Identifier
+    id: InputId
     type: InputType
     description: LongText | None = None
     default: Scalar | None = None
@@ -139,8 +141,12 @@ class Testing(_Strict):
     command: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=256)] = []
     args: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=256)] = []
     mask_entrypoint: bool = False
-    inputs: dict[Identifier, Scalar] = {}
+    inputs: dict[InputId, Scalar] = {}
     data: SageBucketLink | None = Field(default=None, description="mounted read-only at /data")
+    # Absent: the profiler's unprivileged user. `root` runs only where its operator allows it.
+    user: Annotated[str, Field(pattern=r"^(root|\d{1,10}(:\d{1,10})?)$")] | None = Field(
+        default=None, description="root, or a numeric uid[:gid]; absent: the profiler's user"
+    )
     # Absent: the profiler decides (its `default_timeout_seconds`, 300 unless configured otherwise).
     timeout: Annotated[Seconds, Field(le=MAX_TEST_TIMEOUT_SECONDS)] | None = Field(
         default=None, description="seconds before the test is killed; absent: the profiler's (300)"
@@ -176,6 +182,10 @@ class AppSpec(_Strict):
     funding: LongText | None = None
     license: ShortText | None = None
     source: Source
+    # SAGE's command line of the app: `arguments` (a list, or one string), `baseCommand`.
+    arguments: LongText | Annotated[list[Scalar], Field(max_length=256)] | None = None
+    baseCommand: LongText | Annotated[list[str], Field(max_length=256)] | None = None  # noqa: N815
+    depends_on: ShortText | list[ShortText] | None = None
     inputs: Annotated[list[Input], Field(max_length=128)] = []
     resources: Annotated[list[Resource], Field(max_length=64)] = []
     metadata: dict[str, Any] = {}

@@ -3,7 +3,8 @@
 YAML is read with the safe loader only. Before anything is built, the event stream is scanned for
 nesting depth, then the composed node graph is measured as if every alias were expanded: a
 "billion laughs" document is a few hundred bytes that expands to billions of nodes, and it is
-refused here instead of in whatever walks the result later.
+refused here (422) instead of in whatever walks the result later. A top-level `version: 1.10` is
+kept as the text written, not read as the number 1.1.
 """
 
 from __future__ import annotations
@@ -13,14 +14,18 @@ from typing import Any
 
 import yaml
 
-from sage_common.errors import BadRequest
+from sage_common.errors import BadRequest, Unprocessable
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # type: ignore[assignment]
 JSON_TYPES = ("application/json",)
 
 
-class DocumentTooComplex(BadRequest):
+class DocumentTooComplex(Unprocessable):
     """The document nests too deeply or expands to too many nodes."""
+
+
+_STR = "tag:yaml.org,2002:str"
+_NUMBERS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 
 
 def load_document(body: bytes, content_type: str, *, max_depth: int, max_nodes: int) -> Any:
@@ -53,6 +58,7 @@ def load_yaml(text: str, *, max_depth: int, max_nodes: int) -> Any:
             if node is None:
                 raise BadRequest("the body holds no YAML document")
             _check_expansion(node, max_nodes)
+            _version_as_written(node)
             return loader.construct_document(node)
         finally:
             loader.dispose()
@@ -60,6 +66,20 @@ def load_yaml(text: str, *, max_depth: int, max_nodes: int) -> Any:
         raise BadRequest(f"the body is not valid YAML: {_first_line(exc)}") from None
     except RecursionError:
         raise DocumentTooComplex(f"the document nests deeper than {max_depth} levels") from None
+
+
+def _version_as_written(root: yaml.Node) -> None:
+    """`version: 1.10` is the version "1.10" (a YAML float would be 1.1), `version: 2` is "2"."""
+    if not isinstance(root, yaml.MappingNode):
+        return
+    for key, value in root.value:
+        if (
+            isinstance(key, yaml.ScalarNode)
+            and key.value == "version"
+            and isinstance(value, yaml.ScalarNode)
+            and value.tag in _NUMBERS
+        ):
+            value.tag = _STR
 
 
 def _first_line(exc: yaml.YAMLError) -> str:

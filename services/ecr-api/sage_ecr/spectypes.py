@@ -1,4 +1,4 @@
-"""The small value types of the app description: names, semver versions, sizes, durations, links.
+"""The small value types of the app description: names, versions, sizes, durations, links.
 
 Each is an `Annotated` type, so the rule lives in one place and shows up in the JSON Schema.
 """
@@ -12,12 +12,13 @@ from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, 
 
 # Docker's rule for a repository path component, so `namespace/name` is also a registry path.
 NAME_PATTERN = r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$"
-# Semantic Versioning 2.0.0 without build metadata: `+` is not allowed in a registry tag.
-SEMVER_PATTERN = (
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?$"
-)
-_SEMVER_RE = re.compile(SEMVER_PATTERN)
+# A version is any registry tag (SAGE's ECR took any text, and the tag is what must hold): `1.0`,
+# `0.24.8.20`, `1.2.3-rc.1`, `v2.0`. `+` (semver build metadata) cannot be in a tag.
+TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"
+_TAG_RE = re.compile(TAG_PATTERN)
+# The versions that sort numerically: one to four numbers (an optional leading `v`), then an
+# optional pre-release after `-`, which sorts before the release as in semver.
+_NUMERIC_RE = re.compile(r"^[vV]?(\d{1,10}(?:\.\d{1,10}){0,3})(?:-([A-Za-z0-9._-]+))?$")
 ARCHITECTURES = ("linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm/v6")
 INPUT_TYPES = ("boolean", "int", "long", "float", "double", "string", "File", "Directory")
 
@@ -28,9 +29,21 @@ NAME_RULE = (
 )
 
 
+def suggest_name(value: str) -> str:
+    """The nearest valid name: lowercased, other characters turned into dashes, trimmed."""
+    name = re.sub(r"[^a-z0-9._-]+", "-", value.strip().lower())
+    name = re.sub(r"[._-]{2,}", lambda m: m[0] if re.fullmatch(r"__|-+", m[0]) else "-", name)
+    return name.strip("._-")[:64].strip("._-")
+
+
 def _check_name(value: str) -> str:
     if not (2 <= len(value) <= 64 and _NAME_RE.match(value)):
-        raise ValueError(f"not a valid name: {NAME_RULE}")
+        better = suggest_name(value)
+        hint = f": write {better!r}" if 2 <= len(better) and _NAME_RE.match(better) else ""
+        if value != value.lower():
+            # SAGE refused capitals too (its ECR and the registry take lowercase names only).
+            raise ValueError(f"{value!r} has capital letters; names are lowercase{hint}")
+        raise ValueError(f"{value!r} is not a valid name ({NAME_RULE}){hint}")
     return value
 
 
@@ -39,10 +52,13 @@ def _text(value: Any) -> Any:
     return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
 
-def _check_semver(value: str) -> str:
-    if len(value) > 64 or not _SEMVER_RE.match(value):
+def _check_version(value: str) -> str:
+    if not _TAG_RE.match(value):
+        better = re.sub(r"[^A-Za-z0-9._-]+", "-", value.strip().replace("+", "-")).strip(".-")
+        hint = f": write {better!r}" if better and _TAG_RE.match(better) else ""
         raise ValueError(
-            f"{value!r} is not a semantic version: write MAJOR.MINOR.PATCH[-PRERELEASE], e.g. 1.0.0"
+            f"{value!r} cannot be a registry tag (letters, digits, '.', '_' and '-', at most 128, "
+            f"not starting with '.' or '-'; no '+' or spaces){hint}"
         )
     return value
 
@@ -63,20 +79,23 @@ Name = Annotated[
 Version = Annotated[
     str,
     BeforeValidator(_text),
-    AfterValidator(_check_semver),
+    AfterValidator(_check_version),
     WithJsonSchema(
         {
             "type": "string",
-            "maxLength": 64,
-            "pattern": SEMVER_PATTERN,
-            "description": "semantic version MAJOR.MINOR.PATCH[-PRERELEASE], e.g. 1.0.0",
+            "maxLength": 128,
+            "pattern": TAG_PATTERN,
+            "description": "a registry tag: 1.0, 1.2.3, 0.24.8.20, 2.0.0-rc.1",
         }
     ),
 ]
 Word = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
 ]
-Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+# An input's id, as SAGE apps write them: `threshold`, `sampling-interval`, `out_dir`, `-ip` (a
+# flag that already carries its dashes). The profiler passes each as `--id value`.
+INPUT_ID_PATTERN = r"^-{0,2}[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
+InputId = Annotated[str, StringConstraints(pattern=INPUT_ID_PATTERN)]
 ShortText = Annotated[str, StringConstraints(max_length=256)]
 LongText = Annotated[str, StringConstraints(max_length=16_384)]
 HttpUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s]+$")]
@@ -168,14 +187,22 @@ def split_commas(value: Any) -> Any:
     return value
 
 
+def _pad(part: str) -> str:
+    return f"{int(part):010d}" if part.isdigit() else part
+
+
 def version_key(version: str) -> str:
-    """A string that sorts like semver precedence (releases after their pre-releases)."""
-    match = _SEMVER_RE.match(version)
+    """A text that sorts versions numerically (compare it byte by byte, `COLLATE "C"`).
+
+    One to four numbers pad to four (`1.0` and `1.0.0` sort together, the shorter first); a
+    pre-release sorts before its release as in semver; any other tag sorts before all numbered
+    versions, by its text. The version itself ends the key, so two versions never share one.
+    """
+    match = _NUMERIC_RE.match(version)
     if not match:
-        return version
-    major, minor, patch, pre = match.groups()
-    key = f"{int(major):010d}.{int(minor):010d}.{int(patch):010d}"
-    if pre is None:
-        return key + "~"  # '~' sorts after every pre-release character
-    parts = [f"{int(p):010d}" if p.isdigit() else p for p in pre.split(".")]
-    return key + "-" + ".".join(parts)
+        return "0" + version
+    numbers, pre = match.groups()
+    parts = numbers.split(".")
+    key = "1" + ".".join(_pad(p) for p in parts + ["0"] * (4 - len(parts)))
+    key += "~" if pre is None else "-" + ".".join(_pad(p) for p in pre.split("."))
+    return key + " " + version

@@ -14,6 +14,7 @@ from typing import Literal
 
 
 class State(StrEnum):
+    REGISTERED = "registered"  # stored, not built: submitted by a user not yet approved
     SUBMITTED = "submitted"
     BUILDING = "building"
     BUILD_FAILED = "build_failed"

@@ -5,6 +5,7 @@ Every function takes the connection it runs on, so the service decides what shar
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -17,17 +18,43 @@ READERS = GIVEN_BY[Permission.READ]
 # Whether the grant row `p` names the viewer ($u: username or NULL, $g: groups).
 _NAMES_VIEWER = """((p.grantee_type = 'USER' AND p.grantee = {u})
     OR (p.grantee_type = 'GROUP' AND (p.grantee = 'AllUsers' OR p.grantee = ANY({g}))))"""
+# The same without AllUsers: grants to the viewer themselves or to their groups.
+_NAMES_VIEWER_ONLY = """((p.grantee_type = 'USER' AND p.grantee = {u})
+    OR (p.grantee_type = 'GROUP' AND p.grantee = ANY({g})))"""
 
 
-def readable_repository(namespace: str, name: str, u: str, g: str, everything: str) -> str:
-    """SQL: the viewer may read the repository `namespace`/`name` (SQL expressions)."""
+def readable_repository(
+    namespace: str, name: str, u: str, g: str, everything: str, *, via_public: bool = True
+) -> str:
+    """SQL: the viewer may read the repository `namespace`/`name` (SQL expressions); with
+    `via_public=False` only through a grant to them or their groups (SAGE's `nopublic`)."""
+    names = _NAMES_VIEWER if via_public else _NAMES_VIEWER_ONLY
     return f"""({everything} OR EXISTS (
         SELECT 1 FROM permissions p
         WHERE p.permission = ANY('{{{",".join(READERS)}}}'::text[])
           AND ((p.resource_type = 'repository' AND p.resource_name = {namespace} || '/' || {name})
             OR (p.resource_type = 'namespace' AND p.resource_name = {namespace}
                 AND NOT (p.grantee_type = 'GROUP' AND p.grantee = 'AllUsers')))
-          AND {_NAMES_VIEWER.format(u=u, g=g)}))"""
+          AND {names.format(u=u, g=g)}))"""
+
+
+def shared_repository(namespace: str, name: str, owner: str, u: str, g: str) -> str:
+    """SQL: someone else owns the repository and grants the viewer (or a group of theirs)
+    something on it or on its namespace (SAGE's `shared`)."""
+    return f"""({owner} IS DISTINCT FROM {u} AND EXISTS (SELECT 1 FROM permissions p
+        WHERE ((p.resource_type = 'repository' AND p.resource_name = {namespace} || '/' || {name})
+            OR (p.resource_type = 'namespace' AND p.resource_name = {namespace}))
+          AND {_NAMES_VIEWER_ONLY.format(u=u, g=g)}))"""
+
+
+@dataclass
+class RepoFilter:
+    """SAGE's listing filters (`GET /api/repositories`); see docs/ecr.md."""
+
+    owner: str | None = None
+    public: bool = False
+    nopublic: bool = False
+    shared: bool = False
 
 
 def public_repository(namespace: str, name: str) -> str:
@@ -153,18 +180,32 @@ async def count_apps(conn: Conn, namespace: str, name: str) -> int:
 
 
 async def list_repositories(
-    conn: Conn, namespace: str | None, username: str | None, groups: list[str], everything: bool
+    conn: Conn,
+    namespace: str | None,
+    username: str | None,
+    groups: list[str],
+    everything: bool,
+    flt: RepoFilter | None = None,
 ) -> list[dict[str, Any]]:
+    flt = flt or RepoFilter()
+    args: list[Any] = [namespace, username, groups, everything]
+    where = [
+        "($1::text IS NULL OR r.namespace = $1)",
+        readable_repository("r.namespace", "r.name", "$2", "$3", "$4", via_public=not flt.nopublic),
+    ]
+    if flt.public:
+        where.append(_PUBLIC_R)
+    if flt.shared:
+        where.append(shared_repository("r.namespace", "r.name", "r.owner", "$2", "$3"))
+    if flt.owner is not None:
+        args.append(flt.owner)
+        where.append(f"r.owner = ${len(args)}")
     rows = await conn.fetch(
         f"""SELECT r.namespace, r.name, r.owner, {_PUBLIC_R} AS public
             FROM repositories r
-            WHERE ($1::text IS NULL OR r.namespace = $1)
-              AND {readable_repository("r.namespace", "r.name", "$2", "$3", "$4")}
+            WHERE {" AND ".join(where)}
             ORDER BY r.namespace, r.name""",
-        namespace,
-        username,
-        groups,
-        everything,
+        *args,
     )
     return [dict(r) for r in rows]
 
@@ -184,6 +225,23 @@ async def grants(conn: Conn, resource_type: str, resource_name: str) -> list[Gra
         Grant(grantee_type=r["grantee_type"], grantee=r["grantee"], permission=r["permission"])
         for r in rows
     ]
+
+
+async def grants_of(conn: Conn, resource_type: str, names: list[str]) -> dict[str, list[Grant]]:
+    """The grants of each resource of `resource_type` named in `names`, in one query."""
+    rows = await conn.fetch(
+        """SELECT resource_name, grantee_type, grantee, permission FROM permissions
+           WHERE resource_type = $1 AND resource_name = ANY($2::text[])
+           ORDER BY resource_name, grantee_type, grantee, permission""",
+        resource_type,
+        names,
+    )
+    found: dict[str, list[Grant]] = {name: [] for name in names}
+    for r in rows:
+        found[r["resource_name"]].append(
+            Grant(grantee_type=r["grantee_type"], grantee=r["grantee"], permission=r["permission"])
+        )
+    return found
 
 
 async def add_grant(conn: Conn, resource_type: str, resource_name: str, grant: Grant) -> int:

@@ -9,7 +9,7 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
-from .store import public_repository, readable_repository
+from .store import public_repository, readable_repository, shared_repository
 
 Conn: TypeAlias = asyncpg.Connection
 
@@ -41,6 +41,7 @@ class AppFilter:
     name: str | None = None
     owner: str | None = None
     public: bool = False
+    nopublic: bool = False
     shared: bool = False
     state: str | None = None
     architecture: str | None = None
@@ -81,6 +82,28 @@ async def insert_app(
         state,
     )
     return dict(row) if row else None
+
+
+async def replace_spec(
+    conn: Conn,
+    app_id: int,
+    *,
+    spec: dict[str, Any],
+    architectures: list[str],
+    gpu: str,
+    search: tuple[str, str, str],
+) -> None:
+    """A resubmitted version's description (`force=true`); the pipeline columns are left alone."""
+    await conn.execute(
+        f"""UPDATE apps SET search = {_SEARCH}, spec = $4, architectures = $5, gpu = $6,
+                            updated_at = now()
+            WHERE id = $7""",
+        *search,
+        spec,
+        architectures,
+        gpu,
+        app_id,
+    )
 
 
 async def get_app(
@@ -124,8 +147,22 @@ async def update_app(conn: Conn, app_id: int, **values: Any) -> None:
     )
 
 
-async def save_doc(conn: Conn, app_id: int, doc: dict[str, Any]) -> None:
-    await conn.execute("UPDATE apps SET doc = $2 WHERE id = $1", app_id, doc)
+async def save_doc(conn: Conn, app_id: int, doc: dict[str, Any], doc_version: int) -> None:
+    await conn.execute(
+        "UPDATE apps SET doc = $2, doc_version = $3 WHERE id = $1", app_id, doc, doc_version
+    )
+
+
+async def lock_stale_docs(conn: Conn, doc_version: int, limit: int) -> list[int]:
+    """Ids of up to `limit` versions whose document is older than `doc_version`, locked for this
+    transaction; rows another replica is recomputing are skipped."""
+    rows = await conn.fetch(
+        """SELECT id FROM apps WHERE doc_version < $1 ORDER BY id LIMIT $2
+           FOR UPDATE SKIP LOCKED""",
+        doc_version,
+        limit,
+    )
+    return [r["id"] for r in rows]
 
 
 async def delete_app(conn: Conn, app_id: int) -> None:
@@ -154,6 +191,13 @@ async def get_build(conn: Conn, build_id: uuid.UUID | None) -> dict[str, Any] | 
     if build_id is None:
         return None
     row = await conn.fetchrow("SELECT * FROM builds WHERE build_id = $1", build_id)
+    return dict(row) if row else None
+
+
+async def get_build_by_number(conn: Conn, app_id: int, build_number: int) -> dict[str, Any] | None:
+    row = await conn.fetchrow(
+        "SELECT * FROM builds WHERE app_id = $1 AND build_number = $2", app_id, build_number
+    )
     return dict(row) if row else None
 
 
@@ -242,7 +286,9 @@ async def list_apps(
 ) -> list[tuple[list[str], str]]:
     """Up to `limit` (keyset position, document text) pairs the viewer may read, in id order."""
     args: list[Any] = [viewer.username, viewer.groups, viewer.everything]
-    where = [readable_repository("a.namespace", "a.name", "$1", "$2", "$3")]
+    where = [
+        readable_repository("a.namespace", "a.name", "$1", "$2", "$3", via_public=not flt.nopublic)
+    ]
 
     def arg(value: Any) -> str:
         args.append(value)
@@ -257,14 +303,7 @@ async def list_apps(
     if flt.public:
         where.append(public_repository("a.namespace", "a.name"))
     if flt.shared:
-        where.append(
-            """a.owner IS DISTINCT FROM $1 AND EXISTS (SELECT 1 FROM permissions p
-                WHERE ((p.resource_type = 'repository'
-                        AND p.resource_name = a.namespace || '/' || a.name)
-                    OR (p.resource_type = 'namespace' AND p.resource_name = a.namespace))
-                  AND ((p.grantee_type = 'USER' AND p.grantee = $1)
-                    OR (p.grantee_type = 'GROUP' AND p.grantee = ANY($2))))"""
-        )
+        where.append(shared_repository("a.namespace", "a.name", "a.owner", "$1", "$2"))
     if flt.state is not None:
         where.append(f"a.state = {arg(flt.state)}")
     if flt.architecture is not None:

@@ -9,11 +9,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
+from .acl import Grant
 from .states import State
 
 if TYPE_CHECKING:
     from .store_meta import MetaFileRow
+
+# Bump whenever `app_doc` changes: stored documents made by an older version are recomputed when
+# the service starts (pipeline.refresh_stale_docs), so every client sees one shape.
+DOC_VERSION = 3
 
 SPEC_ORDER = (
     "description",
@@ -31,6 +37,19 @@ SPEC_ORDER = (
     "provenance",
     "testing",
 )
+
+
+# SAGE's app fields that are plain text there: "" when absent, never null (SAGE's clients test
+# them for truth and call string methods on them).
+SAGE_TEXT = ("description", "homepage", "funding", "license")
+# SAGE's comma-separated text fields, and the names of the lists that stand beside them.
+SAGE_LISTS = {
+    "keywords": "keyword_list",
+    "authors": "author_list",
+    "collaborators": "collaborator_list",
+}
+# SAGE's app fields that this catalogue has no use for, shown as SAGE shows them when unset.
+SAGE_UNUSED = ("depends_on", "baseCommand", "arguments")
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -75,6 +94,30 @@ def profile_summary(profile: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+def text_items(value: Any) -> list[str]:
+    """A SAGE text list as items: a list as it is, text split at its commas, nothing for null."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return [str(item) for item in value]
+
+
+def source_view(source: dict[str, Any], build: dict[str, Any] | None) -> dict[str, Any]:
+    """`source` as SAGE shows it: `branch`/`tag` "" when unset, `git_commit` the commit built.
+
+    `git_commit` is the commit the current build checked out (a pinned `commit` until then, else
+    ""); `commit` stays what the description pinned.
+    """
+    done = (build or {}).get("done") or {}
+    shown = dict(source)
+    for key in ("branch", "tag"):
+        if shown.get(key) is None:
+            shown[key] = ""
+    shown["git_commit"] = done.get("commit") or source.get("commit") or ""
+    return shown
+
+
 def app_doc(app: dict[str, Any], build: dict[str, Any] | None) -> dict[str, Any]:
     """The app as every route shows it (without `public`, which depends on the ACL)."""
     spec = app["spec"]
@@ -85,7 +128,19 @@ def app_doc(app: dict[str, Any], build: dict[str, Any] | None) -> dict[str, Any]
         "version": app["version"],
     }
     for key in SPEC_ORDER:
-        doc[key] = spec.get(key)
+        value = spec.get(key)
+        if key in SAGE_LISTS:
+            items = text_items(value)
+            doc[key] = ", ".join(items)
+            doc[SAGE_LISTS[key]] = items
+        elif key in SAGE_TEXT:
+            doc[key] = "" if value is None else value
+        elif key == "source":
+            doc[key] = source_view(value, build)
+        else:
+            doc[key] = value
+    for key in SAGE_UNUSED:
+        doc[key] = "" if spec.get(key) is None else spec[key]
     doc.update(
         owner=app["owner"],
         frozen=app["frozen"],
@@ -105,6 +160,8 @@ def app_doc(app: dict[str, Any], build: dict[str, Any] | None) -> dict[str, Any]
         time_created=iso(app["created_at"]),
         time_last_updated=iso(app["updated_at"]),
     )
+    for key, value in spec.items():  # fields the description had beyond the known ones
+        doc.setdefault(key, value)
     return doc
 
 
@@ -143,6 +200,13 @@ def build_view(app: dict[str, Any], build: dict[str, Any] | None) -> dict[str, A
         "error_class": done.get("error_class"),
         "error": done.get("error"),
     }
+
+
+def build_url(base_url: str, app: dict[str, Any], build_number: int) -> str:
+    """A build's address, ending in `/` as Jenkins' did: SAGE's portal links `url + "console"`,
+    which serves the build's log as text."""
+    parts = (app["namespace"], app["name"], app["version"], str(build_number))
+    return f"{base_url}/api/builds/" + "/".join(quote(p, safe="") for p in parts) + "/"
 
 
 def outcome_view(build: dict[str, Any] | None) -> dict[str, Any]:
@@ -216,3 +280,16 @@ def meta_fields(app: dict[str, Any], files: Sequence[MetaFileRow]) -> dict[str, 
         "images": paths("image") or None,
         "science_description": next(iter(paths("science_description")), None),
     }
+
+
+def grant_view(grant: Grant, resource_type: str, resource_name: str) -> dict[str, Any]:
+    """One grant as SAGE's permission listings show it."""
+    return permission_view(
+        {
+            "grantee": grant.grantee,
+            "grantee_type": grant.grantee_type,
+            "permission": grant.permission.value,
+            "resource_name": resource_name,
+            "resource_type": resource_type,
+        }
+    )

@@ -1,4 +1,7 @@
-"""The app description: strict validation that names every problem with its path."""
+"""The app description's model: the rules of each field, every problem named with its path.
+
+The model itself forbids unknown fields (its JSON Schema is strict, for editors); the server reads
+SAGE's looser forms first (`test_spec_sage.py`)."""
 
 from __future__ import annotations
 
@@ -39,7 +42,7 @@ def test_minimal_description_gets_sage_defaults():
 def test_every_problem_is_reported_with_its_path():
     found = errors(
         make(
-            version="1.0",
+            version="1.0+build.5",
             name="Bad_Name!",
             color="blue",
             source={"url": "not a url", "architectures": ["linux/s390x"]},
@@ -53,14 +56,49 @@ def test_every_problem_is_reported_with_its_path():
     assert any(k.startswith("inputs.0") for k in found)
 
 
-@pytest.mark.parametrize("version", ["1.0.0", "0.1.2-rc.1", "10.20.30", "1.0.0-alpha.beta"])
-def test_semver_versions_are_accepted(version):
+@pytest.mark.parametrize(
+    "version",
+    ["1.0.0", "0.1.2-rc.1", "10.20.30", "1.0.0-alpha.beta", "1.0", "0.24.8.20", "1.22.4.13"]
+    + ["v1.0.0", "01.0.0", "latest", "0.0.0-0", "g60c72a2", "x" * 128],
+)
+def test_any_version_that_can_be_a_registry_tag_is_accepted(version):
     assert AppSpec.model_validate(make(version=version)).version == version
 
 
-@pytest.mark.parametrize("version", ["1.0", "v1.0.0", "01.0.0", "1.0.0+build.5", "latest", ""])
-def test_non_semver_versions_are_refused(version):
-    assert "version" in errors(make(version=version))
+@pytest.mark.parametrize(
+    ("version", "write"),
+    [("1.0.0+build.5", "1.0.0-build.5"), ("1 0", "1-0"), ("-1.0", "1.0"), (".1", "1"), ("", None)]
+    + [("x" * 129, None), ("1.0/2", "1.0-2")],
+)
+def test_a_version_that_cannot_be_a_tag_is_refused_saying_what_to_write(version, write):
+    message = errors(make(version=version))["version"]
+    assert "cannot be a registry tag" in message
+    if write:
+        assert f"write {write!r}" in message
+
+
+def test_yaml_numbers_as_versions_are_read_as_text():
+    assert AppSpec.model_validate(make(version=1.5)).version == "1.5"
+    assert AppSpec.model_validate(make(version=2)).version == "2"
+
+
+@pytest.mark.parametrize("input_id", ["sampling-interval", "out_dir", "no-cuda", "-ip", "n", "a.b"])
+def test_input_ids_are_what_sage_apps_write(input_id):
+    spec = AppSpec.model_validate(
+        make(inputs=[{"id": input_id, "type": "int"}], testing={"inputs": {input_id: 3}})
+    )
+    assert spec.inputs[0].id == input_id and cross_check(spec) == []
+
+
+@pytest.mark.parametrize("input_id", ["", "two words", "---x", "a=b", "x" * 70])
+def test_input_ids_that_cannot_be_flags_are_refused(input_id):
+    assert "inputs.0.id" in errors(make(inputs=[{"id": input_id, "type": "int"}]))
+
+
+def test_a_name_with_capitals_is_refused_saying_what_to_write():
+    message = errors(make(name="BirdNET_Plugin"))["name"]
+    assert "capital letters" in message and "write 'birdnet_plugin'" in message
+    assert "write 'bad-name'" in errors(make(name="bad name!"))["name"]
 
 
 @pytest.mark.parametrize("name", ["a", "-lead", "trail-", "UPPER", "two..dots", "x" * 65, "sp ace"])
@@ -175,6 +213,38 @@ def test_version_key_sorts_by_semver_precedence():
     assert sorted(ordered, key=version_key) == ordered
 
 
+def test_version_key_sorts_two_to_four_numbers_numerically_other_tags_first():
+    ordered = [
+        "g60c72a2",
+        "latest",
+        "0.9",
+        "0.24.8.20",
+        "1.0.0-rc.1",
+        "1.0",
+        "1.0.0",
+        "v1.0.0",
+        "1.0.0.1",
+        "1.2",
+        "1.10",
+        "1.22.4.9",
+        "1.22.4.13",
+        "2.0.0-alpha",
+        "2.0.0",
+        "10.0",
+    ]
+    assert sorted(reversed(ordered), key=version_key) == ordered
+    assert len({version_key(v) for v in ordered}) == len(ordered)  # never two versions on one key
+
+
+def test_version_key_of_semver_is_what_migration_0004_rewrites_the_old_key_to():
+    old = {
+        "1.2.3": "0000000001.0000000002.0000000003~",
+        "1.0.0-rc.1": "0000000001.0000000000.0000000000-rc.0000000001",
+    }
+    for version, key in old.items():
+        assert version_key(version) == "1" + key[:32] + ".0000000000" + key[32:] + " " + version
+
+
 def test_the_documented_example_is_a_valid_description():
     import re
     from pathlib import Path
@@ -187,3 +257,18 @@ def test_the_documented_example_is_a_valid_description():
     spec = AppSpec.model_validate(yaml.safe_load(example.group(1)))
     assert cross_check(spec) == []
     assert spec.testing is not None and spec.testing.period == 300
+
+
+def test_testing_user_is_root_or_a_numeric_uid_as_the_profiler_reads_it() -> None:
+    base = {
+        "namespace": "lab",
+        "name": "app",
+        "version": "1.0.0",
+        "description": "d",
+        "source": {"url": "https://example.org/app.git"},
+    }
+    for user in ("root", "1000", "1000:1000"):
+        assert AppSpec.model_validate({**base, "testing": {"user": user}}).testing.user == user
+    for user in ("admin", "1000:", "-1", "0:root"):
+        with pytest.raises(ValidationError):
+            AppSpec.model_validate({**base, "testing": {"user": user}})

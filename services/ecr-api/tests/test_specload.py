@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from sage_common.errors import BadRequest
+from sage_common.errors import BadRequest, Unprocessable
 from sage_ecr.specload import load_document
 
 LIMITS = {"max_depth": 32, "max_nodes": 20_000}
@@ -44,29 +44,29 @@ def test_small_anchors_and_merge_keys_still_work():
 
 
 def test_billion_laughs_is_refused_before_it_expands():
-    with pytest.raises(BadRequest, match="expands to more than"):
+    with pytest.raises(Unprocessable, match="expands to more than"):
         load(BILLION_LAUGHS)
 
 
 def test_deep_nesting_is_refused():
-    with pytest.raises(BadRequest, match="nests deeper"):
+    with pytest.raises(Unprocessable, match="nests deeper"):
         load("a: " + "[" * 40 + "]" * 40)
-    with pytest.raises(BadRequest, match="nests deeper"):
+    with pytest.raises(Unprocessable, match="nests deeper"):
         load("[" * 100_000 + "]" * 100_000)
 
 
 def test_deep_json_is_refused_too():
-    with pytest.raises(BadRequest, match="nests deeper"):
+    with pytest.raises(Unprocessable, match="nests deeper"):
         load(
             json.dumps({"a": "[" * 40 + "]" * 40}).replace('"[', "[").replace(']"', "]"),
             "application/json",
         )
-    with pytest.raises(BadRequest, match="nests deeper"):
+    with pytest.raises(Unprocessable, match="nests deeper"):
         load("[" * 100_000 + "]" * 100_000, "application/json")
 
 
 def test_a_document_that_contains_itself_is_refused():
-    with pytest.raises(BadRequest, match="refers to itself"):
+    with pytest.raises(Unprocessable, match="refers to itself"):
         load("a: &a [1, *a]")
 
 
@@ -84,3 +84,9 @@ def test_unreadable_bodies_are_bad_requests(body):
 def test_malformed_json_is_a_bad_request():
     with pytest.raises(BadRequest, match="not valid JSON"):
         load("{nope", "application/json")
+
+
+def test_a_yaml_version_is_kept_as_written_not_read_as_a_number():
+    data = load("version: 1.10\nother: 1.10\nlist: [version]\n")
+    assert data == {"version": "1.10", "other": 1.1, "list": ["version"]}
+    assert load("version: 2\n") == {"version": "2"}

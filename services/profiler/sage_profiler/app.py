@@ -36,6 +36,7 @@ def make_runner(config: Config) -> DockerRunner | KubernetesRunner:
         }
     return DockerRunner(
         base_url=config.docker_url,
+        tls_dir=config.docker_tls_dir,
         cgroup_root=config.cgroup_root,
         cgroup_prefix=config.cgroup_prefix,
         sample_hz=config.sample_hz,

@@ -217,15 +217,12 @@ class CgroupV2:
         parts = [p for p in rel.strip("/").split("/") if p]
         wanted = {"memory", "cpu", "pids"}
         available = set(_read(self.root / "cgroup.controllers").split()) & wanted
-        enable = " ".join(f"+{c}" for c in sorted(available))
         current = self.root
         for part in parts:
-            if enable:
-                (current / "cgroup.subtree_control").write_text(enable)
+            _enable(current, available)
             current = current / part
             current.mkdir(exist_ok=True)
-        if enable:  # the container's own cgroup, made later by runc, sits below this one
-            (current / "cgroup.subtree_control").write_text(enable)
+        _enable(current, available)  # the container's own cgroup, made later by runc, is below
         if memory_bytes is not None:
             (current / "memory.max").write_text(str(memory_bytes))
             if (current / "memory.swap.max").exists():
@@ -236,6 +233,16 @@ class CgroupV2:
 
     def remove(self, rel: str) -> None:
         _rmdir_tree(self._dir(rel))
+
+
+def _enable(directory: Path, controllers: set[str]) -> None:
+    """Enable `controllers` for the children of `directory`, writing only what is missing: a
+    profiler given a delegated subtree (not root) may not write the levels above it."""
+    control = directory / "cgroup.subtree_control"
+    current = set(_read(control).split()) if control.exists() else set()
+    missing = controllers - current
+    if missing:
+        control.write_text(" ".join(f"+{c}" for c in sorted(missing)))
 
 
 Cgroups = CgroupV1 | CgroupV2

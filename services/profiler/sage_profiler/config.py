@@ -9,11 +9,13 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from sage_common.config import ServiceConfig
 from sage_common.schemas import MAX_TEST_REPETITIONS, MAX_TEST_TIMEOUT_SECONDS
+
+from .runner import UNPRIVILEGED_USER
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -65,6 +67,9 @@ class Config(ServiceConfig):
     runner: Literal["docker", "kubernetes"] = "docker"
     # Docker runner: the engine, and the cgroups each run is measured from.
     docker_url: str | None = None  # default: DOCKER_HOST or the local socket
+    # An engine over TCP (tcp://host:2376) is reached only with mutual TLS: this directory holds
+    # ca.pem (the engine's CA), cert.pem and key.pem (the profiler's client certificate).
+    docker_tls_dir: Path | None = None
     cgroup_root: Path = Path("/sys/fs/cgroup")
     cgroup_prefix: str = "sage-profiler"
     sample_hz: float = 10.0
@@ -99,7 +104,11 @@ class Config(ServiceConfig):
     cpu_limit: float = 2.0
     pids_limit: int = 256
     tmpfs_bytes: int = 64 * MiB
-    run_as_user: str | None = None
+    # Every container under test runs as this numeric, non-root uid:gid, whatever the image's
+    # USER says, unless the app's `testing.user` asks for another non-root uid, or for root.
+    run_as_user: str = UNPRIVILEGED_USER
+    # Whether `testing.user: root` is honoured; otherwise such a profile fails and says why.
+    allow_root_tests: bool = False
     # The shared ceiling of copies run side by side: the node the profiler stands in for.
     concurrency_memory_bytes: int = 4 * GiB
     concurrency_cpus: float = 2.0
@@ -123,6 +132,25 @@ class Config(ServiceConfig):
     storage_token: SecretStr = SecretStr("")
     test_data_max_bytes: int = 2 * GiB
     work_dir: Path | None = None  # where test data is unpacked; default the system temp dir
+
+    @model_validator(mode="after")
+    def _engine_over_tls(self) -> Config:
+        if (self.docker_url or "").startswith(("tcp://", "http://", "https://")) and not (
+            self.docker_tls_dir
+        ):
+            raise ValueError(
+                "a Docker engine over TCP is reached only with TLS: set docker_tls_dir to the "
+                "directory with ca.pem, cert.pem and key.pem"
+            )
+        return self
+
+    @field_validator("run_as_user")
+    @classmethod
+    def _unprivileged(cls, value: str) -> str:
+        uid, _, gid = value.partition(":")
+        if not uid.isdigit() or not gid.isdigit() or int(uid) == 0:
+            raise ValueError("a numeric, non-root uid:gid such as 65534:65534")
+        return value
 
 
 def in_cluster_api() -> str | None:

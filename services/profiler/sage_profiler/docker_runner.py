@@ -21,6 +21,7 @@ from typing import Any
 import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.tls import TLSConfig
 
 from .cgroup import Cgroups, detect
 from .gpu import GpuMonitor
@@ -37,6 +38,7 @@ _MACHINES = {
     "arm64": "linux/arm64",
     "armv7l": "linux/arm/v7",
 }
+API_VERSION = "1.41"  # Docker 20.10
 _QEMU = {"qemu-aarch64": "linux/arm64", "qemu-arm": "linux/arm/v7", "qemu-x86_64": "linux/amd64"}
 
 
@@ -53,6 +55,32 @@ def registry_of(image: str) -> str:
     if sep and ("." in first or ":" in first or first == "localhost"):
         return first
     return "docker.io"
+
+
+def engine_tls(tls_dir: Path | None) -> TLSConfig | bool:
+    """Mutual TLS to an engine over TCP: its CA, and the profiler's client certificate and key."""
+    if tls_dir is None:
+        return False
+    files = {name: tls_dir / f"{name}.pem" for name in ("ca", "cert", "key")}
+    missing = [str(f) for f in files.values() if not f.is_file()]
+    if missing:
+        raise RunnerUnavailable(f"the engine's TLS files are missing: {', '.join(missing)}")
+    return TLSConfig(
+        client_cert=(str(files["cert"]), str(files["key"])), ca_cert=str(files["ca"]), verify=True
+    )
+
+
+def tls_client(base_url: str, tls_dir: Path | None) -> docker.DockerClient:
+    """A client of the engine at `base_url`. Over TLS it trusts the engine's CA alone: requests
+    would otherwise swap in REQUESTS_CA_BUNDLE (and proxies) from the environment, so the API
+    version is fixed (no request before `trust_env` is off) at Docker 20.10's, which engines
+    since then all serve."""
+    tls = engine_tls(tls_dir)
+    if not tls:
+        return docker.DockerClient(base_url=base_url, max_pool_size=64)
+    client = docker.DockerClient(base_url=base_url, tls=tls, max_pool_size=64, version=API_VERSION)
+    client.api.trust_env = False
+    return client
 
 
 def owner_token() -> str:
@@ -74,12 +102,11 @@ class DockerRunner:
         gpu: GpuMonitor | None = None,
         binfmt_dir: Path = Path("/proc/sys/fs/binfmt_misc"),
         registries: tuple[str, ...] = ("127.0.0.1:5000", "localhost:5000"),
+        tls_dir: Path | None = None,
     ) -> None:
         try:
             self.client = (
-                docker.DockerClient(base_url=base_url, max_pool_size=64)
-                if base_url
-                else docker.from_env(max_pool_size=64)
+                tls_client(base_url, tls_dir) if base_url else docker.from_env(max_pool_size=64)
             )
         except DockerException as exc:
             raise RunnerUnavailable(f"the Docker engine is unreachable: {exc}") from None

@@ -114,6 +114,8 @@ EMITTERS = {
     "review.requested": "ecr-api",
     "app.published": "ecr-api",
     "app.rejected": "ecr-api",
+    "app.deleted": "ecr-api",
+    "app.images_deleted": "builder",
 }
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .runner import RunnerError, RunSpec
+from .runner import UNPRIVILEGED_USER, RunnerError, RunSpec
 
 RUN_LABEL = "sage.org/profile-run"  # the NetworkPolicies give pods with it no network at all
 OWNER_LABEL = "sage.org/profiler-owner"  # the profiler pod that made the Job
@@ -126,17 +126,24 @@ def job_manifest(
 
 
 def pod_security(user: str | None) -> dict[str, Any]:
-    """Seccomp always; a numeric `uid[:gid]` when one is configured (non-root unless it is 0)."""
-    context: dict[str, Any] = {"seccompProfile": {"type": "RuntimeDefault"}}
-    if not user:
-        return context  # the image's own user: Kubernetes cannot check a named user is not root
-    uid, _, gid = user.partition(":")
+    """What Pod Security "restricted" asks of a pod: seccomp and a numeric non-root `uid[:gid]`.
+
+    Root is refused here even where the profiler's operator allows it on Docker: the profiling
+    namespace enforces "restricted", which would not admit the pod."""
+    uid, _, gid = (user or UNPRIVILEGED_USER).partition(":")
     if not uid.isdigit() or (gid and not gid.isdigit()):
-        raise RunnerError(f"run_as_user {user!r}: Kubernetes needs a numeric uid[:gid]")
-    context["runAsUser"] = int(uid)
-    context["runAsNonRoot"] = int(uid) != 0
-    if gid:
-        context["runAsGroup"] = int(gid)
+        raise RunnerError(f"run as {user!r}: Kubernetes needs a numeric uid[:gid]")
+    if int(uid) == 0:
+        raise RunnerError(
+            "a run as root cannot be made on Kubernetes: the profiling namespace enforces Pod "
+            'Security "restricted", which admits no pod running as root'
+        )
+    context: dict[str, Any] = {
+        "seccompProfile": {"type": "RuntimeDefault"},
+        "runAsNonRoot": True,
+        "runAsUser": int(uid),
+        "runAsGroup": int(gid or uid),
+    }
     return context
 
 
@@ -163,6 +170,8 @@ def _container(name: str, spec: RunSpec, data_path: str | None) -> dict[str, Any
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "privileged": False,
+            "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
             "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]},
         },

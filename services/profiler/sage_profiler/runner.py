@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+# Who a container under test runs as when nothing else is asked: nobody, never the image's user.
+UNPRIVILEGED_USER = "65534:65534"
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -28,7 +31,7 @@ class RunSpec:
     cpus: float = 1.0
     pids_limit: int = 256
     tmpfs_bytes: int = 64 << 20
-    user: str | None = None
+    user: str | None = UNPRIVILEGED_USER  # numeric uid:gid; None: the image's own (may be root)
     gpu: bool = False
     labels: dict[str, str] = field(default_factory=dict)
 

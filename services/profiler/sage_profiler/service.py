@@ -29,7 +29,7 @@ from . import conclude
 from .conclude import ArchOutcome
 from .config import Config
 from .runner import Runner, RunnerError, RunnerUnavailable, RunResult, RunSpec
-from .spec import TestingSpec, ceilings, parse_testing
+from .spec import TestingSpec, UserRefused, ceilings, parse_testing
 from .testdata import TestDataError, TestDataSource, staged
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,16 @@ async def profile(p: Profiler, build: BuildDone) -> ProfileDone:
     runnable, arch_report = targets(build, p.runner, cfg)
     reasons: list[str] = spec.over_limits()
     gpu = _wants_gpu(build, spec) and p.runner.has_gpu()
-    run = Run(spec=spec, memory_bytes=limits.memory_bytes, gpu=gpu)
+    try:
+        user = spec.user_for(cfg)
+    except UserRefused as exc:
+        reasons.append(str(exc))
+        arch_report += [
+            ArchitectureOutcome(architecture=o.architecture, ran=False, reason=str(exc))
+            for o in runnable
+        ]
+        runnable, user = [], cfg.run_as_user
+    run = Run(spec=spec, memory_bytes=limits.memory_bytes, gpu=gpu, user=user)
     try:
         async with staged(p.data, spec.test_data(), cfg.work_dir) as data_dir:
             for k, outcome in enumerate(runnable):
@@ -193,11 +202,13 @@ async def profile(p: Profiler, build: BuildDone) -> ProfileDone:
 
 @dataclass(frozen=True)
 class Run:
-    """How every run of one profile is made: the test, its memory ceiling, the GPU or not."""
+    """How every run of one profile is made: the test, its memory ceiling, the GPU or not, and
+    the numeric uid:gid it runs as."""
 
     spec: TestingSpec
     memory_bytes: int
     gpu: bool
+    user: str
 
 
 async def _run_arch(
@@ -246,7 +257,7 @@ async def _measure(
         cpus=cfg.cpu_limit,
         pids_limit=cfg.pids_limit,
         tmpfs_bytes=cfg.tmpfs_bytes,
-        user=cfg.run_as_user,
+        user=run.user,
         gpu=run.gpu and not outcome.emulated,
         labels={"org.sagecontinuum.app": build.app_id, "org.sagecontinuum.build": build.build_id},
     )

@@ -86,6 +86,9 @@ class TestingSpec(BaseModel):
     period: Seconds | None = Field(None, validation_alias=AliasChoices("period", "period_seconds"))
     concurrency: int = Field(1, validation_alias=AliasChoices("concurrency", "copies"))
     gpu: bool = False
+    # `root`, or a numeric non-root `uid[:gid]` the image's files need; absent: the profiler's
+    # unprivileged user. Root is honoured only where the operator allows it.
+    user: str | None = None
 
     @field_validator("command", "args", mode="before")
     @classmethod
@@ -106,16 +109,18 @@ class TestingSpec(BaseModel):
 
     def arguments(self) -> list[str]:
         """The container's CMD: `command` (unless it replaced the entrypoint), `args`, then each
-        input as `--id value` (pywaggle plugins read inputs as flags)."""
+        input as `--id value` (pywaggle plugins read inputs as flags: `sampling-interval` is
+        `--sampling-interval`; an id that starts with a dash, such as `-ip`, is the flag as is)."""
         out = [] if self.mask_entrypoint else list(self.command)
         out += self.args
         for key, value in self.inputs.items():
+            flag = key if key.startswith("-") else f"--{key}"
             if value is True:
-                out.append(f"--{key}")
+                out.append(flag)
             elif value is False or value is None:
                 continue
             else:
-                out += [f"--{key}", str(value)]
+                out += [flag, str(value)]
         return out
 
     def timeout_for(self, config: Config) -> float:
@@ -128,6 +133,26 @@ class TestingSpec(BaseModel):
 
     def copies_for(self, config: Config) -> int:
         return max(1, min(self.concurrency, MAX_TEST_COPIES))
+
+    def user_for(self, config: Config) -> str:
+        """The numeric `uid:gid` every run uses; raises `UserRefused` for what may not run."""
+        asked = (self.user or "").strip()
+        if not asked:
+            return config.run_as_user
+        if asked.lower() == "root":
+            asked = "0:0"
+        if not _NUMERIC_USER.match(asked):
+            raise UserRefused(
+                f"testing.user {asked[:64]!r} is neither root nor a numeric uid[:gid]: a named "
+                "user cannot be shown not to be root"
+            )
+        uid, _, gid = asked.partition(":")
+        if int(uid) == 0 and not config.allow_root_tests:
+            raise UserRefused(
+                "testing.user asks to run as root; this profiler runs tests as root only where "
+                "its operator allows it (SAGE_PROFILER_ALLOW_ROOT_TESTS)"
+            )
+        return f"{int(uid)}:{int(gid or uid)}"
 
     def over_limits(self) -> list[str]:
         """What the description asks beyond what the profiler runs, in words (empty: nothing).
@@ -153,6 +178,12 @@ class TestingSpec(BaseModel):
             )
         return found
 
+
+class UserRefused(ValueError):
+    """`testing.user` asks for a user this profiler will not run tests as."""
+
+
+_NUMERIC_USER = re.compile(r"^\d{1,10}(:\d{1,10})?$")
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?)?B?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1} | {

@@ -121,3 +121,16 @@ def test_remove_takes_out_the_whole_run_tree(v2: Path) -> None:
 
 def test_flat_keyed_ignores_malformed_lines() -> None:
     assert parse_flat_keyed("a 1\nbroken\nb x\nc -2\n") == {"a": 1, "c": -2}
+
+
+def test_v2_create_in_a_delegated_subtree_leaves_the_levels_above_alone(v2: Path) -> None:
+    """A non-root profiler owns only its subtree: where the root already enables the controllers
+    it writes nothing there (a write would be refused)."""
+    (v2 / "cgroup.subtree_control").write_text("cpu io memory pids")
+    (v2 / "cgroup.subtree_control").chmod(0o444)
+    try:
+        CgroupV2(v2).create("sage-profiler/group", memory_bytes=64 << 20)
+    finally:
+        (v2 / "cgroup.subtree_control").chmod(0o644)
+    assert (v2 / "cgroup.subtree_control").read_text() == "cpu io memory pids"
+    assert (v2 / "sage-profiler/group/memory.max").read_text() == str(64 << 20)

@@ -287,6 +287,8 @@ async def test_the_job_runs_on_the_architecture_locked_down_with_the_limits(
     assert container["securityContext"] == {
         "allowPrivilegeEscalation": False,
         "privileged": False,
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
         "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
     }

@@ -299,3 +299,30 @@ async def test_an_image_the_engine_cannot_run_fails_but_an_engine_outage_is_retr
 
     with pytest.raises(RunnerUnavailable):
         await run(FakeRunner(down), build())
+
+
+async def test_runs_are_unprivileged_unless_the_test_asks_for_another_non_root_user() -> None:
+    runner = FakeRunner()
+    await run(runner, build({"repetitions": 1}))
+    await run(runner, build({"repetitions": 1, "user": "1000"}, build_id="b-2"))
+    assert [r.user for r in runner.runs] == ["65534:65534", "1000:1000"]
+
+
+async def test_a_test_asking_for_root_fails_unless_the_operator_allows_it() -> None:
+    runner = FakeRunner()
+    refused = await run(runner, build({"user": "root"}))
+    assert refused.status == "failed" and runner.runs == []
+    assert "testing.user asks to run as root" in refused.reason
+    assert "SAGE_PROFILER_ALLOW_ROOT_TESTS" in refused.reason
+    assert [(a.ran, a.reason) for a in refused.architectures] == [(False, refused.reason)]
+    allowed = await run(
+        runner, build({"user": "root", "repetitions": 1}), config(allow_root_tests=True)
+    )
+    assert allowed.status == "passed" and [r.user for r in runner.runs] == ["0:0"]
+
+
+async def test_a_named_user_is_refused_as_unprovably_non_root() -> None:
+    runner = FakeRunner()
+    done = await run(runner, build({"user": "postgres"}))
+    assert done.status == "failed" and runner.runs == []
+    assert "neither root nor a numeric uid" in done.reason

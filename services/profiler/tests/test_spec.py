@@ -35,6 +35,21 @@ def test_ecr_testing_section_is_read_with_durations_in_seconds() -> None:
     assert spec.repetitions_for(config) == 2 and spec.copies_for(config) == 4
 
 
+def test_sage_input_ids_with_dashes_become_their_flags() -> None:
+    spec = parse_testing(
+        {"inputs": {"sampling-interval": 5, "out_dir": "/tmp", "-ip": "10.0.0.1", "no-cuda": True}}
+    )
+    assert spec.arguments() == [
+        "--sampling-interval",
+        "5",
+        "--out_dir",
+        "/tmp",
+        "-ip",
+        "10.0.0.1",
+        "--no-cuda",
+    ]
+
+
 def test_mask_entrypoint_makes_the_command_the_entrypoint() -> None:
     spec = parse_testing({"command": "/bin/load mem=1", "mask_entrypoint": True, "args": ["x"]})
     assert spec.entrypoint() == ["/bin/load", "mem=1"]
@@ -112,3 +127,10 @@ def test_no_description_means_the_image_as_it_is_with_defaults() -> None:
     assert spec.arguments() == [] and spec.entrypoint() is None and spec.test_data() is None
     assert spec.repetitions_for(config) == 3 and spec.timeout_for(config) == 120
     assert spec.copies_for(config) == 1 and spec.period is None
+
+
+def test_the_operator_cannot_configure_root_or_a_named_user_as_the_default() -> None:
+    assert Config().run_as_user == "65534:65534"
+    for bad in ("0:0", "root", "1000", "nobody:nogroup"):
+        with pytest.raises(ValidationError):
+            Config(run_as_user=bad)

@@ -15,7 +15,7 @@ from sage_common.web import POOL, READY_CHECKS, create_service_app
 from .config import Config
 from .handlers import STORAGE
 from .objectstore import ObjectStore
-from .routes import routes
+from .routes import ADMIN, SCOPES, routes
 from .s3 import S3ObjectStore
 from .service import Storage
 from .store import Store
@@ -33,7 +33,13 @@ def create_app(
 ) -> web.Application:
     """The app; tests pass an in-memory `objects` or a local `introspector`."""
     app = create_service_app(
-        "storage", config, routes=routes, migrations=MIGRATIONS, introspector=introspector
+        "storage",
+        config,
+        routes=routes,
+        scopes=SCOPES,
+        admin_scope=ADMIN,
+        migrations=MIGRATIONS,
+        introspector=introspector,
     )
 
     async def storage_context(app: web.Application) -> AsyncIterator[None]:

@@ -58,3 +58,7 @@ class Config(ServiceConfig):
         if self.max_upload_bytes > self.part_size * S3_MAX_PARTS:
             raise ValueError("max_upload_bytes needs more than S3's 10,000 parts of part_size")
         return self
+
+    def unused_secrets(self) -> set[str]:
+        # Storage publishes and consumes no events: it holds no broker account.
+        return {"amqp_url"}

@@ -123,9 +123,13 @@ async def add_grant(request: web.Request) -> web.Response:
 
 @describe(tags=["buckets", "permissions"])
 async def delete_bucket(request: web.Request) -> web.Response:
-    """Delete the bucket and all in it; with `?permissions&grantee=TYPE:NAME[:PERM]`, grants."""
+    """Delete the bucket and all in it; with `?permissions&grantee=TYPE:NAME[:PERM]`, grants.
+
+    Any `permissions` (even `=false`) or `grantee` in the query makes it a grant deletion, which
+    never deletes the bucket: a misspelt flag must not turn "remove a grant" into "delete all".
+    """
     ctx, who, raw_id = _ctx(request), principal(request), request.match_info["bucket"]
-    if flag(request, "permissions"):
+    if "permissions" in request.query or "grantee" in request.query:
         deleted = await service.delete_grants(ctx, who, raw_id, request.query.getall("grantee", []))
         return json_response({"deleted": deleted})
     bucket_id = await upkeep.delete_bucket(ctx, who, raw_id)

@@ -2,7 +2,13 @@
 
 from aiohttp import web
 
+from sage_common.scopes import ScopeTable
+
 from . import handlers, transfer
+
+READ = "storage:read"  # list, show and download what the caller may read
+USE = "storage"  # also create, change and delete buckets, objects and grants
+ADMIN = "storage:admin"  # also an administrator's powers, for users who are administrators
 
 BUCKETS = "/api/v1/objects"
 BUCKET = "/api/v1/objects/{bucket}"
@@ -21,3 +27,16 @@ routes: list[web.RouteDef] = [
     web.put(OBJECT, transfer.upload),
     web.delete(OBJECT, transfer.delete),
 ]
+
+# The scope a token needs on each route (sage_common.scopes); a route not here refuses every token.
+SCOPES: ScopeTable = {
+    ("POST", BUCKETS): USE,
+    ("GET", BUCKETS): READ,
+    ("GET", BUCKET): READ,
+    ("PATCH", BUCKET): USE,
+    ("PUT", BUCKET): USE,
+    ("DELETE", BUCKET): USE,
+    ("GET", OBJECT): READ,
+    ("PUT", OBJECT): USE,
+    ("DELETE", OBJECT): USE,
+}

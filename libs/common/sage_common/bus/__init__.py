@@ -4,8 +4,8 @@ Every event is a CloudEvents envelope on one durable topic exchange, routed by i
 (`build.done`). `docs/adr/0002-event-delivery.md` says why it is built this way.
 """
 
-from .broker import CONTENT_TYPE, Bus
-from .consumer import DEFAULT_RETRY_DELAYS, Consumer, queue_names
+from .broker import CONTENT_TYPE, Bus, PublishRefused
+from .consumer import DEFAULT_RETRY_DELAYS, Consumer, queue_names, requeue_exchange_name
 from .envelope import InvalidEnvelope, Skip, parse_envelope
 from .outbox import BusUnavailable, OutboxRelay, enqueue
 
@@ -17,8 +17,10 @@ __all__ = [
     "Consumer",
     "InvalidEnvelope",
     "OutboxRelay",
+    "PublishRefused",
     "Skip",
     "enqueue",
     "parse_envelope",
     "queue_names",
+    "requeue_exchange_name",
 ]

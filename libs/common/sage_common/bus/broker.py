@@ -20,7 +20,12 @@ from aio_pika.abc import (
     DeliveryMode,
 )
 from aiormq.abc import DeliveredMessage
-from aiormq.exceptions import AMQPConnectionError, ChannelClosed, ChannelInvalidStateError
+from aiormq.exceptions import (
+    AMQPConnectionError,
+    ChannelAccessRefused,
+    ChannelClosed,
+    ChannelInvalidStateError,
+)
 
 from ..events import CloudEvent
 from ..metrics import EVENTS_PUBLISHED
@@ -32,6 +37,10 @@ CONTENT_TYPE = "application/cloudevents+json"
 _LOST = (AMQPConnectionError, ChannelClosed, ChannelInvalidStateError, ConnectionError)
 
 ReconnectHook = Callable[[], Awaitable[None] | None]
+
+
+class PublishRefused(PermissionError):
+    """The broker refused the routing key to this service's user (its topic permissions)."""
 
 
 class Bus:
@@ -150,6 +159,11 @@ class Bus:
                 try:
                     result = await exchange.publish(message, routing_key, mandatory=True)
                     break
+                except ChannelAccessRefused as exc:
+                    # Not an outage: sending again is refused again (docs/operations.md).
+                    raise PublishRefused(
+                        f"the broker refused {routing_key} from {self.service}: {exc}"
+                    ) from None
                 except _LOST as exc:
                     # The connection went before the confirm: send again once it is back. The
                     # broker may then hold two copies; consumers drop the second by its id.

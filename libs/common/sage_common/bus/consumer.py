@@ -1,13 +1,17 @@
 """The idempotent consumer: one durable queue, retry queues with back-off, and a dead-letter queue.
 
-Topology for a consumer named `n` (all durable, on the default exchange except the bindings):
+Topology for a consumer named `n` (all durable):
 
 - `n` is bound to the events exchange for each routing key;
 - `n.retry.<ms>ms`, one per delay, holds a failed message for its TTL and then dead-letters it back
   to `n`; no consumer reads it;
 - `n.dlq` keeps a message that failed on every attempt, or could not be parsed at all, with its
   error in the headers (`x-error`, `x-attempts`, `x-first-failure`, `x-last-failure`,
-  `x-consumer`, `x-routing-key`).
+  `x-consumer`, `x-routing-key`);
+- `n.requeue`, a direct exchange (deleted with the queues) routing to `n`, the retry queues and
+  the DLQ by their names: the consumer moves messages through it, and it is every queue's
+  dead-letter exchange, rather than the default exchange, so the service's broker user needs no
+  right to put messages into other services' queues (sage_common.bus.grants).
 
 A failed message is republished (with confirms) to its retry or dead-letter queue and only then
 acked, so it never blocks the queue and is never lost. A successful one is acked only after the
@@ -28,11 +32,13 @@ import asyncpg
 from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractRobustChannel,
+    AbstractRobustExchange,
     AbstractRobustQueue,
     ConsumerTag,
     DeliveryMode,
 )
 from aiormq.abc import DeliveredMessage
+from aiormq.exceptions import ChannelPreconditionFailed
 
 from ..events import CloudEvent
 from ..logs import new_request_id, request_id
@@ -59,6 +65,11 @@ _OUTAGES = (
 )
 
 DEFAULT_RETRY_DELAYS = (1.0, 5.0, 25.0)
+
+
+def requeue_exchange_name(name: str) -> str:
+    """The exchange a consumer called `name` moves failed messages through (to retry or DLQ)."""
+    return f"{name}.requeue"
 
 
 def queue_names(name: str, retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS) -> list[str]:
@@ -99,6 +110,7 @@ class Consumer:
         self.transient_pause = transient_pause
         self._channel: AbstractRobustChannel | None = None
         self._queue: AbstractRobustQueue | None = None
+        self._requeue: AbstractRobustExchange | None = None
         self._tag: ConsumerTag | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
 
@@ -112,6 +124,10 @@ class Consumer:
         return f"{self.name}.retry.{round(delay * 1000)}ms"
 
     @property
+    def requeue_exchange_name(self) -> str:
+        return requeue_exchange_name(self.name)
+
+    @property
     def queue_names(self) -> list[str]:
         """Every queue this consumer declares (for operators and test clean-up)."""
         return queue_names(self.name, self.retry_delays)
@@ -123,28 +139,66 @@ class Consumer:
         channel = await self.bus.channel(prefetch=self.prefetch)
         self._channel = channel
         exchange = await self.bus.declare_exchange(channel)
-        await channel.declare_queue(self.dlq_name, durable=True)
+        # Auto-delete: it goes when the queues bound to it are deleted.
+        requeue = await channel.declare_exchange(
+            self.requeue_exchange_name, aio_pika.ExchangeType.DIRECT, durable=True, auto_delete=True
+        )
+        dlq = await channel.declare_queue(self.dlq_name, durable=True)
+        await dlq.bind(requeue, self.dlq_name)
         for delay in dict.fromkeys(self.retry_delays):
-            await channel.declare_queue(
+            retry = await self._declare(
+                channel,
                 self.retry_queue_name(delay),
-                durable=True,
-                arguments={
+                {
                     "x-message-ttl": round(delay * 1000),
-                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-exchange": requeue.name,
                     "x-dead-letter-routing-key": self.name,
                 },
             )
+            await retry.bind(requeue, retry.name)
+        self._requeue = requeue
         # A reject without requeue (none of ours) still lands in the DLQ instead of vanishing.
-        queue = await channel.declare_queue(
+        queue = await self._declare(
+            channel,
             self.name,
-            durable=True,
-            arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": self.dlq_name},
+            {"x-dead-letter-exchange": requeue.name, "x-dead-letter-routing-key": self.dlq_name},
         )
+        await queue.bind(requeue, self.name)
         for key in self.routing_keys:
             await queue.bind(exchange, key)
         self._queue = queue
         self._tag = await queue.consume(self._on_message)
         log.info("consumer started", extra={**self._ctx(), "routing_keys": self.routing_keys})
+
+    async def _declare(
+        self, channel: AbstractRobustChannel, name: str, arguments: dict[str, Any]
+    ) -> AbstractRobustQueue:
+        """Declare one of this consumer's queues. One an older release declared with the default
+        exchange as its dead-letter exchange is replaced if empty (else the start fails, saying
+        what to do): its arguments cannot change in place."""
+        probe = await self.bus.channel()
+        try:
+            await probe.declare_queue(name, durable=True, arguments=arguments)
+        except ChannelPreconditionFailed:
+            await self._replace_if_empty(name)
+        finally:
+            if not probe.is_closed:
+                await probe.close()
+        return await channel.declare_queue(name, durable=True, arguments=arguments)
+
+    async def _replace_if_empty(self, name: str) -> None:
+        fresh = await self.bus.channel()
+        try:
+            await fresh.queue_delete(name, if_empty=True)
+        except ChannelPreconditionFailed:
+            raise RuntimeError(
+                f"queue {name} has other arguments (an older release declared it) and holds"
+                " messages: let them be consumed by the older release, or move them, then delete it"
+            ) from None
+        finally:
+            if not fresh.is_closed:
+                await fresh.close()
+        log.warning("queue declared by an older release replaced", extra={"queue": name})
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop taking messages; give in-flight ones `grace` seconds, then hand the rest back."""
@@ -298,8 +352,8 @@ class Consumer:
 
     async def _republish(self, message: AbstractIncomingMessage, queue: str, error: str) -> None:
         """Copy `message` into `queue` with the failure recorded in its headers, confirmed."""
-        channel = self._channel
-        if channel is None:
+        requeue = self._requeue
+        if self._channel is None or requeue is None:
             raise RuntimeError("consumer is stopped")
         headers = failure_headers(
             message.headers, error=error, consumer=self.name, routing_key=message.routing_key or ""
@@ -312,7 +366,7 @@ class Consumer:
             message_id=message.message_id,
             app_id=message.app_id,
         )
-        result = await channel.default_exchange.publish(copy, queue, mandatory=True, timeout=10)
+        result = await requeue.publish(copy, queue, mandatory=True, timeout=10)
         if isinstance(result, DeliveredMessage):
             raise RuntimeError(f"queue {queue} is missing; message not moved")
 

@@ -56,12 +56,14 @@ class Harness:
     def __init__(self, bus: Bus, events: Events, url_of: Callable[[str], str]) -> None:
         self.bus, self.events, self.url_of = bus, events, url_of
 
-    async def submit(self, app_id: str, repo: str, **source: Any) -> str:
+    async def submit(
+        self, app_id: str, repo: str, *, submitter: str = "tester", **source: Any
+    ) -> str:
         """Publish app.submitted for `repo` (or `url=` given); return the new build id."""
         build_id = str(uuid.uuid4())
         source.setdefault("url", self.url_of(repo))
         data = AppSubmitted(
-            app_id=app_id, build_id=build_id, source=AppSource(**source), submitter="tester"
+            app_id=app_id, build_id=build_id, source=AppSource(**source), submitter=submitter
         )
         await self.bus.publish(make_event("tests", data, subject=app_id))
         return build_id
@@ -144,7 +146,11 @@ async def delete_queues(amqp_url: str, config: Config) -> None:
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         channel = await connection.channel()
-        for queue in (*queue_names(config.queue, RETRY_DELAYS), *queue_names(config.cancel_queue)):
+        for queue in (
+            *queue_names(config.queue, RETRY_DELAYS),
+            *queue_names(config.cancel_queue),
+            *queue_names(config.app_deleted_queue, config.deletion_retry_seconds),
+        ):
             await channel.queue_delete(queue)
 
 

@@ -1,0 +1,99 @@
+"""The images of deleted versions: the catalogue asks the builder to delete them from the registry
+and keeps their names unclaimable until it confirms.
+
+Registry access follows the catalogue's names, so an image left behind would be readable by
+whoever claimed the same namespace or repository next. Deleting a version queues `app.deleted` (in
+the deleting transaction) with every digest its builds pushed and records a pending deletion;
+until the builder answers `app.images_deleted`, nobody, the former owner included, may claim that
+version, its repository's name or its namespace's name again (docs/adr/0011-deleted-images.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import asyncpg
+
+from sage_common.bus import enqueue
+from sage_common.errors import Conflict
+from sage_common.events import make_event
+from sage_common.schemas import AppDeleted, AppImagesDeleted, DeletedBuild
+
+from . import store, store_images, views
+
+log = logging.getLogger(__name__)
+SOURCE = "ecr-api"
+
+
+async def forget(conn: asyncpg.Connection, app: dict[str, Any], requested_by: str) -> None:
+    """Queue `app.deleted` for the (locked) version about to be deleted, and hold its names."""
+    app_id = views.app_id(app["namespace"], app["name"], app["version"])
+    builds = []
+    for row in await store_images.builds_of(conn, app["id"]):
+        done = row["done"] or {}
+        builds.append(
+            DeletedBuild(
+                build_id=str(row["build_id"]),
+                image=done.get("image"),
+                index_digest=done.get("index_digest"),
+                images=done.get("images") or [],
+            )
+        )
+    data = AppDeleted(
+        app_id=app_id,
+        repository=f"{app['namespace']}/{app['name']}",
+        requested_by=requested_by,
+        builds=builds,
+    )
+    event = make_event(SOURCE, data, subject=app_id)
+    await enqueue(conn, event)
+    await store_images.add_pending(
+        conn,
+        uuid.UUID(event.id),
+        app["namespace"],
+        app["name"],
+        app["version"],
+        app["owner"],
+        requested_by,
+    )
+
+
+async def require_claimable(
+    conn: asyncpg.Connection, namespace: str, name: str | None = None, version: str | None = None
+) -> None:
+    """409 if claiming this (a new namespace, a new repository, a version) would reach images of
+    a deleted version that the builder has not yet confirmed gone."""
+    if await store.get_namespace(conn, namespace) is None:
+        name = version = None  # the whole namespace would be claimed
+        what = f"namespace {namespace}"
+    elif name is not None and await store.get_repository(conn, namespace, name) is None:
+        version = None
+        what = f"repository {namespace}/{name}"
+    elif name is not None and version is not None:
+        what = views.app_id(namespace, name, version)
+    else:
+        return
+    if await store_images.pending(conn, namespace, name, version):
+        raise Conflict(
+            f"{what} held images of a deleted app that are still being removed from the "
+            "registry: try again in a minute"
+        )
+
+
+async def on_images_deleted(conn: asyncpg.Connection, data: AppImagesDeleted) -> None:
+    """The builder deleted a version's images: its names may be claimed again."""
+    try:
+        event_id = uuid.UUID(data.deletion_id)
+    except ValueError:
+        log.warning("app.images_deleted names no deletion of ours", extra={"app_id": data.app_id})
+        return
+    row = await store_images.confirm(conn, event_id, data.app_id)
+    if row is None:
+        log.info("app.images_deleted for no pending deletion", extra={"app_id": data.app_id})
+        return
+    log.info(
+        "images of a deleted app removed",
+        extra={"app_id": data.app_id, "deleted": len(data.deleted), "kept": len(data.kept)},
+    )

@@ -1,0 +1,152 @@
+"""`sage ecr app submit` against the real ECR API: from a file with --namespace/--url/--branch,
+and from a git repository (served by `git daemon` on loopback) that the command clones itself."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from sage_builder.testing import GitServer, commit_all
+from sage_builder.testing.servers import git as run_git
+from sage_ecr.config import Config
+from sage_ecr.testing import start_ecr
+from tests.fixtures.auth import call
+
+ROOT = Path(__file__).parents[2]
+CORPUS = ROOT / "services" / "ecr-api" / "tests" / "corpus"
+
+
+def sfx() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="module")
+async def ecr(database_url, auth_settings):
+    config = Config(
+        database_url=database_url,
+        db_schema=f"ecr_api_{sfx()}",
+        use_bus=False,
+        **auth_settings("ecr-api"),
+    )
+    running = await start_ecr(config)
+    yield running
+    await running.stop()
+
+
+@pytest.fixture(scope="module")
+async def http():
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture(scope="module")
+async def token(make_user):
+    return await make_user(f"cli-{sfx()}")
+
+
+@pytest.fixture(scope="module")
+def git(tmp_path_factory):
+    server = GitServer(tmp_path_factory.mktemp("git"))
+    server.start()
+    yield server
+    server.stop()
+
+
+async def sage(ecr, token: str, *args: str, cwd: Path | None = None) -> tuple[int, str, str]:
+    env = {**os.environ, "SAGE_HOST": ecr.url, "SAGE_USER_TOKEN": token}
+    env.pop("SAGE_STORE_URL", None)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sage_client", *args,
+        cwd=cwd or ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+def repository(git: GitServer, tmp_path: Path, files: dict[str, str], branch: str = "main") -> str:
+    """A served repository holding `files` on `branch` (and `main`); its git:// URL."""
+    name = f"app-{sfx()}"
+    work = tmp_path / name
+    work.mkdir()
+    (work / "Dockerfile").write_text("FROM scratch\n")
+    commit_all(work, "first", branch="main")
+    if branch != "main":
+        run_git(work, "checkout", "-q", "-b", branch)
+    for path, text in files.items():
+        (work / path).write_text(text)
+    commit_all(work, "describe the app", branch=branch)
+    git.publish(name, work)
+    return git.url(name)
+
+
+async def test_submit_a_file_with_namespace_url_and_branch_from_the_command_line(ecr, token):
+    ns = f"lab{sfx()}"
+    url = "https://git.example.org/lab/wildlife-trap.git"
+    args = ("ecr", "app", "submit", "--namespace", ns, "--url", url, "--branch", "dev")
+    code, out, err = await sage(ecr, token, *args, str(CORPUS / "wildlife-trap.yaml"), "--json")
+    assert code == 0, err
+    app = json.loads(out)
+    assert app["id"] == f"{ns}/wildlife-trap:0.1.0"
+    assert app["source"]["url"] == url and app["source"]["branch"] == "dev"
+
+
+async def test_submit_a_repository_reads_its_sage_yaml_and_sends_its_url_and_branch(
+    ecr, http, token, git, tmp_path
+):
+    ns = f"lab{sfx()}"
+    text = (CORPUS / "sound-events.yaml").read_text() + "extra_field: kept\n"
+    url = repository(git, tmp_path, {"sage.yaml": text}, branch="release")
+    args = ("ecr", "app", "submit", f"{url}@release", "--namespace", ns, "--json")
+    code, out, err = await sage(ecr, token, *args)
+    assert code == 0, err
+    app = json.loads(out)
+    assert app["id"] == f"{ns}/sound-events:0.1.0"
+    assert app["source"]["url"] == url and app["source"]["branch"] == "release"
+    assert app["testing"]["command"] == ["test.py"] and app["extra_field"] == "kept"
+    assert "warning: unknown field 'extra_field' kept as is" in err
+    status, got = await call(
+        http, "GET", f"{ecr.url}/api/apps/{ns}/sound-events/0.1.0", token=token
+    )
+    assert status == 200 and got["source"]["branch"] == "release"
+
+
+async def test_submit_a_repository_without_a_branch_uses_its_default_and_reads_sage_json(
+    ecr, http, token, git, tmp_path
+):
+    ns = f"lab{sfx()}"
+    url = repository(git, tmp_path, {"sage.json": (CORPUS / "hello-world.json").read_text()})
+    code, out, err = await sage(ecr, token, "ecr", "app", "submit", url, "--namespace", ns)
+    assert code == 0, err
+    assert out.strip() == f"submitted {ns}/hello-world:1.0.0"
+    status, got = await call(http, "GET", f"{ecr.url}/api/apps/{ns}/hello-world/1.0.0", token=token)
+    assert status == 200
+    assert got["source"]["url"] == url and got["source"]["branch"] == "main"
+
+
+async def test_a_repository_without_a_description_or_branch_is_a_clear_error(
+    ecr, token, git, tmp_path
+):
+    url = repository(git, tmp_path, {"README.md": "no description here\n"})
+    code, _, err = await sage(ecr, token, "ecr", "app", "submit", url)
+    assert code == 1 and "has none of sage.yaml, sage.yml, sage.json" in err
+    code, _, err = await sage(ecr, token, "ecr", "app", "submit", f"{url}@nope")
+    assert code == 1 and "git clone failed" in err and "nope" in err
+
+
+async def test_an_unapproved_users_submission_is_registered_and_not_waited_for(ecr, make_user):
+    newcomer = await make_user(f"new-{sfx()}", approved=False)
+    ns = f"lab{sfx()}"
+    spec = str(CORPUS / "env-sensors.yaml")
+    code, out, err = await sage(ecr, newcomer, "ecr", "app", "submit", spec, "--namespace", ns)
+    assert code == 0, err
+    assert out.startswith(f"registered {ns}/env-sensors:0.4.3 (not built")
+    args = ("ecr", "app", "submit", spec, "--namespace", ns, "--force", "--wait")
+    code, out, err = await sage(ecr, newcomer, *args)
+    assert code == 1 and "nothing to wait for" in err
