@@ -1,7 +1,8 @@
 """What schemathesis found answered 500, each now a 4xx that says what is wrong.
 
 NUL characters reached Postgres (which refuses them in text) from JSON bodies and path parameters;
-`"metadata": null` in a bucket PATCH crashed its validator.
+`"metadata": null` in a bucket PATCH crashed its validator; a multipart body without a boundary
+(or with a broken one) crashed aiohttp's form parser in the ECR's submission and storage's upload.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import aiohttp
 import pytest
 
 from sage_common.errors import NUL_MESSAGE
+from sage_ecr.config import Config as EcrConfig
+from sage_ecr.testing import start_ecr
+from sage_storage.transfer import MALFORMED_FORM
 from tests.fixtures.auth import call
 
 
@@ -106,3 +110,45 @@ async def test_bucket_patch_with_null_metadata_is_a_4xx_for_no_token(http, stora
         http, "PATCH", f"{storage_url}/api/v1/objects/0", json={"metadata": None}
     )
     assert 400 <= status < 500 and body["error"]
+
+
+NO_BOUNDARY = {"Content-Type": "multipart/form-data"}
+
+
+@pytest.fixture
+async def ecr_url(database_url, auth_settings):
+    running = await start_ecr(
+        EcrConfig(
+            database_url=database_url,
+            db_schema=f"ecr_findings_{uuid.uuid4().hex[:8]}",
+            use_bus=False,
+            **auth_settings("ecr-api"),
+        )
+    )
+    yield running.url
+    await running.stop()
+
+
+@pytest.mark.parametrize("path", ["/api/submit", "/api/apps/lab/app/1.0.0"])
+async def test_a_submission_as_multipart_without_boundary_is_400(http, ecr_url, admin, path):
+    status, body = await call(
+        http, "POST", ecr_url + path, token=admin, headers=NO_BOUNDARY, data=b"name: app"
+    )
+    assert status == 400
+    assert body["error"] == "the multipart form is malformed (its boundary or a part)"
+
+
+async def test_an_upload_as_multipart_without_boundary_is_400(http, storage_url, make_user):
+    token = await make_user(f"form-{uuid.uuid4().hex[:8]}")
+    status, bucket = await call(
+        http, "POST", f"{storage_url}/api/v1/objects", token=token, json={"name": "forms"}
+    )
+    assert status == 200
+    url = f"{storage_url}/api/v1/objects/{bucket['id']}/file.txt"
+    status, body = await call(http, "PUT", url, token=token, headers=NO_BOUNDARY, data=b"x")
+    assert status == 400
+    assert body["error"] == MALFORMED_FORM
+    broken = {"Content-Type": "multipart/form-data; boundary=b"}
+    status, body = await call(http, "PUT", url, token=token, headers=broken, data=b"--x\r\n\r\n")
+    assert status == 400
+    assert body["error"] == MALFORMED_FORM

@@ -96,6 +96,8 @@ async def _spec_body(request: web.Request) -> tuple[Any, dict[str, str]]:
             body, kind = await request.read(), request.content_type
     except web.HTTPRequestEntityTooLarge:
         raise _too_large(ecr) from None
+    except ValueError:  # aiohttp's multipart parser: no boundary, a broken part
+        raise BadRequest("the multipart form is malformed (its boundary or a part)") from None
     document = load_document(body, kind, max_depth=ecr.spec_max_depth, max_nodes=ecr.spec_max_nodes)
     return document, fields
 
