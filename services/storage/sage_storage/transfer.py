@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.hdrs import CONTENT_TYPE
+from aiohttp.http_exceptions import HttpProcessingError
 
 from sage_common.auth import principal
 from sage_common.errors import BadRequest, ProblemError
@@ -119,7 +120,7 @@ async def _upload_form(
 async def _next_part(reader: MultipartReader) -> MultipartReader | BodyPartReader | None:
     try:
         return await reader.next()
-    except ValueError:  # aiohttp's: a boundary or part header that does not parse
+    except (ValueError, RuntimeError, HttpProcessingError):  # a boundary or part that won't parse
         raise BadRequest(MALFORMED_FORM) from None
 
 
