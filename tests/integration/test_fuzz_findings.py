@@ -2,11 +2,13 @@
 
 NUL characters reached Postgres (which refuses them in text) from JSON bodies and path parameters;
 `"metadata": null` in a bucket PATCH crashed its validator; a multipart body without a boundary
-(or with a broken one) crashed aiohttp's form parser in the ECR's submission and storage's upload.
+(or with a broken one) crashed aiohttp's form parser in the ECR's submission and storage's upload;
+an introspection form that was not valid text in its charset crashed the auth service's.
 """
 
 from __future__ import annotations
 
+import base64
 import uuid
 
 import aiohttp
@@ -162,3 +164,23 @@ async def test_an_upload_as_a_broken_multipart_form_is_400(http, storage_url, ma
         status, body = await call(http, "PUT", url, token=token, headers=headers, data=data)
         assert status == 400
         assert body["error"] == MALFORMED_FORM
+
+
+@pytest.mark.parametrize(
+    ("ctype", "data"),
+    [
+        ("application/x-www-form-urlencoded", b"token=\xff\xfe"),
+        ("application/x-www-form-urlencoded; charset=bogus", b"token=abc"),
+    ],
+    ids=["not-utf8", "unknown-charset"],
+)
+async def test_an_introspection_form_that_is_not_text_is_400(
+    http, auth_url, service_secrets, ctype, data
+):
+    basic = base64.b64encode(f"storage:{service_secrets['storage']}".encode()).decode()
+    headers = {"Authorization": f"Basic {basic}", "Content-Type": ctype}
+    status, body = await call(
+        http, "POST", f"{auth_url}/auth/token_info", headers=headers, data=data
+    )
+    assert status == 400
+    assert body["error"] == "the form is not valid text in its charset (send UTF-8)"
