@@ -130,6 +130,29 @@ def _is_unavailable(exc: BaseException) -> bool:
     )
 
 
+NUL_MESSAGE = "text may not contain the NUL character (\\u0000)"
+# Postgres refusing a value the caller sent: the caller's mistake, answered 422 with what is wrong,
+# wherever a model let it through (a path or query parameter, a field without a limit).
+_REFUSED_DATA: tuple[tuple[type[Exception], str], ...] = (
+    (asyncpg.exceptions.CharacterNotInRepertoireError, NUL_MESSAGE),
+    (asyncpg.exceptions.UntranslatableCharacterError, NUL_MESSAGE),
+    (asyncpg.exceptions.StringDataRightTruncationError, "a value is longer than its field allows"),
+    (asyncpg.exceptions.NumericValueOutOfRangeError, "a number is out of its field's range"),
+    (asyncpg.exceptions.DatetimeFieldOverflowError, "a date or time is out of range"),
+)
+
+
+def refused_data_detail(exc: BaseException) -> str | None:
+    """What is wrong with the input Postgres refused, or None when `exc` is not such a refusal."""
+    for kind, detail in _REFUSED_DATA:
+        if isinstance(exc, kind):
+            return detail
+    # asyncpg's own check of an integer argument against its column's type, before sending it
+    if type(exc) is asyncpg.exceptions.DataError and "value out of int" in str(exc):
+        return "a number is out of its field's range"
+    return None
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -158,6 +181,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             detail = "the request body is larger than this endpoint accepts"
         return problem_response(exc.status, exc.reason, detail, headers=headers)
     except Exception as exc:  # noqa: BLE001 - the one place that catches everything
+        refused = refused_data_detail(exc)
+        if refused is not None:
+            log.info("input refused by the database: %s", type(exc).__name__)
+            return problem_response(422, "Unprocessable Content", refused)
         if _is_unavailable(exc):
             log.warning("dependency unavailable: %s", type(exc).__name__)
             return problem_response(

@@ -15,6 +15,8 @@ from pydantic import BaseModel
 
 F = TypeVar("F", bound=Callable[..., Any])
 _PARAM_RE = re.compile(r"\{([^}:]+)(:[^}]*)?\}")
+# aiohttp's own default for a `{name}` without a regex: one non-empty segment
+_DEFAULT_SEGMENT = "[^{}/]+"
 
 
 def describe(
@@ -65,8 +67,13 @@ def build_document(app: web.Application, title: str) -> dict[str, Any]:
             "summary": doc[0] if doc else handler.__name__.replace("_", " "),
             "operationId": _unique(used, f"{route.method.lower()}_{handler.__name__}"),
             "parameters": [
-                {"name": m.group(1), "in": "path", "required": True, "schema": {"type": "string"}}
-                for m in _PARAM_RE.finditer(raw)
+                {
+                    "name": name,
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": f"^(?:{pattern})$"},
+                }
+                for name, pattern in _path_patterns(route, raw).items()
             ],
             "responses": {"default": {"description": "problem+json error"}},
         }
@@ -104,6 +111,21 @@ def build_document(app: web.Application, title: str) -> dict[str, Any]:
         },
         "security": [{"sage": []}],
     }
+
+
+def _path_patterns(route: web.AbstractRoute, raw: str) -> dict[str, str]:
+    """Each path parameter's regex, as the router matches it, so a fuzzer sends what can arrive."""
+    patterns = {m.group(1): _DEFAULT_SEGMENT for m in _PARAM_RE.finditer(raw)}
+    info = route.resource.get_info() if route.resource else {}
+    compiled = info.get("pattern")
+    if isinstance(compiled, re.Pattern):
+        for name in patterns:
+            group = re.search(
+                rf"\(\?P<{re.escape(name)}>((?:[^()]|\([^()]*\))*)\)", compiled.pattern
+            )
+            if group:
+                patterns[name] = group.group(1)
+    return patterns
 
 
 async def openapi_handler(request: web.Request) -> web.Response:

@@ -29,7 +29,7 @@ from .auth import IntrospectionClient, Introspector, auth_middleware
 from .bus import Bus, Consumer, OutboxRelay
 from .config import ServiceConfig
 from .cors import enable_cors
-from .errors import BadRequest, UnsupportedMediaType, error_middleware
+from .errors import NUL_MESSAGE, BadRequest, Unprocessable, UnsupportedMediaType, error_middleware
 from .logs import new_request_id, request_id
 from .metrics import metrics_handler, metrics_middleware
 from .openapi import openapi_handler
@@ -119,7 +119,36 @@ async def read_json(request: web.Request, model: type[M] | None = None) -> Any:
         data = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise BadRequest("the body is not valid JSON") from None
+    refuse_nul(data)
     return model.model_validate(data) if model is not None else data
+
+
+def refuse_nul(data: Any) -> None:
+    """422 when a string of a JSON document holds NUL, which no text column can store."""
+    found = _nul_path(data)
+    if found is not None:
+        raise Unprocessable(
+            NUL_MESSAGE,
+            errors=[{"loc": found, "msg": NUL_MESSAGE, "type": "string_nul_character"}],
+        )
+
+
+def _nul_path(data: Any) -> list[str] | None:
+    """Where the first string (or key) holding NUL is; a loop, so deep nesting cannot overflow."""
+    stack: list[tuple[Any, list[str]]] = [(data, [])]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return path
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if "\x00" in key:
+                    return [*path, key.replace("\x00", "\\u0000")]
+                stack.append((item, [*path, key]))
+        elif isinstance(value, list):
+            stack.extend((item, [*path, str(i)]) for i, item in enumerate(value))
+    return None
 
 
 async def _run_checks(app: web.Application, checks: list[ReadyCheck]) -> dict[str, str]:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 
+import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import BaseModel
 
-from sage_common.errors import NotFound, error_middleware
+from sage_common.errors import NUL_MESSAGE, NotFound, error_middleware
 from sage_common.web import read_json, request_id_middleware
 
 
@@ -107,3 +108,44 @@ async def test_request_id_is_echoed_or_made(client):
     assert (
         resp.headers["X-Request-ID"] != "bad id; drop" and len(resp.headers["X-Request-ID"]) == 32
     )
+
+
+async def test_nul_anywhere_in_a_json_body_is_422_naming_where(client):
+    resp = await client.post("/validate", json={"name": "x", "size": 1, "tags": [{"a": "b\x00"}]})
+    body = await resp.json(content_type=None)
+    assert resp.status == 422
+    assert body["error"] == NUL_MESSAGE
+    assert body["errors"][0]["loc"] == ["tags", "0", "a"]
+
+
+@pytest.mark.parametrize(
+    ("sql", "value", "detail"),
+    [
+        (
+            "INSERT INTO t (short) VALUES ($1)",
+            "too long",
+            "a value is longer than its field allows",
+        ),
+        ("INSERT INTO t (short) VALUES ($1)", "a\x00", NUL_MESSAGE),
+        ("INSERT INTO t (small) VALUES ($1)", 2**40, "a number is out of its field's range"),
+        ("SELECT $1::numeric(3)::int", "99999999999", "a number is out of its field's range"),
+    ],
+    ids=["too-long", "nul", "int-argument", "numeric-cast"],
+)
+async def test_values_postgres_refuses_are_422_saying_why(database_url, sql, value, detail):
+    async def store(request: web.Request) -> web.Response:
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute("CREATE TEMP TABLE t (short varchar(3), small int)")
+            await conn.execute(sql, value)
+        finally:
+            await conn.close()
+        return web.json_response({})
+
+    app = web.Application(middlewares=[error_middleware])
+    app.router.add_post("/store", store)
+    async with TestClient(TestServer(app)) as client:
+        resp = await client.post("/store")
+        body = await resp.json(content_type=None)
+    assert resp.status == 422
+    assert body["error"] == detail

@@ -114,7 +114,10 @@ async def token_info(request: web.Request) -> web.Response:
     _service_client(request)
     if request.content_type != FORM:
         raise UnsupportedMediaType(f"send the token as {FORM} (RFC 7662) or application/json")
-    form = await request.post()
+    try:
+        form = await request.post()
+    except (ValueError, LookupError):  # bytes not in the charset, or a charset Python lacks
+        raise BadRequest("the form is not valid text in its charset (send UTF-8)") from None
     token = form.get("token")
     if not isinstance(token, str) or not token:
         raise BadRequest("send the token as the form field token")

@@ -7,6 +7,7 @@ import re
 from typing import Any, TypeVar
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel
 
 from sage_common import db
@@ -96,6 +97,9 @@ async def _spec_body(request: web.Request) -> tuple[Any, dict[str, str]]:
             body, kind = await request.read(), request.content_type
     except web.HTTPRequestEntityTooLarge:
         raise _too_large(ecr) from None
+    except (ValueError, RuntimeError, HttpProcessingError):  # aiohttp's form parser: no
+        # boundary, a part whose headers do not parse, a bad `_charset_`
+        raise BadRequest("the multipart form is malformed (its boundary or a part)") from None
     document = load_document(body, kind, max_depth=ecr.spec_max_depth, max_nodes=ecr.spec_max_nodes)
     return document, fields
 

@@ -13,7 +13,7 @@ from aiohttp import web
 from sage_common.auth import principal
 from sage_common.errors import BadRequest
 from sage_common.openapi import describe
-from sage_common.web import json_response
+from sage_common.web import json_response, refuse_nul
 
 from . import service, upkeep
 from .models import CreateBucket, Grant, UpdateBucket
@@ -53,6 +53,7 @@ async def json_object(request: web.Request) -> dict[str, Any]:
         data = None
     if not isinstance(data, dict):
         raise BadRequest("the body is a JSON object")
+    refuse_nul(data)
     return data
 
 

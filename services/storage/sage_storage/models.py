@@ -38,7 +38,9 @@ def _type(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
-def _metadata(value: dict[str, str]) -> dict[str, str]:
+def _metadata(value: dict[str, str] | None) -> dict[str, str] | None:
+    if value is None:  # PATCH's "metadata": null leaves the stored metadata as it is
+        return None
     if len(value) > MAX_META_ENTRIES:
         raise ValueError(f"at most {MAX_META_ENTRIES} metadata entries")
     for key, item in value.items():

@@ -14,8 +14,9 @@ import time
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.hdrs import CONTENT_TYPE
+from aiohttp.http_exceptions import HttpProcessingError
 
 from sage_common.auth import principal
 from sage_common.errors import BadRequest, ProblemError
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 PART_READ = 1024 * 1024
 _FORM_TYPES = ("application/x-www-form-urlencoded", "")
+MALFORMED_FORM = "the multipart form is malformed (its boundary or a part's headers)"
 
 
 def _is_listing(path: str) -> bool:
@@ -90,9 +92,12 @@ def _raw_incoming(request: web.Request, path: str) -> Incoming:
 async def _upload_form(
     request: web.Request, ctx: service.Storage, bucket: Bucket, path: str
 ) -> list[str]:
-    reader = await request.multipart()
+    try:
+        reader = await request.multipart()
+    except ValueError:  # aiohttp's: no boundary
+        raise BadRequest(MALFORMED_FORM) from None
     stored: list[str] = []
-    while (part := await reader.next()) is not None:
+    while (part := await _next_part(reader)) is not None:
         if not isinstance(part, BodyPartReader) or part.name != "file":
             await part.release()
             continue
@@ -110,6 +115,13 @@ async def _upload_form(
     if not stored:
         raise BadRequest("the form has no part named 'file'")
     return stored
+
+
+async def _next_part(reader: MultipartReader) -> MultipartReader | BodyPartReader | None:
+    try:
+        return await reader.next()
+    except (ValueError, RuntimeError, HttpProcessingError):  # a boundary or part that won't parse
+        raise BadRequest(MALFORMED_FORM) from None
 
 
 def _headers(obj: StoredObject) -> dict[str, str]:
