@@ -89,6 +89,27 @@ async def set_frozen(
     return {"modified": 1}
 
 
+def app_filter(
+    who: Principal | None, query: ListQuery, ns: str | None = None, name: str | None = None
+) -> apps.AppFilter:
+    """The listing's filters as the store takes them, from the query string and the route."""
+    gpus: dict[str, list[str]] = {"true": ["required", "optional"], "false": ["optional", "none"]}
+    return apps.AppFilter(
+        namespace=ns or query.namespace,
+        name=name,
+        owner=_owner(who, query.owner),
+        public=query.public,
+        nopublic=query.nopublic,
+        shared=query.shared,
+        state=State.PUBLISHED.value
+        if query.published
+        else (query.state.value if query.state else None),
+        architecture=query.architecture,
+        gpu=gpus.get(query.gpu, [query.gpu]) if query.gpu else None,
+        q=(query.q or "").strip() or None,
+    )
+
+
 async def list_apps(
     ecr: Ecr,
     who: Principal | None,
@@ -97,23 +118,7 @@ async def list_apps(
     name: str | None = None,
 ) -> str:
     """One page of the apps the caller may read, as `{"pagination": ..., "data": [...]}` text."""
-    owner = _owner(who, query.owner)
-    gpus: dict[str, list[str]] = {"true": ["required", "optional"], "false": ["optional", "none"]}
-    gpu = gpus.get(query.gpu, [query.gpu]) if query.gpu else None
-    flt = apps.AppFilter(
-        namespace=ns or query.namespace,
-        name=name,
-        owner=owner,
-        public=query.public,
-        nopublic=query.nopublic,
-        shared=query.shared,
-        state=State.PUBLISHED.value
-        if query.published
-        else (query.state.value if query.state else None),
-        architecture=query.architecture,
-        gpu=gpu,
-        q=(query.q or "").strip() or None,
-    )
+    flt = app_filter(who, query, ns, name)
     fingerprint = {**vars(flt), "viewer": who.username if who else None}
     after = cursor.decode(query.continue_, fingerprint, 3) if query.continue_ else None
     async with ecr.pool.acquire() as conn:
