@@ -129,7 +129,7 @@ async def _explain(ecr: Ecr, who: Principal, params: str) -> str:
     prepared statement several times over, so the plan shown is the one Postgres settles on."""
     query = ListQuery.model_validate(dict(urllib.parse.parse_qsl(f"limit={PAGE}&{params}")))
     flt = service.app_filter(who, query)
-    sql, args = apps.listing_sql(access.viewer(who, ecr.policy), flt, None, query.limit + 1)
+    sql, args = apps.listing_sql(access.viewer(who, ecr.policy), flt, None, query.limit)
     async with ecr.pool.acquire() as conn:
         for _ in range(6):
             rows = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", *args)

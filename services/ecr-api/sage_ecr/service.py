@@ -116,20 +116,23 @@ async def list_apps(
     query: ListQuery,
     ns: str | None = None,
     name: str | None = None,
-) -> str:
-    """One page of the apps the caller may read, as `{"pagination": ..., "data": [...]}` text."""
+) -> bytes:
+    """One page of the apps the caller may read, as `{"pagination": ..., "data": [...]}` JSON."""
     flt = app_filter(who, query, ns, name)
     fingerprint = {**vars(flt), "viewer": who.username if who else None}
     after = cursor.decode(query.continue_, fingerprint, 3) if query.continue_ else None
     async with ecr.pool.acquire() as conn:
-        rows = await apps.list_apps(
-            conn, access.viewer(who, ecr.policy), flt, after, query.limit + 1
+        page = await apps.list_apps(conn, access.viewer(who, ecr.policy), flt, after, query.limit)
+    token = cursor.encode(page.more_after, fingerprint) if page.more_after else None
+    return b"".join(
+        (
+            b'{"pagination":{"continuationToken":',
+            json.dumps(token).encode(),
+            b'},"data":[',
+            page.data,
+            b"]}",
         )
-    token = (
-        cursor.encode(rows[query.limit - 1][0], fingerprint) if len(rows) > query.limit else None
     )
-    data = ",".join(doc for _, doc in rows[: query.limit])
-    return f'{{"pagination":{{"continuationToken":{json.dumps(token)}}},"data":[{data}]}}'
 
 
 # ---- namespaces and repositories
@@ -212,14 +215,14 @@ def _visible_grants(
 async def get_repository(ecr: Ecr, who: Principal | None, ns: str, name: str) -> str:
     async with ecr.pool.acquire() as conn:
         repo = await access.repository_for(conn, who, ecr.policy, ns, name, Permission.READ)
-        rows = await apps.list_apps(
+        page = await apps.list_apps(
             conn,
             apps.Viewer(None, everything=True),
             apps.AppFilter(namespace=ns, name=name),
             None,
             10_000,
         )
-    versions = ",".join(doc for _, doc in rows)
+    versions = page.data.decode()
     head = json.dumps(views.repository_view(repo))[:-1]
     return f'{head},"versions":[{versions}]}}'
 
