@@ -1,7 +1,8 @@
 """`python -m bench [NAME ...]`: run the benchmarks under bench/ and print one row per figure.
 
 Each `bench/bench_<name>.py` exposes `async def main() -> list[dict]` whose rows carry `name`,
-`value`, `unit`, and where a target applies `baseline`, `ratio` and `target` (e.g. ">= 0.9").
+`value`, `unit`, and where a target applies `baseline`, `ratio` and `target` (e.g. ">= 0.9");
+an optional `detail` (text, such as a query plan) is printed indented under its row.
 Ratios are what to compare: this machine is shared and noisy, absolute times are not.
 """
 
@@ -69,6 +70,8 @@ def main() -> int:
                 f"  target {row.get('target') or '-':<7} {v}",
                 flush=True,
             )
+            for line in str(row.get("detail") or "").splitlines():
+                print(f"      {line}", flush=True)
         print(f"  ({time.monotonic() - start:.0f} s)", flush=True)
     print(f"benchmarks: {len(chosen) - failed} ran, {failed} crashed, {missed} targets missed")
     return 1 if failed else 0

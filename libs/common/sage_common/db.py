@@ -44,7 +44,13 @@ async def create_pool(
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
-        server_settings={"search_path": f"{schema},public", "application_name": f"sage-{schema}"},
+        server_settings={
+            "search_path": f"{schema},public",
+            "application_name": f"sage-{schema}",
+            # Our queries are short and page-sized: starting parallel workers costs more than
+            # it saves (a 100,000-version listing page: 127 ms with workers, 8 ms without).
+            "max_parallel_workers_per_gather": "0",
+        },
         command_timeout=60,
     )
     assert pool is not None

@@ -43,7 +43,7 @@ def _ecr(request: web.Request) -> Ecr:
     return request.app[ECR]
 
 
-def _text(body: str, status: int = 200) -> web.Response:
+def _text(body: str | bytes, status: int = 200) -> web.Response:
     return json_text_response(body, status=status)
 
 

@@ -89,21 +89,15 @@ async def set_frozen(
     return {"modified": 1}
 
 
-async def list_apps(
-    ecr: Ecr,
-    who: Principal | None,
-    query: ListQuery,
-    ns: str | None = None,
-    name: str | None = None,
-) -> str:
-    """One page of the apps the caller may read, as `{"pagination": ..., "data": [...]}` text."""
-    owner = _owner(who, query.owner)
+def app_filter(
+    who: Principal | None, query: ListQuery, ns: str | None = None, name: str | None = None
+) -> apps.AppFilter:
+    """The listing's filters as the store takes them, from the query string and the route."""
     gpus: dict[str, list[str]] = {"true": ["required", "optional"], "false": ["optional", "none"]}
-    gpu = gpus.get(query.gpu, [query.gpu]) if query.gpu else None
-    flt = apps.AppFilter(
+    return apps.AppFilter(
         namespace=ns or query.namespace,
         name=name,
-        owner=owner,
+        owner=_owner(who, query.owner),
         public=query.public,
         nopublic=query.nopublic,
         shared=query.shared,
@@ -111,20 +105,34 @@ async def list_apps(
         if query.published
         else (query.state.value if query.state else None),
         architecture=query.architecture,
-        gpu=gpu,
+        gpu=gpus.get(query.gpu, [query.gpu]) if query.gpu else None,
         q=(query.q or "").strip() or None,
     )
+
+
+async def list_apps(
+    ecr: Ecr,
+    who: Principal | None,
+    query: ListQuery,
+    ns: str | None = None,
+    name: str | None = None,
+) -> bytes:
+    """One page of the apps the caller may read, as `{"pagination": ..., "data": [...]}` JSON."""
+    flt = app_filter(who, query, ns, name)
     fingerprint = {**vars(flt), "viewer": who.username if who else None}
     after = cursor.decode(query.continue_, fingerprint, 3) if query.continue_ else None
     async with ecr.pool.acquire() as conn:
-        rows = await apps.list_apps(
-            conn, access.viewer(who, ecr.policy), flt, after, query.limit + 1
+        page = await apps.list_apps(conn, access.viewer(who, ecr.policy), flt, after, query.limit)
+    token = cursor.encode(page.more_after, fingerprint) if page.more_after else None
+    return b"".join(
+        (
+            b'{"pagination":{"continuationToken":',
+            json.dumps(token).encode(),
+            b'},"data":[',
+            page.data,
+            b"]}",
         )
-    token = (
-        cursor.encode(rows[query.limit - 1][0], fingerprint) if len(rows) > query.limit else None
     )
-    data = ",".join(doc for _, doc in rows[: query.limit])
-    return f'{{"pagination":{{"continuationToken":{json.dumps(token)}}},"data":[{data}]}}'
 
 
 # ---- namespaces and repositories
@@ -207,14 +215,14 @@ def _visible_grants(
 async def get_repository(ecr: Ecr, who: Principal | None, ns: str, name: str) -> str:
     async with ecr.pool.acquire() as conn:
         repo = await access.repository_for(conn, who, ecr.policy, ns, name, Permission.READ)
-        rows = await apps.list_apps(
+        page = await apps.list_apps(
             conn,
             apps.Viewer(None, everything=True),
             apps.AppFilter(namespace=ns, name=name),
             None,
             10_000,
         )
-    versions = ",".join(doc for _, doc in rows)
+    versions = page.data.decode()
     head = json.dumps(views.repository_view(repo))[:-1]
     return f'{head},"versions":[{versions}]}}'
 

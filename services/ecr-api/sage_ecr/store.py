@@ -23,28 +23,37 @@ _NAMES_VIEWER_ONLY = """((p.grantee_type = 'USER' AND p.grantee = {u})
     OR (p.grantee_type = 'GROUP' AND p.grantee = ANY({g})))"""
 
 
+def _granted(
+    resource_type: str, names: str, permissions: list[str] | None = None, *, all_users: bool = True
+) -> str:
+    """SQL: the names of the resources of `resource_type` with a grant that `names` the viewer (and
+    gives one of `permissions`; without AllUsers' when `all_users` is False), as an uncorrelated
+    subquery: Postgres hashes it once per query instead of probing the grants for every row."""
+    given = f" AND p.permission = ANY('{{{','.join(permissions)}}}'::text[])" if permissions else ""
+    public = "" if all_users else " AND NOT (p.grantee_type = 'GROUP' AND p.grantee = 'AllUsers')"
+    return f"""(SELECT p.resource_name FROM permissions p
+        WHERE p.resource_type = '{resource_type}'{given}{public} AND {names})"""
+
+
 def readable_repository(
     namespace: str, name: str, u: str, g: str, everything: str, *, via_public: bool = True
 ) -> str:
     """SQL: the viewer may read the repository `namespace`/`name` (SQL expressions); with
-    `via_public=False` only through a grant to them or their groups (SAGE's `nopublic`)."""
-    names = _NAMES_VIEWER if via_public else _NAMES_VIEWER_ONLY
-    return f"""({everything} OR EXISTS (
-        SELECT 1 FROM permissions p
-        WHERE p.permission = ANY('{{{",".join(READERS)}}}'::text[])
-          AND ((p.resource_type = 'repository' AND p.resource_name = {namespace} || '/' || {name})
-            OR (p.resource_type = 'namespace' AND p.resource_name = {namespace}
-                AND NOT (p.grantee_type = 'GROUP' AND p.grantee = 'AllUsers')))
-          AND {names.format(u=u, g=g)}))"""
+    `via_public=False` only through a grant to them or their groups (SAGE's `nopublic`).
+    A namespace's grants apply to its repositories, but AllUsers on a namespace does not."""
+    names = (_NAMES_VIEWER if via_public else _NAMES_VIEWER_ONLY).format(u=u, g=g)
+    return f"""({everything}
+        OR {namespace} IN {_granted("namespace", names, READERS, all_users=False)}
+        OR ({namespace} || '/' || {name}) IN {_granted("repository", names, READERS)})"""
 
 
 def shared_repository(namespace: str, name: str, owner: str, u: str, g: str) -> str:
     """SQL: someone else owns the repository and grants the viewer (or a group of theirs)
     something on it or on its namespace (SAGE's `shared`)."""
-    return f"""({owner} IS DISTINCT FROM {u} AND EXISTS (SELECT 1 FROM permissions p
-        WHERE ((p.resource_type = 'repository' AND p.resource_name = {namespace} || '/' || {name})
-            OR (p.resource_type = 'namespace' AND p.resource_name = {namespace}))
-          AND {_NAMES_VIEWER_ONLY.format(u=u, g=g)}))"""
+    names = _NAMES_VIEWER_ONLY.format(u=u, g=g)
+    return f"""({owner} IS DISTINCT FROM {u} AND (
+        {namespace} IN {_granted("namespace", names)}
+        OR ({namespace} || '/' || {name}) IN {_granted("repository", names)}))"""
 
 
 @dataclass
