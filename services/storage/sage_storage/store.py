@@ -10,9 +10,12 @@ import asyncpg
 
 from sage_common.errors import Forbidden, NotFound, PayloadTooLarge
 
+from .batch import Batcher
 from .models import Bucket, StoredObject
 from .store_upkeep import UpkeepStore
 
+# Most uploads committed (or begun) in one statement; more wait for the next.
+BATCH_ITEMS = 100
 _BUCKET_COLS = (
     "b.id, b.name, b.owner, b.type, b.metadata, b.time_created, b.time_last_updated, "
     "b.bytes_used, b.object_count"
@@ -37,6 +40,12 @@ class Store(UpkeepStore):
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        self._commits: Batcher[tuple[uuid.UUID, int], StoredObject, asyncpg.Record] = Batcher(
+            self._commit_batch, BATCH_ITEMS
+        )
+        self._begun: Batcher[None, tuple[str, uuid.UUID], None] = Batcher(
+            self._begin_batch, BATCH_ITEMS
+        )
 
     # ------------------------------------------------------------------ buckets and grants
     async def create_bucket(
@@ -199,22 +208,13 @@ class Store(UpkeepStore):
         )
 
     async def commit_object(self, obj: StoredObject, quota_bytes: int) -> str | None:
-        """Make an uploaded blob the object at its key, with its bookkeeping, in one statement.
+        """Make an uploaded blob the object at its key, with its bookkeeping.
 
         Answers the replaced blob (now in `garbage`), if any; 404 if the bucket went away
-        meanwhile, 413 if the owner's byte quota would be passed (migration 0002).
+        meanwhile, 413 if the owner's byte quota would be passed (migration 0002). Commits into
+        one bucket that arrive while one runs go together in the next transaction (migration 0003).
         """
-        row = await self.pool.fetchrow(
-            "SELECT * FROM commit_object($1, $2, $3, $4, $5, $6, $7, $8)",
-            obj.bucket_id,
-            obj.key,
-            obj.blob,
-            obj.size,
-            obj.sha256,
-            obj.md5,
-            obj.content_type,
-            quota_bytes,
-        )
+        row = await self._commits.submit((obj.bucket_id, quota_bytes), obj)
         if row["outcome"] == "gone":
             raise NotFound("the bucket was deleted during the upload")
         if row["outcome"] == "quota":
@@ -222,6 +222,23 @@ class Store(UpkeepStore):
                 f"storage quota exceeded: {row['owner']} uses {row['used']} of {quota_bytes} bytes"
             )
         return row["old_blob"]
+
+    async def _commit_batch(
+        self, key: tuple[uuid.UUID, int], objs: list[StoredObject]
+    ) -> list[asyncpg.Record]:
+        bucket_id, quota_bytes = key
+        rows = await self.pool.fetch(
+            "SELECT * FROM commit_objects($1, $2, $3, $4, $5, $6, $7, $8)",
+            bucket_id,
+            [o.key for o in objs],
+            [o.blob for o in objs],
+            [o.size for o in objs],
+            [o.sha256 for o in objs],
+            [o.md5 for o in objs],
+            [o.content_type for o in objs],
+            quota_bytes,
+        )
+        return list(rows)
 
     async def delete_object(self, bucket_id: uuid.UUID, key: str) -> str | None:
         """Remove the object row (its blob to `garbage`); the blob, or None if there was none."""
