@@ -21,7 +21,7 @@ class Config(ServiceConfig):
     port: int = 8083
     # Processes serving the port together (SO_REUSEPORT), each with its own event loop and database
     # pool (up to db_pool_max connections each): the loop's one core limits many small uploads.
-    # 0: one per CPU this container may use, at most MAX_AUTO_WORKERS.
+    # 0: one per CPU this process may use (affinity, cgroup quota), at most 4.
     workers: int = Field(0, ge=0, le=64)
     db_schema: str = "storage"
     client_id: str = "storage"
