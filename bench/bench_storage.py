@@ -93,10 +93,16 @@ async def _chunks(total: int) -> AsyncIterator[bytes]:
 
 
 def _rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    """Resident memory of the process and its children (the storage service's workers)."""
+    total = 0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:  # gone meanwhile
+        return total
+    return total + sum(_rss(int(child)) for child in children)
 
 
 async def _wait_http(url: str, proc: subprocess.Popen[bytes] | None, seconds: float = 60) -> None:
