@@ -4,7 +4,10 @@ Every commit of an upload into one bucket updates that bucket's row, so those tr
 after another, each waiting for its own WAL flush; 200 small uploads at once would wait for 200
 flushes in a row. A `Batcher` runs the first call at once and gathers every call that arrives
 meanwhile into the next one, so a burst costs a few transactions whatever its size, and a lone
-call waits for nothing.
+call waits for nothing. Reads batch the same way (a bucket's lookup for one caller, asked by every
+request): a call joins only a query that has not started yet, so it still sees every change made
+before it arrived, and 200 requests at once cost a few queries instead of queueing 20 deep for the
+pool's connections.
 """
 
 from __future__ import annotations

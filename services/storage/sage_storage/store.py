@@ -46,6 +46,9 @@ class Store(UpkeepStore):
         self._begun: Batcher[None, tuple[str, uuid.UUID], None] = Batcher(
             self._begin_batch, BATCH_ITEMS
         )
+        self._lookups: Batcher[
+            tuple[uuid.UUID, str | None, tuple[str, ...]], None, asyncpg.Record | None
+        ] = Batcher(self._lookup_batch, 10_000)
 
     # ------------------------------------------------------------------ buckets and grants
     async def create_bucket(
@@ -86,7 +89,19 @@ class Store(UpkeepStore):
     async def bucket(
         self, bucket_id: uuid.UUID, username: str | None, groups: list[str]
     ) -> Bucket | None:
-        """The bucket with the caller's grants on it; None when absent or being deleted."""
+        """The bucket with the caller's grants on it; None when absent or being deleted.
+
+        Every upload and download asks this first. Lookups of one bucket by one caller that arrive
+        while one runs share the next query (batch.py): each is still answered by a query that
+        started after it arrived, so a grant changed before it is seen.
+        """
+        row = await self._lookups.submit((bucket_id, username, tuple(groups)), None)
+        return _bucket(row) if row else None
+
+    async def _lookup_batch(
+        self, key: tuple[uuid.UUID, str | None, tuple[str, ...]], items: list[None]
+    ) -> list[asyncpg.Record | None]:
+        bucket_id, username, groups = key
         row = await self.pool.fetchrow(
             f"""SELECT {_BUCKET_COLS},
                        array_agg(g.permission) FILTER (WHERE g.permission IS NOT NULL) AS granted
@@ -94,9 +109,9 @@ class Store(UpkeepStore):
                 WHERE b.id = $1 AND NOT b.deleting GROUP BY b.id""",
             bucket_id,
             username,
-            groups,
+            list(groups),
         )
-        return _bucket(row) if row else None
+        return [row] * len(items)
 
     async def list_buckets(
         self,
