@@ -155,15 +155,25 @@ def _direct_small(s3: dict[str, str]) -> dict[str, float]:
     )
     body = os.urandom(SMALL)
 
-    def one(i: int) -> float:
+    def one(i: int) -> tuple[float, float]:
         start = time.perf_counter()
         client.put_object("bench-direct", f"small/{i}.bin", io.BytesIO(body), SMALL)
-        return time.perf_counter() - start
+        end = time.perf_counter()
+        return end - start, end - issued
 
-    start = time.perf_counter()
+    issued = time.perf_counter()
     with ThreadPoolExecutor(SMALL_COUNT) as pool:
-        latencies = list(pool.map(one, range(SMALL_COUNT)))
-    return {**latency_ms(latencies), "wall": time.perf_counter() - start}
+        timings = list(pool.map(one, range(SMALL_COUNT)))
+    # Each thread times its own request, from when it got to run: threads start one after another
+    # and share one GIL, so these leave out the wait to start that the service's figures include.
+    # The same put timed from the moment all 200 were issued is the like-for-like figure.
+    common = latency_ms([t for _, t in timings])
+    return {
+        **latency_ms([t for t, _ in timings]),
+        "wall": time.perf_counter() - issued,
+        "p50_issued": common["p50"],
+        "p99_issued": common["p99"],
+    }
 
 
 def _direct(s3: dict[str, str]) -> tuple[float, float]:
@@ -274,6 +284,8 @@ async def _small_rounds(
         "direct_p50": direct["p50"],
         "direct_p99": direct["p99"],
         "direct_rate": SMALL_COUNT / direct["wall"],
+        "direct_p50_issued": direct["p50_issued"],
+        "direct_p99_issued": direct["p99_issued"],
     }
 
 
@@ -509,6 +521,22 @@ async def main() -> list[dict[str, Any]]:
             "baseline": ours["direct_p50"],
             "ratio": ours["p50"] / ours["direct_p50"],
             "target": "<= 3",
+        },
+        {
+            "name": "  the same p50, direct also timed from issue",
+            "value": ours["p50"],
+            "unit": "ms",
+            "baseline": ours["direct_p50_issued"],
+            "ratio": ours["p50"] / ours["direct_p50_issued"],
+            "target": None,
+        },
+        {
+            "name": "  the same p99, direct also timed from issue",
+            "value": ours["p99"],
+            "unit": "ms",
+            "baseline": ours["direct_p99_issued"],
+            "ratio": ours["p99"] / ours["direct_p99_issued"],
+            "target": None,
         },
         {
             "name": f"storage {SMALL_COUNT} concurrent 64 KiB uploads throughput",
