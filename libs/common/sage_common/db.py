@@ -34,16 +34,31 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """A reset that sends nothing: asyncpg has already rolled back any open transaction."""
+
+
 async def create_pool(
-    dsn: str, schema: str, *, min_size: int = 1, max_size: int = 10
+    dsn: str,
+    schema: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    reset_sessions: bool = True,
 ) -> asyncpg.Pool:
-    """A pool whose connections see `schema` first and decode json/jsonb to Python values."""
+    """A pool whose connections see `schema` first and decode json/jsonb to Python values.
+
+    A connection given back is reset (advisory locks released, settings and LISTENs undone) with a
+    query of its own, one more round trip per use. `reset_sessions=False` skips it for a service
+    whose code leaves no session state behind (it releases what it takes in `finally`).
+    """
     _check_schema(schema)
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
+        reset=None if reset_sessions else _keep_session,
         server_settings={
             "search_path": f"{schema},public",
             "application_name": f"sage-{schema}",

@@ -1,17 +1,30 @@
 """Prometheus metrics every service exposes: per route and per bus consumer.
 
 Metrics live in the process-wide registry and carry a `service` label, so several apps built in one
-test process share them without registering twice.
+test process share them without registering twice. A service run as several worker processes
+(sage_common.runner) has `PROMETHEUS_MULTIPROC_DIR` set: each worker writes its values there, and
+`/metrics` answers what all of them counted (counters and histograms summed, gauges per pid).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 HTTP_REQUESTS = Counter(
     "sage_http_requests_total", "HTTP requests handled", ["service", "method", "route", "status"]
@@ -76,4 +89,10 @@ def metrics_middleware(service: str) -> Middleware:
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    if os.environ.get(MULTIPROC_DIR):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        body = generate_latest(registry)
+    else:
+        body = generate_latest()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,27 +1,143 @@
-"""Start a service from its `__main__`: JSON logging, then the aiohttp app on the configured port."""
+"""Start a service from its `__main__`: JSON logging, then the aiohttp app on the configured port.
+
+With `workers` > 1, this process becomes a supervisor of that many worker processes, each running
+the whole app on the same port (`SO_REUSEPORT`: the kernel spreads connections over them), so a
+service whose event loop fills one core can use several. Their Prometheus metrics are written to a
+shared folder (prometheus-client's multiprocess mode) and `/metrics` on any worker answers the sum.
+If a worker exits, the supervisor stops the others and exits with its status, for the orchestrator
+to restart the whole; SIGTERM/SIGINT stop the workers gracefully.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
+import multiprocessing
+import os
+import signal
 import sys
+import tempfile
+import time
 from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
 
 from aiohttp import web
 
 from .config import InsecureConfig, ServiceConfig
 from .logs import setup_logging
+from .metrics import MULTIPROC_DIR
+
+log = logging.getLogger(__name__)
+
+CreateApp = Callable[[ServiceConfig], web.Application]
 
 
-def run_service(
-    name: str, config: ServiceConfig, create_app: Callable[[ServiceConfig], web.Application]
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity, and a cgroup CPU quota (v2 or v1) if one is set."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = cpus or 1
+    quota: float | None = None
+    try:
+        raw = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if raw and raw[0] != "max":
+            quota = int(raw[0]) / int(raw[1])
+    except (OSError, ValueError, IndexError):
+        try:
+            limit = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+            period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+            if limit > 0 and period > 0:
+                quota = limit / period
+        except (OSError, ValueError):
+            pass
+    if quota is not None:
+        cpus = min(cpus, max(1, math.ceil(quota)))
+    return cpus
+
+
+def _serve(
+    name: str, config: ServiceConfig, create_app: CreateApp, *, reuse_port: bool = False
 ) -> None:
-    setup_logging(name, config.log_level)
-    logging.getLogger(__name__).info(
-        "starting", extra={"host": config.host, "port": config.port, "schema": config.db_schema}
-    )
     try:
         app = create_app(config)
     except InsecureConfig as exc:
         logging.getLogger(__name__).critical("%s", exc)
         sys.exit(f"{name}: {exc}")
-    web.run_app(app, host=config.host, port=config.port, access_log=None, print=None)
+    web.run_app(
+        app,
+        host=config.host,
+        port=config.port,
+        access_log=None,
+        print=None,
+        reuse_port=reuse_port or None,
+    )
+
+
+def _worker(name: str, config: ServiceConfig, create_app: CreateApp) -> None:
+    setup_logging(name, config.log_level)
+    _serve(name, config, create_app, reuse_port=True)
+
+
+def run_service(
+    name: str,
+    config: ServiceConfig,
+    create_app: CreateApp,
+    *,
+    workers: int = 1,
+    why: str = "",
+) -> None:
+    """Run the service in this process, or (`workers` > 1) in that many worker processes; `why`
+    says in the start-up log line how the number was chosen."""
+    setup_logging(name, config.log_level)
+    log.info(
+        "starting",
+        extra={
+            "host": config.host,
+            "port": config.port,
+            "schema": config.db_schema,
+            "workers": workers,
+            "workers_why": why,
+        },
+    )
+    if workers <= 1:
+        _serve(name, config, create_app)
+        return
+    sys.exit(_supervise(name, config, create_app, workers))
+
+
+def _supervise(name: str, config: ServiceConfig, create_app: CreateApp, workers: int) -> int:
+    spawn = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix=f"sage-{name}-metrics-") as metrics:
+        # Read by prometheus-client when a worker imports it: set before the workers start.
+        os.environ[MULTIPROC_DIR] = metrics
+        procs = [
+            spawn.Process(target=_worker, args=(name, config, create_app), name=f"{name}-{i}")
+            for i in range(workers)
+        ]
+        stopping = False
+
+        def stop(signum: int, _: FrameType | None) -> None:
+            nonlocal stopping
+            stopping = True
+            for proc in procs:
+                if proc.is_alive() and proc.pid is not None:
+                    os.kill(proc.pid, signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        for proc in procs:
+            proc.start()
+        status = 0
+        while any(proc.is_alive() for proc in procs):
+            ended = [p for p in procs if not p.is_alive()]
+            if ended and not stopping:
+                status = ended[0].exitcode or 1
+                log.error(
+                    "a worker exited; stopping the others",
+                    extra={"worker": ended[0].name, "exitcode": ended[0].exitcode},
+                )
+                stop(signal.SIGTERM, None)
+            time.sleep(0.2)
+        for proc in procs:
+            proc.join()
+        return status

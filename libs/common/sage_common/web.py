@@ -210,7 +210,7 @@ async def _db_ready(app: web.Application) -> None:
 
 
 def database_context(
-    migrations: Path | None,
+    migrations: Path | None, *, reset_sessions: bool = True
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     """Open the pool, apply migrations (under the advisory lock), close the pool at shutdown."""
 
@@ -221,6 +221,7 @@ def database_context(
             config.db_schema,
             min_size=config.db_pool_min,
             max_size=config.db_pool_max,
+            reset_sessions=reset_sessions,
         )
         app[POOL] = pool
         extra = (migrations,) if migrations is not None else ()
@@ -354,6 +355,7 @@ def create_service_app(
     use_database: bool = True,
     introspector: Introspector | None = None,
     client_max_size: int | None = None,
+    reset_sessions: bool = True,
 ) -> web.Application:
     """The common frame of a service; the caller adds its own cleanup contexts and consumers.
 
@@ -362,7 +364,7 @@ def create_service_app(
     config with an empty or known default secret raises `InsecureConfig` here, before anything
     starts. `scopes` is the route -> scope table (sage_common.scopes): a route missing from it
     refuses every token. A user is an admin in this service only with a token holding
-    `admin_scope` (None: as the user is).
+    `admin_scope` (None: as the user is). `reset_sessions=False`: see `db.create_pool`.
     """
     weak = config.check_secrets()
     if weak:
@@ -384,7 +386,7 @@ def create_service_app(
     app[READY_CHECKS] = []
     app[LIVE_CHECKS] = []
     if use_database:
-        app.cleanup_ctx.append(database_context(migrations))
+        app.cleanup_ctx.append(database_context(migrations, reset_sessions=reset_sessions))
     if introspector is not None:
         app[INTROSPECTOR] = introspector
     else:

@@ -40,6 +40,9 @@ def create_app(
         admin_scope=ADMIN,
         migrations=MIGRATIONS,
         introspector=introspector,
+        # Every query of this service is one statement or one transaction, and the sweeper
+        # releases its advisory lock itself: no reset query (a round trip) after each.
+        reset_sessions=False,
     )
 
     async def storage_context(app: web.Application) -> AsyncIterator[None]:

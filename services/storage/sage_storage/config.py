@@ -6,16 +6,23 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from sage_common.config import ServiceConfig
+from sage_common.runner import available_cpus
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 S3_MAX_PARTS = 10_000
+# Automatic worker count's ceiling: each worker holds its own database pool.
+MAX_AUTO_WORKERS = 4
 
 
 class Config(ServiceConfig):
     model_config = SettingsConfigDict(env_prefix="SAGE_STORAGE_", extra="ignore")
 
     port: int = 8083
+    # Processes serving the port together (SO_REUSEPORT), each with its own event loop and database
+    # pool (up to db_pool_max connections each): the loop's one core limits many small uploads.
+    # 0: one per CPU this process may use (affinity, cgroup quota), at most 4.
+    workers: int = Field(0, ge=0, le=64)
     db_schema: str = "storage"
     client_id: str = "storage"
 
@@ -30,6 +37,8 @@ class Config(ServiceConfig):
     s3_bucket: str = "sage-storage"
     # Threads that run the (synchronous) minio client; also the size of its connection pool.
     s3_workers: int = 16
+    # Connections for small bodies' single PUTs, sent from the event loop without threads.
+    s3_connections: int = Field(64, ge=1)
     s3_connect_timeout: float = 5.0
     s3_read_timeout: float = 120.0
 
@@ -58,6 +67,17 @@ class Config(ServiceConfig):
         if self.max_upload_bytes > self.part_size * S3_MAX_PARTS:
             raise ValueError("max_upload_bytes needs more than S3's 10,000 parts of part_size")
         return self
+
+    def worker_count(self) -> tuple[int, str]:
+        """How many worker processes to run, and why that many (for the start-up log)."""
+        if self.workers > 0:
+            return self.workers, "SAGE_STORAGE_WORKERS"
+        cpus = available_cpus()
+        count = min(cpus, MAX_AUTO_WORKERS)
+        return count, (
+            f"one per CPU this process may use ({cpus}), at most {MAX_AUTO_WORKERS} "
+            "(SAGE_STORAGE_WORKERS=0)"
+        )
 
     def unused_secrets(self) -> set[str]:
         # Storage publishes and consumes no events: it holds no broker account.

@@ -1,7 +1,9 @@
 """Listings of a bucket's keys under a prefix, in the SAGE storage API's (S3-like) shape.
 
 Entries come from the Postgres object index in bytewise key order. Without `recursive`, keys with a
-`/` after the prefix fold into one common prefix each, and the walk jumps past the whole folder.
+`/` after the prefix fold into one common prefix each, and the walk jumps past the whole folder; once
+a batch of rows held keys inside folders, the rest of the page comes from a skip scan in the
+database (one index probe per entry), so a page costs the same however full its folders are.
 The continuation token names the last entry answered, so every next token differs from the last.
 """
 
@@ -67,12 +69,19 @@ async def list_objects(
     entries: list[StoredObject | str] = []
     truncated = False
     done = False
+    skip_scan = False  # once a batch had folders to skip: one probe per entry from then on
     while not done and not truncated:
-        rows = await ctx.store.list_objects(bucket.id, lower, upper, _BATCH)
-        done = len(rows) < _BATCH
+        if skip_scan:
+            batch = size + 1 - len(entries)
+            rows = await ctx.store.list_folded(bucket.id, lower, upper, len(prefix), batch)
+        else:
+            batch = _BATCH
+            rows = await ctx.store.list_objects(bucket.id, lower, upper, batch)
+        done = len(rows) < batch
         folder: str | None = None
         for row in rows:
             if folder is not None and row.key.startswith(folder):
+                skip_scan = True
                 continue
             rest = row.key[len(prefix) :]
             slash = -1 if recursive else rest.find("/")

@@ -55,7 +55,13 @@ class MemoryObjectStore:
         self._check("ping")
 
     async def put(
-        self, key: str, data: Buffer, *, content_type: str, metadata: dict[str, str]
+        self,
+        key: str,
+        data: Buffer,
+        *,
+        content_type: str,
+        metadata: dict[str, str],
+        sha256: str | None = None,
     ) -> None:
         self._check("put")
         self.blobs[key] = Blob(bytes(data), content_type, dict(metadata))

@@ -45,9 +45,15 @@ class ObjectStore(Protocol):
         """Raise `Unavailable` unless the store answers now."""
 
     async def put(
-        self, key: str, data: Buffer, *, content_type: str, metadata: dict[str, str]
+        self,
+        key: str,
+        data: Buffer,
+        *,
+        content_type: str,
+        metadata: dict[str, str],
+        sha256: str | None = None,
     ) -> None:
-        """Store a small blob in one request."""
+        """Store a small blob in one request; `sha256` is its digest in hex, when known."""
 
     async def create_multipart(
         self, key: str, *, content_type: str, metadata: dict[str, str]

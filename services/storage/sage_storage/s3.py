@@ -1,7 +1,8 @@
 """The object store on a real S3 server (MinIO, or `rclone serve s3`) through the `minio` client.
 
 The client is synchronous: every call runs on a bounded thread pool whose size is also the size of
-the HTTP connection pool. Network failures and S3 server errors become `Unavailable` here, so the
+the HTTP connection pool. The one exception is a small body's single PUT, the most frequent call,
+which is signed with the client's signer and sent on an aiohttp session from the event loop. Network failures and S3 server errors become `Unavailable` here, so the
 rest of the service never sees a urllib3 or minio exception.
 """
 
@@ -10,17 +11,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
+from urllib.parse import urlunsplit
 
+import aiohttp
 import urllib3
 from minio import Minio
+from minio import time as minio_time
 from minio.datatypes import Part
 from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
+from minio.helpers import DictType
+from minio.signer import sign_v4_s3
 
 from sage_common.errors import Unavailable
 
@@ -65,6 +72,13 @@ class S3ObjectStore:
 
     def __init__(self, config: Config) -> None:
         self._bucket = config.s3_bucket
+        self._region = config.s3_region
+        # Small bodies go in one PUT on this aiohttp session (made on first use, in the loop).
+        self._http: aiohttp.ClientSession | None = None
+        self._connections = config.s3_connections
+        self._timeout = aiohttp.ClientTimeout(
+            sock_connect=config.s3_connect_timeout, sock_read=config.s3_read_timeout
+        )
         self._pool = ThreadPoolExecutor(config.s3_workers, thread_name_prefix="s3")
         http = urllib3.PoolManager(
             maxsize=config.s3_workers,
@@ -89,6 +103,8 @@ class S3ObjectStore:
         )
 
     async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _call(self, what: str, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
@@ -111,10 +127,64 @@ class S3ObjectStore:
         await self._call("ping", self.client.bucket_exists, self._bucket)
 
     async def put(
-        self, key: str, data: Buffer, *, content_type: str, metadata: dict[str, str]
+        self,
+        key: str,
+        data: Buffer,
+        *,
+        content_type: str,
+        metadata: dict[str, str],
+        sha256: str | None = None,
     ) -> None:
-        headers = {"Content-Type": content_type, **_meta_headers(metadata)}
-        await self._call("put", self.client._put_object, self._bucket, key, data, headers)
+        """One signed PUT sent from the event loop itself, not through the minio client's threads:
+        most uploads are small, and a thread per request costs more (GIL hand-overs, a second
+        SHA-256 of the body) than the request. `sha256`, the body's digest in hex, is the payload
+        hash the signature covers (computed here when not given)."""
+        if self._http is None:
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._connections),
+                timeout=self._timeout,
+                auto_decompress=False,
+            )
+        url = self.client._base_url.build(
+            method="PUT", region=self._region, bucket_name=self._bucket, object_name=key
+        )
+        payload = sha256 or hashlib.sha256(data).hexdigest()
+        date = minio_time.utcnow()
+        headers: DictType = {
+            "Host": url.netloc,
+            "Content-Type": content_type,
+            "Content-Length": str(len(data)),
+            "x-amz-content-sha256": payload,
+            "x-amz-date": minio_time.to_amz_date(date),
+            **_meta_headers(metadata),
+        }
+        creds = self.client._provider.retrieve() if self.client._provider else None
+        signed = headers
+        if creds is not None:
+            signed = sign_v4_s3(
+                method="PUT",
+                url=url,
+                region=self._region,
+                headers=headers,
+                credentials=creds,
+                content_sha256=payload,
+                date=date,
+            )
+        try:
+            async with self._http.put(
+                # Blob keys are ids and slashes: the URL needs no quoting, and gets none.
+                urlunsplit(url),
+                data=data,
+                headers={k: str(v) for k, v in signed.items()},
+            ) as response:
+                answer = await response.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            log.warning("object store unreachable during put: %s", type(exc).__name__)
+            raise Unavailable("the object store is unreachable, try again", retry_after=5) from None
+        if response.status != 200:
+            match = _CODE_RE.search(answer.decode(errors="replace"))
+            log.error("object store refused put: %s", match.group(1) if match else response.status)
+            raise Unavailable("the object store failed, try again", retry_after=5)
 
     async def create_multipart(
         self, key: str, *, content_type: str, metadata: dict[str, str]

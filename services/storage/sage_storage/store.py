@@ -10,9 +10,12 @@ import asyncpg
 
 from sage_common.errors import Forbidden, NotFound, PayloadTooLarge
 
+from .batch import Batcher
 from .models import Bucket, StoredObject
 from .store_upkeep import UpkeepStore
 
+# Most uploads committed (or begun) in one statement; more wait for the next.
+BATCH_ITEMS = 100
 _BUCKET_COLS = (
     "b.id, b.name, b.owner, b.type, b.metadata, b.time_created, b.time_last_updated, "
     "b.bytes_used, b.object_count"
@@ -37,6 +40,15 @@ class Store(UpkeepStore):
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        self._commits: Batcher[tuple[uuid.UUID, int], StoredObject, asyncpg.Record] = Batcher(
+            self._commit_batch, BATCH_ITEMS
+        )
+        self._begun: Batcher[None, tuple[str, uuid.UUID], None] = Batcher(
+            self._begin_batch, BATCH_ITEMS
+        )
+        self._lookups: Batcher[
+            tuple[uuid.UUID, str | None, tuple[str, ...]], None, asyncpg.Record | None
+        ] = Batcher(self._lookup_batch, 10_000)
 
     # ------------------------------------------------------------------ buckets and grants
     async def create_bucket(
@@ -77,7 +89,19 @@ class Store(UpkeepStore):
     async def bucket(
         self, bucket_id: uuid.UUID, username: str | None, groups: list[str]
     ) -> Bucket | None:
-        """The bucket with the caller's grants on it; None when absent or being deleted."""
+        """The bucket with the caller's grants on it; None when absent or being deleted.
+
+        Every upload and download asks this first. Lookups of one bucket by one caller that arrive
+        while one runs share the next query (batch.py): each is still answered by a query that
+        started after it arrived, so a grant changed before it is seen.
+        """
+        row = await self._lookups.submit((bucket_id, username, tuple(groups)), None)
+        return _bucket(row) if row else None
+
+    async def _lookup_batch(
+        self, key: tuple[uuid.UUID, str | None, tuple[str, ...]], items: list[None]
+    ) -> list[asyncpg.Record | None]:
+        bucket_id, username, groups = key
         row = await self.pool.fetchrow(
             f"""SELECT {_BUCKET_COLS},
                        array_agg(g.permission) FILTER (WHERE g.permission IS NOT NULL) AS granted
@@ -85,9 +109,9 @@ class Store(UpkeepStore):
                 WHERE b.id = $1 AND NOT b.deleting GROUP BY b.id""",
             bucket_id,
             username,
-            groups,
+            list(groups),
         )
-        return _bucket(row) if row else None
+        return [row] * len(items)
 
     async def list_buckets(
         self,
@@ -191,6 +215,37 @@ class Store(UpkeepStore):
         )
         return [_object(r) for r in rows]
 
+    async def list_folded(
+        self, bucket_id: uuid.UUID, start: str, end: str | None, prefix_length: int, limit: int
+    ) -> list[StoredObject]:
+        """Like `list_objects`, but after a key with a `/` past its first `prefix_length`
+        characters, the next row is the first key past that whole folder: one row per folder or
+        object, each found by one index probe (a skip scan), however many keys a folder holds."""
+        rows = await self.pool.fetch(
+            """WITH RECURSIVE walk (key, n) AS (
+                   (SELECT o.key, 1 FROM objects o WHERE o.bucket_id = $1 AND o.key >= $2
+                      AND ($3::text IS NULL OR o.key < $3) ORDER BY o.key LIMIT 1)
+                   UNION ALL
+                   SELECT next.key, w.n + 1 FROM walk w, LATERAL (
+                       SELECT o.key FROM objects o WHERE o.bucket_id = $1
+                         AND ($3::text IS NULL OR o.key < $3)
+                         AND o.key >= CASE
+                             WHEN strpos(substr(w.key, $4 + 1), '/') > 0
+                             THEN left(w.key, $4 + strpos(substr(w.key, $4 + 1), '/') - 1) || '0'
+                             ELSE w.key || chr(1) END
+                       ORDER BY o.key LIMIT 1) AS next
+                   WHERE w.n < $5
+               )
+               SELECT o.* FROM walk w JOIN objects o ON o.bucket_id = $1 AND o.key = w.key
+               ORDER BY o.key""",
+            bucket_id,
+            start,
+            end,
+            prefix_length,
+            limit,
+        )
+        return [_object(r) for r in rows]
+
     async def usage(self, owner: str) -> int:
         return int(
             await self.pool.fetchval(
@@ -199,22 +254,13 @@ class Store(UpkeepStore):
         )
 
     async def commit_object(self, obj: StoredObject, quota_bytes: int) -> str | None:
-        """Make an uploaded blob the object at its key, with its bookkeeping, in one statement.
+        """Make an uploaded blob the object at its key, with its bookkeeping.
 
         Answers the replaced blob (now in `garbage`), if any; 404 if the bucket went away
-        meanwhile, 413 if the owner's byte quota would be passed (migration 0002).
+        meanwhile, 413 if the owner's byte quota would be passed (migration 0002). Commits into
+        one bucket that arrive while one runs go together in the next transaction (migration 0003).
         """
-        row = await self.pool.fetchrow(
-            "SELECT * FROM commit_object($1, $2, $3, $4, $5, $6, $7, $8)",
-            obj.bucket_id,
-            obj.key,
-            obj.blob,
-            obj.size,
-            obj.sha256,
-            obj.md5,
-            obj.content_type,
-            quota_bytes,
-        )
+        row = await self._commits.submit((obj.bucket_id, quota_bytes), obj)
         if row["outcome"] == "gone":
             raise NotFound("the bucket was deleted during the upload")
         if row["outcome"] == "quota":
@@ -222,6 +268,23 @@ class Store(UpkeepStore):
                 f"storage quota exceeded: {row['owner']} uses {row['used']} of {quota_bytes} bytes"
             )
         return row["old_blob"]
+
+    async def _commit_batch(
+        self, key: tuple[uuid.UUID, int], objs: list[StoredObject]
+    ) -> list[asyncpg.Record]:
+        bucket_id, quota_bytes = key
+        rows = await self.pool.fetch(
+            "SELECT * FROM commit_objects($1, $2, $3, $4, $5, $6, $7, $8)",
+            bucket_id,
+            [o.key for o in objs],
+            [o.blob for o in objs],
+            [o.size for o in objs],
+            [o.sha256 for o in objs],
+            [o.md5 for o in objs],
+            [o.content_type for o in objs],
+            quota_bytes,
+        )
+        return list(rows)
 
     async def delete_object(self, bucket_id: uuid.UUID, key: str) -> str | None:
         """Remove the object row (its blob to `garbage`); the blob, or None if there was none."""

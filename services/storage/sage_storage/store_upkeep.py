@@ -6,15 +6,26 @@ import uuid
 
 import asyncpg
 
+from .batch import Batcher
+
 
 class UpkeepStore:
     pool: asyncpg.Pool
+    _begun: Batcher[None, tuple[str, uuid.UUID], None]
 
     # ------------------------------------------------------------------ uploads in progress
     async def begin_upload(self, blob: str, bucket_id: uuid.UUID) -> None:
+        """Record an upload before its first byte goes to S3 (uploads that begin together share
+        one statement: see batch.py)."""
+        await self._begun.submit(None, (blob, bucket_id))
+
+    async def _begin_batch(self, _: None, items: list[tuple[str, uuid.UUID]]) -> list[None]:
         await self.pool.execute(
-            "INSERT INTO uploads (blob, bucket_id) VALUES ($1, $2)", blob, bucket_id
+            "INSERT INTO uploads (blob, bucket_id) SELECT * FROM unnest($1::text[], $2::uuid[])",
+            [blob for blob, _ in items],
+            [bucket_id for _, bucket_id in items],
         )
+        return [None] * len(items)
 
     async def set_upload_id(self, blob: str, upload_id: str) -> None:
         await self.pool.execute(

@@ -175,7 +175,13 @@ async def write_blob(
         written = Written(size, sha.hexdigest(), md5.hexdigest() if md5 is not None else None)
         _verify(expect, sha.digest(), md5.digest() if md5 is not None else None)
         if parts.upload_id is None:
-            await objects.put(key, parts.buf, content_type=content_type, metadata=metadata)
+            await objects.put(
+                key,
+                parts.buf,
+                content_type=content_type,
+                metadata=metadata,
+                sha256=written.sha256,
+            )
         else:
             await objects.complete_multipart(key, parts.upload_id, await parts.finish())
         return written

@@ -78,3 +78,34 @@ async def test_listing_a_missing_prefix_is_empty_and_bad_input_is_400(api: Api) 
             f"/api/v1/objects/{bucket_id}/", params=query, headers=api.auth(alice)
         ) as r:
             assert r.status == 400, query
+
+
+async def test_folders_fuller_than_a_batch_fold_into_one_entry_each_page_after_page(
+    api: Api,
+) -> None:
+    import uuid
+
+    alice, bucket_id = await _filled(api)
+    # Object rows straight into the index (listings read only it): two folders of 1,500 keys.
+    await api.storage.store.pool.execute(
+        """INSERT INTO objects (bucket_id, key, blob, size, sha256, content_type)
+           SELECT $1, f || '/' || lpad(i::text, 5, '0'), 'seed-' || f || i, 1, '', 'text/plain'
+           FROM unnest(ARRAY['b/c', 'c', 'd']) AS f, generate_series(1, 1500) AS i""",
+        uuid.UUID(bucket_id),
+    )
+    body = await _list(api, alice, bucket_id)
+    assert [c["Key"] for c in body["Contents"]] == ["a.txt", "b-sibling.txt", "z.txt"]
+    assert body["CommonPrefixes"] == [{"Prefix": "b/"}, {"Prefix": "c/"}, {"Prefix": "d/"}]
+    inside = await _list(api, alice, bucket_id, "b/")
+    assert [c["Key"] for c in inside["Contents"]] == ["1.txt", "2.txt"]
+    assert inside["CommonPrefixes"] == [{"Prefix": "c/"}]
+
+    seen: list[str] = []
+    query: dict[str, str] = {"limit": "2"}
+    while True:
+        page = await _list(api, alice, bucket_id, **query)
+        seen += [c["Key"] for c in page["Contents"]] + [p["Prefix"] for p in page["CommonPrefixes"]]
+        if not page["IsTruncated"]:
+            break
+        query["ContinuationToken"] = page["NextContinuationToken"]
+    assert sorted(seen) == ["a.txt", "b-sibling.txt", "b/", "c/", "d/", "z.txt"]
