@@ -13,7 +13,10 @@ server. The first user is made with the auth image's `sage-admin`, as an operato
 A scientist then submits an app with the `sage` command line for two architectures; the
 containerised builder builds and pushes it, the containerised profiler pulls it into its engine
 and runs its test, a reviewer approves it, and it is published; an object goes through the
-storage container and comes back. When a test fails, the containers' logs are in its report.
+storage container and comes back. The ECR API, builder and profiler run as two replicas each
+(one gateway per ECR API; the builders and profilers on the same queues, schemas and broker
+users): four apps submitted at once are each built and profiled exactly once. When a test fails,
+the containers' logs are in its report.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import yaml
 from sage_builder.testing import GitServer, RegistryServer, commit_all, scratch_app
 from sage_common.bus import queue_names
 from sage_common.bus.testing import delete_topology, eventually
+from sage_ecr.testing import EventTap
 from sage_profiler.events import RETRY_DELAYS as PROFILER_RETRY_DELAYS
 from tests.fixtures.auth import call
 from tests.fixtures.broker import broker_user
@@ -59,6 +63,9 @@ ROOT = Path(__file__).resolve().parents[2]
 MiB = 1 << 20
 # The compose file's builder: rootless buildah needs unshare and mounts; the sandbox a fresh /proc.
 BUILDER_SECURITY = ("seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined")
+# The workers an operator scales out: each runs as two replicas here.
+REPLICAS = ("ecr-api", "builder", "profiler")
+OBSERVED = ("app.submitted", "build.started", "build.done", "profile.done", "app.published")
 TEST_COMMAND = ["/bin/sh", "-c", "echo counting; seq 1 3 | wc -l; echo arch=$(uname -m)"]
 
 
@@ -68,16 +75,17 @@ class ImageStack:
 
     suffix: str
     containers: dict[str, Container]
-    gateway: Gateway
+    gateways: list[Gateway]
     registry: RegistryServer
     git: GitServer
     engine: PrivateEngine
     sources: Path
+    events: EventTap
     ready_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
-        return self.gateway.url
+        return self.gateways[0].url
 
     def logs(self) -> str:
         return "\n".join(f"----- {name} -----\n{c.logs()}" for name, c in self.containers.items())
@@ -95,10 +103,12 @@ class ImageStack:
             self.admin("group", "add-member", group, name)
         return self.admin("token", "add", name, "--name", "images-test").strip().split()[-1]
 
-    async def sage(self, *args: str, token: str, cwd: Path, within: float = 600) -> Any:
-        """The `sage` command line against the gateway; (exit code, stdout, stderr)."""
+    async def sage(
+        self, *args: str, token: str, cwd: Path, within: float = 600, via: int = 0
+    ) -> Any:
+        """The `sage` command line against gateway `via`; (exit code, stdout, stderr)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("SAGE_")}
-        env.update(SAGE_HOST=self.url, SAGE_TIMEOUT="30", SAGE_USER_TOKEN=token)
+        env.update(SAGE_HOST=self.gateways[via].url, SAGE_TIMEOUT="30", SAGE_USER_TOKEN=token)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "sage_client", *args, cwd=cwd, env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -143,7 +153,8 @@ async def image_stack(
     work = tmp_path_factory.mktemp(f"images-{s}")
     env_dir = work / "env"
     env_dir.mkdir(mode=0o700)
-    ports = {name: free_port() for name in service_images}
+    # The workers run twice (REPLICAS): the ECR API, the builder and the profiler.
+    ports = {name: free_port() for name in [*service_images, *(f"{r}-2" for r in REPLICAS)]}
     url = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     secret = {name: secrets.token_urlsafe(32) for name in (*service_images, "auth")}
     log_bucket = f"img-build-logs-{s}"
@@ -199,7 +210,7 @@ async def image_stack(
         def run(name: str, env: dict[str, str], **kw: Any) -> Container:
             container = Container(
                 name=f"sage-test-{name}-{s}",
-                image=service_images[name],
+                image=service_images[name.removesuffix("-2")],
                 env=env,
                 port=ports[name],
                 env_dir=env_dir,
@@ -210,11 +221,15 @@ async def image_stack(
             container.start()
             return container
 
-        gateway = Gateway(
-            [("/auth", url["auth"]), ("/api/v1/objects", url["storage"]), ("/api", url["ecr-api"])]
-        )
-        await gateway.start()
-        stack.push_async_callback(gateway.stop)
+        # One gateway in front of each ECR API replica.
+        gateways = [
+            Gateway([("/auth", url["auth"]), ("/api/v1/objects", url["storage"]), ("/api", api)])
+            for api in (url["ecr-api"], url["ecr-api-2"])
+        ]
+        for gateway in gateways:
+            await gateway.start()
+            stack.push_async_callback(gateway.stop)
+        gateway = gateways[0]
 
         # auth: its signing key pair in a directory of its own (compose's auth-keys volume).
         keys = owned_by_service(work / "auth-keys")
@@ -249,7 +264,11 @@ async def image_stack(
             "consumer_queue": f"test.images.{s}.ecr",
             "build_log_bucket": log_bucket,
         }  # fmt: skip
-        ecr = run("ecr-api", env_of("SAGE_ECR_", ecr_settings))
+        ecr_env = env_of("SAGE_ECR_", ecr_settings)
+        ecr = run("ecr-api", ecr_env)
+        second = {
+            "ecr-api-2": run("ecr-api-2", ecr_env | {"SAGE_ECR_PORT": str(ports["ecr-api-2"])})
+        }
 
         # builder: compose's security options, chroot isolation, its work dir a named volume.
         builder_settings = common("builder", "builder") | s3 | {
@@ -263,13 +282,19 @@ async def image_stack(
             "concurrency": 2,
             "log_flush_seconds": 0.2,
         }  # fmt: skip
-        volume = stack.enter_context(named_volume(f"sage-test-builder-work-{s}"))
-        builder = run(
-            "builder",
-            env_of("SAGE_BUILDER_", builder_settings),
-            volumes=[f"{volume}:/var/lib/sage/builder"],
-            options=[arg for opt in BUILDER_SECURITY for arg in ("--security-opt", opt)],
-        )
+        builder_env = env_of("SAGE_BUILDER_", builder_settings)
+        for name in ("builder", "builder-2"):  # each replica its own work volume
+            volume = stack.enter_context(named_volume(f"sage-test-{name}-work-{s}"))
+            started = run(
+                name,
+                builder_env | {"SAGE_BUILDER_PORT": str(ports[name])},
+                volumes=[f"{volume}:/var/lib/sage/builder"],
+                options=[arg for opt in BUILDER_SECURITY for arg in ("--security-opt", opt)],
+            )
+            if name == "builder":
+                builder = started
+            else:
+                second[name] = started
 
         # profiler: uid 10001, an engine of its own over TLS, the host's cgroup tree, test data
         # at the same path in both.
@@ -299,25 +324,30 @@ async def image_stack(
             "storage_url": url["storage"],
             "storage_token": secret["profiler"],
         }  # fmt: skip
-        profiler = run(
-            "profiler",
-            env_of("SAGE_PROFILER_", profiler_settings),
-            volumes=[
-                f"{engine.client_certs}:/certs/client:ro",
-                "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-                f"{profiler_work}:{profiler_work}",
-            ],
+        profiler_env = env_of("SAGE_PROFILER_", profiler_settings)
+        profiler_volumes = [
+            f"{engine.client_certs}:/certs/client:ro",
+            "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+            f"{profiler_work}:{profiler_work}",
+        ]
+        profiler = run("profiler", profiler_env, volumes=profiler_volumes)
+        second["profiler-2"] = run(
+            "profiler-2",
+            profiler_env | {"SAGE_PROFILER_PORT": str(ports["profiler-2"])},
+            volumes=profiler_volumes,
         )
         for name, container in (
             ("storage", storage),
             ("ecr-api", ecr),
             ("builder", builder),
             ("profiler", profiler),
+            *second.items(),
         ):
             ready[name] = await asyncio.to_thread(container.wait_healthy)
         sources = work / "sources"
         sources.mkdir()
-        yield ImageStack(s, containers, gateway, registry, git, engine, sources, ready)
+        events = await stack.enter_async_context(EventTap(amqp_url, exchange, OBSERVED))
+        yield ImageStack(s, containers, gateways, registry, git, engine, sources, events, ready)
         # Images the builder's buildah storage and the engine hold go with their volumes.
         shutil.rmtree(sources, ignore_errors=True)
 
@@ -412,3 +442,84 @@ async def test_an_app_is_built_for_two_architectures_profiled_reviewed_and_publi
     # The profiler pulled the image into its own engine (not the host's) and ran it there.
     pulled = image_stack.engine.docker("images", "--format", "{{.Repository}}")
     assert f"{image_stack.registry.address}/lab{s}/counter" in pulled.split()
+
+
+def worked_on(stack: ImageStack, replica: str, message: str) -> list[str]:
+    """The app ids a replica's log names for `message` (its JSON log lines)."""
+    found = []
+    for line in stack.containers[replica].logs(tail=2000).splitlines():
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if entry.get("message") == message and "app_id" in entry:
+                found.append(entry["app_id"])
+    return found
+
+
+async def test_two_replicas_of_each_worker_share_the_work_and_do_none_of_it_twice(
+    image_stack: ImageStack, tmp_path: Path
+) -> None:
+    s = image_stack.suffix
+    owner = image_stack.user(f"busy-{s}")
+    apps = [f"many{s}/app{i}:1.0.0" for i in range(4)]
+    specs = []
+    for i in range(len(apps)):
+        source = image_stack.sources / f"app{i}"
+        scratch_app(source, f"echo {i} > /which")
+        commit_all(source, f"app {i}")
+        image_stack.git.publish(f"app{i}", source)
+        work = tmp_path / f"app{i}"
+        work.mkdir()
+        spec = {
+            "namespace": f"many{s}",
+            "name": f"app{i}",
+            "version": "1.0.0",
+            "description": f"app{i}: one of four at once",
+            "keywords": ["busybox"],
+            "source": {
+                "url": image_stack.git.url(f"app{i}"),
+                "branch": "main",
+                "architectures": ["linux/amd64", "linux/arm64"],
+            },
+            "hardware": {"gpu": "none", "min_memory": "64Mi", "devices": ["camera"]},
+            "testing": {"command": TEST_COMMAND, "timeout": "1m", "repetitions": 1},
+        }
+        (work / "sage.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+        specs.append(work)
+    # All four at once, half through each ECR API replica.
+    results = await asyncio.gather(
+        *(
+            image_stack.sage(
+                "ecr",
+                "app",
+                "submit",
+                "sage.yaml",
+                "--wait",
+                "--interval",
+                "0.5",
+                token=owner,
+                cwd=work,
+                via=i % 2,
+            )  # fmt: skip
+            for i, work in enumerate(specs)
+        )
+    )
+    for app_id, (code, out, err) in zip(apps, results, strict=True):
+        assert code == 0, f"{app_id}:\n{out}\n{err}"
+        assert f"{app_id}: in_review" in out, out
+    # None lost: every app built once for both architectures and profiled once, by one replica.
+    for app_id in apps:
+        for kind in ("build.done", "profile.done"):
+            heard = image_stack.events.count(
+                lambda e, k=kind, a=app_id: e.routing_key == k and e.subject == a
+            )
+            assert heard == 1, (app_id, kind, heard)
+        status, build = await image_stack.api(
+            "GET", f"/api/builds/{app_id.replace(':', '/')}", token=owner
+        )
+        assert status == 200 and build["build_number"] == 1, build
+        assert {i["architecture"] for i in build["images"]} == {"linux/amd64", "linux/arm64"}
+    builds = {r: worked_on(image_stack, r, "build accepted") for r in ("builder", "builder-2")}
+    profiles = {r: worked_on(image_stack, r, "profiling") for r in ("profiler", "profiler-2")}
+    for done in (builds, profiles):
+        mine = sorted(a for ids in done.values() for a in ids if a in apps)
+        assert mine == sorted(apps), done  # each app exactly once across the two replicas
