@@ -55,6 +55,7 @@ pytest_plugins = [
     "tests.fixtures.auth",
     "tests.fixtures.builder",
     "tests.fixtures.images",
+    "tests.fixtures.postgres",
     "tests.fixtures.profiler",
     "tests.fixtures.registry",
     "tests.fixtures.s3",

@@ -14,6 +14,10 @@ its pid in var/run/SERVICE.pid. Ready means GET http://127.0.0.1:PORT/readyz ans
 Settings from the environment: SAGE_DEVSTACK_TIMEOUT (seconds to wait for readiness, default 90),
 SAGE_DEVSTACK_GRACE (seconds between SIGTERM and SIGKILL, default 10).
 
+`run` acts as an orchestrator would once the stack is ready: a service that exits, or whose
+/healthz fails three times in a row (5 s apart), is restarted after a back-off (1 s, doubling up
+to 60 s; back to 1 s once it stayed up for 5 minutes), and each restart is logged.
+
 Standard library only.
 """
 
@@ -73,6 +77,26 @@ BY_NAME = {s.name: s for s in SERVICES}
 
 class StackError(Exception):
     pass
+
+
+class RestartPolicy:
+    """Back-off between restarts of one service: 1 s doubling to `cap`, reset once it ran long."""
+
+    def __init__(self, *, first: float = 1.0, cap: float = 60.0, stable: float = 300.0) -> None:
+        self.first, self.cap, self.stable = first, cap, stable
+        self.restarts = 0
+        self.started_at = time.monotonic()
+
+    def delay(self, now: float) -> float:
+        """Seconds to wait before the next start of a service that just died at `now`."""
+        if now - self.started_at >= self.stable:
+            self.restarts = 0
+        delay = min(self.first * 2**self.restarts, self.cap)
+        self.restarts += 1
+        return float(delay)
+
+    def started(self, now: float) -> None:
+        self.started_at = now
 
 
 def say(msg: str) -> None:
@@ -430,6 +454,7 @@ def cmd_run(names: list[str]) -> int:
         )
 
     stop = threading.Event()
+    all_ready = threading.Event()
     received: list[int] = []
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -470,20 +495,66 @@ def cmd_run(names: list[str]) -> int:
             def waiter() -> None:
                 try:
                     wait_ready(services, procs)
+                    all_ready.set()
                     say("all services ready; gateway on http://127.0.0.1:8080 (Ctrl-C stops all)")
                 except BaseException as exc:  # noqa: BLE001 (reported by the main thread)
                     ready_error.append(exc)
                     stop.set()
 
             threading.Thread(target=waiter, daemon=True).start()
+        policies = {svc.name: RestartPolicy() for svc in services}
+        due: dict[str, float] = {}  # service -> when to start it again
+        unhealthy: dict[str, int] = {}
+        next_probe = time.monotonic() + 5
+        index_of = {svc.name: i for i, svc in enumerate(services)}
         while not stop.wait(0.5):
+            if not all_ready.is_set():
+                for svc in services:
+                    proc = procs[svc.name]
+                    if proc.poll() is not None and not ready_error:
+                        say(f"{svc.name} exited with status {proc.returncode} while starting")
+                        status = 1
+                        stop.set()
+                        break
+                continue
+            now = time.monotonic()
             for svc in services:
                 proc = procs[svc.name]
-                if proc.poll() is not None and not ready_error:
-                    say(f"{svc.name} exited with status {proc.returncode}: stopping the stack")
-                    status = 1
-                    stop.set()
-                    break
+                if svc.name in due:
+                    if now >= due[svc.name]:
+                        del due[svc.name]
+                        say(f"{svc.name}: restarting")
+                        proc = spawn(svc, env, subprocess.PIPE)
+                        procs[svc.name] = proc
+                        policies[svc.name].started(now)
+                        assert proc.stdout is not None
+                        args = (index_of[svc.name], svc, proc.stdout)
+                        t = threading.Thread(target=streamer.pump, args=args, daemon=True)
+                        t.start()
+                        pumps.append(t)
+                    continue
+                if proc.poll() is not None:
+                    delay = policies[svc.name].delay(now)
+                    say(
+                        f"{svc.name} exited with status {proc.returncode}; restart in {delay:.0f} s"
+                    )
+                    due[svc.name] = now + delay
+                    unhealthy.pop(svc.name, None)
+            if now >= next_probe:
+                next_probe = now + 5
+                for svc in services:
+                    if svc.name in due or procs[svc.name].poll() is not None:
+                        continue
+                    if http_status(svc.url("/healthz")) == 503:
+                        unhealthy[svc.name] = unhealthy.get(svc.name, 0) + 1
+                    else:
+                        unhealthy.pop(svc.name, None)
+                    if unhealthy.get(svc.name, 0) >= 3:
+                        say(f"{svc.name}: /healthz failed 3 times; killing it for a restart")
+                        stop_pid(
+                            procs[svc.name].pid, svc.name, env_seconds("SAGE_DEVSTACK_GRACE", 10)
+                        )
+                        unhealthy.pop(svc.name, None)
         if not received and not status and ready_error:
             raise ready_error[0]
     except StackError as exc:

@@ -139,6 +139,29 @@ def test_invalid_yaml_is_caught_before_sending(sage, server: StandIn, tmp_path: 
     assert server.state.requests == []
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("https://ghp_abcdefghijklmnopqrstuvwxyz0123456789@github.com/team/detector@main",),
+        ("https://oauth2:hunter22@127.0.0.1:1/team/detector.git",),
+        ("SPEC", "--url", "https://me:hunter22@example.org/detector.git"),
+    ],
+)
+def test_a_url_with_credentials_is_refused_before_cloning_or_sending(
+    sage, server: StandIn, spec: Path, args: tuple[str, ...]
+) -> None:
+    result = sage("ecr", "app", "submit", *(str(spec) if a == "SPEC" else a for a in args))
+    assert result.exit_code == 1
+    assert "has credentials in it" in result.stderr
+    assert "hunter22" not in result.stderr and "ghp_" not in result.stderr
+    assert server.state.requests == []
+
+
+def test_a_plain_ssh_url_is_sent_as_given(sage, server: StandIn, spec: Path) -> None:
+    sage.json("ecr", "app", "submit", str(spec), "--url", "ssh://git@github.com/team/detector")
+    assert server.state.requests[-1]["query"]["url"] == "ssh://git@github.com/team/detector"
+
+
 def test_list_all_follows_continuation_tokens(sage, server: StandIn, tmp_path: Path) -> None:
     for i in range(5):
         path = tmp_path / f"s{i}.yaml"

@@ -137,6 +137,45 @@ async def test_validation_lists_every_problem_with_its_path(http, ecr, people):
     assert any(loc.startswith("inputs.0") for loc in locs)
 
 
+async def test_a_source_url_with_credentials_is_a_422_naming_the_field_and_stores_nothing(
+    http, ecr, people
+):
+    ns = f"lab{sfx()}"
+    token_url = "https://oauth2:glpat-s3cretvalue0123@gitlab.com/lab/app.git"
+    spec = app_spec(ns, "leaky")
+    spec["source"]["url"] = token_url
+    status, body = await submit(http, ecr, people["owner"], spec, as_yaml=True)
+    assert status == 422, body
+    assert [e["loc"] for e in body["errors"]] == [["source", "url"]]
+    assert "public repository" in body["errors"][0]["msg"]
+    # the same URL sent with the request instead of in the file (`sage ecr app submit --url`)
+    del spec["source"]["url"]
+    status, again = await call(
+        http,
+        "POST",
+        f"{ecr.url}/api/submit",
+        token=people["owner"],
+        params={"url": "https://ghp_abcdefghijklmnopqrstuvwxyz0123456789@github.com/o/r"},
+        json=spec,
+    )
+    assert status == 422 and [e["loc"] for e in again["errors"]] == [["source", "url"]]
+    for answer in (body, again):
+        assert "s3cretvalue" not in json.dumps(answer) and "ghp_" not in json.dumps(answer)
+    app_url = f"{ecr.url}/api/apps/{ns}/leaky/1.0.0"
+    assert (await call(http, "GET", app_url, token=people["admin"]))[0] == 404
+    status, _ = await call(http, "GET", f"{ecr.url}/api/namespaces/{ns}", token=people["admin"])
+    assert status == 404
+
+
+async def test_a_plain_ssh_source_url_is_accepted(http, ecr, people):
+    ns = f"lab{sfx()}"
+    spec = app_spec(ns, "viassh")
+    spec["source"]["url"] = f"git@github.com:{ns}/viassh.git"
+    status, app = await submit(http, ecr, people["owner"], spec)
+    assert status == 200, app
+    assert app["source"]["url"] == f"git@github.com:{ns}/viassh.git"
+
+
 async def test_body_over_256_kib_is_413(http, ecr, people):
     spec = app_spec(f"lab{sfx()}", "big", description="x" * (257 * 1024))
     status, body = await submit(http, ecr, people["owner"], spec)

@@ -13,7 +13,13 @@ from .common import Failed, emit, global_options, print_json, record, run, say, 
 from .ecr_access import namespace, permissions, review
 from .ecr_logs import logs
 from .ecr_profile import profile
-from .ecr_source import is_repository, read_file, read_repository, split_ref
+from .ecr_source import (
+    is_repository,
+    read_file,
+    read_repository,
+    refuse_credentials,
+    split_ref,
+)
 from .ecr_types import APP_ID
 
 APP_COLUMNS = ("id", "description", "owner", "state", "time_created")
@@ -111,7 +117,9 @@ def submit(
     """
     if branch and tag:
         raise click.UsageError("give --branch or --tag, not both")
+    refuse_credentials(url)
     if source is not None and is_repository(source):
+        refuse_credentials(source)
         repo, ref = split_ref(source)
         described = read_repository(repo, ref or branch or tag)
         url = url or described.url

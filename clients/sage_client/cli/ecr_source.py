@@ -46,6 +46,22 @@ def split_ref(text: str) -> tuple[str, str | None]:
     return text, None
 
 
+# `scheme://userinfo@`: a password anywhere, or any user name in a scheme other than ssh.
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)@")
+
+
+def refuse_credentials(url: str | None) -> None:
+    """Stop before cloning or sending a URL with a user name or password (or a token) in it:
+    the ECR refuses them, and a query string is no place for a secret."""
+    match = _USERINFO.match(url or "")
+    if match and (":" in match[2] or match[1].lower() not in ("ssh", "git+ssh", "ssh+git")):
+        raise Failed(
+            "the repository URL has credentials in it (a user name, password or token): the "
+            "ECR shows source URLs to the app's readers and refuses them; its builder fetches "
+            "public repositories anonymously. Give the URL without them."
+        )
+
+
 def _kind(path: Path) -> str:
     return "application/json" if path.suffix.lower() == ".json" else "application/yaml"
 

@@ -55,6 +55,9 @@ class ServiceConfig(BaseSettings):
     # Largest request body accepted by handlers that read bodies whole (streams are separate).
     max_body_bytes: int = 1024 * 1024
     outbox_poll_seconds: float = 1.0
+    # /readyz answers 503 when the outbox relay or a consumer made no progress for this long (a
+    # dependency down, a stuck channel); /healthz fails only when a background loop is dead.
+    stall_seconds: float = 30.0
     # Browser origins (the SAGE portal) that may call this service (CORS), as a JSON list: exact
     # origins or patterns where `*` stands for host or port characters ("http://localhost:*",
     # "https://*.sagecontinuum.org"); "*" allows any. Empty: CORS off, preflights unanswered.

@@ -1,4 +1,8 @@
-"""JSON logs with a request id that follows a request across HTTP calls and bus events."""
+"""JSON logs with a request id that follows a request across HTTP calls and bus events.
+
+Every line has the credentials in URLs redacted (`https://***@host`), whatever field or
+traceback they are in: git, the bus and database drivers print URLs as they were given.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ import sys
 import uuid
 
 from pythonjsonlogger.json import JsonFormatter
+
+from .redact import redact_urls
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
@@ -22,11 +28,18 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
+class RedactingJsonFormatter(JsonFormatter):
+    """JSON lines with `user:password@` (and tokens as user names) in URLs replaced by `***`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_urls(super().format(record))
+
+
 def setup_logging(service: str, level: str = "INFO") -> None:
     """Send JSON lines to stderr, each with the service name and the current request id."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        JsonFormatter(
+        RedactingJsonFormatter(
             "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
             static_fields={"service": service},

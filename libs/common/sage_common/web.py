@@ -3,10 +3,16 @@
 `create_service_app` wires the middlewares (request id, metrics, errors, auth), the pool and its
 migrations, the bus with its outbox relay, and the routes every service has: `/healthz`, `/readyz`,
 `/metrics` and `/openapi.json`.
+
+`/readyz` is the truth about serving: 503, with the reason per check, while a dependency is
+unreachable or the relay or a consumer makes no progress for `stall_seconds`. `/healthz` fails
+only for what waiting cannot cure (a background loop dead beyond restarting), so an orchestrator
+restarts the process then and only then (docs/operations.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -28,6 +34,7 @@ from .logs import new_request_id, request_id
 from .metrics import metrics_handler, metrics_middleware
 from .openapi import openapi_handler
 from .scopes import RouteScopes, ScopeTable
+from .supervise import Supervised, describe
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +43,7 @@ SERVICE = web.AppKey("service", str)
 POOL = web.AppKey("pool", asyncpg.Pool)
 INTROSPECTOR = web.AppKey("introspector", Introspector)
 READY_CHECKS = web.AppKey("ready_checks", list)
+LIVE_CHECKS = web.AppKey("live_checks", list)
 BUS = web.AppKey("bus", Bus)
 SCOPES = web.AppKey("scopes", RouteScopes)
 
@@ -114,22 +122,58 @@ async def read_json(request: web.Request, model: type[M] | None = None) -> Any:
     return model.model_validate(data) if model is not None else data
 
 
+async def _run_checks(app: web.Application, checks: list[ReadyCheck]) -> dict[str, str]:
+    failed: dict[str, str] = {}
+    for check in checks:
+        try:
+            await check(app)
+        except Exception as exc:  # noqa: BLE001 - a probe reports any failure by name
+            failed[getattr(check, "__name__", "check")] = describe(exc)
+    return failed
+
+
 async def healthz(request: web.Request) -> web.Response:
-    """Alive: the process answers."""
+    """Alive: the process answers and every background loop runs (or is being restarted)."""
+    failed = await _run_checks(request.app, request.app.get(LIVE_CHECKS, []))
+    if failed:
+        log.error("liveness failing", extra={"failed": failed})
+        body = {"status": "dead", "service": request.app[SERVICE], "failed": failed}
+        return json_response(body, status=503)
     return json_response({"status": "ok", "service": request.app[SERVICE]})
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready: every dependency (Postgres, RabbitMQ, ...) answered just now."""
-    failed: dict[str, str] = {}
-    for check in request.app[READY_CHECKS]:
-        try:
-            await check(request.app)
-        except Exception as exc:  # noqa: BLE001 - readiness reports any failure by name
-            failed[getattr(check, "__name__", "check")] = type(exc).__name__
+    """Ready: every dependency (Postgres, RabbitMQ, ...) answered just now, and the relay and
+    consumers make progress."""
+    failed = await _run_checks(request.app, request.app[READY_CHECKS])
     if failed:
-        return json_response({"status": "unavailable", "failed": failed}, status=503)
+        body = {"status": "unavailable", "service": request.app[SERVICE], "failed": failed}
+        return json_response(body, status=503, headers={"Retry-After": "5"})
     return json_response({"status": "ready", "service": request.app[SERVICE]})
+
+
+class Stalled(RuntimeError):
+    """A part of the service cannot make progress (readiness says why)."""
+
+
+def watch(app: web.Application, loop: Supervised) -> Supervised:
+    """Make liveness fail once `loop` is dead beyond restarting (its owner starts and stops it)."""
+
+    async def background_task(_: web.Application) -> None:
+        if loop.dead_reason is not None:
+            raise Stalled(f"{loop.name}: {loop.dead_reason}")
+
+    background_task.__name__ = loop.name
+    app.setdefault(LIVE_CHECKS, []).append(background_task)
+    return loop
+
+
+def supervise(app: web.Application, loop: Supervised) -> Supervised:
+    """Start `loop` supervised and watch it (`watch`); call from a cleanup context, and stop the
+    loop there at shutdown."""
+    watch(app, loop)
+    loop.start()
+    return loop
 
 
 async def _db_ready(app: web.Application) -> None:
@@ -164,6 +208,49 @@ async def _bus_ready(app: web.Application) -> None:
         raise ConnectionError("the RabbitMQ connection is down")
 
 
+def _progress_check(
+    outbox: OutboxRelay | None, consumers: list[Consumer], stall_seconds: float
+) -> tuple[ReadyCheck, ReadyCheck]:
+    """Readiness (relay and consumers make progress) and liveness (the relay loop lives)."""
+
+    async def progress(_: web.Application) -> None:
+        reasons = [outbox.stalled(stall_seconds)] if outbox is not None else []
+        reasons += [consumer.stalled(stall_seconds) for consumer in consumers]
+        found = [r for r in reasons if r]
+        if found:
+            raise Stalled("; ".join(found))
+
+    async def outbox_relay(_: web.Application) -> None:
+        if outbox is not None and not outbox.alive:
+            raise Stalled(outbox.stalled(0) or "the outbox relay is not running")
+
+    return progress, outbox_relay
+
+
+async def _watch_consumers(
+    bus: Bus, consumers: list[Consumer], stall_seconds: float, every: float = 1.0
+) -> None:
+    """Restart a consumer whose channel stayed closed while the connection is up (the robust
+    connection restores channels after a reconnect; this catches one that it did not)."""
+    down: dict[str, float] = {}
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(every)
+        for consumer in consumers:
+            if not bus.connected or not consumer.channel_closed:
+                down.pop(consumer.name, None)
+                continue
+            since = down.setdefault(consumer.name, loop.time())
+            if loop.time() - since > stall_seconds:
+                log.error(
+                    "consumer channel stayed closed; restarting the consumer",
+                    extra={"consumer": consumer.name},
+                )
+                await consumer.stop(grace=0)
+                await consumer.start()
+                down.pop(consumer.name, None)
+
+
 def bus_context(
     consumers: Callable[[web.Application], Iterable[Consumer]] | None = None,
     *,
@@ -182,6 +269,8 @@ def bus_context(
         app[READY_CHECKS].append(_bus_ready)
         outbox: OutboxRelay | None = None
         started: list[Consumer] = []
+        watcher: Supervised | None = None
+        stall = config.stall_seconds
         try:
             if relay:
                 outbox = OutboxRelay(
@@ -191,8 +280,16 @@ def bus_context(
             for consumer in consumers(app) if consumers is not None else ():
                 await consumer.start()
                 started.append(consumer)
+            progress, relay_alive = _progress_check(outbox, started, stall)
+            app[READY_CHECKS].append(progress)
+            app.setdefault(LIVE_CHECKS, []).append(relay_alive)
+            if started:
+                watch = Supervised("consumer-watch", lambda: _watch_consumers(bus, started, stall))
+                watcher = supervise(app, watch)
             yield
         finally:
+            if watcher is not None:
+                await watcher.stop()
             for consumer in reversed(started):
                 await consumer.stop()
             if outbox is not None:
@@ -256,6 +353,7 @@ def create_service_app(
     app[SERVICE] = service
     app[SCOPES] = route_scopes
     app[READY_CHECKS] = []
+    app[LIVE_CHECKS] = []
     if use_database:
         app.cleanup_ctx.append(database_context(migrations))
     if introspector is not None:

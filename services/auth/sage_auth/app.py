@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from sage_common.web import POOL, create_service_app
+from sage_common.supervise import Supervised
+from sage_common.web import POOL, create_service_app, supervise
 
 from .config import Config
 from .introspect import LocalIntrospector
@@ -71,7 +70,12 @@ async def _store_context(app: web.Application) -> AsyncIterator[None]:
     store = Store(app[POOL])
     app[STORE] = store
     local.bind(store)
-    usage = asyncio.create_task(local.usage.run(store, config.token_usage_flush_seconds))
+    usage = supervise(
+        app,
+        Supervised(
+            "auth-token-usage", lambda: local.usage.run(store, config.token_usage_flush_seconds)
+        ),
+    )
     provider = None
     if config.login_enabled:
         provider = OidcProvider(
@@ -91,8 +95,6 @@ async def _store_context(app: web.Application) -> AsyncIterator[None]:
             cookie_domain=config.cookie_domain,
         )
     yield
-    usage.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await usage
+    await usage.stop()
     if provider is not None:
         await provider.close()

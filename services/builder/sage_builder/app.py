@@ -12,7 +12,15 @@ from aiohttp import web
 from minio import Minio
 
 from sage_common.bus import Consumer
-from sage_common.web import BUS, CONFIG, POOL, READY_CHECKS, bus_context, create_service_app
+from sage_common.web import (
+    BUS,
+    CONFIG,
+    POOL,
+    READY_CHECKS,
+    bus_context,
+    create_service_app,
+    watch,
+)
 
 from .buildah import BuildahBackend
 from .buildlog import S3LogSink
@@ -123,6 +131,7 @@ async def builder_context(app: web.Application) -> AsyncIterator[None]:
     jobs = Jobs(app[POOL], concurrency=config.concurrency, poll_seconds=config.cancel_poll_seconds)
     app[BUILDER], app[JOBS] = builder, jobs
     app[READY_CHECKS].append(_buildah_ready)
+    watch(app, jobs.loop)
     await jobs.start()
     yield
     await jobs.stop()

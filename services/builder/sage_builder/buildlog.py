@@ -16,11 +16,13 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Protocol
 
+from sage_common.redact import redact_urls
+
 log = logging.getLogger(__name__)
 
+# What a log line may hold besides credentials in URLs (those go by `sage_common.redact`'s rule:
+# git prints remote and submodule URLs as they were written).
 _PATTERNS = [
-    # user:password@ in URLs (git remotes, registries)
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@"), r"\1***@"),
     # Authorization headers and bearer/basic/sage tokens
     (re.compile(r"(?i)\b(authorization:\s*)\S+(\s+\S+)?"), r"\1***"),
     (re.compile(r"(?i)\b(bearer|basic|sage)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 ***"),
@@ -49,6 +51,7 @@ class Scrubber:
     def __call__(self, line: str) -> str:
         for secret in self._secrets:
             line = line.replace(secret, "***")
+        line = redact_urls(line)
         for pattern, repl in _PATTERNS:
             line = pattern.sub(repl, line)
         return line

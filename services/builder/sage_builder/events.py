@@ -4,7 +4,8 @@ A build takes minutes, so it runs outside any transaction (`process`). Claiming 
 `build.started`) is one short transaction, and recording its one result with `build.done` and the
 event id is another. A builder killed mid-build never acked the message: the broker redelivers it,
 the claim finds the build still running, and it starts over; whichever attempt records first is
-the result, so a build id has one `build.done` however often it is delivered.
+the result, so a build id has one `build.done` however often it is delivered. A database outage
+when the result is to be recorded is waited out in place, so the build is not run again.
 """
 
 from __future__ import annotations
@@ -99,10 +100,16 @@ class SubmittedConsumer(Consumer):
                     done = await self.builder.run(request, job)
                 finally:
                     RUNNING.dec()
-        async with self.transaction(event) as conn:
-            recorded = await store.finish(conn, done)
-            if recorded:
-                await enqueue(conn, make_event(self.source, done, subject=request.app_id))
+
+        async def record() -> bool:
+            async with self.transaction(event) as conn:
+                recorded = await store.finish(conn, done)
+                if recorded:
+                    await enqueue(conn, make_event(self.source, done, subject=request.app_id))
+            return recorded
+
+        # A database outage now waits here, so the finished build is not built again.
+        recorded = await self.outlast(record, extra)
         if recorded:
             BUILDS.labels(done.status, done.error_class or "").inc()
             BUILD_SECONDS.observe(done.duration_seconds)

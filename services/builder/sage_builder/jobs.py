@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 
+from sage_common.supervise import Supervised
+
 from . import store
 from .service import Job
 
@@ -29,7 +31,8 @@ class Jobs:
         self.poll_seconds = poll_seconds
         self._slots = asyncio.Semaphore(self.concurrency)
         self._jobs: dict[str, Job] = {}
-        self._task: asyncio.Task[None] | None = None
+        # Supervised: restarted if it ever dies; the app's liveness watches it (`loop`).
+        self.loop = Supervised("builder-cancel-poll", self._poll)
 
     @property
     def running(self) -> int:
@@ -74,13 +77,10 @@ class Jobs:
                 self._slots.release()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._poll(), name="builder-cancel-poll")
+        self.loop.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self.loop.stop()
 
     async def poll_once(self) -> None:
         """Cancel the builds here that someone asked, anywhere, to stop."""
@@ -96,4 +96,7 @@ class Jobs:
             try:
                 await self.poll_once()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                self.loop.failed(exc)
                 log.warning("cancel poll failed", extra={"error": type(exc).__name__})
+            else:
+                self.loop.beat()

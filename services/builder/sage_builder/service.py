@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sage_common.redact import redact_urls
 from sage_common.schemas import AppSubmitted, ArchImage, BuildDone, MetaFile
 
 from .backend import BuildBackend
@@ -339,7 +340,7 @@ def _failure(
         status="failure",
         commit=progress.commit,
         error_class=failure.error_class,
-        error=failure.message,
+        error=redact_urls(failure.message),
         log_tail=tail,
         provenance=progress.provenance,
         testing=request.testing,

@@ -1,7 +1,7 @@
 """Fetch an app's source with git: the branch, tag or commit asked, with submodules, nothing else.
 
 Only https is allowed, plus plain http/git to hosts named in configuration (a test's loopback
-server); the same allow-list binds submodules. The build directory and Dockerfile must resolve
+server); the same allow-list binds submodules. A URL with credentials in it is refused. The build directory and Dockerfile must resolve
 inside the checkout, so `..` and symlinks cannot reach the builder's own files.
 """
 
@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from sage_common.redact import url_credentials
+
 from . import procs
 from .model import BuildFailure, BuildRequest, Checkout
 
@@ -26,7 +28,15 @@ _REF_RE = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/+-]{1,255}$")
 
 
 def check_url(url: str, insecure_hosts: Sequence[str]) -> str:
-    """The URL when its scheme and host are allowed; `source_unreachable` otherwise."""
+    """The URL when its scheme and host are allowed and it holds no credentials (the ECR refuses
+    them, an older app or a forged event may still carry them); `source_unreachable` otherwise."""
+    problem = url_credentials(url)
+    if problem is not None:
+        raise BuildFailure(
+            "source_unreachable",
+            f"source url {problem}: refused; the builder fetches public repositories "
+            "without credentials",
+        )
     parts = urlsplit(url)
     host = parts.hostname or ""
     if parts.scheme == "https" and host:

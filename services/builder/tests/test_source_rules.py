@@ -40,6 +40,21 @@ def test_other_schemes_and_hosts_are_source_unreachable(url):
     assert failure(check_url, url, ["127.0.0.1"]).error_class == "source_unreachable"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://user:hunter22@github.com/org/app.git",
+        "https://ghp_abcdefghijklmnopqrstuvwxyz0123456789@github.com/org/app.git",
+        "http://oauth2:hunter22@127.0.0.1/app.git",
+    ],
+)
+def test_urls_with_credentials_are_refused_without_repeating_them(url):
+    refused = failure(check_url, url, ["127.0.0.1"])
+    assert refused.error_class == "source_unreachable"
+    assert "hunter22" not in refused.message and "ghp_" not in refused.message
+    assert "without credentials" in refused.message
+
+
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     root = tmp_path / "repo"

@@ -23,7 +23,8 @@ import asyncpg
 from aiohttp import web
 
 from sage_common.auth import principal
-from sage_common.web import CONFIG, json_text_response
+from sage_common.supervise import Supervised
+from sage_common.web import CONFIG, json_text_response, supervise
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -128,20 +129,21 @@ def listener_context(  # type: ignore[no-untyped-def]
             yield  # caching off: the cache stays disabled
             return
         config = app[CONFIG]
-        task = asyncio.create_task(
-            _listen(
-                config.database_url.get_secret_value(),
-                config.db_schema,
-                cache,
-                ping_seconds,
-                max_backoff,
+        listener = supervise(
+            app,
+            Supervised(
+                "ecr-catalogue-listener",
+                lambda: _listen(
+                    config.database_url.get_secret_value(),
+                    config.db_schema,
+                    cache,
+                    ping_seconds,
+                    max_backoff,
+                ),
             ),
-            name="ecr-catalogue-listener",
         )
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await listener.stop()
 
     return ctx
 

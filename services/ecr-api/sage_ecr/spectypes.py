@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, WithJsonSchema
 
+from sage_common.redact import url_credentials
+
 # Docker's rule for a repository path component, so `namespace/name` is also a registry path.
 NAME_PATTERN = r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$"
 # A version is any registry tag (SAGE's ECR took any text, and the tag is what must hold): `1.0`,
@@ -98,14 +100,46 @@ INPUT_ID_PATTERN = r"^-{0,2}[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
 InputId = Annotated[str, StringConstraints(pattern=INPUT_ID_PATTERN)]
 ShortText = Annotated[str, StringConstraints(max_length=256)]
 LongText = Annotated[str, StringConstraints(max_length=16_384)]
-HttpUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s]+$")]
-# Git remotes: URLs of the usual schemes, or scp-like `user@host:path`.
+
+
+def _no_credentials(value: str) -> str:
+    """Refuse a user name or password in a link: an app's description is shown to its readers."""
+    problem = url_credentials(value)
+    if problem is not None:
+        raise ValueError(
+            f"the URL {problem}: links in an app description are shown to everyone who may "
+            "read the app; give it without user name or password"
+        )
+    return value
+
+
+def _no_git_credentials(value: str) -> str:
+    """As `_no_credentials`, saying how the builder reaches a repository instead."""
+    problem = url_credentials(value)
+    if problem is not None:
+        raise ValueError(
+            f"the URL {problem}: an app's source URL is shown to everyone who may read the app "
+            "and is never a place for credentials; the builder fetches the repository anonymously "
+            "over https, so give the URL of a public repository (a public mirror of a private one "
+            "will do), without user name or password"
+        )
+    return value
+
+
+HttpUrl = Annotated[
+    str,
+    StringConstraints(max_length=2048, pattern=r"^https?://[^\s]+$"),
+    AfterValidator(_no_credentials),
+]
+# Git remotes: URLs of the usual schemes, or scp-like `user@host:path`; no credentials, but a
+# plain ssh login (`git@github.com:org/repo`, `ssh://git@host/repo`) is not one.
 GitUrl = Annotated[
     str,
     StringConstraints(
         max_length=2048,
         pattern=r"^((https?|git|ssh|file)://[^\s]+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+)$",
     ),
+    AfterValidator(_no_git_credentials),
 ]
 # A data set in the SAGE object store (`sage://<bucket-id>/<prefix>`) or a web link.
 DataLink = Annotated[
@@ -114,6 +148,7 @@ DataLink = Annotated[
         max_length=2048,
         pattern=r"^(sage://[A-Za-z0-9][A-Za-z0-9_-]{0,127}(/[^\s]*)?|https?://[^\s]+)$",
     ),
+    AfterValidator(_no_credentials),
 ]
 SageBucketLink = Annotated[
     str,

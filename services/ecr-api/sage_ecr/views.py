@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from sage_common.redact import redact_url
+
 from .acl import Grant
 from .states import State
 
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
 
 # Bump whenever `app_doc` changes: stored documents made by an older version are recomputed when
 # the service starts (pipeline.refresh_stale_docs), so every client sees one shape.
-DOC_VERSION = 3
+DOC_VERSION = 4
 
 SPEC_ORDER = (
     "description",
@@ -107,10 +109,13 @@ def source_view(source: dict[str, Any], build: dict[str, Any] | None) -> dict[st
     """`source` as SAGE shows it: `branch`/`tag` "" when unset, `git_commit` the commit built.
 
     `git_commit` is the commit the current build checked out (a pinned `commit` until then, else
-    ""); `commit` stays what the description pinned.
+    ""); `commit` stays what the description pinned. Credentials in `url` (stored before they
+    were refused) are shown as `***`.
     """
     done = (build or {}).get("done") or {}
     shown = dict(source)
+    if isinstance(shown.get("url"), str):
+        shown["url"] = redact_url(shown["url"])
     for key in ("branch", "tag"):
         if shown.get(key) is None:
             shown[key] = ""

@@ -134,10 +134,16 @@ class BuildDoneConsumer(Consumer):
                 "profile cancelled", extra={"app_id": build.app_id, "build_id": build.build_id}
             )
             return
-        async with self.transaction(event) as conn:
-            if await store.save_profile(conn, result):
-                await enqueue(conn, make_event(self.source, result, subject=build.app_id))
-                PROFILES.labels(result.status).inc()
+
+        async def record() -> None:
+            async with self.transaction(event) as conn:
+                if await store.save_profile(conn, result):
+                    await enqueue(conn, make_event(self.source, result, subject=build.app_id))
+                    PROFILES.labels(result.status).inc()
+
+        # A database outage now waits here, so the finished profile is not run again.
+        ctx = {"app_id": build.app_id, "build_id": build.build_id}
+        await self.outlast(record, ctx)
         log.info(
             "profiled",
             extra={

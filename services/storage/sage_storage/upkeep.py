@@ -9,20 +9,27 @@ uploads whose request died without cleaning up.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from prometheus_client import Counter
 
 from sage_common.auth import Principal
+from sage_common.supervise import Supervised
+from sage_common.web import supervise
 
 from .service import Storage, bucket_for, bucket_uuid
 
 log = logging.getLogger(__name__)
 
 BATCH = 1000
+SWEPT = Counter(
+    "sage_storage_swept_total",
+    "What the sweeper cleared: blobs of uploads that never committed, garbage blobs, buckets",
+    ["kind"],
+)
 
 
 async def delete_bucket(ctx: Storage, who: Principal | None, raw_id: str) -> uuid.UUID:
@@ -48,15 +55,19 @@ async def sweep(ctx: Storage) -> None:
     """One pass: resume bucket deletes, delete garbage, abort abandoned uploads."""
     for bucket_id in await ctx.store.deleting_buckets():
         await finish_delete(ctx, bucket_id)
+        SWEPT.labels("bucket").inc()
     grace = ctx.config.garbage_grace_seconds
     while garbage := await ctx.store.garbage(BATCH, grace):
         await ctx.objects.delete(garbage)
         await ctx.store.forget_garbage(garbage)
+        SWEPT.labels("garbage").inc(len(garbage))
     for row in await ctx.store.abandoned_uploads(ctx.config.stale_upload_seconds, BATCH):
         if row["upload_id"]:
             await ctx.objects.abort_multipart(row["blob"], row["upload_id"])
         await ctx.objects.delete([row["blob"]])
         await ctx.store.forget_upload(row["blob"])
+        SWEPT.labels("upload").inc()
+        log.info("swept an upload that never committed", extra={"blob": row["blob"]})
 
 
 async def sweep_once(ctx: Storage) -> bool:
@@ -84,10 +95,8 @@ def sweeper_context(key: web.AppKey[Storage]) -> object:
                     log.warning("sweep failed: %s", type(exc).__name__)
                 await asyncio.sleep(storage.config.sweep_interval_seconds)
 
-        task = asyncio.create_task(loop())
+        sweeper = supervise(app, Supervised("storage-sweeper", loop))
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await sweeper.stop()
 
     return ctx

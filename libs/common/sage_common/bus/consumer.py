@@ -2,7 +2,10 @@
 
 Topology for a consumer named `n` (all durable):
 
-- `n` is bound to the events exchange for each routing key;
+- `n` is bound to the events exchange for each routing key; it is a quorum queue with a delivery
+  limit, so a message whose delivery kills the consumer process every time (the broker sees the
+  connection drop with it unacked) is dead-lettered to `n.dlq` by the broker after
+  `delivery_limit` deliveries instead of looping forever (`queues.py` migrates a classic `n`);
 - `n.retry.<ms>ms`, one per delay, holds a failed message for its TTL and then dead-letters it back
   to `n`; no consumer reads it;
 - `n.dlq` keeps a message that failed on every attempt, or could not be parsed at all, with its
@@ -16,16 +19,22 @@ Topology for a consumer named `n` (all durable):
 A failed message is republished (with confirms) to its retry or dead-letter queue and only then
 acked, so it never blocks the queue and is never lost. A successful one is acked only after the
 transaction that recorded it in `processed_events` committed, so a redelivery is a no-op.
+
+An outage (the database, or a dependency a subclass names in `is_transient`) is not the event's
+fault: the consumer keeps the message and retries it in place with back-off, however long the
+outage lasts, so the broker's delivery count is not spent on it. `stalled()` tells readiness
+while such an outage lasts longer than the stall threshold, or the channel is down.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
-from typing import Any
+from typing import Any, TypeVar
 
 import aio_pika
 import asyncpg
@@ -53,14 +62,17 @@ from .envelope import (
     lag_seconds,
     parse_envelope,
 )
+from .queues import DEFAULT_DELIVERY_LIMIT, declare_main_queue
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Failures that say a dependency is down rather than that the event is bad.
 _OUTAGES = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up
     asyncpg.TooManyConnectionsError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,  # the connection died mid-query
     ConnectionError,  # refused, reset: the database (or another service) is not there
 )
 
@@ -94,7 +106,9 @@ class Consumer:
         retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
         prefetch: int = 8,
         stop_grace: float = 10.0,
-        transient_pause: float = 2.0,
+        transient_pause: float = 1.0,
+        max_transient_pause: float = 15.0,
+        delivery_limit: int = DEFAULT_DELIVERY_LIMIT,
     ) -> None:
         if not name or not routing_keys:
             raise ValueError("a consumer needs a name and at least one routing key")
@@ -108,6 +122,11 @@ class Consumer:
         self.prefetch = prefetch
         self.stop_grace = stop_grace
         self.transient_pause = transient_pause
+        self.max_transient_pause = max_transient_pause
+        self.delivery_limit = delivery_limit
+        self._outage_since: float | None = None  # while any delivery waits on an outage
+        self._waiting = 0
+        self._outage_error = ""
         self._channel: AbstractRobustChannel | None = None
         self._queue: AbstractRobustQueue | None = None
         self._requeue: AbstractRobustExchange | None = None
@@ -138,7 +157,7 @@ class Consumer:
         """Declare the queues and bindings, then consume with `prefetch` messages in flight."""
         channel = await self.bus.channel(prefetch=self.prefetch)
         self._channel = channel
-        exchange = await self.bus.declare_exchange(channel)
+        await self.bus.declare_exchange(channel)
         # Auto-delete: it goes when the queues bound to it are deleted.
         requeue = await channel.declare_exchange(
             self.requeue_exchange_name, aio_pika.ExchangeType.DIRECT, durable=True, auto_delete=True
@@ -157,15 +176,16 @@ class Consumer:
             )
             await retry.bind(requeue, retry.name)
         self._requeue = requeue
-        # A reject without requeue (none of ours) still lands in the DLQ instead of vanishing.
-        queue = await self._declare(
+        # Quorum with a delivery limit; a reject without requeue still lands in the DLQ.
+        queue = await declare_main_queue(
+            self.bus,
             channel,
             self.name,
-            {"x-dead-letter-exchange": requeue.name, "x-dead-letter-routing-key": self.dlq_name},
+            self.dlq_name,
+            self.routing_keys,
+            self.delivery_limit,
+            requeue.name,
         )
-        await queue.bind(requeue, self.name)
-        for key in self.routing_keys:
-            await queue.bind(exchange, key)
         self._queue = queue
         self._tag = await queue.consume(self._on_message)
         log.info("consumer started", extra={**self._ctx(), "routing_keys": self.routing_keys})
@@ -217,6 +237,22 @@ class Consumer:
         if channel is not None and not channel.is_closed:
             await channel.close()
         log.info("consumer stopped", extra={"consumer": self.name})
+
+    @property
+    def channel_closed(self) -> bool:
+        """Started, but its channel is closed (and not being restored)."""
+        channel = self._channel
+        return channel is not None and channel.is_closed
+
+    def stalled(self, seconds: float) -> str | None:
+        """Why this consumer cannot make progress (for readiness), or None."""
+        channel = self._channel
+        if channel is None or channel.is_closed:
+            return f"consumer {self.name} has no open channel"
+        since = self._outage_since
+        if since is not None and time.monotonic() - since > seconds:
+            return f"consumer {self.name} waits on an outage: {self._outage_error}"
+        return None
 
     # -- what subclasses use -----------------------------------------------------------------
 
@@ -285,6 +321,38 @@ class Consumer:
             if task is not None:
                 self._inflight.discard(task)
 
+    async def outlast(self, step: Callable[[], Awaitable[T]], ctx: dict[str, Any]) -> T:
+        """Await `step()` until it does not fail with an outage (retried in place, backing off).
+
+        A subclass wraps the last step of slow work in it (recording a finished build), so that
+        a database restart at that moment does not redo the work.
+        """
+        pause = self.transient_pause
+        waiting = False
+        try:
+            while True:
+                try:
+                    return await step()
+                except Exception as exc:
+                    if not self.is_transient(exc):
+                        raise
+                    EVENTS_FAILED.labels(self.bus.service, self.name).inc()
+                    if not waiting:
+                        waiting = True
+                        self._waiting += 1
+                        if self._outage_since is None:
+                            self._outage_since = time.monotonic()
+                    self._outage_error = describe(exc)
+                    extra = {**ctx, "error": self._outage_error, "retry_in": pause}
+                    log.warning("a dependency is down; the event waits here", extra=extra)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, self.max_transient_pause)
+        finally:
+            if waiting:
+                self._waiting -= 1
+                if self._waiting == 0:
+                    self._outage_since = None
+
     async def _dispatch(self, message: AbstractIncomingMessage) -> None:
         service = self.bus.service
         try:
@@ -298,7 +366,7 @@ class Consumer:
             ctx = self._ctx(event)
             EVENT_LAG.labels(service, self.name).observe(lag_seconds(event))
             try:
-                await self.process(event)
+                await self.outlast(lambda: self.process(event), ctx)
             except Skip:
                 await message.ack()
                 EVENTS_DUPLICATE.labels(service, self.name).inc()
@@ -306,24 +374,13 @@ class Consumer:
                 return
             except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead
                 EVENTS_FAILED.labels(service, self.name).inc()
-                if self.is_transient(exc):
-                    await self._wait_for_outage(message, exc, ctx)
-                else:
-                    await self._retry(message, exc, ctx)
+                await self._retry(message, exc, ctx)
                 return
             EVENTS_HANDLED.labels(service, self.name).inc()  # committed, whatever befalls the ack
             log.info("event handled", extra=ctx)
             await message.ack()
         finally:
             request_id.reset(token)
-
-    async def _wait_for_outage(
-        self, message: AbstractIncomingMessage, exc: Exception, ctx: dict[str, Any]
-    ) -> None:
-        extra = {**ctx, "error": describe(exc), "retry_in": self.transient_pause}
-        log.warning("a dependency is down; the event waits in its queue", extra=extra)
-        await asyncio.sleep(self.transient_pause)
-        await message.reject(requeue=True)
 
     async def _retry(
         self, message: AbstractIncomingMessage, exc: Exception, ctx: dict[str, Any]

@@ -6,6 +6,11 @@ the row (and the notification) once that transaction commits; a rollback leaves 
 The relay locks a batch of unsent rows (`FOR UPDATE SKIP LOCKED`, so replicas share the work
 without sending a row twice), publishes them in order, each confirmed, and marks the confirmed
 ones sent in the same transaction. It stops a batch at the first failure, so no row is skipped.
+
+The relay outlives any outage: a failed pass (database or broker gone) backs off and retries
+forever, its LISTEN connection is reopened after a database restart, and the loop itself runs
+supervised (restarted if it ever dies). `stalled()` tells readiness when no pass has succeeded
+for a while.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import asyncpg
 
 from ..events import CloudEvent
 from ..metrics import OUTBOX_PENDING
+from ..supervise import Supervised
 from .broker import Bus
 
 log = logging.getLogger(__name__)
@@ -73,7 +79,7 @@ class OutboxRelay:
         self.keep_sent = keep_sent
         self._wake = asyncio.Event()
         self._stopping = False
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Supervised(f"outbox-relay-{service}", self._run)
         self._listener: Any = None  # a pool connection held for LISTEN
         self._channel = ""
         self._last_prune: float | None = None
@@ -83,20 +89,28 @@ class OutboxRelay:
         """Run a pass now (new rows committed, or the broker is back)."""
         self._wake.set()
 
+    @property
+    def alive(self) -> bool:
+        """False once the relay loop died beyond restarting (liveness)."""
+        return self._loop.alive
+
+    def stalled(self, seconds: float) -> str | None:
+        """Why the relay counts as stuck (no successful pass for `seconds`), or None."""
+        return self._loop.stalled(seconds)
+
     async def start(self) -> None:
         self._stopping = False
-        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.service}")
+        self._loop.start()
 
     async def stop(self, grace: float = 5.0) -> None:
         """Finish the pass in progress (up to `grace` seconds), then stop listening."""
         self._stopping = True
         self.wake()
-        task, self._task = self._task, None
+        task = self._loop.task
         if task is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(task), grace)
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self._loop.stop()
         await self._unlisten()
 
     async def relay_once(self) -> int:
@@ -143,6 +157,9 @@ class OutboxRelay:
                 sent = await self.relay_once()
                 await self._prune()
             except Exception as exc:  # noqa: BLE001 - broker or database down: back off, never give up
+                self._loop.failed(exc)
+                if not _alive(self._listener):
+                    await self._unlisten()
                 log.warning(
                     "outbox relay pass failed; retrying",
                     extra={"error": f"{type(exc).__name__}: {exc}", "retry_in": backoff},
@@ -151,6 +168,7 @@ class OutboxRelay:
                 backoff = min(backoff * 2, self.max_backoff)
                 continue
             backoff = min(self.poll_seconds, 1.0)
+            self._loop.beat()
             if sent:
                 log.debug("outbox rows published", extra={"count": sent})
             if sent < self.batch:
@@ -162,7 +180,7 @@ class OutboxRelay:
 
     async def _listen(self) -> None:
         """Hold a connection that LISTENs for new rows; reopen it after a database restart."""
-        if self._listener is not None and not self._listener.is_closed():
+        if _alive(self._listener):
             return
         await self._unlisten()
         conn = await self.pool.acquire()
@@ -175,6 +193,7 @@ class OutboxRelay:
         self._listener = conn
 
     async def _unlisten(self) -> None:
+        """Give the LISTEN connection back; after a database restart it is already dead."""
         conn, self._listener = self._listener, None
         if conn is not None:
             with contextlib.suppress(Exception):
@@ -195,3 +214,13 @@ class OutboxRelay:
             await conn.execute(
                 "DELETE FROM outbox WHERE sent_at < now() - $1::interval", self.keep_sent
             )
+
+
+def _alive(conn: Any) -> bool:
+    """Whether a held pool connection still works; the pool detaches one whose socket died."""
+    if conn is None:
+        return False
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:  # "released back to the pool": its connection was lost
+        return False
