@@ -5,6 +5,7 @@
 #   make down    stop what `make up` (or scripts/infra.sh) started
 #   make test    every test, against the real infrastructure (started here where it is not running)
 #   make bench   the benchmarks
+#   make images  build the five service images (the base too, from Debian packages, where it can't be pulled)
 #   make lint    ruff and mypy
 #   make clean   stop everything, remove var/
 # Extra arguments: make test PYTEST_ARGS="-k storage -x"; make bench BENCH_ARGS="..."
@@ -17,7 +18,7 @@ PY := .venv/bin/python
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help setup run up down status test bench lint clean
+.PHONY: help setup run up down status test bench images lint clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -50,6 +51,10 @@ bench: setup
 	else \
 	  echo "make bench: no bench/__main__.py or bench/run.py yet" >&2; exit 1; \
 	fi
+
+images:
+	@scripts/infra.sh start dockerd
+	@scripts/images.sh
 
 lint: setup
 	.venv/bin/ruff check .

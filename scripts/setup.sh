@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the development stack and the tests need; quick when nothing is missing.
 #
-#   Debian packages (docker.io, buildah, qemu-user-static, docker-registry, nginx-light, ...),
+#   Debian packages (docker.io, buildah, qemu-user-static, docker-registry, nginx-light,
+#   debootstrap for the images' base, ...),
 #   static busybox binaries for amd64 and arm64 under var/busybox/, binfmt_misc with qemu handlers,
 #   the Python venv at .venv (requirements.txt + the project's packages, editable),
 #   the OpenID provider used by login tests under var/oidc/.
@@ -28,7 +29,7 @@ fi
 # Debian packages
 # ---------------------------------------------------------------------------------------------
 APT_PACKAGES=(docker.io buildah qemu-user-static binfmt-support docker-registry nginx-light
-              busybox-static jq git curl openssl)
+              busybox-static jq git curl openssl debootstrap)
 
 pkg_installed() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'

@@ -1,7 +1,7 @@
 """The services' Dockerfiles, checked statically.
 
-No public image registry can be reached here, so the images cannot be built in tests. Instead
-each Dockerfile is parsed and held to the rules an operator relies on: pinned bases, a separate
+The images are built and run for real by test_images_pipeline.py; here each Dockerfile is also
+parsed and held to the rules an operator relies on: pinned bases, a separate
 build stage, a final stage without build tools, a numeric non-root user, one process, a health
 check on the port the service's Config listens on; and every third-party module a service
 imports is installed in its image (resolved from the packages' metadata in this venv).

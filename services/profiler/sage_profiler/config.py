@@ -133,6 +133,13 @@ class Config(ServiceConfig):
     test_data_max_bytes: int = 2 * GiB
     work_dir: Path | None = None  # where test data is unpacked; default the system temp dir
 
+    def unused_secrets(self) -> set[str]:
+        # The Kubernetes API token: the Docker runner never uses it, and left empty the Jobs
+        # runner reads the pod's service account token instead (a set one is still checked).
+        if self.runner == "docker" or not self.k8s_token.get_secret_value():
+            return {"k8s_token"}
+        return set()
+
     @model_validator(mode="after")
     def _engine_over_tls(self) -> Config:
         if (self.docker_url or "").startswith(("tcp://", "http://", "https://")) and not (
