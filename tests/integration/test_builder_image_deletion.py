@@ -60,7 +60,7 @@ async def test_unreachable_registry_retries_then_dead_letters_the_deletion(
                     uuid.UUID(event.id),
                 )
                 cancel = await conn.fetchval(
-                    "SELECT reason FROM build_cancels WHERE build_id = $1", build_id
+                    "SELECT reason FROM cancels WHERE build_id = $1", build_id
                 )
     finally:
         await delete_queues(amqp_url, config)

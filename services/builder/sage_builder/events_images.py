@@ -21,9 +21,9 @@ from prometheus_client import Counter
 from sage_common.bus import Bus, Consumer, Skip, enqueue
 from sage_common.events import CloudEvent, make_event
 from sage_common.schemas import AppDeleted, AppImagesDeleted
+from sage_common.work import Jobs
 
 from . import store_images
-from .jobs import Jobs
 from .registry_images import ImageRemover
 
 log = logging.getLogger(__name__)

@@ -16,10 +16,10 @@ from pydantic import SecretStr
 from sage_common.bus import Bus, queue_names
 from sage_common.events import CloudEvent, make_event
 from sage_common.schemas import AppSource, AppSubmitted, BuildCancelled, BuildDone
+from sage_common.work import RETRY_DELAYS
 
 from ..app import create_app
 from ..config import Config
-from ..events import RETRY_DELAYS
 
 
 class Events:
