@@ -33,7 +33,7 @@ from sage_ecr import service_submit
 from sage_ecr.app import create_app
 from sage_ecr.config import Config
 from sage_ecr.handlers import ECR
-from sage_ecr.testing import app_spec
+from tests.support.ecr import app_spec
 
 ADMIN_DSN = os.environ.get("SAGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 APPS, PAGE, CLIENTS = 1000, 100, 64

@@ -1,16 +1,10 @@
 """Slow work per build on the bus (building it, profiling it): one consumer for every worker.
 
-The work takes minutes, so it runs outside any transaction. `WorkConsumer` accepts the event in
-one short transaction, does the work with the transaction closed, and records the result with
-its event id (and the events it sends) in another. A worker killed mid-work never acked the
-message: the broker redelivers it and the work starts over, and whichever attempt records first
-is the result. A database outage when the result is to be recorded is waited out in place, so
-the work is not done again.
-
-`Jobs` is the work running in this process: at most `concurrency` at once, each with the switch
-that cancels it. A `build.cancel` is recorded in the service's `cancels` table (so a later
-delivery, and every replica, sees it) by `CancelConsumer`, and stops the build's work if it runs
-here; `Jobs` may also poll that table for the cancels other replicas took.
+`WorkConsumer` accepts an event in one short transaction, works with none open, and records the
+result with its event id and events in another; a worker killed mid-work is redelivered the event
+and starts over, and the first attempt to record wins. `Jobs` is the work running here (a
+concurrency limit, a cancel switch each); `CancelConsumer` records each `build.cancel` in the
+service's `cancels` table and stops the work if it runs here. `docs/patterns.md` shows the use.
 """
 
 from __future__ import annotations
@@ -131,10 +125,6 @@ class Jobs:
         self._jobs: dict[str, Job] = {}
         # Supervised: restarted if it ever dies; the app's liveness may watch it (`loop`).
         self.loop = Supervised(f"{name}-cancel-poll", self._poll)
-
-    @property
-    def running(self) -> int:
-        return len(self._jobs)
 
     @contextlib.contextmanager
     def register(self, build_id: str, app_id: str) -> Iterator[Job]:

@@ -44,12 +44,9 @@ class Builds:
     async def accept(self, conn: asyncpg.Connection, data: AppSubmitted) -> Accepted[BuildRequest]:
         request = request_from_event(data)
         state = await store.claim(conn, request.build_id, request.app_id)
-        accepted = Accepted[BuildRequest](request.build_id, request.app_id, request)
         if state == "finished":
-            accepted.request = None
-            return accepted
+            return Accepted(request.build_id, request.app_id, None)
         older = await store.supersede(conn, request.app_id, request.build_id)
-        accepted.stop = dict.fromkeys(older, f"superseded by build {request.build_id}")
         if state == "new":
             started = BuildStarted(
                 app_id=request.app_id,
@@ -60,7 +57,8 @@ class Builds:
             await enqueue(conn, make_event(self.source, started, subject=request.app_id))
         extra = {"app_id": request.app_id, "build_id": request.build_id, "claim": state}
         log.info("build accepted", extra=extra)
-        return accepted
+        stop = dict.fromkeys(older, f"superseded by build {request.build_id}")
+        return Accepted(request.build_id, request.app_id, request, stop)
 
     async def perform(self, request: BuildRequest, job: Job) -> BuildDone:
         with RUNNING.track_inprogress():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import asyncpg
 
@@ -37,11 +37,6 @@ async def finish(conn: asyncpg.Connection, done: BuildDone) -> bool:
         done.model_dump_json(),
     )
     return bool(found)
-
-
-async def get(conn: asyncpg.Connection | asyncpg.Pool, build_id: str) -> dict[str, Any] | None:
-    row = await conn.fetchrow("SELECT * FROM builds WHERE build_id = $1", build_id)
-    return dict(row) if row is not None else None
 
 
 async def supersede(conn: asyncpg.Connection, app_id: str, build_id: str) -> list[str]:
