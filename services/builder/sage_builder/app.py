@@ -25,8 +25,9 @@ from .registry_images import ImageRemover
 from .routes import routes
 from .service import Builder
 from .service_builds import Builds
+from .service_images import ImageDeletions
 from .source import GitFetcher
-from .state import BUILDER, BUILDS, JOBS, REMOVER
+from .state import BUILDER, BUILDS, DELETIONS, JOBS
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ async def builder_context(app: web.Application) -> AsyncIterator[None]:
         name="builder",
     )
     app[BUILDER], app[BUILDS], app[JOBS] = builder, Builds(builder), jobs
-    app[REMOVER] = ImageRemover(
+    remover = ImageRemover(
         RegistryClient(
             config.registry,
             token_url=config.token_url,
@@ -134,6 +135,7 @@ async def builder_context(app: web.Application) -> AsyncIterator[None]:
             tls=config.registry_tls_verify,
         )
     )
+    app[DELETIONS] = ImageDeletions(app[POOL], remover, jobs)
     app[READY_CHECKS].append(_buildah_ready)
     watch(app, jobs.loop)
     await jobs.start()

@@ -1,7 +1,8 @@
 """The builder's consumers: `app.submitted` runs a build, `build.cancel` stops one,
 `app.deleted` deletes a deleted version's images.
 
-Wiring only: the build's use cases are in `service_builds.py`, run by `sage_common.work`.
+Wiring only: the use cases are in `service_builds.py` (run by `sage_common.work`) and
+`service_images.py`.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from sage_common.work import CancelConsumer, WorkConsumer
 
 from .config import Config
 from .events_images import AppDeletedConsumer
-from .service_builds import SOURCE
-from .state import BUILDS, JOBS, REMOVER
+from .state import BUILDS, DELETIONS, JOBS
 
 
 def consumers(app: web.Application) -> list[Consumer]:
@@ -34,10 +34,8 @@ def consumers(app: web.Application) -> list[Consumer]:
         AppDeletedConsumer(
             pool,
             bus,
-            app[REMOVER],
-            jobs,
+            app[DELETIONS],
             name=config.app_deleted_queue,
-            source=SOURCE,
             retry_delays=tuple(config.deletion_retry_seconds),
         ),
     ]

@@ -6,11 +6,11 @@ from aiohttp import web
 
 from sage_common.work import Jobs
 
-from .registry_images import ImageRemover
 from .service import Builder
 from .service_builds import Builds
+from .service_images import ImageDeletions
 
 BUILDER = web.AppKey("builder", Builder)
 BUILDS = web.AppKey("builds", Builds)
 JOBS = web.AppKey("jobs", Jobs)
-REMOVER = web.AppKey("image_remover", ImageRemover)
+DELETIONS = web.AppKey("image_deletions", ImageDeletions)
