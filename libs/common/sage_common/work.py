@@ -231,8 +231,7 @@ class Worker(Protocol[D_contra, R, T]):
         """Do the work, no transaction open; None when it was cancelled and leaves no result."""
 
     async def record(self, conn: asyncpg.Connection, request: R, result: T) -> bool:
-        """Keep the result and queue its event, in the transaction that records the event id;
-        False when another attempt recorded it first."""
+        """Keep the result, queue its event (with the event id's record); False: already kept."""
 
     def finished(self, request: R, result: T | None, recorded: bool) -> None:
         """After the result (or a cancel) is committed: metrics and logs."""

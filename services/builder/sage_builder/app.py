@@ -109,7 +109,7 @@ async def _buildah_ready(app: web.Application) -> None:
 
 
 async def builder_context(app: web.Application) -> AsyncIterator[None]:
-    """The builder, its jobs and image remover; the log bucket is made if missing; the cancel poller runs."""
+    """The builder, its jobs and image deletions; the log bucket made if missing; cancels polled."""
     config = app[CONFIG]
     assert isinstance(config, Config)
     builder = make_builder(config)
@@ -126,16 +126,8 @@ async def builder_context(app: web.Application) -> AsyncIterator[None]:
         name="builder",
     )
     app[BUILDER], app[BUILDS], app[JOBS] = builder, Builds(builder), jobs
-    remover = ImageRemover(
-        RegistryClient(
-            config.registry,
-            token_url=config.token_url,
-            service=config.registry_service,
-            creds=credentials(config),
-            tls=config.registry_tls_verify,
-        )
-    )
-    app[DELETIONS] = ImageDeletions(app[POOL], remover, jobs)
+    # The remover shares the builder's registry client (same account, no state of its own).
+    app[DELETIONS] = ImageDeletions(app[POOL], ImageRemover(builder.registry_client), jobs)
     app[READY_CHECKS].append(_buildah_ready)
     watch(app, jobs.loop)
     await jobs.start()
