@@ -19,8 +19,8 @@ from sage_common.auth import Principal
 from sage_ecr import service_submit
 from sage_ecr.service import Ecr
 from sage_ecr.spectypes import version_key
-from sage_ecr.testing import app_spec
 from sage_ecr.views import DOC_VERSION
+from tests.support.ecr import app_spec
 
 APPS_PER_NAMESPACE, VERSIONS_PER_APP = 10, 10
 PER_NAMESPACE = APPS_PER_NAMESPACE * VERSIONS_PER_APP

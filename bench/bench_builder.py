@@ -83,7 +83,9 @@ async def main() -> list[dict]:
     from sage_builder.model import BuildRequest, Platform
     from sage_builder.registry import write_authfile
     from sage_builder.source import locate
-    from sage_builder.testing import (
+    from tests.fixtures.auth import SERVICE_CLIENTS, start_auth
+    from tests.fixtures.s3 import S3Server
+    from tests.support.builder import (
         GitServer,
         Harness,
         RegistryServer,
@@ -95,8 +97,6 @@ async def main() -> list[dict]:
         running_builder,
         scratch_app,
     )
-    from tests.fixtures.auth import SERVICE_CLIENTS, start_auth
-    from tests.fixtures.s3 import S3Server
 
     db_name, dsn = await _database()
     tmp = Path(tempfile.mkdtemp(prefix="sage-bench-builder-"))

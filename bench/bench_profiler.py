@@ -31,7 +31,7 @@ from sage_profiler.docker_runner import DockerRunner
 from sage_profiler.fakes import FakeDataSource
 from sage_profiler.runner import RunSpec
 from sage_profiler.service import Profiler, profile
-from sage_profiler.testapps import build_load_image
+from tests.support.testapps import build_load_image
 
 ADMIN_DSN = os.environ.get("SAGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_URL = os.environ.get("SAGE_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")

@@ -30,7 +30,7 @@ async def main() -> list[dict]:
     from sage_builder.cache import LayerCache
     from sage_builder.model import BuildRequest, Platform
     from sage_builder.source import locate
-    from sage_builder.testing import RegistryServer, scratch_app
+    from tests.support.builder import RegistryServer, scratch_app
 
     tmp = Path(tempfile.mkdtemp(prefix="sage-bench-sandbox-"))
     registry = RegistryServer(tmp / "registry", realm=None, cert=None)

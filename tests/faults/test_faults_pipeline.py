@@ -29,13 +29,13 @@ import pytest
 from pydantic import SecretStr
 
 from sage_common.bus import Bus, queue_names
-from sage_common.bus.testing import TcpProxy, delete_topology, eventually
 from sage_common.events import make_event
 from sage_common.schemas import ArchImage, BuildDone, BuildStarted, ProfileDone
 from sage_ecr.config import Config
-from sage_ecr.testing import EventTap, RunningEcr, app_spec, start_ecr
 from tests.fixtures.auth import MakeUser, call
 from tests.fixtures.postgres import PrivatePostgres
+from tests.support.bus import TcpProxy, delete_topology, eventually
+from tests.support.ecr import EventTap, RunningEcr, app_spec, start_ecr
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS = 10

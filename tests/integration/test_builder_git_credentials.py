@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from sage_builder.testing import (
+from tests.support.builder import (
     GitServer,
     Harness,
     commit_all,

@@ -22,7 +22,9 @@ import aiohttp
 import pytest
 
 from sage_builder.registry import Credentials, RegistryClient, write_authfile
-from sage_builder.testing import (
+from sage_common.schemas import BuildDone
+from tests.fixtures.builder import log_has
+from tests.support.builder import (
     BUSYBOX,
     GitServer,
     Harness,
@@ -34,8 +36,6 @@ from sage_builder.testing import (
     scratch_app,
     until,
 )
-from sage_common.schemas import BuildDone
-from tests.fixtures.builder import log_has
 
 pytestmark = pytest.mark.slow
 

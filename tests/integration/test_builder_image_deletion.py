@@ -13,13 +13,13 @@ import uuid
 import aio_pika
 import pytest
 
-from sage_builder.testing import delete_queues, free_port, running_builder
 from sage_common.bus import Bus
-from sage_common.bus.testing import delete_topology, eventually
 from sage_common.events import make_event
 from sage_common.schemas import AppDeleted, AppSource, AppSubmitted, ArchImage, DeletedBuild
 from sage_common.web import POOL
-from sage_ecr.testing import EventTap
+from tests.support.builder import delete_queues, free_port, running_builder
+from tests.support.bus import delete_topology, eventually
+from tests.support.ecr import EventTap
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,7 @@ async def test_unreachable_registry_retries_then_dead_letters_the_deletion(
                     uuid.UUID(event.id),
                 )
                 cancel = await conn.fetchval(
-                    "SELECT reason FROM build_cancels WHERE build_id = $1", build_id
+                    "SELECT reason FROM cancels WHERE build_id = $1", build_id
                 )
     finally:
         await delete_queues(amqp_url, config)

@@ -20,7 +20,9 @@ from aiohttp import web
 
 from sage_builder.config import Config
 from sage_builder.registry import Credentials, RegistryClient
-from sage_builder.testing import (
+from sage_common.schemas import BuildDone
+from tests.fixtures.builder import log_has
+from tests.support.builder import (
     GitServer,
     Harness,
     RegistryReader,
@@ -33,8 +35,6 @@ from sage_builder.testing import (
     scratch_app,
     until,
 )
-from sage_common.schemas import BuildDone
-from tests.fixtures.builder import log_has
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,10 @@ import pytest
 
 from sage_builder.app import make_builder
 from sage_builder.service import Job, request_from_event
-from sage_builder.testing import (
+from sage_common.schemas import AppSource, AppSubmitted
+from sage_common.web import POOL
+from tests.fixtures.builder import log_has
+from tests.support.builder import (
     GitServer,
     Harness,
     commit_all,
@@ -33,9 +36,6 @@ from sage_builder.testing import (
     scratch_app,
     until,
 )
-from sage_common.schemas import AppSource, AppSubmitted
-from sage_common.web import POOL
-from tests.fixtures.builder import log_has
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

@@ -24,14 +24,14 @@ from yarl import URL
 from sage_common import db
 from sage_common.bus import Bus, Consumer, PublishRefused, queue_names
 from sage_common.bus.grants import PUBLISHES, password_variable, script, user_name
-from sage_common.bus.testing import delete_topology, eventually
+from sage_common.eventdoc import EMITTERS
 from sage_common.events import CloudEvent, make_event
 from sage_common.schemas import AppSubmitted, BuildDone, BuildStarted
 from sage_ecr.config import Config as EcrConfig
-from sage_ecr.testing import EventTap, app_spec, start_ecr
-from sage_profiler.eventdoc import EMITTERS
 from tests.fixtures.auth import call
 from tests.fixtures.broker import broker_user
+from tests.support.bus import delete_topology, eventually
+from tests.support.ecr import EventTap, app_spec, start_ecr
 
 ROOT = Path(__file__).resolve().parents[2]
 # The script (dev stack, compose) and its copy for the dev Kubernetes overlay.

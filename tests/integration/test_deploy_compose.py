@@ -322,7 +322,7 @@ def test_builder_runs_builds_sandboxed_with_the_isolation_the_tests_use(
     model: dict[str, Any],
 ) -> None:
     from sage_builder.config import Config as BuilderConfig
-    from sage_builder.testing import config_for_tests
+    from tests.support.builder import config_for_tests
 
     builder = model["services"]["builder"]
     # Each build's sandbox mounts a fresh /proc: Docker's masked /proc paths must be unmasked.

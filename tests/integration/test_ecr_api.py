@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 
 from sage_ecr.config import Config
-from sage_ecr.testing import app_spec, start_ecr
 from tests.fixtures.auth import call
+from tests.support.ecr import app_spec, start_ecr
 
 YAML = {"Content-Type": "application/yaml"}
 

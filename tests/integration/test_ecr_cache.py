@@ -9,11 +9,11 @@ import aiohttp
 import asyncpg
 import pytest
 
-from sage_common.bus.testing import eventually
 from sage_ecr.cache import LISTING_CACHE, listener_name
 from sage_ecr.config import Config
-from sage_ecr.testing import app_spec, start_ecr
 from tests.fixtures.auth import call
+from tests.support.bus import eventually
+from tests.support.ecr import app_spec, start_ecr
 
 
 def sfx() -> str:

@@ -13,11 +13,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from sage_builder.testing import GitServer, commit_all
-from sage_builder.testing.servers import git as run_git
 from sage_ecr.config import Config
-from sage_ecr.testing import start_ecr
 from tests.fixtures.auth import call
+from tests.support.builder import GitServer, commit_all
+from tests.support.builder.servers import git as run_git
+from tests.support.ecr import start_ecr
 
 ROOT = Path(__file__).parents[2]
 CORPUS = ROOT / "services" / "ecr-api" / "tests" / "corpus"

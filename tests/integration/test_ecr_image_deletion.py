@@ -12,13 +12,13 @@ import aiohttp
 import pytest
 
 from sage_common.bus import Bus, queue_names
-from sage_common.bus.testing import delete_topology, eventually
 from sage_common.events import CloudEvent, make_event
 from sage_common.schemas import AppImagesDeleted, ArchImage, BuildDone
 from sage_common.web import POOL
 from sage_ecr.config import Config
-from sage_ecr.testing import EventTap, app_spec, start_ecr
 from tests.fixtures.auth import call
+from tests.support.bus import delete_topology, eventually
+from tests.support.ecr import EventTap, app_spec, start_ecr
 
 OUT = ("app.submitted", "app.deleted")
 

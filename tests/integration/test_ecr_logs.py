@@ -19,13 +19,13 @@ import pytest
 
 from sage_builder.buildlog import BuildLog, S3LogSink, Scrubber
 from sage_common.bus import Bus, queue_names
-from sage_common.bus.testing import delete_topology, eventually
 from sage_common.events import make_event
 from sage_common.schemas import BuildDone, BuildStarted, ProfileDone, ProfileSeries
 from sage_common.schemas import TestRun as RunResult
 from sage_ecr.config import Config
-from sage_ecr.testing import app_spec, start_ecr
 from tests.fixtures.auth import call, sage_header
+from tests.support.bus import delete_topology, eventually
+from tests.support.ecr import app_spec, start_ecr
 
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1 << 20

@@ -20,9 +20,9 @@ import aiohttp
 import pytest
 from multidict import CIMultiDict
 
-from sage_common.bus.testing import eventually
 from tests.fixtures.auth import sage_header
 from tests.fixtures.pipeline import Pipeline, app_path, app_yaml
+from tests.support.bus import eventually
 
 pytestmark = pytest.mark.slow
 

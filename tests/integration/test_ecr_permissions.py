@@ -18,8 +18,8 @@ from sage_common.schemas import BuildDone, ProfileDone
 from sage_common.web import POOL
 from sage_ecr import pipeline
 from sage_ecr.config import Config
-from sage_ecr.testing import app_spec, start_ecr
 from tests.fixtures.auth import call
+from tests.support.ecr import app_spec, start_ecr
 
 ROLES = (
     "owner",

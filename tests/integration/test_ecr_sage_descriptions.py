@@ -19,8 +19,8 @@ from sage_ecr.app import MIGRATIONS
 from sage_ecr.config import Config
 from sage_ecr.handlers import ECR
 from sage_ecr.spectypes import version_key
-from sage_ecr.testing import app_spec, start_ecr
 from tests.fixtures.auth import call
+from tests.support.ecr import app_spec, start_ecr
 
 CORPUS = Path(__file__).parents[2] / "services" / "ecr-api" / "tests" / "corpus"
 PORTAL = {"Content-Type": "text/plain;charset=UTF-8"}  # what the portal's fetch() sends

@@ -12,8 +12,8 @@ import pytest
 from sage_common.web import POOL
 from sage_ecr.config import Config
 from sage_ecr.routes import routes
-from sage_ecr.testing import app_spec, start_ecr
 from tests.fixtures.auth import call
+from tests.support.ecr import app_spec, start_ecr
 
 PUBLIC = {"operation": "add", "granteeType": "GROUP", "grantee": "AllUsers", "permission": "READ"}
 

@@ -16,9 +16,9 @@ import pytest
 
 from sage_common.errors import NUL_MESSAGE
 from sage_ecr.config import Config as EcrConfig
-from sage_ecr.testing import start_ecr
 from sage_storage.transfer import MALFORMED_FORM
 from tests.fixtures.auth import call
+from tests.support.ecr import start_ecr
 
 
 @pytest.fixture

@@ -28,16 +28,16 @@ from schemathesis.engine import events as st_events
 from sage_auth import service
 from sage_auth.models import CreateUser
 from sage_auth.state import STORE
-from sage_builder.testing import config_for_tests, delete_queues, free_port, running_builder
 from sage_common.bus import queue_names
-from sage_common.bus.testing import delete_topology
 from sage_ecr.config import Config as EcrConfig
-from sage_ecr.testing import start_ecr
 from sage_profiler.app import create_app as create_profiler
 from sage_profiler.config import Config as ProfilerConfig
 from sage_profiler.events import RETRY_DELAYS as PROFILER_RETRY_DELAYS
 from tests.fixtures.auth import RunningAuth, start_auth
 from tests.fixtures.s3 import S3Server, start_storage
+from tests.support.builder import config_for_tests, delete_queues, free_port, running_builder
+from tests.support.bus import delete_topology
+from tests.support.ecr import start_ecr
 
 EXAMPLES = int(os.environ.get("SAGE_FUZZ_EXAMPLES", "25"))
 SEED = 20261202

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from sage_ecr.config import Config
-from sage_ecr.testing import start_ecr
+from tests.support.ecr import start_ecr
 
 ROOT = Path(__file__).resolve().parents[2]
 PORTAL = "http://localhost:3000"

@@ -38,10 +38,7 @@ import aiohttp
 import pytest
 import yaml
 
-from sage_builder.testing import GitServer, RegistryServer, commit_all, scratch_app
 from sage_common.bus import queue_names
-from sage_common.bus.testing import delete_topology, eventually
-from sage_ecr.testing import EventTap
 from sage_profiler.events import RETRY_DELAYS as PROFILER_RETRY_DELAYS
 from tests.fixtures.auth import call
 from tests.fixtures.broker import broker_user
@@ -56,6 +53,9 @@ from tests.fixtures.images import (
     owned_by_service,
 )
 from tests.fixtures.s3 import S3Server
+from tests.support.builder import GitServer, RegistryServer, commit_all, scratch_app
+from tests.support.bus import delete_topology, eventually
+from tests.support.ecr import EventTap
 
 pytestmark = pytest.mark.slow
 

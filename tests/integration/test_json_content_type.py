@@ -19,14 +19,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from sage_builder.app import create_app as create_builder
-from sage_builder.testing import config_for_tests, delete_queues, free_port
 from sage_common.bus import queue_names
-from sage_common.bus.testing import delete_topology
+from sage_common.work import RETRY_DELAYS as PROFILER_RETRY_DELAYS
 from sage_ecr.config import Config as EcrConfig
-from sage_ecr.testing import app_spec, start_ecr
 from sage_profiler.app import create_app as create_profiler
 from sage_profiler.config import Config as ProfilerConfig
-from sage_profiler.events import RETRY_DELAYS as PROFILER_RETRY_DELAYS
+from tests.support.builder import config_for_tests, delete_queues, free_port
+from tests.support.bus import delete_topology
+from tests.support.ecr import app_spec, start_ecr
 
 ROOT = Path(__file__).resolve().parents[2]
 JSON, PROBLEM = "application/json", "application/problem+json"

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from sage_common.bus.testing import eventually
 from sage_common.web import POOL
 from sage_ecr.store_apps import get_build
 from tests.fixtures.pipeline import Completed, Pipeline, app_path, app_yaml
+from tests.support.bus import eventually
 
 pytestmark = pytest.mark.slow
 

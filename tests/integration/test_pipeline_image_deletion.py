@@ -18,10 +18,10 @@ import pytest
 from prometheus_client import REGISTRY
 
 from sage_common.bus import Bus
-from sage_common.bus.testing import eventually
 from sage_common.events import CloudEvent
 from tests.fixtures.pipeline import Pipeline, app_yaml
 from tests.fixtures.registry import registry_token
+from tests.support.bus import eventually
 
 pytestmark = pytest.mark.slow
 

@@ -31,7 +31,7 @@ from sage_profiler.cgroup import detect
 from sage_profiler.config import Config
 from sage_profiler.docker_runner import DockerRunner, tls_client
 from sage_profiler.runner import RunnerUnavailable, RunSpec
-from sage_profiler.testapps import build_load_image
+from tests.support.testapps import build_load_image
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = ROOT / "deploy" / "compose" / "profiler-engine" / "entrypoint.sh"

@@ -29,11 +29,11 @@ from aiohttp import web
 from sage_common.bus import queue_names
 from sage_common.events import CloudEvent, make_event
 from sage_common.schemas import BuildDone, ProfileDone
+from sage_common.work import RETRY_DELAYS
 from sage_profiler.app import create_app
 from sage_profiler.cgroup import detect
 from sage_profiler.config import Config
 from sage_profiler.docker_runner import LABEL
-from sage_profiler.events import RETRY_DELAYS
 
 MiB = 1 << 20
 CORPUS = Path(__file__).resolve().parents[1] / "hostile" / "profiles"

@@ -27,11 +27,11 @@ from aiohttp import web
 from sage_common.bus import queue_names
 from sage_common.events import CloudEvent, make_event
 from sage_common.schemas import BuildCancelled, BuildDone, ProfileDone
+from sage_common.work import RETRY_DELAYS
 from sage_profiler.app import create_app
 from sage_profiler.config import Config
 from sage_profiler.docker_runner import LABEL
-from sage_profiler.events import RETRY_DELAYS
-from sage_profiler.testapps import build_load_image
+from tests.support.testapps import build_load_image
 
 MiB = 1 << 20
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,9 +17,9 @@ import aiohttp
 import pytest
 
 from sage_ecr.config import Config as EcrConfig
-from sage_ecr.testing import RunningEcr, app_spec, start_ecr
 from tests.fixtures.auth import RunningAuth, call, free_socket, start_auth
 from tests.fixtures.registry import RegistryClient, access_of, registry_for, registry_token
+from tests.support.ecr import RunningEcr, app_spec, start_ecr
 
 
 def sfx() -> str:

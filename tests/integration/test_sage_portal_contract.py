@@ -22,13 +22,13 @@ import aiohttp
 import pytest
 
 from sage_common.bus import Bus, queue_names
-from sage_common.bus.testing import delete_topology, eventually
 from sage_common.cors import OriginPolicy
 from sage_common.events import make_event
 from sage_common.schemas import ArchImage, BuildDone, BuildStarted
 from sage_ecr.config import Config
-from sage_ecr.testing import app_spec, start_ecr
 from tests.fixtures.gateway import Gateway
+from tests.support.bus import delete_topology, eventually
+from tests.support.ecr import app_spec, start_ecr
 
 ROOT = Path(__file__).resolve().parents[2]
 PORTAL = "http://localhost:3000"  # sage-gui's development server

@@ -19,9 +19,9 @@ import aiohttp
 import pytest
 
 from sage_ecr.config import Config
-from sage_ecr.testing import app_spec, start_ecr
 from tests.fixtures.auth import call
 from tests.fixtures.gateway import Gateway
+from tests.support.ecr import app_spec, start_ecr
 
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}  # RequestGet's
 

@@ -25,12 +25,12 @@ from sage_common.scopes import COMMON_SCOPES, missing_scopes, route_key
 from sage_common.web import SCOPES
 from sage_ecr import routes as ecr_routes
 from sage_ecr.config import Config as EcrConfig
-from sage_ecr.testing import start_ecr
 from sage_profiler.app import create_app as create_profiler
 from sage_profiler.config import Config as ProfilerConfig
 from sage_storage import routes as storage_routes
 from tests.fixtures.auth import MakeUser, RunningAuth
 from tests.fixtures.s3 import RunningStorage
+from tests.support.ecr import start_ecr
 
 # What a token of each scope opens, written out rather than computed: `all` opens everything,
 # `X:admin` opens `X` and `X:read`, `X` opens `X:read`; `other` is a scope no route asks for.

@@ -15,9 +15,9 @@ import aiohttp
 import pytest
 
 from sage_ecr.config import Config as EcrConfig
-from sage_ecr.testing import app_spec, start_ecr
 from tests.fixtures.auth import MakeUser, call
 from tests.fixtures.s3 import RunningStorage
+from tests.support.ecr import app_spec, start_ecr
 
 
 @dataclass

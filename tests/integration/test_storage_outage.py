@@ -17,12 +17,12 @@ import aiohttp
 import pytest
 from prometheus_client import REGISTRY
 
-from sage_common.bus.testing import eventually
 from sage_storage.handlers import STORAGE
 from sage_storage.service import Storage
 from sage_storage.upkeep import sweep_once
 from tests.fixtures.auth import MakeUser
 from tests.fixtures.s3 import RunningStorage, S3Server, start_storage
+from tests.support.bus import eventually
 
 MiB = 1024 * 1024
 

@@ -17,10 +17,10 @@ from yarl import URL
 
 from sage_common import db
 from sage_common.bus import Bus, Consumer, Skip
-from sage_common.bus.testing import TcpProxy, delete_topology, eventually
 from sage_common.events import CloudEvent, EventData, make_event
 from sage_common.logs import request_id
 from sage_common.metrics import EVENTS_DEAD, EVENTS_DUPLICATE, EVENTS_FAILED, EVENTS_HANDLED
+from tests.support.bus import TcpProxy, delete_topology, eventually
 
 SERVICE = "test-consumer"
 

@@ -15,9 +15,9 @@ from yarl import URL
 
 from sage_common import db
 from sage_common.bus import CONTENT_TYPE, Bus, OutboxRelay, enqueue
-from sage_common.bus.testing import TcpProxy, delete_topology, eventually
 from sage_common.events import CloudEvent, EventData, make_event
 from sage_common.metrics import EVENTS_PUBLISHED
+from tests.support.bus import TcpProxy, delete_topology, eventually
 
 
 class Pinged(EventData):

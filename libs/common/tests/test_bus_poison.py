@@ -17,8 +17,8 @@ from sage_common import db
 from sage_common.bus import Bus, queue_names
 from sage_common.bus.consumer import requeue_exchange_name
 from sage_common.bus.queues import main_queue_arguments
-from sage_common.bus.testing import delete_topology, eventually
 from sage_common.events import EventData, make_event
+from tests.support.bus import delete_topology, eventually
 
 from .test_bus_consumer import Recorder
 

@@ -15,10 +15,10 @@ from pydantic import SecretStr
 
 from sage_common import db
 from sage_common.bus import Bus, Consumer, enqueue
-from sage_common.bus.testing import TcpProxy, delete_topology, eventually
 from sage_common.config import ServiceConfig
 from sage_common.events import CloudEvent, EventData, make_event
 from sage_common.web import BUS, CONFIG, POOL, READY_CHECKS, SERVICE, bus_context, readyz
+from tests.support.bus import TcpProxy, delete_topology, eventually
 
 
 class Noted(EventData):

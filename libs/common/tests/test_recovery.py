@@ -20,12 +20,12 @@ from pydantic import SecretStr
 
 from sage_common.auth import Principal
 from sage_common.bus import Consumer, enqueue
-from sage_common.bus.testing import TcpProxy, delete_topology, eventually
 from sage_common.config import ServiceConfig
 from sage_common.events import CloudEvent, EventData, make_event
 from sage_common.supervise import Supervised
 from sage_common.web import BUS, POOL, bus_context, create_service_app, supervise
 from tests.fixtures.postgres import PrivatePostgres
+from tests.support.bus import TcpProxy, delete_topology, eventually
 
 
 class Noted(EventData):

@@ -11,36 +11,27 @@ from pathlib import Path
 from aiohttp import web
 from minio import Minio
 
-from sage_common.bus import Consumer
-from sage_common.web import (
-    BUS,
-    CONFIG,
-    POOL,
-    READY_CHECKS,
-    bus_context,
-    create_service_app,
-    watch,
-)
+from sage_common.web import CONFIG, POOL, READY_CHECKS, bus_context, create_service_app, watch
+from sage_common.work import Jobs
 
 from .buildah import BuildahBackend
 from .buildlog import S3LogSink
 from .cache import LayerCache
 from .config import Config
-from .events import CancelConsumer, SubmittedConsumer
-from .events_images import AppDeletedConsumer
-from .jobs import Jobs
+from .events import consumers
 from .metafiles import MetaLimits
 from .registry import Credentials, RegistryClient
 from .registry_images import ImageRemover
 from .routes import routes
 from .service import Builder
+from .service_builds import Builds
+from .service_images import ImageDeletions
 from .source import GitFetcher
+from .state import BUILDER, BUILDS, DELETIONS, JOBS
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-BUILDER = web.AppKey("builder", Builder)
-JOBS = web.AppKey("jobs", Jobs)
 
 
 def credentials(config: Config) -> Credentials | None:
@@ -118,7 +109,7 @@ async def _buildah_ready(app: web.Application) -> None:
 
 
 async def builder_context(app: web.Application) -> AsyncIterator[None]:
-    """The builder and its jobs; the log bucket is made if missing; the cancel poller runs."""
+    """The builder, its jobs and image deletions; the log bucket made if missing; cancels polled."""
     config = app[CONFIG]
     assert isinstance(config, Config)
     builder = make_builder(config)
@@ -128,8 +119,15 @@ async def builder_context(app: web.Application) -> AsyncIterator[None]:
         await sink.ensure_bucket()
     except Exception as exc:  # noqa: BLE001 - logs are retried per build; builds go on without
         log.warning("log bucket not reachable", extra={"error": type(exc).__name__})
-    jobs = Jobs(app[POOL], concurrency=config.concurrency, poll_seconds=config.cancel_poll_seconds)
-    app[BUILDER], app[JOBS] = builder, jobs
+    jobs = Jobs(
+        app[POOL],
+        concurrency=config.concurrency,
+        poll_seconds=config.cancel_poll_seconds,
+        name="builder",
+    )
+    app[BUILDER], app[BUILDS], app[JOBS] = builder, Builds(builder), jobs
+    # The remover shares the builder's registry client (same account, no state of its own).
+    app[DELETIONS] = ImageDeletions(app[POOL], ImageRemover(builder.registry_client), jobs)
     app[READY_CHECKS].append(_buildah_ready)
     watch(app, jobs.loop)
     await jobs.start()
@@ -138,38 +136,8 @@ async def builder_context(app: web.Application) -> AsyncIterator[None]:
     await asyncio.to_thread(shutil.rmtree, config.work_dir.resolve() / "builds", True)
 
 
-def _consumers(app: web.Application) -> list[Consumer]:
-    config = app[CONFIG]
-    assert isinstance(config, Config)
-    source = "sage-builder"
-    remover = ImageRemover(
-        RegistryClient(
-            config.registry,
-            token_url=config.token_url,
-            service=config.registry_service,
-            creds=credentials(config),
-            tls=config.registry_tls_verify,
-        )
-    )
-    return [
-        CancelConsumer(app[POOL], app[BUS], app[JOBS], name=config.cancel_queue),
-        SubmittedConsumer(
-            app[POOL], app[BUS], app[BUILDER], app[JOBS], name=config.queue, source=source
-        ),
-        AppDeletedConsumer(
-            app[POOL],
-            app[BUS],
-            remover,
-            app[JOBS],
-            name=config.app_deleted_queue,
-            source=source,
-            retry_delays=tuple(config.deletion_retry_seconds),
-        ),
-    ]
-
-
 def create_app(config: Config) -> web.Application:
     app = create_service_app("builder", config, routes=routes, migrations=MIGRATIONS)
     app.cleanup_ctx.append(builder_context)
-    app.cleanup_ctx.append(bus_context(_consumers))
+    app.cleanup_ctx.append(bus_context(consumers))
     return app

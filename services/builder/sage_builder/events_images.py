@@ -1,41 +1,16 @@
-"""The consumer of `app.deleted`: delete the version's images from the registry, then confirm.
-
-Its builds are first fenced (recorded as deleted and cancelled, in one transaction), so a late
-`app.submitted` pushes nothing; while one of them, or a build of another version of the same
-repository, still runs, the event is retried with back-off. A digest that a live version of the
-repository also pushed (the layer cache makes identical rebuilds) is kept; deletions in one
-repository are serialised, so the last version to go deletes it. The manifests are then deleted by
-digest, each index before the manifests it lists, outside any transaction; `app.images_deleted`
-is queued in the transaction that records the event, so a redelivery is a no-op. A registry that
-cannot be reached or refuses fails the event: retried with back-off, then dead-lettered, and the
-catalogue keeps the names held meanwhile.
-"""
+"""The consumer of `app.deleted`: parse, hand it to `service_images`, answer in the transaction
+that records the event (so a redelivery is a no-op). A failure (a build still running, a registry
+that refuses) is retried with back-off, then dead-lettered."""
 
 from __future__ import annotations
 
-import logging
-
 import asyncpg
-from prometheus_client import Counter
 
-from sage_common.bus import Bus, Consumer, Skip, enqueue
-from sage_common.events import CloudEvent, make_event
-from sage_common.schemas import AppDeleted, AppImagesDeleted
+from sage_common.bus import Bus, Consumer, Skip
+from sage_common.events import CloudEvent
+from sage_common.schemas import AppDeleted
 
-from . import store_images
-from .jobs import Jobs
-from .registry_images import ImageRemover
-
-log = logging.getLogger(__name__)
-
-MANIFESTS_DELETED = Counter(
-    "sage_builder_manifests_deleted_total", "Image manifests deleted from the registry"
-)
-
-
-class BuildStillRunning(Exception):
-    """A build of the deleted version has not stopped yet (its images may still be pushed), or
-    another version of the repository is building (it may push the same digests)."""
+from .service_images import ImageDeletions
 
 
 class AppDeletedConsumer(Consumer):
@@ -45,67 +20,20 @@ class AppDeletedConsumer(Consumer):
         self,
         pool: asyncpg.Pool,
         bus: Bus,
-        remover: ImageRemover,
-        jobs: Jobs,
+        deletions: ImageDeletions,
         *,
         name: str,
-        source: str,
         retry_delays: tuple[float, ...],
     ) -> None:
         super().__init__(
             pool, bus, name=name, routing_keys=["app.deleted"], retry_delays=retry_delays
         )
-        self.remover, self.jobs, self.source = remover, jobs, source
+        self.deletions = deletions
 
     async def process(self, event: CloudEvent) -> None:
         if await self.seen(event.id):
             raise Skip(event.id)
-        data = event.parse_data(AppDeleted)
-        if data.app_id.rpartition(":")[0] != data.repository:
-            raise ValueError(f"{data.app_id} is not a version of {data.repository}")
-        build_ids = [b.build_id for b in data.builds]
-        async with self.pool.acquire() as conn, conn.transaction():
-            await store_images.lock_repository(conn, data.repository)
-            await store_images.fence(conn, data.app_id, build_ids, event.id, data.requested_by)
-            still = await store_images.running(conn, build_ids)
-            busy = await store_images.building_in(conn, data.repository, data.app_id)
-            digests = _ordered(data, await store_images.pushed(conn, data.app_id, build_ids))
-            kept = await store_images.in_use(conn, data.repository, data.app_id, digests)
-        for build_id in still:
-            self.jobs.cancel(build_id, f"app deleted by {data.requested_by}")
-        if still or busy:
-            raise BuildStillRunning(
-                f"builds of {data.app_id} ({', '.join(still) or 'none'}) or of other versions "
-                f"of {data.repository} ({', '.join(busy) or 'none'}) still run"
-            )
-        removal = await self.remover.remove(data.repository, [d for d in digests if d not in kept])
-        MANIFESTS_DELETED.inc(len(removal.deleted))
-        answer = AppImagesDeleted(
-            app_id=data.app_id,
-            deletion_id=event.id,
-            deleted=removal.deleted,
-            absent=removal.absent,
-            kept=kept,
-        )
+        answer = await self.deletions.delete(event.parse_data(AppDeleted), event.id)
         async with self.transaction(event) as conn:
-            await enqueue(conn, make_event(self.source, answer, subject=data.app_id))
-        log.info(
-            "images of a deleted app removed",
-            extra={
-                "app_id": data.app_id,
-                "deleted": len(removal.deleted),
-                "absent": len(removal.absent),
-                "kept": len(kept),
-            },
-        )
-
-
-def _ordered(data: AppDeleted, pushed: tuple[list[str], list[str]]) -> list[str]:
-    """Every digest to delete, once: what the catalogue knew and what this builder recorded
-    (a build that finished after the deletion), indexes before the manifests they list."""
-    indexes, manifests = list(pushed[0]), list(pushed[1])
-    for build in data.builds:
-        if build.index_digest:
-            indexes.append(build.index_digest)
-        manifests += [image.digest for image in build.images]
-    return list(dict.fromkeys([*indexes, *manifests]))
+            await self.deletions.answer(conn, answer)
+        self.deletions.finished(answer)

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from sage_common.redact import redact_urls
 from sage_common.schemas import AppSubmitted, ArchImage, BuildDone, MetaFile
+from sage_common.work import Cancelled, Job, TimedOut
 
 from .backend import BuildBackend
 from .buildlog import BuildLog, LogSink, Scrubber
@@ -76,39 +77,16 @@ def log_key(request: BuildRequest) -> str:
     return f"builds/{request.repository}/{request.version}/{request.build_id}.log"
 
 
-@dataclass
-class Job:
-    """A build in progress on this node, with the switch that cancels it."""
-
-    build_id: str
-    app_id: str
-    cancel: asyncio.Event = field(default_factory=asyncio.Event)
-    reason: str | None = None
-
-    def request_cancel(self, reason: str) -> None:
-        if self.reason is None:
-            self.reason = reason
-        self.cancel.set()
-
-
 async def supervise(work: Awaitable[T], job: Job, limit: float) -> T:
     """`work`'s result, unless the job is cancelled or the timeout passes first (then it stops)."""
-    task = asyncio.ensure_future(work)
-    waiter = asyncio.create_task(job.cancel.wait())
     try:
-        done, _ = await asyncio.wait(
-            {task, waiter}, timeout=limit, return_when=asyncio.FIRST_COMPLETED
-        )
-    finally:
-        waiter.cancel()
-        if not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-    if task in done:
-        return task.result()
-    if waiter in done:
-        raise BuildFailure("cancelled", job.reason or "the build was cancelled")
-    raise BuildFailure("timeout", f"the build took longer than {limit:.0f}s and was stopped")
+        return await job.run(work, limit)
+    except Cancelled as cancelled:
+        raise BuildFailure("cancelled", cancelled.reason) from None
+    except TimedOut:
+        raise BuildFailure(
+            "timeout", f"the build took longer than {limit:.0f}s and was stopped"
+        ) from None
 
 
 @dataclass

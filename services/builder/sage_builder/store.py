@@ -1,13 +1,13 @@
-"""SQL of the builder: each build's one row and result, and the cancels asked for."""
+"""SQL of the builder: each build's one row and result (cancels: `sage_common.work`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import asyncpg
 
 from sage_common.schemas import BuildDone
+from sage_common.work import request_cancel
 
 Claim = Literal["new", "resumed", "finished"]
 
@@ -39,25 +39,6 @@ async def finish(conn: asyncpg.Connection, done: BuildDone) -> bool:
     return bool(found)
 
 
-async def get(conn: asyncpg.Connection | asyncpg.Pool, build_id: str) -> dict[str, Any] | None:
-    row = await conn.fetchrow("SELECT * FROM builds WHERE build_id = $1", build_id)
-    return dict(row) if row is not None else None
-
-
-async def request_cancel(
-    conn: asyncpg.Connection, build_id: str, app_id: str, reason: str, requested_by: str | None
-) -> None:
-    """Ask for `build_id` to stop (the first reason given stays)."""
-    await conn.execute(
-        """INSERT INTO build_cancels (build_id, app_id, reason, requested_by)
-           VALUES ($1, $2, $3, $4) ON CONFLICT (build_id) DO NOTHING""",
-        build_id,
-        app_id,
-        reason,
-        requested_by,
-    )
-
-
 async def supersede(conn: asyncpg.Connection, app_id: str, build_id: str) -> list[str]:
     """Ask every other running build of `app_id` to stop for `build_id`; return their ids."""
     rows = await conn.fetch(
@@ -69,14 +50,3 @@ async def supersede(conn: asyncpg.Connection, app_id: str, build_id: str) -> lis
     for old in older:
         await request_cancel(conn, old, app_id, f"superseded by build {build_id}", None)
     return older
-
-
-async def cancels(
-    conn: asyncpg.Connection | asyncpg.Pool, build_ids: Sequence[str]
-) -> dict[str, str]:
-    """The cancel reason of each of `build_ids` that has one."""
-    rows = await conn.fetch(
-        "SELECT build_id, reason FROM build_cancels WHERE build_id = ANY($1::text[])",
-        list(build_ids),
-    )
-    return {r["build_id"]: r["reason"] for r in rows}

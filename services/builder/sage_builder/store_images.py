@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from . import store
+from sage_common.work import request_cancel
 
 
 async def fence(
@@ -34,7 +34,7 @@ async def fence(
             app_id,
             uuid.UUID(event_id),
         )
-        await store.request_cancel(conn, build_id, app_id, reason, requested_by)
+        await request_cancel(conn, build_id, app_id, reason, requested_by)
 
 
 async def running(conn: asyncpg.Connection, build_ids: Sequence[str]) -> list[str]:

@@ -8,20 +8,21 @@ from pathlib import Path
 
 from aiohttp import web
 
-from sage_common.bus import Consumer
-from sage_common.web import BUS, CONFIG, POOL, READY_CHECKS, bus_context, create_service_app
+from sage_common.web import CONFIG, POOL, READY_CHECKS, bus_context, create_service_app
+from sage_common.work import Jobs
 
 from .config import Config
 from .docker_runner import DockerRunner
-from .events import BuildDoneConsumer, CancelConsumer, RunningProfiles
+from .events import consumers
 from .gpu import open_gpu
 from .k8s_runner import KubernetesRunner
 from .routes import routes
 from .service import Profiler
+from .service_profiles import Profiles
+from .state import JOBS, PROFILER, PROFILES
 from .testdata import StorageHttpSource
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-PROFILER = web.AppKey("profiler", Profiler)
 
 
 def make_runner(config: Config) -> DockerRunner | KubernetesRunner:
@@ -57,7 +58,7 @@ async def _engine_ready(app: web.Application) -> None:
 
 
 async def profiler_context(app: web.Application) -> AsyncIterator[None]:
-    """The runner and test data source; containers or Jobs a killed profiler left are removed."""
+    """The runner, test data source and profiles running here; containers or Jobs a killed profiler left are removed."""
     config = app[CONFIG]
     assert isinstance(config, Config)
     runner = await asyncio.to_thread(make_runner, config)
@@ -67,7 +68,9 @@ async def profiler_context(app: web.Application) -> AsyncIterator[None]:
         config.storage_token.get_secret_value(),
         max_bytes=config.test_data_max_bytes,
     )
-    app[PROFILER] = Profiler(runner=runner, data=data, config=config)
+    profiler = Profiler(runner=runner, data=data, config=config)
+    app[PROFILER], app[PROFILES] = profiler, Profiles(profiler, source=config.source)
+    app[JOBS] = Jobs(app[POOL], concurrency=config.max_parallel_profiles, name="profiler")
     app[READY_CHECKS].append(_engine_ready)
     yield
     if isinstance(runner, KubernetesRunner):
@@ -76,27 +79,8 @@ async def profiler_context(app: web.Application) -> AsyncIterator[None]:
         runner.close()
 
 
-def _consumers(app: web.Application) -> list[Consumer]:
-    """`build.done` runs profiles; `build.cancel` stops the ones it names (shared registry)."""
-    config = app[CONFIG]
-    assert isinstance(config, Config)
-    running = RunningProfiles()
-    return [
-        BuildDoneConsumer(
-            app[POOL],
-            app[BUS],
-            app[PROFILER],
-            name=config.queue,
-            source=config.source,
-            parallel=config.max_parallel_profiles,
-            running=running,
-        ),
-        CancelConsumer(app[POOL], app[BUS], running, name=config.cancel_queue),
-    ]
-
-
 def create_app(config: Config) -> web.Application:
     app = create_service_app("profiler", config, routes=routes, migrations=MIGRATIONS)
     app.cleanup_ctx.append(profiler_context)
-    app.cleanup_ctx.append(bus_context(_consumers))
+    app.cleanup_ctx.append(bus_context(consumers))
     return app

@@ -1,10 +1,9 @@
-"""SQL of the profiler's own schema: the profiles it produced, one per build, and the builds the
-ECR cancelled."""
+"""SQL of the profiler's own schema: the profiles it produced, one per build (the builds the ECR
+cancelled: `sage_common.work`)."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import asyncpg
 
@@ -34,33 +33,3 @@ async def save_profile(conn: asyncpg.Connection, profile: ProfileDone) -> bool:
         profile.started_at,
     )
     return bool(inserted)
-
-
-async def get_profile(
-    conn: asyncpg.Connection | asyncpg.Pool, build_id: str
-) -> dict[str, Any] | None:
-    """The stored profile.done data of a build, or None."""
-    row = await conn.fetchrow("SELECT result FROM profiles WHERE build_id = $1", build_id)
-    return None if row is None else dict(row["result"])
-
-
-async def count_profiles(conn: asyncpg.Connection | asyncpg.Pool, build_id: str) -> int:
-    return int(await conn.fetchval("SELECT count(*) FROM profiles WHERE build_id = $1", build_id))
-
-
-async def record_cancel(conn: asyncpg.Connection, build_id: str, app_id: str, by: str) -> None:
-    """Remember that `build_id` was cancelled (a second cancel of it changes nothing)."""
-    await conn.execute(
-        """INSERT INTO cancels (build_id, app_id, requested_by) VALUES ($1, $2, $3)
-           ON CONFLICT DO NOTHING""",
-        build_id,
-        app_id,
-        by,
-    )
-
-
-async def is_cancelled(conn: asyncpg.Connection | asyncpg.Pool, build_id: str) -> bool:
-    found = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM cancels WHERE build_id = $1)", build_id
-    )
-    return bool(found)

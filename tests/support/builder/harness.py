@@ -13,13 +13,12 @@ import aio_pika
 from aiohttp import web
 from pydantic import SecretStr
 
+from sage_builder.app import create_app
+from sage_builder.config import Config
 from sage_common.bus import Bus, queue_names
 from sage_common.events import CloudEvent, make_event
 from sage_common.schemas import AppSource, AppSubmitted, BuildCancelled, BuildDone
-
-from ..app import create_app
-from ..config import Config
-from ..events import RETRY_DELAYS
+from sage_common.work import RETRY_DELAYS
 
 
 class Events:

@@ -17,9 +17,8 @@ import aio_pika
 from aiohttp import web
 
 from sage_common.events import CloudEvent
-
-from .app import create_app
-from .config import Config
+from sage_ecr.app import create_app
+from sage_ecr.config import Config
 
 
 @dataclass

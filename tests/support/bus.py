@@ -1,7 +1,7 @@
-"""Helpers for tests of code that uses the bus: a recording publisher and a TCP proxy.
+"""Helpers for tests of code that uses the bus: waiting, clean-up and a TCP proxy.
 
-`RecordingBus` replaces the broker in unit tests. `TcpProxy` sits between a Bus and the real
-broker so a test can cut the connection (an outage) without stopping the shared RabbitMQ.
+`TcpProxy` sits between a Bus and the real broker so a test can cut the connection (an outage)
+without stopping the shared RabbitMQ.
 """
 
 from __future__ import annotations
@@ -12,9 +12,6 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import aio_pika
 from yarl import URL
-
-from ..events import CloudEvent
-from .broker import Bus
 
 
 async def eventually(
@@ -44,35 +41,6 @@ async def delete_topology(
             await channel.queue_delete(queue)
         for exchange in exchanges:
             await channel.exchange_delete(exchange)
-
-
-class RecordingBus(Bus):
-    """A Bus that keeps what it is asked to publish instead of sending it (unit tests only)."""
-
-    def __init__(self, *, service: str = "test", exchange: str = "sage.events") -> None:
-        super().__init__("amqp://unused", exchange=exchange, service=service)
-        self.published: list[CloudEvent] = []
-        self._up = False
-
-    async def connect(self) -> None:
-        self._up = True
-
-    async def close(self) -> None:
-        self._up = False
-
-    @property
-    def connected(self) -> bool:
-        return self._up
-
-    async def publish_raw(
-        self,
-        routing_key: str,
-        body: bytes,
-        *,
-        message_id: str,
-        timeout: float = 10.0,  # noqa: ASYNC109 - the confirm's own deadline
-    ) -> None:
-        self.published.append(CloudEvent.model_validate_json(body))
 
 
 class TcpProxy:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sage_profiler.eventdoc import render
+from sage_common.eventdoc import render
 
 PAGE = Path(__file__).resolve().parents[3] / "docs" / "events.md"
 
 
 def test_events_page_matches_the_models() -> None:
     assert PAGE.read_text() == render(), (
-        "docs/events.md is out of date: run `.venv/bin/python -m sage_profiler.eventdoc "
+        "docs/events.md is out of date: run `.venv/bin/python -m sage_common.eventdoc "
         "docs/events.md` and commit it"
     )
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parents[4]
+ROOT = Path(__file__).resolve().parents[3]
 BUSYBOX = {arch: ROOT / "var" / "busybox" / arch / "busybox" for arch in ("amd64", "arm64")}
 _GIT_ENV = {
     "GIT_AUTHOR_NAME": "test",

@@ -1,10 +1,10 @@
-"""The concurrency limit and cancels of builds on one node."""
+"""The concurrency limit and cancels of the work on one node (`sage_common.work.Jobs`)."""
 
 from __future__ import annotations
 
 import asyncio
 
-from sage_builder.jobs import Jobs
+from sage_common.work import Jobs
 
 
 async def test_builds_beyond_the_limit_wait_for_a_slot():

@@ -1,0 +1,104 @@
+"""The consumer of `app.deleted`: delete the version's images from the registry, then confirm.
+
+Its builds are first fenced (recorded as deleted and cancelled, in one transaction), so a late
+`app.submitted` pushes nothing; while one of them, or a build of another version of the same
+repository, still runs, the event is retried with back-off. A digest that a live version of the
+repository also pushed (the layer cache makes identical rebuilds) is kept; deletions in one
+repository are serialised, so the last version to go deletes it. The manifests are then deleted by
+digest, each index before the manifests it lists, outside any transaction; `app.images_deleted`
+is queued in the transaction that records the event, so a redelivery is a no-op. A registry that
+cannot be reached or refuses fails the event: retried with back-off, then dead-lettered, and the
+catalogue keeps the names held meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+from prometheus_client import Counter
+
+from sage_common.bus import enqueue
+from sage_common.events import make_event
+from sage_common.schemas import AppDeleted, AppImagesDeleted
+from sage_common.work import Jobs
+
+from . import store_images
+from .registry_images import ImageRemover
+from .service_builds import SOURCE
+
+log = logging.getLogger(__name__)
+
+MANIFESTS_DELETED = Counter(
+    "sage_builder_manifests_deleted_total", "Image manifests deleted from the registry"
+)
+
+
+class BuildStillRunning(Exception):
+    """A build of the deleted version has not stopped yet (its images may still be pushed), or
+    another version of the repository is building (it may push the same digests)."""
+
+
+class ImageDeletions:
+    """Deletes the images of deleted app versions (the use cases of `app.deleted`)."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, remover: ImageRemover, jobs: Jobs, *, source: str = SOURCE
+    ) -> None:
+        self.pool, self.remover, self.jobs, self.source = pool, remover, jobs, source
+
+    async def delete(self, data: AppDeleted, deletion_id: str) -> AppImagesDeleted:
+        """Fence the version's builds, then delete what they pushed and no live version uses."""
+        if data.app_id.rpartition(":")[0] != data.repository:
+            raise ValueError(f"{data.app_id} is not a version of {data.repository}")
+        build_ids = [b.build_id for b in data.builds]
+        async with self.pool.acquire() as conn, conn.transaction():
+            await store_images.lock_repository(conn, data.repository)
+            await store_images.fence(conn, data.app_id, build_ids, deletion_id, data.requested_by)
+            still = await store_images.running(conn, build_ids)
+            busy = await store_images.building_in(conn, data.repository, data.app_id)
+            digests = _ordered(data, await store_images.pushed(conn, data.app_id, build_ids))
+            kept = await store_images.in_use(conn, data.repository, data.app_id, digests)
+        for build_id in still:
+            self.jobs.cancel(build_id, f"app deleted by {data.requested_by}")
+        if still or busy:
+            raise BuildStillRunning(
+                f"builds of {data.app_id} ({', '.join(still) or 'none'}) or of other versions "
+                f"of {data.repository} ({', '.join(busy) or 'none'}) still run"
+            )
+        removal = await self.remover.remove(data.repository, [d for d in digests if d not in kept])
+        MANIFESTS_DELETED.inc(len(removal.deleted))
+        return AppImagesDeleted(
+            app_id=data.app_id,
+            deletion_id=deletion_id,
+            deleted=removal.deleted,
+            absent=removal.absent,
+            kept=kept,
+        )
+
+    async def answer(self, conn: asyncpg.Connection, answer: AppImagesDeleted) -> None:
+        """Queue `app.images_deleted` (in the transaction that records the event)."""
+        await enqueue(conn, make_event(self.source, answer, subject=answer.app_id))
+
+    def finished(self, answer: AppImagesDeleted) -> None:
+        """After the answer is committed: the log line."""
+        log.info(
+            "images of a deleted app removed",
+            extra={
+                "app_id": answer.app_id,
+                "deleted": len(answer.deleted),
+                "absent": len(answer.absent),
+                "kept": len(answer.kept),
+            },
+        )
+
+
+def _ordered(data: AppDeleted, pushed: tuple[list[str], list[str]]) -> list[str]:
+    """Every digest to delete, once: what the catalogue knew and what this builder recorded
+    (a build that finished after the deletion), indexes before the manifests they list."""
+    indexes, manifests = list(pushed[0]), list(pushed[1])
+    for build in data.builds:
+        if build.index_digest:
+            indexes.append(build.index_digest)
+        manifests += [image.digest for image in build.images]
+    return list(dict.fromkeys([*indexes, *manifests]))
