@@ -198,9 +198,9 @@ def _delete_topology(s: str) -> None:
     """The exchange and queues the services declared on the shared broker."""
     import aio_pika
 
-    from sage_builder.events import RETRY_DELAYS as BUILDER_RETRY_DELAYS
     from sage_common.bus import queue_names
-    from sage_profiler.events import RETRY_DELAYS as PROFILER_RETRY_DELAYS
+    from sage_common.work import RETRY_DELAYS as BUILDER_RETRY_DELAYS
+    from sage_common.work import RETRY_DELAYS as PROFILER_RETRY_DELAYS
 
     names = [
         *queue_names(f"bench.images.{s}.ecr"),

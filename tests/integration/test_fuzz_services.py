@@ -29,10 +29,10 @@ from sage_auth import service
 from sage_auth.models import CreateUser
 from sage_auth.state import STORE
 from sage_common.bus import queue_names
+from sage_common.work import RETRY_DELAYS as PROFILER_RETRY_DELAYS
 from sage_ecr.config import Config as EcrConfig
 from sage_profiler.app import create_app as create_profiler
 from sage_profiler.config import Config as ProfilerConfig
-from sage_profiler.events import RETRY_DELAYS as PROFILER_RETRY_DELAYS
 from tests.fixtures.auth import RunningAuth, start_auth
 from tests.fixtures.s3 import S3Server, start_storage
 from tests.support.builder import config_for_tests, delete_queues, free_port, running_builder

@@ -39,7 +39,7 @@ import pytest
 import yaml
 
 from sage_common.bus import queue_names
-from sage_profiler.events import RETRY_DELAYS as PROFILER_RETRY_DELAYS
+from sage_common.work import RETRY_DELAYS as PROFILER_RETRY_DELAYS
 from tests.fixtures.auth import call
 from tests.fixtures.broker import broker_user
 from tests.fixtures.gateway import Gateway
