@@ -140,4 +140,7 @@ def _supervise(name: str, config: ServiceConfig, create_app: CreateApp, workers:
             time.sleep(0.2)
         for proc in procs:
             proc.join()
+        if not status and not stopping:
+            # Every worker ended between two looks (a refused start): report the first failure.
+            status = next((p.exitcode for p in procs if p.exitcode), 0)
         return status
