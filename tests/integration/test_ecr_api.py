@@ -9,9 +9,8 @@ import uuid
 import aiohttp
 import pytest
 
-from sage_ecr.config import Config
 from tests.fixtures.auth import call
-from tests.support.ecr import app_spec, start_ecr
+from tests.support.ecr import app_spec, busless_config, running_ecr
 
 YAML = {"Content-Type": "application/yaml"}
 
@@ -22,16 +21,11 @@ def sfx() -> str:
 
 @pytest.fixture(scope="module")
 async def ecr(database_url, auth_settings):
-    config = Config(
-        database_url=database_url,
-        db_schema=f"ecr_api_{sfx()}",
-        use_bus=False,
-        registry_access_clients=["auth", "profiler"],
-        **auth_settings("ecr-api"),
+    config = busless_config(
+        database_url, auth_settings("ecr-api"), registry_access_clients=["auth", "profiler"]
     )
-    running = await start_ecr(config)
-    yield running
-    await running.stop()
+    async with running_ecr(config) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

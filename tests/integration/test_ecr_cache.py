@@ -10,10 +10,9 @@ import asyncpg
 import pytest
 
 from sage_ecr.cache import LISTING_CACHE, listener_name
-from sage_ecr.config import Config
 from tests.fixtures.auth import call
 from tests.support.bus import eventually
-from tests.support.ecr import app_spec, start_ecr
+from tests.support.ecr import app_spec, busless_config, start_ecr
 
 
 def sfx() -> str:
@@ -22,12 +21,7 @@ def sfx() -> str:
 
 @pytest.fixture(scope="module")
 async def replicas(database_url, auth_settings):
-    config = Config(
-        database_url=database_url,
-        db_schema=f"ecr_cache_{sfx()}",
-        use_bus=False,
-        **auth_settings("ecr-api"),
-    )
+    config = busless_config(database_url, auth_settings("ecr-api"), "ecr_cache")
     a = await start_ecr(config)
     b = await start_ecr(config)
     for replica in (a, b):

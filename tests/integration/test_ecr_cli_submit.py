@@ -13,11 +13,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from sage_ecr.config import Config
 from tests.fixtures.auth import call
 from tests.support.builder import GitServer, commit_all
 from tests.support.builder.servers import git as run_git
-from tests.support.ecr import start_ecr
+from tests.support.ecr import busless_config, running_ecr
 
 ROOT = Path(__file__).parents[2]
 CORPUS = ROOT / "services" / "ecr-api" / "tests" / "corpus"
@@ -29,15 +28,8 @@ def sfx() -> str:
 
 @pytest.fixture(scope="module")
 async def ecr(database_url, auth_settings):
-    config = Config(
-        database_url=database_url,
-        db_schema=f"ecr_api_{sfx()}",
-        use_bus=False,
-        **auth_settings("ecr-api"),
-    )
-    running = await start_ecr(config)
-    yield running
-    await running.stop()
+    async with running_ecr(busless_config(database_url, auth_settings("ecr-api"))) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,8 @@ import pytest
 from sage_common.schemas import BuildDone, ProfileDone
 from sage_common.web import POOL
 from sage_ecr import pipeline
-from sage_ecr.config import Config
 from tests.fixtures.auth import call
-from tests.support.ecr import app_spec, start_ecr
+from tests.support.ecr import app_spec, busless_config, start_ecr
 
 ROLES = (
     "owner",
@@ -106,13 +105,7 @@ async def to_review(world: World, version: str) -> None:
 
 @pytest.fixture(scope="module")
 async def world(database_url, auth_settings, make_user):
-    config = Config(
-        database_url=database_url,
-        db_schema=f"ecr_acl_{sfx()}",
-        use_bus=False,
-        **auth_settings("ecr-api"),
-    )
-    running = await start_ecr(config)
+    running = await start_ecr(busless_config(database_url, auth_settings("ecr-api"), "ecr_acl"))
     s = sfx()
     group = f"grp-{s}"
     names = {role: f"{role.replace('_', '-')}-{s}" for role in ROLES}

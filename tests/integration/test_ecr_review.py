@@ -14,9 +14,8 @@ import pytest
 from sage_common.schemas import BuildDone, ProfileDone
 from sage_common.web import POOL
 from sage_ecr import pipeline
-from sage_ecr.config import Config
 from tests.fixtures.auth import MakeUser, call
-from tests.support.ecr import RunningEcr, app_spec, start_ecr
+from tests.support.ecr import RunningEcr, app_spec, busless_config, start_ecr
 
 APPROVE = {"decision": "approve", "comment": "fine"}
 
@@ -26,14 +25,9 @@ def sfx() -> str:
 
 
 async def _ecr(database_url: str, auth_settings, **settings: object) -> RunningEcr:
-    config = Config(
-        database_url=database_url,
-        db_schema=f"ecr_review_{sfx()}",
-        use_bus=False,
-        **auth_settings("ecr-api"),
-        **settings,
+    return await start_ecr(
+        busless_config(database_url, auth_settings("ecr-api"), "ecr_review", **settings)
     )
-    return await start_ecr(config)
 
 
 @pytest.fixture(scope="module")

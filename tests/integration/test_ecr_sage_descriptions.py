@@ -16,11 +16,10 @@ import pytest
 
 from sage_common.db import migrate
 from sage_ecr.app import MIGRATIONS
-from sage_ecr.config import Config
 from sage_ecr.handlers import ECR
 from sage_ecr.spectypes import version_key
 from tests.fixtures.auth import call
-from tests.support.ecr import app_spec, start_ecr
+from tests.support.ecr import app_spec, busless_config, running_ecr
 
 CORPUS = Path(__file__).parents[2] / "services" / "ecr-api" / "tests" / "corpus"
 PORTAL = {"Content-Type": "text/plain;charset=UTF-8"}  # what the portal's fetch() sends
@@ -32,15 +31,8 @@ def sfx() -> str:
 
 @pytest.fixture(scope="module")
 async def ecr(database_url, auth_settings):
-    config = Config(
-        database_url=database_url,
-        db_schema=f"ecr_api_{sfx()}",
-        use_bus=False,
-        **auth_settings("ecr-api"),
-    )
-    running = await start_ecr(config)
-    yield running
-    await running.stop()
+    async with running_ecr(busless_config(database_url, auth_settings("ecr-api"))) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import aio_pika
@@ -32,6 +33,30 @@ class RunningEcr:
 
     async def stop(self) -> None:
         await self.runner.cleanup()
+
+
+def busless_config(
+    database_url: str, auth: Mapping[str, object], prefix: str = "ecr_api", **settings: object
+) -> Config:
+    """An ECR config on a schema of its own and with no bus: for tests of its HTTP API alone.
+    `auth` is what the `auth_settings("ecr-api")` fixture gives."""
+    return Config(
+        database_url=database_url,
+        db_schema=f"{prefix}_{uuid.uuid4().hex[:8]}",
+        use_bus=False,
+        **auth,  # type: ignore[arg-type]
+        **settings,  # type: ignore[arg-type]
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_ecr(config: Config) -> AsyncIterator[RunningEcr]:
+    """`start_ecr`, stopped when the block ends."""
+    running = await start_ecr(config)
+    try:
+        yield running
+    finally:
+        await running.stop()
 
 
 async def start_ecr(config: Config) -> RunningEcr:
