@@ -80,7 +80,7 @@ async def _drop(name: str) -> None:
 async def main() -> list[dict]:
     from sage_auth.signing import ensure_keypair
     from sage_builder.app import make_builder
-    from sage_builder.model import BuildRequest, Platform
+    from sage_builder.models import BuildRequest, Platform
     from sage_builder.registry import write_authfile
     from sage_builder.source import locate
     from tests.fixtures.auth import SERVICE_CLIENTS, start_auth

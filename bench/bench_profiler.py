@@ -27,9 +27,9 @@ from sage_common.schemas import BuildDone
 from sage_profiler.app import create_app
 from sage_profiler.cgroup import detect
 from sage_profiler.config import Config
-from sage_profiler.docker_runner import DockerRunner
 from sage_profiler.fakes import FakeDataSource
 from sage_profiler.runner import RunSpec
+from sage_profiler.runner_docker import DockerRunner
 from sage_profiler.service import Profiler, profile
 from tests.support.testapps import build_load_image
 

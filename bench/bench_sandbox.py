@@ -28,7 +28,7 @@ WORK = (
 async def main() -> list[dict]:
     from sage_builder.buildah import BuildahBackend
     from sage_builder.cache import LayerCache
-    from sage_builder.model import BuildRequest, Platform
+    from sage_builder.models import BuildRequest, Platform
     from sage_builder.source import locate
     from tests.support.builder import RegistryServer, scratch_app
 

@@ -37,7 +37,10 @@ from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "libs" / "common"))  # sage_common.procs is standard library only
 import stack_env  # noqa: E402
+
+from sage_common.procs import alive  # noqa: E402
 
 VAR = ROOT / "var"
 RUN = VAR / "run"
@@ -111,21 +114,6 @@ def env_seconds(name: str, default: float) -> float:
 
 
 # ----------------------------------------------------------------------------- processes ----
-
-
-def alive(pid: int) -> bool:
-    """Whether pid runs (a zombie, exited but not yet reaped by its parent, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def cmdline(pid: int) -> list[str]:

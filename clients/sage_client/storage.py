@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel
 
@@ -14,17 +14,19 @@ from .http import Transport, quote_path, quote_segment
 from .retry import RetryPolicy
 
 BUCKET_TYPES = ("training-data", "model", "profile", "none")
-GRANTEE_TYPES = ("USER", "GROUP")
-PERMISSIONS = ("READ", "WRITE", "READ_ACP", "WRITE_ACP", "FULL_CONTROL")
+GranteeType = Literal["USER", "GROUP"]
+Permission = Literal["READ", "WRITE", "READ_ACP", "WRITE_ACP", "FULL_CONTROL"]
+GRANTEE_TYPES: tuple[GranteeType, ...] = get_args(GranteeType)
+PERMISSIONS: tuple[Permission, ...] = get_args(Permission)
 OBJECTS = "/api/v1/objects"
 
 
 class Grant(BaseModel):
     """One permission grant, exactly the three members SAGE clients send and read."""
 
-    granteeType: Literal["USER", "GROUP"]  # noqa: N815 - the wire name
+    granteeType: GranteeType  # noqa: N815 - the wire name
     grantee: str
-    permission: Literal["READ", "WRITE", "READ_ACP", "WRITE_ACP", "FULL_CONTROL"]
+    permission: Permission
 
 
 PUBLIC_GRANT = Grant(granteeType="GROUP", grantee="AllUsers", permission="READ")

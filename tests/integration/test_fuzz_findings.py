@@ -16,7 +16,7 @@ import pytest
 
 from sage_common.errors import NUL_MESSAGE
 from sage_ecr.config import Config as EcrConfig
-from sage_storage.transfer import MALFORMED_FORM
+from sage_storage.handlers_objects import MALFORMED_FORM
 from tests.fixtures.auth import call
 from tests.support.ecr import start_ecr
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sage_profiler.docker_runner import DockerRunner
 from sage_profiler.runner import RunnerError, RunResult, RunSpec
+from sage_profiler.runner_docker import DockerRunner
 
 MiB = 1 << 20
 

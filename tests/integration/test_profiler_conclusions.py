@@ -8,8 +8,8 @@ import pytest
 
 from sage_common.schemas import BuildDone, ProfileDone
 from sage_profiler.config import Config, NodeProfile
-from sage_profiler.docker_runner import DockerRunner
 from sage_profiler.fakes import FakeDataSource
+from sage_profiler.runner_docker import DockerRunner
 from sage_profiler.service import Profiler, profile
 
 MiB = 1 << 20

@@ -29,8 +29,8 @@ from requests import RequestException
 from sage_profiler.app import make_runner
 from sage_profiler.cgroup import detect
 from sage_profiler.config import Config
-from sage_profiler.docker_runner import DockerRunner, tls_client
 from sage_profiler.runner import RunnerUnavailable, RunSpec
+from sage_profiler.runner_docker import DockerRunner, tls_client
 from tests.support.testapps import build_load_image
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -33,7 +33,7 @@ from sage_common.work import RETRY_DELAYS
 from sage_profiler.app import create_app
 from sage_profiler.cgroup import detect
 from sage_profiler.config import Config
-from sage_profiler.docker_runner import LABEL
+from sage_profiler.runner_docker import LABEL
 
 MiB = 1 << 20
 CORPUS = Path(__file__).resolve().parents[1] / "hostile" / "profiles"

@@ -30,7 +30,7 @@ from sage_common.schemas import BuildCancelled, BuildDone, ProfileDone
 from sage_common.work import RETRY_DELAYS
 from sage_profiler.app import create_app
 from sage_profiler.config import Config
-from sage_profiler.docker_runner import LABEL
+from sage_profiler.runner_docker import LABEL
 from tests.support.testapps import build_load_image
 
 MiB = 1 << 20

@@ -18,9 +18,9 @@ import aiohttp
 import pytest
 from minio.error import MinioException
 
-from sage_storage.handlers import STORAGE
 from sage_storage.service import Storage
-from sage_storage.upkeep import sweep_once
+from sage_storage.service_upkeep import sweep_once
+from sage_storage.state import STORAGE
 from tests.fixtures.auth import MakeUser
 from tests.fixtures.s3 import RunningStorage, S3Server, start_storage
 

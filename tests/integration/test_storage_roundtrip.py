@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from sage_storage.handlers import STORAGE
 from sage_storage.service import Storage
-from sage_storage.upkeep import sweep_once
+from sage_storage.service_upkeep import sweep_once
+from sage_storage.state import STORAGE
 from tests.fixtures.auth import MakeUser
 from tests.fixtures.s3 import RunningStorage
 

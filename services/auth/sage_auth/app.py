@@ -13,11 +13,11 @@ from sage_common.web import POOL, create_service_app, supervise
 
 from .config import Config
 from .introspect import LocalIntrospector
-from .login import Login
 from .oidc import OidcProvider
-from .registry import AdminAndBuilderPolicy, RegistryPolicy
-from .registry_ecr import EcrRegistryPolicy
 from .routes import SCOPES, routes
+from .service_login import Login
+from .service_registry import AdminAndBuilderPolicy, RegistryPolicy
+from .service_registry_ecr import EcrRegistryPolicy
 from .signing import Signer
 from .state import AUTH_CONFIG, LOCAL, LOGIN, POLICY, SIGNER, STORE
 from .store import Store

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from aiohttp import web
 
-from sage_common.auth import require_principal
+from sage_common.auth import Principal, require_principal
 from sage_common.config import is_known_default
 from sage_common.errors import BadRequest, NotFound, Unauthorized, UnsupportedMediaType
 from sage_common.openapi import describe
@@ -43,7 +43,11 @@ async def whoami(request: web.Request) -> web.Response:
 @describe(request=CreateToken, response=NewToken, status=201, tags=["tokens"])
 async def create_token(request: web.Request) -> web.Response:
     """Make a token for the caller; the answer is the only time the token is shown."""
-    who = require_principal(request)
+    return await mint_token(request, require_principal(request))
+
+
+async def mint_token(request: web.Request, who: Principal) -> web.Response:
+    """A token for `who` as the `CreateToken` body asks (the token route and the login session's)."""
     body = await read_json(request, CreateToken)
     config = request.app[AUTH_CONFIG]
     new = await service.create_token(

@@ -11,13 +11,13 @@ from aiohttp import web
 
 from sage_common.errors import BadRequest, NotFound, Unauthorized
 from sage_common.openapi import describe
-from sage_common.web import json_response, read_json
+from sage_common.web import json_response
 
-from . import service
-from .login import Login, return_allowed
+from .handlers import mint_token
 from .models import CreateToken, NewToken
 from .oidc import LoginFailed
-from .state import AUTH_CONFIG, LOCAL, LOGIN, STORE
+from .service_login import Login, return_allowed
+from .state import AUTH_CONFIG, LOCAL, LOGIN
 
 COOKIE = "sage_session"
 LOGIN_COOKIE = "sage_login"  # binds a login in progress to the browser that started it
@@ -135,16 +135,7 @@ async def session_token(request: web.Request) -> web.Response:
     who = await _login(request).session_principal(request.cookies.get(COOKIE))
     if who is None:
         raise Unauthorized("no session: log in at /auth/login first")
-    body = await read_json(request, CreateToken)
-    config = request.app[AUTH_CONFIG]
-    new = await service.create_token(
-        request.app[STORE],
-        who,
-        body,
-        default_days=config.token_default_days,
-        max_days=config.token_max_days,
-    )
-    return json_response(new, status=201, headers={"Cache-Control": "no-store"})
+    return await mint_token(request, who)
 
 
 def _clear(request: web.Request, response: web.StreamResponse) -> None:

@@ -12,7 +12,7 @@ from sage_common.errors import BadRequest, Unauthorized
 from sage_common.openapi import describe
 from sage_common.web import json_response
 
-from . import registry
+from . import service_registry
 from .state import AUTH_CONFIG, POLICY, SIGNER, STORE
 
 
@@ -38,7 +38,7 @@ def _caller(request: web.Request) -> tuple[Principal | None, str | None]:
         if user is not None and user != who.client_id:
             client, plus, behalf = user.partition("+")
             if not (plus and behalf and client == who.client_id) or (
-                client not in registry.ON_BEHALF_CLIENTS
+                client not in service_registry.ON_BEHALF_CLIENTS
             ):
                 raise Unauthorized("wrong client id for these credentials")
             return who, behalf
@@ -53,10 +53,10 @@ async def registry_token(request: web.Request) -> web.Response:
     service = request.query.get("service") or config.registry_service
     if service != config.registry_service:
         raise BadRequest(f"this auth service issues tokens for {config.registry_service} only")
-    wanted = registry.parse_scopes(request.query.getall("scope", []))
+    wanted = service_registry.parse_scopes(request.query.getall("scope", []))
     if behalf is not None:
-        who, wanted = await registry.on_behalf(request.app[STORE], behalf, wanted)
-    body = await registry.issue_token(
+        who, wanted = await service_registry.on_behalf(request.app[STORE], behalf, wanted)
+    body = await service_registry.issue_token(
         request.app[SIGNER],
         request.app[POLICY],
         who,

@@ -43,7 +43,7 @@ routes: list[web.RouteDef] = [
 
 # The scope a token needs on each route (sage_common.scopes); a route not here refuses every token.
 # A token of any scope sees its user and manages that user's tokens (never wider than its own);
-# the registry token route weighs the `registry` scope itself (registry.py).
+# the registry token route weighs the `registry` scope itself (service_registry.py).
 SCOPES: ScopeTable = {
     ("GET", "/auth/whoami"): NO_SCOPE,
     ("POST", "/auth/tokens"): NO_SCOPE,

@@ -6,8 +6,8 @@ from aiohttp import web
 
 from .config import Config
 from .introspect import LocalIntrospector
-from .login import Login
-from .registry import RegistryPolicy
+from .service_login import Login
+from .service_registry import RegistryPolicy
 from .signing import Signer
 from .store import Store
 

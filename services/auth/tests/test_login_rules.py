@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sage_auth.login import pkce_challenge, username_from_claims
 from sage_auth.models import valid_name
+from sage_auth.service_login import pkce_challenge, username_from_claims
 
 
 def test_pkce_challenge_matches_rfc7636_appendix_b():

@@ -14,8 +14,8 @@ from aiohttp import web
 
 from sage_auth.app import make_registry_policy
 from sage_auth.config import Config
-from sage_auth.registry import Access, AdminAndBuilderPolicy
-from sage_auth.registry_ecr import EcrRegistryPolicy
+from sage_auth.service_registry import Access, AdminAndBuilderPolicy
+from sage_auth.service_registry_ecr import EcrRegistryPolicy
 from sage_common.auth import Principal
 
 SECRET = "auth-secret-for-tests"
@@ -133,7 +133,7 @@ async def test_ecr_down_grants_nothing_and_warns_without_the_secret(policy, capl
     with socket.socket() as sock:  # a port that nothing listens on
         sock.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    caplog.set_level(logging.WARNING, logger="sage_auth.registry_ecr")
+    caplog.set_level(logging.WARNING, logger="sage_auth.service_registry_ecr")
     assert await policy(closed).grant(ALICE, [PULL_PUSH]) == []
     assert await policy(closed).grant(None, [PULL_PUSH]) == []
     assert "ns/app" in caplog.text and "no answer" in caplog.text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sage_auth.registry import Access, AdminAndBuilderPolicy, parse_scopes
+from sage_auth.service_registry import Access, AdminAndBuilderPolicy, parse_scopes
 from sage_common.auth import Principal
 from sage_common.errors import BadRequest
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from .model import ArchResult, BuildFailure, BuildRequest, Checkout, Platform, native_architecture
+from .models import ArchResult, BuildFailure, BuildRequest, Checkout, Platform, native_architecture
 from .procs import LineSink
 
 

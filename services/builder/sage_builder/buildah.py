@@ -23,7 +23,7 @@ from pathlib import Path
 
 from . import procs
 from .cache import directory_size, unmount_under
-from .model import ArchResult, BuildFailure, BuildRequest, Checkout, Platform, native_architecture
+from .models import ArchResult, BuildFailure, BuildRequest, Checkout, Platform, native_architecture
 from .procs import LineSink
 from .sandbox import Sandbox
 

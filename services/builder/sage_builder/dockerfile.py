@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from dockerfile_parse import DockerfileParser
 from dockerfile_parse.util import WordSplitter, extract_key_values
 
-from .model import BuildFailure
+from .models import BuildFailure
 
 SCRATCH = "scratch"
 # buildah's automatic platform ARGs: platform strings, never a URL.

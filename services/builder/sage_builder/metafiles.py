@@ -24,7 +24,7 @@ from typing import Protocol
 
 from sage_common.schemas import MetaFile
 
-from .model import BuildRequest, Checkout
+from .models import BuildRequest, Checkout
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from .cache import LayerCache
 from .dockerfile import check_triggers
 from .dockerfile import plan as dockerfile_plan
 from .metafiles import MetaLimits, import_files
-from .model import (
+from .models import (
     ArchResult,
     BuildFailure,
     BuildRequest,

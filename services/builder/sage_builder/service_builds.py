@@ -20,7 +20,7 @@ from sage_common.schemas import AppSubmitted, BuildDone, BuildStarted
 from sage_common.work import Accepted, Job
 
 from . import store
-from .model import BuildRequest
+from .models import BuildRequest
 from .service import Builder, log_key, request_from_event
 
 log = logging.getLogger(__name__)

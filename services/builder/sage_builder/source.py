@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from sage_common.redact import url_credentials
 
 from . import procs
-from .model import BuildFailure, BuildRequest, Checkout
+from .models import BuildFailure, BuildRequest, Checkout
 
 _SHA_RE = re.compile(r"^[0-9a-f]{7,64}$")
 _REF_RE = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/+-]{1,255}$")

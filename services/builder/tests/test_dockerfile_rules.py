@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sage_builder.dockerfile import expand, plan, registry_of
-from sage_builder.model import BuildFailure
+from sage_builder.models import BuildFailure
 
 OURS = "127.0.0.1:5000"
 ALLOWED = ["docker.io", OURS]

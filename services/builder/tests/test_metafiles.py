@@ -22,7 +22,7 @@ from sage_builder.metafiles import (
     kind_of,
     sniff_image,
 )
-from sage_builder.model import BuildRequest, Platform
+from sage_builder.models import BuildRequest, Platform
 from sage_builder.registry import RegistryClient
 from sage_builder.service import Builder, Job
 from sage_builder.source import GitFetcher

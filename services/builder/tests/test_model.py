@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sage_builder.model import Platform
+from sage_builder.models import Platform
 from sage_builder.service import request_from_event
 from sage_common.schemas import AppSource, AppSubmitted
 

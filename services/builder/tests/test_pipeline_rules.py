@@ -10,7 +10,7 @@ import pytest
 from sage_builder.backend import FakeBackend
 from sage_builder.buildlog import MemoryLogSink
 from sage_builder.cache import LayerCache
-from sage_builder.model import BuildFailure, BuildRequest, Platform
+from sage_builder.models import BuildFailure, BuildRequest, Platform
 from sage_builder.registry import RegistryClient, RegistryError
 from sage_builder.service import Builder, Job, supervise
 from sage_builder.source import GitFetcher

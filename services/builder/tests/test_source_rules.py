@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sage_builder.model import BuildFailure, BuildRequest, Checkout, Platform
+from sage_builder.models import BuildFailure, BuildRequest, Checkout, Platform
 from sage_builder.source import GitFetcher, check_context, check_url, locate
 
 

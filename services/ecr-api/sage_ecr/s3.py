@@ -22,12 +22,12 @@ from minio import Minio
 from minio.error import InvalidResponseError, MinioException, S3Error
 
 from sage_common.errors import Unavailable
+from sage_common.s3 import s3_code
 
 from .config import Config
 
 log = logging.getLogger(__name__)
 
-_CODE_RE = re.compile(r"<Code>([A-Za-z]+)</Code>")
 _RANGE_RE = re.compile(r"^bytes \d+-\d+/(\d+)$")
 _MISSING = {"NoSuchKey", "NoSuchObject", "NoSuchBucket"}
 WORKERS = 4
@@ -67,16 +67,6 @@ class S3Stream:
 
 class _Grew(Exception):
     """The object grew past the offset between a read that found nothing and a stat."""
-
-
-def _code(exc: BaseException) -> str | None:
-    """The S3 error code, also where the server sends its XML error as text/xml (rclone does)."""
-    if isinstance(exc, S3Error):
-        return exc.code
-    if isinstance(exc, InvalidResponseError):
-        match = _CODE_RE.search(str(exc))
-        return match.group(1) if match else None
-    return None
 
 
 def _marked(headers: Any) -> bool:
@@ -121,7 +111,7 @@ class S3LogReader:
             if isinstance(exc, (urllib3.exceptions.HTTPError, OSError)):
                 log.warning("build log store unreachable: %s", type(exc).__name__)
             else:
-                log.error("build log store refused a read: %s", _code(exc) or type(exc).__name__)
+                log.error("build log store refused a read: %s", s3_code(exc) or type(exc).__name__)
             raise Unavailable(
                 "the build log store is unavailable, try again", retry_after=5
             ) from None
@@ -134,9 +124,9 @@ class S3LogReader:
                 self._pool, functools.partial(self.client.get_object, bucket, key)
             )
         except (S3Error, InvalidResponseError) as exc:
-            if _code(exc) in _MISSING:
+            if s3_code(exc) in _MISSING:
                 return None
-            log.error("file store refused a read: %s", _code(exc) or type(exc).__name__)
+            log.error("file store refused a read: %s", s3_code(exc) or type(exc).__name__)
             raise Unavailable("the file store is unavailable, try again", retry_after=5) from None
         except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             log.warning("file store unreachable: %s", type(exc).__name__)
@@ -158,7 +148,7 @@ class S3LogReader:
         try:
             response = self.client.get_object(bucket, key, offset=offset, length=length)
         except (S3Error, InvalidResponseError) as exc:
-            code = _code(exc)
+            code = s3_code(exc)
             if code in _MISSING:
                 return None
             if code != "InvalidRange":
@@ -183,7 +173,7 @@ class S3LogReader:
         try:
             stat = self.client.stat_object(bucket, key)
         except (S3Error, InvalidResponseError) as exc:
-            if _code(exc) in _MISSING:
+            if s3_code(exc) in _MISSING:
                 return None
             raise
         return LogObject(b"", int(stat.size or 0), _marked(stat.metadata or {}))

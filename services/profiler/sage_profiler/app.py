@@ -12,11 +12,11 @@ from sage_common.web import CONFIG, POOL, READY_CHECKS, bus_context, create_serv
 from sage_common.work import Jobs
 
 from .config import Config
-from .docker_runner import DockerRunner
 from .events import consumers
 from .gpu import open_gpu
-from .k8s_runner import KubernetesRunner
 from .routes import routes
+from .runner_docker import DockerRunner
+from .runner_k8s import KubernetesRunner
 from .service import Profiler
 from .service_profiles import Profiles
 from .state import JOBS, PROFILER, PROFILES

@@ -1,6 +1,6 @@
 """What the profiler asks of a place that runs containers, and what it gets back.
 
-The Docker engine implements it here (`docker_runner.py`); a Kubernetes Jobs runner can stand behind
+The Docker engine implements it here (`runner_docker.py`); a Kubernetes Jobs runner can stand behind
 the same protocol. A runner reports what happened; the conclusions are drawn elsewhere.
 """
 

@@ -21,15 +21,15 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from sage_common.schemas import ArchImage, BuildDone
-from sage_profiler import k8s_api, k8s_runner
+from sage_profiler import k8s_api, runner_k8s
 from sage_profiler.app import make_runner
 from sage_profiler.config import Config
 from sage_profiler.fakes import FakeDataSource
 from sage_profiler.k8s_api import KubeApi, quantity
 from sage_profiler.k8s_job import JobSettings
 from sage_profiler.k8s_measure import KubeRunResult
-from sage_profiler.k8s_runner import KubernetesRunner
 from sage_profiler.runner import RunnerError, RunnerUnavailable, RunSpec
+from sage_profiler.runner_k8s import KubernetesRunner
 from sage_profiler.service import Profiler, profile
 
 MiB = 1 << 20
@@ -537,7 +537,7 @@ async def test_in_a_pod_it_talks_https_with_the_service_account(
     site = web.TCPSite(server, "127.0.0.1", 0, ssl_context=context)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    monkeypatch.setattr(k8s_runner, "SERVICE_ACCOUNT", account)
+    monkeypatch.setattr(runner_k8s, "SERVICE_ACCOUNT", account)
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(port))
     try:

@@ -9,13 +9,13 @@ lacks the permission gets 403, or 401 when anonymous (a token might help).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
+from typing import Literal, get_args
 
 from sage_common.auth import Principal
 from sage_common.errors import Forbidden, NotFound, Unauthorized
 
 Permission = Literal["READ", "WRITE", "READ_ACP", "WRITE_ACP", "FULL_CONTROL"]
-PERMISSIONS: tuple[Permission, ...] = ("READ", "WRITE", "READ_ACP", "WRITE_ACP", "FULL_CONTROL")
+PERMISSIONS: tuple[Permission, ...] = get_args(Permission)
 ALL_USERS = "AllUsers"
 
 _IMPLIES: dict[str, frozenset[str]] = {

@@ -13,13 +13,13 @@ from sage_common.errors import Unavailable
 from sage_common.web import POOL, READY_CHECKS, create_service_app
 
 from .config import Config
-from .handlers import STORAGE
 from .objectstore import ObjectStore
 from .routes import ADMIN, SCOPES, routes
 from .s3 import S3ObjectStore
 from .service import Storage
+from .service_upkeep import sweeper_context
+from .state import STORAGE
 from .store import Store
-from .upkeep import sweeper_context
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 log = logging.getLogger(__name__)

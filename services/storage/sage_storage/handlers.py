@@ -1,4 +1,4 @@
-"""HTTP in and out for buckets and their permissions; objects are in transfer.py.
+"""HTTP in and out for buckets and their permissions; objects are in handlers_objects.py.
 
 Every success is 200, bucket creation included: SAGE clients take any other status as a failure.
 """
@@ -15,11 +15,11 @@ from sage_common.errors import BadRequest
 from sage_common.openapi import describe
 from sage_common.web import json_response, refuse_nul
 
-from . import service, upkeep
+from . import service, service_upkeep
 from .models import CreateBucket, Grant, UpdateBucket
 from .service import Storage
+from .state import STORAGE
 
-STORAGE = web.AppKey("storage", Storage)
 _FALSE = {"false", "0", "no", "off"}
 
 
@@ -132,5 +132,5 @@ async def delete_bucket(request: web.Request) -> web.Response:
     if "permissions" in request.query or "grantee" in request.query:
         deleted = await service.delete_grants(ctx, who, raw_id, request.query.getall("grantee", []))
         return json_response({"deleted": deleted})
-    bucket_id = await upkeep.delete_bucket(ctx, who, raw_id)
+    bucket_id = await service_upkeep.delete_bucket(ctx, who, raw_id)
     return json_response({"deleted": [str(bucket_id)]})

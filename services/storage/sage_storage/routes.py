@@ -4,7 +4,7 @@ from aiohttp import web
 
 from sage_common.scopes import ScopeTable
 
-from . import handlers, transfer
+from . import handlers, handlers_objects
 
 READ = "storage:read"  # list, show and download what the caller may read
 USE = "storage"  # also create, change and delete buckets, objects and grants
@@ -23,9 +23,9 @@ routes: list[web.RouteDef] = [
     web.patch(BUCKET, handlers.update_bucket),
     web.put(BUCKET, handlers.add_grant),
     web.delete(BUCKET, handlers.delete_bucket),
-    web.get(OBJECT, transfer.get),  # HEAD too: headers of the object, no body
-    web.put(OBJECT, transfer.upload),
-    web.delete(OBJECT, transfer.delete),
+    web.get(OBJECT, handlers_objects.get),  # HEAD too: headers of the object, no body
+    web.put(OBJECT, handlers_objects.upload),
+    web.delete(OBJECT, handlers_objects.delete),
 ]
 
 # The scope a token needs on each route (sage_common.scopes); a route not here refuses every token.

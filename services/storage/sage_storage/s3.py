@@ -13,7 +13,6 @@ import contextlib
 import functools
 import hashlib
 import logging
-import re
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -25,11 +24,12 @@ from minio import Minio
 from minio import time as minio_time
 from minio.datatypes import Part
 from minio.deleteobjects import DeleteObject
-from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
+from minio.error import MinioException, ServerError
 from minio.helpers import DictType
 from minio.signer import sign_v4_s3
 
 from sage_common.errors import Unavailable
+from sage_common.s3 import body_code, s3_code
 
 from .config import Config
 from .objectstore import BlobMissing, BlobReader, Buffer, UploadMissing
@@ -38,24 +38,13 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 READ_CHUNK = 1024 * 1024
-_CODE_RE = re.compile(r"<Code>([A-Za-z]+)</Code>")
 _MISSING_BLOB = {"NoSuchKey", "NoSuchObject"}
 _MISSING_UPLOAD = {"NoSuchUpload"}
 
 
-def _s3_code(exc: BaseException) -> str | None:
-    """The S3 error code, also where a server sends its XML error as text/xml (rclone does)."""
-    if isinstance(exc, S3Error):
-        return exc.code
-    if isinstance(exc, InvalidResponseError):
-        match = _CODE_RE.search(str(exc))
-        return match.group(1) if match else None
-    return None
-
-
 def translate(exc: BaseException, what: str) -> BaseException:
     """The domain error for a failed S3 call."""
-    code = _s3_code(exc)
+    code = s3_code(exc)
     if code in _MISSING_BLOB:
         return BlobMissing(what)
     if code in _MISSING_UPLOAD:
@@ -182,8 +171,8 @@ class S3ObjectStore:
             log.warning("object store unreachable during put: %s", type(exc).__name__)
             raise Unavailable("the object store is unreachable, try again", retry_after=5) from None
         if response.status != 200:
-            match = _CODE_RE.search(answer.decode(errors="replace"))
-            log.error("object store refused put: %s", match.group(1) if match else response.status)
+            code = body_code(answer.decode(errors="replace"))
+            log.error("object store refused put: %s", code or response.status)
             raise Unavailable("the object store failed, try again", retry_after=5)
 
     async def create_multipart(

@@ -1,6 +1,7 @@
 """Use cases on buckets and their grants: who may do what, and the rules the API promises.
 
-Objects are in objects.py, listings in listing.py, deletion and clean-up in upkeep.py.
+Objects are in service_objects.py, listings in service_listing.py, deletion and clean-up in
+service_upkeep.py.
 """
 
 from __future__ import annotations

@@ -16,9 +16,9 @@ from pydantic import SecretStr
 from sage_common.auth import Principal
 from sage_storage.app import create_app
 from sage_storage.config import Config, MiB
-from sage_storage.handlers import STORAGE
 from sage_storage.memory import MemoryObjectStore
 from sage_storage.service import Storage
+from sage_storage.state import STORAGE
 
 
 @dataclass

@@ -259,7 +259,7 @@ async def test_interrupted_bucket_delete_hides_the_bucket_and_resumes(api: Api) 
 
 
 async def test_sweeper_finishes_deletes_garbage_and_abandoned_uploads(make_api) -> None:  # type: ignore[no-untyped-def]
-    from sage_storage.upkeep import sweep_once
+    from sage_storage.service_upkeep import sweep_once
 
     api = await make_api(part_size=5 * 1024 * 1024, stale_upload_seconds=0)
     alice = api.tokens.add("alice")

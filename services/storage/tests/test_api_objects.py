@@ -282,7 +282,7 @@ async def test_delete_object_then_it_is_404(api: Api) -> None:
 
 async def test_replaced_blob_outlives_the_replace_by_the_grace_period(make_api) -> None:  # type: ignore[no-untyped-def]
     from sage_storage.service import Storage
-    from sage_storage.upkeep import sweep_once
+    from sage_storage.service_upkeep import sweep_once
 
     api = await make_api(garbage_grace_seconds=300)
     alice = api.tokens.add("alice")

@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import quote
 
 from .config import Config, in_cluster_api
-from .docker_runner import registry_of
 from .k8s_api import SERVICE_ACCOUNT, KubeApi
 from .k8s_job import OWNER_LABEL, RUN_LABEL, JobSettings, job_manifest
 from .k8s_measure import (
@@ -28,6 +27,7 @@ from .k8s_measure import (
     result_of,
 )
 from .runner import RunnerError, RunResult, RunSpec
+from .runner_docker import registry_of
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Registry tokens: the Docker registry v2 token protocol, answered with JWTs the registry trusts.
 
 Which actions a caller gets is a `RegistryPolicy`: by default `EcrRegistryPolicy`
-(`registry_ecr.py`) asks the ECR API; `AdminAndBuilderPolicy` (`SAGE_AUTH_REGISTRY_POLICY=local`)
+(`service_registry_ecr.py`) asks the ECR API; `AdminAndBuilderPolicy` (`SAGE_AUTH_REGISTRY_POLICY=local`)
 lets administrators and the builder's service account push and pull, the profiler's pull (it tests
 every image built), and gives everyone else (and anonymous callers) a token with no access at all.
 Only the builder also gets `delete`: it removes the images of deleted app versions.

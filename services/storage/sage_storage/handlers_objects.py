@@ -23,11 +23,12 @@ from sage_common.errors import BadRequest, ProblemError
 from sage_common.openapi import describe
 from sage_common.web import json_response
 
-from . import keys, listing, objects, service
-from .handlers import STORAGE, flag, int_query
+from . import keys, service, service_listing, service_objects
+from .handlers import flag, int_query
 from .models import Bucket, StoredObject
-from .objects import Incoming
 from .ranges import parse_range, unsatisfiable
+from .service_objects import Incoming
+from .state import STORAGE
 from .uploads import Checksums
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ async def upload(request: web.Request) -> web.Response:
         if request.content_type == "multipart/form-data":
             stored = await _upload_form(request, ctx, bucket, path)
         else:
-            stored = [await objects.upload(ctx, bucket, path, _raw_incoming(request, path))]
+            stored = [await service_objects.upload(ctx, bucket, path, _raw_incoming(request, path))]
     except ProblemError:
         if not request.content.at_eof():
             await _drain(request, ctx.config.drain_seconds)
@@ -111,7 +112,7 @@ async def _upload_form(
             content_type=part.headers.get(CONTENT_TYPE),
             expect=Checksums.from_headers(part.headers),
         )
-        stored.append(await objects.upload(ctx, bucket, path, incoming))
+        stored.append(await service_objects.upload(ctx, bucket, path, incoming))
     if not stored:
         raise BadRequest("the form has no part named 'file'")
     return stored
@@ -148,7 +149,7 @@ async def get(request: web.Request) -> web.StreamResponse:
     if _is_listing(path):
         token = request.query.get("ContinuationToken") or request.query.get("continuationToken")
         return json_response(
-            await listing.list_objects(
+            await service_listing.list_objects(
                 ctx,
                 bucket,
                 path,
@@ -157,7 +158,7 @@ async def get(request: web.Request) -> web.StreamResponse:
                 token=token,
             )
         )
-    obj = await objects.stat(ctx, bucket, path)
+    obj = await service_objects.stat(ctx, bucket, path)
     headers = _headers(obj)
     wanted = parse_range(request.headers.get("Range"), obj.size)
     if wanted is unsatisfiable:
@@ -170,7 +171,7 @@ async def get(request: web.Request) -> web.StreamResponse:
     if request.method == "HEAD":
         headers["Content-Length"] = str(length)
         return web.Response(status=status, headers=headers)
-    reader = await objects.open_blob(ctx, obj, offset, length if wanted else None)
+    reader = await service_objects.open_blob(ctx, obj, offset, length if wanted else None)
     response = web.StreamResponse(status=status, headers=headers)
     response.content_length = length
     try:
@@ -197,5 +198,5 @@ async def delete(request: web.Request) -> web.Response:
     ctx = request.app[STORAGE]
     raw_id = request.match_info["bucket"]
     bucket = await service.bucket_for(ctx, principal(request), raw_id, "WRITE")
-    key = await objects.delete(ctx, bucket, path)
+    key = await service_objects.delete(ctx, bucket, path)
     return json_response({"deleted": [keys.shown(key)]})

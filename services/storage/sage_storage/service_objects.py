@@ -1,4 +1,4 @@
-"""Use cases on objects: upload, open for download, delete. Listings are in listing.py."""
+"""Use cases on objects: upload, open for download, delete. Listings are in service_listing.py."""
 
 from __future__ import annotations
 

@@ -23,6 +23,8 @@ import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.tls import TLSConfig
 
+from sage_common.procs import alive
+
 from .cgroup import Cgroups, detect
 from .gpu import GpuMonitor
 from .runner import RunnerError, RunnerUnavailable, RunResult, RunSpec
@@ -314,7 +316,7 @@ class DockerRunner:
         for container in self.client.containers.list(all=True, filters={"label": LABEL}):
             labels = container.labels
             owner_host, _, pid = labels.get(f"{LABEL}.owner", "").rpartition(":")
-            if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+            if owner_host != host or not pid.isdigit() or alive(int(pid)):
                 continue  # another host's, or a live profiler's on this host
             self._remove(container)
             rel = labels.get(f"{LABEL}.cgroup", "")
@@ -322,16 +324,6 @@ class DockerRunner:
                 self.cgroups.remove(rel.rsplit("/", 1)[0])
             removed += 1
         return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _tail(container: Any, lines: int = 20) -> list[str]:

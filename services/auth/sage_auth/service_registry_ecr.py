@@ -17,7 +17,7 @@ import aiohttp
 
 from sage_common.auth import Principal
 
-from .registry import REGISTRY_SCOPE, Access, AdminAndBuilderPolicy
+from .service_registry import REGISTRY_SCOPE, Access, AdminAndBuilderPolicy
 
 log = logging.getLogger(__name__)
 
