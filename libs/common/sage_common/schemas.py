@@ -12,12 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .events import EventData
 
-# What the profiler honours in an app's `testing`, and so the most the ECR accepts: one source,
-# so that nothing submitted is cut down without a word.
-MAX_TEST_REPETITIONS = 10  # runs per architecture
-MAX_TEST_COPIES = 8  # copies run side by side (`testing.concurrency`)
-MAX_TEST_TIMEOUT_SECONDS = 3600  # the longest `testing.timeout`, in seconds
-
 
 class _Part(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -40,8 +34,10 @@ class AppSubmitted(EventData):
     build_id: str
     source: AppSource
     submitter: str
+    # The app's `testing` and `hardware` as the ECR stored them: `sage_common.appspec.Testing` and
+    # `Hardware`, validated there, with any fields it set aside as written; read with `.read()`.
     testing: dict[str, Any] | None = None
-    hardware: dict[str, Any] | None = None  # the spec's hardware (gpu, min_memory, devices)
+    hardware: dict[str, Any] | None = None
 
 
 class BuildStarted(EventData):
@@ -94,7 +90,8 @@ class BuildDone(EventData):
     error: str | None = None
     log_tail: list[str] = Field(default_factory=list)
     provenance: dict[str, Any] = Field(default_factory=dict)
-    # The app's `testing` and `hardware` as `app.submitted` carried them, passed on for the profiler.
+    # The app's `testing` and `hardware` as `app.submitted` carried them, passed on for the profiler
+    # (`sage_common.appspec.Testing.read`, `Hardware.read`).
     testing: dict[str, Any] | None = None
     hardware: dict[str, Any] | None = None
     # The app's ecr-meta files that passed the builder's checks (none when it has no such folder).

@@ -1,6 +1,7 @@
 """The app description (`sage.yaml`): what a scientist submits, and its strict JSON Schema.
 
-It keeps every field of the SAGE ECR app spec and adds `hardware`, `provenance` and `testing`.
+It keeps every field of the SAGE ECR app spec and adds `hardware`, `provenance` and `testing`; the
+two that travel the bus to the builder and the profiler are defined in `sage_common.appspec`.
 The models forbid unknown fields, so the schema served to editors is strict; the server reads
 SAGE's looser forms first (`spec_sage`), setting unknown fields aside to keep them. `docs/app-spec.md`
 describes each field and the name rules.
@@ -12,32 +13,23 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from sage_common.schemas import MAX_TEST_COPIES, MAX_TEST_REPETITIONS, MAX_TEST_TIMEOUT_SECONDS
+from sage_common.appspec import Architecture, Hardware, InputId, Scalar, Testing
 
 from .spectypes import (
-    ARCHITECTURES,
     INPUT_TYPES,
-    Bytes,
     DataLink,
     GitUrl,
     HttpUrl,
-    InputId,
     LongText,
     Name,
     RelativePath,
-    SageBucketLink,
-    Seconds,
     ShortText,
     Version,
-    Word,
     split_commas,
 )
 
-Architecture = Literal["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm/v6"]
-assert set(Architecture.__args__) == set(ARCHITECTURES)  # type: ignore[attr-defined]
 InputType = Literal["boolean", "int", "long", "float", "double", "string", "File", "Directory"]
 assert set(InputType.__args__) == set(INPUT_TYPES)  # type: ignore[attr-defined]
-Scalar = str | int | float | bool
 
 
 class _Strict(BaseModel):
@@ -111,17 +103,6 @@ class Resource(_Strict):
     min_resolution: Annotated[str, Field(pattern=r"^\d{1,6}x\d{1,6}$")] | None = None
 
 
-class Hardware(_Strict):
-    """What a node must have to run the app."""
-
-    architectures: list[Architecture] | None = Field(
-        default=None, description="defaults to source.architectures; must be among them"
-    )
-    gpu: Literal["required", "optional", "none"] = "none"
-    min_memory: Bytes | None = None
-    devices: Annotated[list[Word], Field(max_length=32)] = []
-
-
 class Provenance(_Strict):
     """How the model inside the app was made, so that a result can be traced to its data."""
 
@@ -133,35 +114,6 @@ class Provenance(_Strict):
     framework: ShortText | None = None
     framework_version: ShortText | None = None
     metrics: dict[ShortText, Scalar] = {}
-
-
-class Testing(_Strict):
-    """How to test the app and what it must prove before review."""
-
-    command: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=256)] = []
-    args: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=256)] = []
-    mask_entrypoint: bool = False
-    inputs: dict[InputId, Scalar] = {}
-    data: SageBucketLink | None = Field(default=None, description="mounted read-only at /data")
-    # Absent: the profiler's unprivileged user. `root` runs only where its operator allows it.
-    user: Annotated[str, Field(pattern=r"^(root|\d{1,10}(:\d{1,10})?)$")] | None = Field(
-        default=None, description="root, or a numeric uid[:gid]; absent: the profiler's user"
-    )
-    # Absent: the profiler decides (its `default_timeout_seconds`, 300 unless configured otherwise).
-    timeout: Annotated[Seconds, Field(le=MAX_TEST_TIMEOUT_SECONDS)] | None = Field(
-        default=None, description="seconds before the test is killed; absent: the profiler's (300)"
-    )
-    expected_exit_code: Annotated[int, Field(ge=0, le=255)] = 0
-    # Absent: the profiler decides (its `default_repetitions`, 3 unless configured otherwise).
-    repetitions: Annotated[int, Field(ge=1, le=MAX_TEST_REPETITIONS)] | None = Field(
-        default=None, description="runs per architecture; absent: the profiler's default (3)"
-    )
-    period: Seconds | None = Field(
-        default=None, description="the app must be able to run this often"
-    )
-    concurrency: Annotated[int, Field(ge=1, le=MAX_TEST_COPIES)] = Field(
-        default=1, description="copies that must run side by side"
-    )
 
 
 class AppSpec(_Strict):

@@ -1,6 +1,8 @@
-"""The small value types of the app description: names, versions, sizes, durations, links.
+"""The small value types of the app description: names, versions, links.
 
-Each is an `Annotated` type, so the rule lives in one place and shows up in the JSON Schema.
+Each is an `Annotated` type, so the rule lives in one place and shows up in the JSON Schema. Those of
+`testing` and `hardware` (sizes, durations, input ids, bucket links) are the bus's contract, in
+`sage_common.appspec`.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, StringConstraints, WithJsonSchema
 
 from sage_common.redact import url_credentials
 
@@ -21,7 +23,6 @@ _TAG_RE = re.compile(TAG_PATTERN)
 # The versions that sort numerically: one to four numbers (an optional leading `v`), then an
 # optional pre-release after `-`, which sorts before the release as in semver.
 _NUMERIC_RE = re.compile(r"^[vV]?(\d{1,10}(?:\.\d{1,10}){0,3})(?:-([A-Za-z0-9._-]+))?$")
-ARCHITECTURES = ("linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm/v6")
 INPUT_TYPES = ("boolean", "int", "long", "float", "double", "string", "File", "Directory")
 
 _NAME_RE = re.compile(NAME_PATTERN)
@@ -91,13 +92,6 @@ Version = Annotated[
         }
     ),
 ]
-Word = Annotated[
-    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
-]
-# An input's id, as SAGE apps write them: `threshold`, `sampling-interval`, `out_dir`, `-ip` (a
-# flag that already carries its dashes). The profiler passes each as `--id value`.
-INPUT_ID_PATTERN = r"^-{0,2}[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
-InputId = Annotated[str, StringConstraints(pattern=INPUT_ID_PATTERN)]
 ShortText = Annotated[str, StringConstraints(max_length=256)]
 LongText = Annotated[str, StringConstraints(max_length=16_384)]
 
@@ -150,12 +144,6 @@ DataLink = Annotated[
     ),
     AfterValidator(_no_credentials),
 ]
-SageBucketLink = Annotated[
-    str,
-    StringConstraints(
-        max_length=2048, pattern=r"^sage://[A-Za-z0-9][A-Za-z0-9_-]{0,127}(/[^\s]*)?$"
-    ),
-]
 
 
 def _relative_path(value: str) -> str:
@@ -167,51 +155,6 @@ def _relative_path(value: str) -> str:
 
 RelativePath = Annotated[
     str, StringConstraints(min_length=1, max_length=1024), AfterValidator(_relative_path)
-]
-
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {
-    "": 1,
-    "B": 1,
-    "K": 1000,
-    "M": 1000**2,
-    "G": 1000**3,
-    "T": 1000**4,
-    "KI": 1024,
-    "MI": 1024**2,
-    "GI": 1024**3,
-    "TI": 1024**4,
-}
-
-
-def parse_bytes(value: Any) -> Any:
-    """`512Mi`, `1G`, `2GiB` or a number of bytes -> bytes (an int); other input is left to fail."""
-    if isinstance(value, str):
-        match = _SIZE_RE.match(value)
-        if not match:
-            raise ValueError("a size such as 512Mi, 2G or a number of bytes")
-        unit = (match.group(2) or "").upper().removesuffix("B")
-        return int(float(match.group(1)) * _SIZE_UNITS[unit])
-    return value
-
-
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$", re.IGNORECASE)
-_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_seconds(value: Any) -> Any:
-    """`90s`, `5m`, `1h` or a number of seconds -> seconds (a number)."""
-    if isinstance(value, str):
-        match = _DURATION_RE.match(value)
-        if not match:
-            raise ValueError("a duration such as 90s, 5m, 1h or a number of seconds")
-        return float(match.group(1)) * _DURATION_UNITS[(match.group(2) or "").lower()]
-    return value
-
-
-Bytes = Annotated[int, BeforeValidator(parse_bytes), Field(ge=0, description="bytes, or 512Mi, 2G")]
-Seconds = Annotated[
-    float, BeforeValidator(parse_seconds), Field(gt=0, description="seconds, or 90s, 5m, 1h")
 ]
 
 

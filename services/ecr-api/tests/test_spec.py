@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from sage_common.schemas import MAX_TEST_COPIES, MAX_TEST_REPETITIONS, MAX_TEST_TIMEOUT_SECONDS
+from sage_common.appspec import MAX_TEST_COPIES, MAX_TEST_REPETITIONS, MAX_TEST_TIMEOUT_SECONDS
 from sage_ecr.spec import AppSpec, cross_check, json_schema
 from sage_ecr.spectypes import version_key
 

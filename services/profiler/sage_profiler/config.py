@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from sage_common.appspec import MAX_TEST_REPETITIONS, MAX_TEST_TIMEOUT_SECONDS
 from sage_common.config import ServiceConfig
-from sage_common.schemas import MAX_TEST_REPETITIONS, MAX_TEST_TIMEOUT_SECONDS
 
 from .runner import UNPRIVILEGED_USER
 

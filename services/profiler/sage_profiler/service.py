@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sage_common.appspec import Hardware
 from sage_common.schemas import (
     ArchitectureOutcome,
     BuildDone,
@@ -94,20 +95,19 @@ def targets(
     return runnable, skipped
 
 
-def _wants_gpu(build: BuildDone, spec: TestingSpec) -> bool:
-    hardware = build.hardware or {}
-    return spec.gpu or hardware.get("gpu") in ("required", "optional")
+def _wants_gpu(hardware: Hardware, spec: TestingSpec) -> bool:
+    return spec.gpu or hardware.gpu in ("required", "optional")
 
 
 async def profile(p: Profiler, build: BuildDone) -> ProfileDone:
     """Run, measure and judge `build` (a successful one); never raises for the app's failures."""
     cfg = p.config
     started, t0 = datetime.now(UTC), time.monotonic()
-    spec = parse_testing(build.testing)
-    limits = ceilings(build.hardware, cfg)
+    spec, hardware = parse_testing(build.testing), Hardware.read(build.hardware)
+    limits = ceilings(hardware, cfg)
     runnable, arch_report = targets(build, p.runner, cfg)
     reasons: list[str] = spec.over_limits()
-    gpu = _wants_gpu(build, spec) and p.runner.has_gpu()
+    gpu = _wants_gpu(hardware, spec) and p.runner.has_gpu()
     try:
         user = spec.user_for(cfg)
     except UserRefused as exc:
@@ -159,7 +159,9 @@ async def profile(p: Profiler, build: BuildDone) -> ProfileDone:
     images_arches = [_platform(i.architecture) for i in build.images] or sorted(
         o.architecture for o in runnable
     )
-    fit = conclude.node_fit(recommended, cfg.node_profiles, images_arches, _wants_gpu(build, spec))
+    fit = conclude.node_fit(
+        recommended, cfg.node_profiles, images_arches, _wants_gpu(hardware, spec)
+    )
     first = runnable[0] if runnable else None
     together: dict[str, Any] = (
         conclude.concurrency(first, spec.copies_for(cfg), expected, cfg, timeout)

@@ -1,25 +1,29 @@
-"""The app's `testing` description, as the profiler reads it from `build.done`.
+"""The app's `testing` and `hardware` as the profiler reads them from `build.done`, and what it does
+with them.
 
-The ECR API validates the description when it is submitted; here it is read leniently (unknown
-fields ignored, a few spellings accepted). Repetitions and copies are held to the limits the ECR
-validates against (`sage_common.schemas`); anything over them is reported (`over_limits`), never
-cut down without a word. `hardware.min_memory` raises the memory ceiling (`ceilings`).
+The contract is `sage_common.appspec`: the ECR API validates a description against the same models
+when it is submitted; here they are read leniently (`Testing.read`: older spellings, unknown fields
+ignored, no limit refused). Repetitions, copies and the timeout are held to the limits the ECR
+validates against; anything over them is reported (`over_limits`), never cut down without a word.
+`hardware.min_memory` raises the memory ceiling (`ceilings`).
 """
 
 from __future__ import annotations
 
 import re
-import shlex
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, field_validator
 
-from sage_common.schemas import (
+from sage_common.appspec import (
     MAX_TEST_COPIES,
     MAX_TEST_REPETITIONS,
     MAX_TEST_TIMEOUT_SECONDS,
-    Ceilings,
+    Hardware,
+    Testing,
+    parse_bytes,
 )
+from sage_common.schemas import Ceilings
 
 from .config import Config
 
@@ -43,57 +47,16 @@ class TestData(BaseModel):
         return cls.model_validate(value)
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$", re.IGNORECASE)
-_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+class TestingSpec(Testing):
+    """`testing` with what the profiler makes of it: the container's command, limits, user.
 
+    Field names follow the ECR app description's `testing` (durations in seconds); read one with
+    `TestingSpec.read` (`parse_testing`)."""
 
-def seconds(value: Any) -> Any:
-    """`90s`, `5m`, `1h` or a number of seconds, as the ECR API accepts them."""
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError("a duration such as 90s, 5m, 1h or a number of seconds")
-        return float(match.group(1)) * _UNITS[match.group(2).lower()]
-    return value
-
-
-Seconds = Annotated[float, BeforeValidator(seconds)]
-
-
-class TestingSpec(BaseModel):
-    """How to run the app's test: command, arguments, inputs, data, and what must hold.
-
-    Field names follow the ECR app description's `testing` (durations in seconds)."""
-
-    __test__ = False  # not a pytest test class
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-    command: list[str] = Field(default_factory=list)
-    args: list[str] = Field(
-        default_factory=list, validation_alias=AliasChoices("args", "arguments")
-    )
-    mask_entrypoint: bool = False  # True: `command` replaces the image's entrypoint
-    inputs: dict[str, Any] = Field(default_factory=dict)
-    env: dict[str, str] = Field(default_factory=dict)
-    data: str | dict[str, Any] | None = Field(
-        None, validation_alias=AliasChoices("data", "test_data")
-    )
-    timeout: Seconds | None = Field(
-        None, validation_alias=AliasChoices("timeout", "timeout_seconds")
-    )
-    expected_exit_code: int = 0
-    repetitions: int | None = None
-    period: Seconds | None = Field(None, validation_alias=AliasChoices("period", "period_seconds"))
-    concurrency: int = Field(1, validation_alias=AliasChoices("concurrency", "copies"))
+    # Not in the ECR's model, which sets them aside and passes them on as written; honoured here:
+    # the test's environment, and a GPU even where `hardware.gpu` asks none.
+    env: dict[str, str] = {}
     gpu: bool = False
-    # `root`, or a numeric non-root `uid[:gid]` the image's files need; absent: the profiler's
-    # unprivileged user. Root is honoured only where the operator allows it.
-    user: str | None = None
-
-    @field_validator("command", "args", mode="before")
-    @classmethod
-    def _split(cls, value: Any) -> Any:
-        return shlex.split(value) if isinstance(value, str) else value
 
     @field_validator("env", mode="before")
     @classmethod
@@ -185,30 +148,22 @@ class UserRefused(ValueError):
 
 _NUMERIC_USER = re.compile(r"^\d{1,10}(:\d{1,10})?$")
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?)?B?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {"": 1} | {
-    unit: base**power
-    for power, letter in enumerate("kmgt", start=1)
-    for unit, base in ((letter, 1000), (letter + "i", 1024))
-}
-
 
 def size_bytes(value: Any) -> int | None:
     """A size as bytes: the ECR sends a number, `512Mi` or `2G` are read too; else None."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return int(value) if value > 0 else None
-    match = _SIZE.match(value) if isinstance(value, str) else None
-    if not match:
+    try:
+        size = parse_bytes(value)
+    except ValueError:
         return None
-    return int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower()]) or None
+    return int(size) if isinstance(size, int | float) and size > 0 else None
 
 
-def ceilings(hardware: dict[str, Any] | None, config: Config) -> Ceilings:
+def ceilings(hardware: Hardware, config: Config) -> Ceilings:
     """Each run's ceilings: the configured memory, raised to the app's `hardware.min_memory`
     when that is more, but never above `max_memory_limit_bytes`."""
-    declared = size_bytes((hardware or {}).get("min_memory"))
+    declared = size_bytes(hardware.min_memory)
     default = config.memory_limit_bytes
     most = max(config.max_memory_limit_bytes, default)
     if declared is None or declared <= default:
@@ -229,4 +184,4 @@ def ceilings(hardware: dict[str, Any] | None, config: Config) -> Ceilings:
 
 def parse_testing(raw: dict[str, Any] | None) -> TestingSpec:
     """The description in `build.done` (or the defaults: run the image as it is, once per rep)."""
-    return TestingSpec.model_validate(raw or {})
+    return TestingSpec.read(raw)

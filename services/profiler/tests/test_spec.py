@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from sage_common.schemas import MAX_TEST_COPIES, MAX_TEST_REPETITIONS, MAX_TEST_TIMEOUT_SECONDS
+from sage_common.appspec import (
+    MAX_TEST_COPIES,
+    MAX_TEST_REPETITIONS,
+    MAX_TEST_TIMEOUT_SECONDS,
+    Hardware,
+)
 from sage_profiler.config import Config
 from sage_profiler.spec import TestData, ceilings, parse_testing, size_bytes
 
@@ -109,14 +114,14 @@ def test_sizes_are_read_as_bytes(value: object, expected: int | None) -> None:
 
 def test_min_memory_raises_the_ceiling_up_to_the_maximum() -> None:
     config = Config(memory_limit_bytes=256 * MiB, max_memory_limit_bytes=1024 * MiB, cpu_limit=1.5)
-    plain = ceilings(None, config)
+    plain = ceilings(Hardware.read(None), config)
     assert (plain.memory_bytes, plain.memory_from, plain.cpus) == (256 * MiB, "default", 1.5)
-    small = ceilings({"min_memory": 64 * MiB}, config)
+    small = ceilings(Hardware.read({"min_memory": 64 * MiB}), config)
     assert (small.memory_bytes, small.memory_from) == (256 * MiB, "default")
     assert small.min_memory_bytes == 64 * MiB
-    raised = ceilings({"min_memory": 600 * MiB, "gpu": "none"}, config)
+    raised = ceilings(Hardware.read({"min_memory": 600 * MiB, "gpu": "none"}), config)
     assert (raised.memory_bytes, raised.memory_from) == (600 * MiB, "hardware.min_memory")
-    capped = ceilings({"min_memory": "4Gi"}, config)
+    capped = ceilings(Hardware.read({"min_memory": "4Gi"}), config)
     assert (capped.memory_bytes, capped.memory_from) == (1024 * MiB, "maximum")
     assert (capped.min_memory_bytes, capped.max_memory_bytes) == (4 << 30, 1024 * MiB)
 
