@@ -235,7 +235,7 @@ class Testing(_Part):
         its own added fields the same way."""
         data = dict(raw or {})
         for old, new in SPELLINGS.items():
-            if old in data and data.get(new) is None:
+            if old in data and new not in data:  # the current name wins, even as null
                 data[new] = data[old]
             data.pop(old, None)
         for key in ("command", "args"):

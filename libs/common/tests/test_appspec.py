@@ -42,6 +42,9 @@ def test_the_lenient_reading_takes_older_spellings_and_ignores_unknown_fields() 
     with pytest.raises(ValidationError):
         Testing.model_validate({"copies": 2})
     assert Testing.read(None) == Testing()
+    # The ECR stores every field of the model, null included; a spelling it set aside as unknown
+    # does not override what it validated.
+    assert Testing.read({"timeout": None, "timeout_seconds": 99999}).timeout is None
 
 
 def test_the_schema_states_the_rules_as_json_schema() -> None:
