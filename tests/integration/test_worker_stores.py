@@ -71,6 +71,15 @@ async def test_a_build_is_claimed_resumed_and_finished_once(builds):
     assert finished == [True, False]
 
 
+async def test_a_transaction_that_fails_leaves_nothing_behind(builds):
+    with pytest.raises(ZeroDivisionError):
+        async with builds.transaction() as conn:
+            await builds.claim(conn, "b1", "ns/app:1.0")
+            raise ZeroDivisionError
+    async with builds.transaction() as conn:
+        assert await builds.claim(conn, "b1", "ns/app:1.0") == "new"
+
+
 async def test_a_rebuild_supersedes_only_the_running_builds_of_its_app(builds):
     await finish(builds, "b0", "ns/app:1.0", digest("i"))
     async with builds.transaction() as conn:

@@ -27,7 +27,7 @@ class MemoryStore(Store):
     """`Store` on dicts; every query of the real one is overridden (a test checks)."""
 
     def __init__(self) -> None:
-        self.builds: dict[str, Build] = {}  # in the order they finished, running ones first
+        self.builds: dict[str, Build] = {}  # a build that finishes moves last (see `finish`)
         self.cancels: dict[str, str] = {}  # build id -> the reason it was cancelled
         self.deleted: dict[str, str] = {}  # build id -> the app id it was deleted as
         self.events: list[CloudEvent] = []
