@@ -54,6 +54,7 @@ def unique() -> str:
 pytest_plugins = [
     "tests.fixtures.auth",
     "tests.fixtures.builder",
+    "tests.fixtures.clients",
     "tests.fixtures.images",
     "tests.fixtures.postgres",
     "tests.fixtures.profiler",

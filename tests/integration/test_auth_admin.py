@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
-
-import aiohttp
 import pytest
 
 from tests.fixtures.auth import call
-
-
-def uniq(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-async def http() -> aiohttp.ClientSession:
-    async with aiohttp.ClientSession() as session:
-        yield session
+from tests.support.names import uniq
 
 
 @pytest.fixture

@@ -8,18 +8,11 @@ import sys
 import uuid
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from tests.fixtures.auth import call
 
 SAGE_ADMIN = Path(sys.executable).parent / "sage-admin"
-
-
-@pytest.fixture
-async def http() -> aiohttp.ClientSession:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture

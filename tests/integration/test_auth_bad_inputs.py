@@ -12,12 +12,6 @@ import pytest
 from tests.fixtures.auth import call
 
 
-@pytest.fixture
-async def http() -> aiohttp.ClientSession:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 def b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 

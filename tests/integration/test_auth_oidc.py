@@ -27,6 +27,7 @@ import yarl
 from sage_auth.state import STORE
 from sage_common.auth import token_hash
 from tests.fixtures.auth import call, free_socket, start_auth
+from tests.support.names import uniq
 
 REPO = Path(__file__).resolve().parents[2]
 OIDC_DIR = REPO / "services" / "auth" / "tests" / "oidc"
@@ -174,10 +175,6 @@ async def log_in(browser, auth_url: str, login: str, path: str = "/auth/login", 
             data.update(login=login, password="anything")
         resp = await browser.post(urljoin(str(resp.url), form.action), data=data, headers=headers)
     raise AssertionError("the login did not come back to the auth service")
-
-
-def uniq(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 async def test_login_redirect_carries_state_nonce_and_s256_challenge(browser, oidc):

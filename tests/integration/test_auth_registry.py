@@ -16,12 +16,6 @@ from tests.fixtures.registry import MANIFEST, RegistryClient, digest, registry_t
 
 
 @pytest.fixture
-async def http() -> aiohttp.ClientSession:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
 def registry(http, registry_url) -> RegistryClient:
     return RegistryClient(http, registry_url)
 

@@ -13,12 +13,6 @@ from tests.fixtures.auth import call
 
 
 @pytest.fixture
-async def http() -> aiohttp.ClientSession:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
 def basic(service_secrets):
     def header(client_id: str, secret: str | None = None) -> dict[str, str]:
         value = secret if secret is not None else service_secrets[client_id]

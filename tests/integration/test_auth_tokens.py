@@ -4,29 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from datetime import datetime
 
 import aiohttp
-import pytest
 
 from sage_auth.state import LOCAL, STORE
 from sage_common.auth import IntrospectionClient, token_hash
 from tests.fixtures.auth import call
-
-
-def name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-async def http() -> aiohttp.ClientSession:
-    async with aiohttp.ClientSession() as session:
-        yield session
+from tests.support.names import uniq
 
 
 async def test_whoami_describes_the_user_and_the_token(http, auth_url, make_user):
-    user = name("who")
+    user = uniq("who")
     token = await make_user(user, groups=["whoami-grp"], scopes=["all"], name="Who Ever")
     status, body = await call(http, "GET", f"{auth_url}/auth/whoami", token=token)
     assert status == 200
@@ -42,7 +31,7 @@ async def test_whoami_describes_the_user_and_the_token(http, auth_url, make_user
 
 
 async def test_scheme_is_case_insensitive_and_bearer_and_basic_work(http, auth_url, make_user):
-    user = name("schemes")
+    user = uniq("schemes")
     token = await make_user(user)
     for header in (f"SAGE {token}", f"Bearer {token}", aiohttp.encode_basic_auth(user, token)):
         status, body = await call(
@@ -52,7 +41,7 @@ async def test_scheme_is_case_insensitive_and_bearer_and_basic_work(http, auth_u
 
 
 async def test_created_token_is_shown_once_and_works(http, auth_url, make_user):
-    token = await make_user(name("creator"), days=30)
+    token = await make_user(uniq("creator"), days=30)
     status, new = await call(
         http,
         "POST",
@@ -73,7 +62,7 @@ async def test_created_token_is_shown_once_and_works(http, auth_url, make_user):
 
 
 async def test_tokens_are_stored_only_as_hashes(auth_app, make_user):
-    user = name("hashed")
+    user = uniq("hashed")
     token = await make_user(user)
     rows = await auth_app[STORE].pool.fetch("SELECT * FROM tokens WHERE username = $1", user)
     assert len(rows) == 1
@@ -82,7 +71,7 @@ async def test_tokens_are_stored_only_as_hashes(auth_app, make_user):
 
 
 async def test_a_token_cannot_grant_scopes_it_lacks(http, auth_url, make_user):
-    token = await make_user(name("narrow"), scopes=["storage:read"])
+    token = await make_user(uniq("narrow"), scopes=["storage:read"])
     url = f"{auth_url}/auth/tokens"
     status, _ = await call(http, "POST", url, token=token, json={"name": "w", "scopes": ["all"]})
     assert status == 403
@@ -91,14 +80,14 @@ async def test_a_token_cannot_grant_scopes_it_lacks(http, auth_url, make_user):
 
 
 async def test_token_lifetime_is_bounded(http, auth_url, auth_config, make_user):
-    token = await make_user(name("forever"))
+    token = await make_user(uniq("forever"))
     body = {"name": "x", "expires_in_days": auth_config.token_max_days + 1}
     status, _ = await call(http, "POST", f"{auth_url}/auth/tokens", token=token, json=body)
     assert status == 422
 
 
 async def test_owner_revokes_and_the_token_stops_working(http, auth_url, make_user):
-    token = await make_user(name("revoker"))
+    token = await make_user(uniq("revoker"))
     _, new = await call(http, "POST", f"{auth_url}/auth/tokens", token=token, json={"name": "t"})
     status, _ = await call(http, "DELETE", f"{auth_url}/auth/tokens/{new['id']}", token=token)
     assert status == 204
@@ -109,9 +98,9 @@ async def test_owner_revokes_and_the_token_stops_working(http, auth_url, make_us
 
 
 async def test_someone_elses_token_is_404_but_an_admin_may_revoke_it(http, auth_url, make_user):
-    victim = await make_user(name("victim"))
-    other = await make_user(name("other"))
-    admin = await make_user(name("admin"), admin=True)
+    victim = await make_user(uniq("victim"))
+    other = await make_user(uniq("other"))
+    admin = await make_user(uniq("admin"), admin=True)
     _, new = await call(http, "POST", f"{auth_url}/auth/tokens", token=victim, json={"name": "t"})
     url = f"{auth_url}/auth/tokens/{new['id']}"
     assert (await call(http, "DELETE", url, token=other))[0] == 404
@@ -122,10 +111,10 @@ async def test_someone_elses_token_is_404_but_an_admin_may_revoke_it(http, auth_
 
 
 async def test_admin_lists_anyones_tokens_others_may_not(http, auth_url, make_user):
-    user = name("listed")
+    user = uniq("listed")
     await make_user(user)
-    plain = await make_user(name("nosy"))
-    admin = await make_user(name("admin"), admin=True)
+    plain = await make_user(uniq("nosy"))
+    admin = await make_user(uniq("admin"), admin=True)
     url = f"{auth_url}/auth/tokens?username={user}"
     status, listed = await call(http, "GET", url, token=admin)
     assert status == 200 and [t["username"] for t in listed] == [user]
@@ -133,7 +122,7 @@ async def test_admin_lists_anyones_tokens_others_may_not(http, auth_url, make_us
 
 
 async def test_unapproved_user_may_see_itself_and_manage_its_tokens(http, auth_url, make_user):
-    token = await make_user(name("pending"), approved=False)
+    token = await make_user(uniq("pending"), approved=False)
     status, me = await call(http, "GET", f"{auth_url}/auth/whoami", token=token)
     assert status == 200 and me["is_approved"] is False
     url = f"{auth_url}/auth/tokens"
@@ -144,7 +133,7 @@ async def test_unapproved_user_may_see_itself_and_manage_its_tokens(http, auth_u
 
 
 async def test_expired_token_is_refused(http, auth_url, auth_app, make_user):
-    user = name("expired")
+    user = uniq("expired")
     token = await make_user(user)
     await auth_app[STORE].pool.execute(
         "UPDATE tokens SET expires_at = now() - interval '1 second' WHERE username = $1", user
@@ -167,7 +156,7 @@ async def test_anonymous_whoami_is_401(http, auth_url):
 
 
 async def test_last_use_is_recorded_in_batches(http, auth_url, auth_app, make_user):
-    token = await make_user(name("used"))
+    token = await make_user(uniq("used"))
     _, listed = await call(http, "GET", f"{auth_url}/auth/tokens", token=token)
     assert listed[0]["last_used_at"] is None  # not written per request ...
     await auth_app[LOCAL].usage.flush(auth_app[STORE])
@@ -185,7 +174,7 @@ async def test_revoked_token_stops_working_within_the_introspection_ttl(
         settings["auth_url"], settings["client_id"], settings["client_secret"], ttl=ttl
     )
     try:
-        owner = await make_user(name("ttl"))
+        owner = await make_user(uniq("ttl"))
         url = f"{auth_url}/auth/tokens"
         _, new = await call(http, "POST", url, token=owner, json={"name": "t"})
         assert (await client.introspect(new["token"])) is not None
@@ -205,7 +194,7 @@ async def test_revoked_token_stops_working_within_the_introspection_ttl(
 async def test_a_token_cannot_make_a_token_that_outlives_it(http, auth_url, make_user):
     """A 1-day token asking for 3650 days is refused; left to the default, the new token expires
     with its parent (docs/auth.md, "Tokens")."""
-    token = await make_user(name("short"), days=1)
+    token = await make_user(uniq("short"), days=1)
     url = f"{auth_url}/auth/tokens"
     status, body = await call(
         http, "POST", url, token=token, json={"name": "long", "expires_in_days": 3650}

@@ -4,19 +4,14 @@ search, namespaces, repositories, permissions and registry access."""
 from __future__ import annotations
 
 import json
-import uuid
 
-import aiohttp
 import pytest
 
 from tests.fixtures.auth import call
 from tests.support.ecr import app_spec, busless_config, running_ecr
+from tests.support.names import sfx
 
 YAML = {"Content-Type": "application/yaml"}
-
-
-def sfx() -> str:
-    return uuid.uuid4().hex[:8]
 
 
 @pytest.fixture(scope="module")
@@ -26,27 +21,6 @@ async def ecr(database_url, auth_settings):
     )
     async with running_ecr(config) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture(scope="module")
-async def people(make_user):
-    """Tokens of an owner, another approved user, an unapproved user, a reviewer and an admin."""
-    s = sfx()
-    return {
-        "owner": await make_user(f"owner-{s}"),
-        "other": await make_user(f"other-{s}"),
-        "unapproved": await make_user(f"new-{s}", approved=False),
-        "admin": await make_user(f"admin-{s}", admin=True),
-        "owner_name": f"owner-{s}",
-        "other_name": f"other-{s}",
-        "unapproved_name": f"new-{s}",
-    }
 
 
 async def submit(http, ecr, token, spec, *, as_yaml=False):

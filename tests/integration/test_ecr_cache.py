@@ -3,9 +3,6 @@ through either, an operator's SQL, and the listener connection cut."""
 
 from __future__ import annotations
 
-import uuid
-
-import aiohttp
 import asyncpg
 import pytest
 
@@ -13,10 +10,7 @@ from sage_ecr.cache import LISTING_CACHE, listener_name
 from tests.fixtures.auth import call
 from tests.support.bus import eventually
 from tests.support.ecr import app_spec, busless_config, start_ecr
-
-
-def sfx() -> str:
-    return uuid.uuid4().hex[:8]
+from tests.support.names import sfx
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +23,6 @@ async def replicas(database_url, auth_settings):
     yield a, b
     await b.stop()
     await a.stop()
-
-
-@pytest.fixture(scope="module")
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def names(http, replica, token, ns) -> list[str]:

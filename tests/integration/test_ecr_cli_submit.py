@@ -7,35 +7,24 @@ import asyncio
 import json
 import os
 import sys
-import uuid
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from tests.fixtures.auth import call
 from tests.support.builder import GitServer, commit_all
 from tests.support.builder.servers import git as run_git
 from tests.support.ecr import busless_config, running_ecr
+from tests.support.names import sfx
 
 ROOT = Path(__file__).parents[2]
 CORPUS = ROOT / "services" / "ecr-api" / "tests" / "corpus"
-
-
-def sfx() -> str:
-    return uuid.uuid4().hex[:8]
 
 
 @pytest.fixture(scope="module")
 async def ecr(database_url, auth_settings):
     async with running_ecr(busless_config(database_url, auth_settings("ecr-api"))) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture(scope="module")

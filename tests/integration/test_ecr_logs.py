@@ -14,7 +14,6 @@ import uuid
 from pathlib import Path
 from xml.etree import ElementTree
 
-import aiohttp
 import pytest
 
 from sage_builder.buildlog import BuildLog, S3LogSink, Scrubber
@@ -26,13 +25,10 @@ from sage_ecr.config import Config
 from tests.fixtures.auth import call, sage_header
 from tests.support.bus import delete_topology, eventually
 from tests.support.ecr import app_spec, start_ecr
+from tests.support.names import sfx
 
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1 << 20
-
-
-def sfx() -> str:
-    return uuid.uuid4().hex[:8]
 
 
 def ecr_config(database_url, auth_settings, s3, **settings) -> Config:
@@ -81,18 +77,6 @@ async def bus(ecr, amqp_url):
     await b.connect()
     yield b
     await b.close()
-
-
-@pytest.fixture(scope="module")
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture(scope="module")
-async def people(make_user):
-    s = sfx()
-    return {"owner": await make_user(f"owner-{s}"), "stranger": await make_user(f"stranger-{s}")}
 
 
 class Build:

@@ -19,6 +19,7 @@ from sage_common.web import POOL
 from sage_ecr import pipeline
 from tests.fixtures.auth import call
 from tests.support.ecr import app_spec, busless_config, start_ecr
+from tests.support.names import sfx
 
 ROLES = (
     "owner",
@@ -33,10 +34,6 @@ ROLES = (
     "reviewer",
     "admin",
 )
-
-
-def sfx() -> str:
-    return uuid.uuid4().hex[:8]
 
 
 @dataclass

@@ -16,12 +16,9 @@ from sage_common.web import POOL
 from sage_ecr import pipeline
 from tests.fixtures.auth import MakeUser, call
 from tests.support.ecr import RunningEcr, app_spec, busless_config, start_ecr
+from tests.support.names import sfx
 
 APPROVE = {"decision": "approve", "comment": "fine"}
-
-
-def sfx() -> str:
-    return uuid.uuid4().hex[:8]
 
 
 async def _ecr(database_url: str, auth_settings, **settings: object) -> RunningEcr:
@@ -35,12 +32,6 @@ async def ecr(database_url: str, auth_settings) -> AsyncIterator[RunningEcr]:
     running = await _ecr(database_url, auth_settings)
     yield running
     await running.stop()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def in_review(ecr: RunningEcr, http: aiohttp.ClientSession, token: str, ns: str) -> str:

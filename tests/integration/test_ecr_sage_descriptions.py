@@ -7,7 +7,6 @@ YAML bomb, a 10 MB file) get a clear 422 or 413 and leave nothing in the catalog
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import aiohttp
@@ -20,25 +19,16 @@ from sage_ecr.handlers import ECR
 from sage_ecr.spectypes import version_key
 from tests.fixtures.auth import call
 from tests.support.ecr import app_spec, busless_config, running_ecr
+from tests.support.names import sfx
 
 CORPUS = Path(__file__).parents[2] / "services" / "ecr-api" / "tests" / "corpus"
 PORTAL = {"Content-Type": "text/plain;charset=UTF-8"}  # what the portal's fetch() sends
-
-
-def sfx() -> str:
-    return uuid.uuid4().hex[:8]
 
 
 @pytest.fixture(scope="module")
 async def ecr(database_url, auth_settings):
     async with running_ecr(busless_config(database_url, auth_settings("ecr-api"))) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,6 @@ document as SAGE shows it (also for versions stored before it had that shape).""
 
 from __future__ import annotations
 
-import uuid
-
 import aiohttp
 import pytest
 
@@ -14,12 +12,9 @@ from sage_ecr.config import Config
 from sage_ecr.routes import routes
 from tests.fixtures.auth import call
 from tests.support.ecr import app_spec, start_ecr
+from tests.support.names import sfx
 
 PUBLIC = {"operation": "add", "granteeType": "GROUP", "grantee": "AllUsers", "permission": "READ"}
-
-
-def sfx() -> str:
-    return uuid.uuid4().hex[:8]
 
 
 def ecr_config(database_url: str, auth_settings, schema: str) -> Config:
@@ -33,24 +28,6 @@ async def ecr(database_url, auth_settings):
     running = await start_ecr(ecr_config(database_url, auth_settings, f"ecr_sage_{sfx()}"))
     yield running
     await running.stop()
-
-
-@pytest.fixture(scope="module")
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture(scope="module")
-async def people(make_user):
-    s = sfx()
-    return {
-        "owner": await make_user(f"owner-{s}"),
-        "other": await make_user(f"other-{s}"),
-        "admin": await make_user(f"admin-{s}", admin=True),
-        "owner_name": f"owner-{s}",
-        "other_name": f"other-{s}",
-    }
 
 
 async def submit(http, ecr, token: str, ns: str, name: str, **fields) -> dict:
@@ -150,7 +127,7 @@ async def test_only_administrators_freeze_and_unfreeze(http, ecr, people):
 
 
 @pytest.fixture(scope="module")
-async def four_repositories(http, ecr, people):
+async def four_repositories(ecr, people):
     """The owner's private `mine` and public `open`; the other's `lent` (READ to the owner) and
     public `theirs`; each in its own namespace, with one version."""
     s = sfx()
@@ -160,14 +137,15 @@ async def four_repositories(http, ecr, people):
         "lent": f"b{s}/lent",
         "theirs": f"b{s}/theirs",
     }
-    for key, repo in repos.items():
-        ns, name = repo.split("/")
-        who = people["owner"] if key in ("mine", "open") else people["other"]
-        await submit(http, ecr, who, ns, name)
-    await grant(http, ecr, people["owner"], repos["open"], PUBLIC)
-    await grant(http, ecr, people["other"], repos["theirs"], PUBLIC)
-    lend = {**PUBLIC, "granteeType": "USER", "grantee": people["owner_name"]}
-    await grant(http, ecr, people["other"], repos["lent"], lend)
+    async with aiohttp.ClientSession() as http:
+        for key, repo in repos.items():
+            ns, name = repo.split("/")
+            who = people["owner"] if key in ("mine", "open") else people["other"]
+            await submit(http, ecr, who, ns, name)
+        await grant(http, ecr, people["owner"], repos["open"], PUBLIC)
+        await grant(http, ecr, people["other"], repos["theirs"], PUBLIC)
+        lend = {**PUBLIC, "granteeType": "USER", "grantee": people["owner_name"]}
+        await grant(http, ecr, people["other"], repos["lent"], lend)
     return repos
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import uuid
 
-import aiohttp
 import pytest
 
 from sage_common.errors import NUL_MESSAGE
@@ -19,12 +18,6 @@ from sage_ecr.config import Config as EcrConfig
 from sage_storage.handlers_objects import MALFORMED_FORM
 from tests.fixtures.auth import call
 from tests.support.ecr import start_ecr
-
-
-@pytest.fixture
-async def http() -> aiohttp.ClientSession:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import re
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -27,14 +25,11 @@ from sage_profiler.config import Config as ProfilerConfig
 from tests.support.builder import config_for_tests, delete_queues, free_port
 from tests.support.bus import delete_topology
 from tests.support.ecr import app_spec, start_ecr
+from tests.support.names import sfx
 
 ROOT = Path(__file__).resolve().parents[2]
 JSON, PROBLEM = "application/json", "application/problem+json"
 COMMON = ("/healthz", "/readyz", "/openapi.json")
-
-
-def sfx() -> str:
-    return uuid.uuid4().hex[:8]
 
 
 async def answer_types(
@@ -55,12 +50,6 @@ def assert_json_types(seen: dict[str, tuple[int, str]]) -> None:
         if call.endswith("/readyz") and status == 503:
             expected = JSON  # readiness reports its failed checks as plain JSON
         assert content_type == expected, (call, status, content_type)
-
-
-@pytest.fixture(scope="module")
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def test_auth_answers_json_without_a_charset(http, auth_url, make_user, service_secrets):

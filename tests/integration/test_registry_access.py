@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import secrets
 import socket
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -20,10 +19,7 @@ from sage_ecr.config import Config as EcrConfig
 from tests.fixtures.auth import RunningAuth, call, free_socket, start_auth
 from tests.fixtures.registry import RegistryClient, access_of, registry_for, registry_token
 from tests.support.ecr import RunningEcr, app_spec, start_ecr
-
-
-def sfx() -> str:
-    return uuid.uuid4().hex[:8]
+from tests.support.names import sfx
 
 
 @dataclass

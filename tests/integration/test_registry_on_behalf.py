@@ -12,12 +12,6 @@ from tests.fixtures.auth import call
 from tests.fixtures.registry import registry_token
 
 
-@pytest.fixture
-async def http() -> aiohttp.ClientSession:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 def basic(user: str, secret: str) -> dict[str, str]:
     return {"Authorization": aiohttp.encode_basic_auth(user, secret)}
 

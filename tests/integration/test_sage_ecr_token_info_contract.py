@@ -12,14 +12,12 @@ is 403), and an expired or revoked token is as unknown as a made-up one.
 
 from __future__ import annotations
 
-import uuid
-
-import aiohttp
 import pytest
 
 from sage_auth.state import STORE
 from sage_common.auth import token_hash
 from tests.fixtures.auth import call
+from tests.support.names import uniq
 
 
 class TokenNotFound(Exception):
@@ -49,16 +47,6 @@ async def get_token_info(http, auth_url: str, password: str, token: str) -> dict
         "is_approved": user_info.get("is_approved", False),
         "scopes": token_info.get("scopes", ""),
     }
-
-
-@pytest.fixture
-async def http() -> aiohttp.ClientSession:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-def uniq(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 async def test_sage_ecr_learns_the_user_and_approval_behind_a_token(

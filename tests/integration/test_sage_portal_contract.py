@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from sage_ecr.config import Config
 from tests.fixtures.gateway import Gateway
 from tests.support.bus import delete_topology, eventually
 from tests.support.ecr import app_spec, start_ecr
+from tests.support.names import sfx
 
 ROOT = Path(__file__).resolve().parents[2]
 PORTAL = "http://localhost:3000"  # sage-gui's development server
@@ -46,10 +46,6 @@ def stack_env() -> Any:
 
 class PortalError(Exception):
     """What `handleErrors` throws: `Error(errorObj.error)`."""
-
-
-def sfx() -> str:
-    return uuid.uuid4().hex[:8]
 
 
 class Portal:
@@ -235,22 +231,6 @@ async def stack(database_url, amqp_url, auth_settings, s3_server):
     await delete_topology(
         amqp_url, exchanges=[config.exchange], queues=queue_names(config.consumer_queue)
     )
-
-
-@pytest.fixture(scope="module")
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture(scope="module")
-async def people(make_user):
-    s = sfx()
-    return {
-        "owner": await make_user(f"owner-{s}"),
-        "other": await make_user(f"other-{s}"),
-        "other_name": f"other-{s}",
-    }
 
 
 def sage_style_config(ns: str, name: str) -> str:

@@ -8,10 +8,9 @@ is read for `detail`. `config.auth` is `<gateway>/auth` here.
 
 from __future__ import annotations
 
-import uuid
-
-import aiohttp
 import pytest
+
+from tests.support.names import uniq
 
 # components/apis/user.ts `type User`, with the JSON types it declares.
 USER = {
@@ -26,12 +25,6 @@ USER = {
 }
 
 
-@pytest.fixture
-async def http() -> aiohttp.ClientSession:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 async def get(http, endpoint: str, token: str):
     """user.ts `get`: fetch with the sage header; not ok -> Error(errorObj.detail)."""
     async with http.get(endpoint, headers={"Authorization": f"sage {token}"}) as res:
@@ -39,10 +32,6 @@ async def get(http, endpoint: str, token: str):
         if res.status >= 300:
             raise RuntimeError(body["detail"])
         return body
-
-
-def uniq(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 async def test_get_user_details_answers_the_portals_user_type(http, auth_url, make_user):

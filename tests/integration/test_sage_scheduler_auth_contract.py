@@ -11,13 +11,11 @@ into `UserAuth` (`url`, `username`, `email`, `name`, `is_staff`, `is_superuser`,
 
 from __future__ import annotations
 
-import uuid
-
 import aiohttp
-import pytest
 
 from sage_common.web import json_response
 from tests.fixtures.gateway import Gateway
+from tests.support.names import uniq
 
 # Go's encoding/json fields of UserAuth, with the JSON types the decoder needs.
 USER_AUTH = {
@@ -29,12 +27,6 @@ USER_AUTH = {
     "is_superuser": bool,
     "ssh_public_keys": str,
 }
-
-
-@pytest.fixture
-async def http() -> aiohttp.ClientSession:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def validate_token_and_get_auth(
@@ -51,10 +43,6 @@ async def validate_token_and_get_auth(
         ctype = resp.headers.get("Content-Type", "")
         body = await resp.json(content_type=None) if resp.status == 200 else await resp.text()
         return resp.status, ctype, body
-
-
-def uniq(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 async def test_scheduler_reads_the_users_fields_from_users_self(http, auth_url, make_user):

@@ -12,7 +12,6 @@ JSON type fails the whole decode. `decode_plugin_manifest` below does what Go's 
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 import aiohttp
@@ -22,16 +21,13 @@ from sage_ecr.config import Config
 from tests.fixtures.auth import call
 from tests.fixtures.gateway import Gateway
 from tests.support.ecr import app_spec, start_ecr
+from tests.support.names import sfx
 
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}  # RequestGet's
 
 
 class SchedulerError(Exception):
     """An error the scheduler logs and acts on (`LoadDatabase` stops, a job is refused)."""
-
-
-def sfx() -> str:
-    return uuid.uuid4().hex[:8]
 
 
 def _member(obj: dict[str, Any], name: str) -> Any:
@@ -123,12 +119,6 @@ async def ecr_behind_gateway(database_url, auth_settings):
     yield ecr, gateway.url
     await gateway.stop()
     await ecr.stop()
-
-
-@pytest.fixture(scope="module")
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def published_app(http, ecr_url: str, token: str, ns: str, *, public: bool) -> str:

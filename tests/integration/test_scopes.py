@@ -18,6 +18,7 @@ from sage_ecr.config import Config as EcrConfig
 from tests.fixtures.auth import MakeUser, call
 from tests.fixtures.s3 import RunningStorage
 from tests.support.ecr import app_spec, start_ecr
+from tests.support.names import sfx
 
 
 @dataclass
@@ -64,10 +65,6 @@ async def services(
     async with aiohttp.ClientSession() as http:
         yield Services(auth_url, ecr.url, storage_server.url, http)
     await ecr.stop()
-
-
-def sfx() -> str:
-    return uuid.uuid4().hex[:8]
 
 
 async def test_a_storage_token_cannot_submit_apps_but_uses_storage(

@@ -10,7 +10,6 @@ when anonymous.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,12 +97,6 @@ async def cast(make_user: MakeUser) -> Cast:
         grantees[role] = group or name
         tokens[role] = await make_user(name, admin=role == "admin", groups=[group] if group else [])
     return Cast(tokens, grantees)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def _auth(token: str | None) -> dict[str, str]:

@@ -28,6 +28,7 @@ from .service_builds import Builds
 from .service_images import ImageDeletions
 from .source import GitFetcher
 from .state import BUILDER, BUILDS, DELETIONS, JOBS
+from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +126,10 @@ async def builder_context(app: web.Application) -> AsyncIterator[None]:
         poll_seconds=config.cancel_poll_seconds,
         name="builder",
     )
-    app[BUILDER], app[BUILDS], app[JOBS] = builder, Builds(builder), jobs
+    store = Store(app[POOL])
+    app[BUILDER], app[BUILDS], app[JOBS] = builder, Builds(builder, store), jobs
     # The remover shares the builder's registry client (same account, no state of its own).
-    app[DELETIONS] = ImageDeletions(app[POOL], ImageRemover(builder.registry_client), jobs)
+    app[DELETIONS] = ImageDeletions(store, ImageRemover(builder.registry_client), jobs)
     app[READY_CHECKS].append(_buildah_ready)
     watch(app, jobs.loop)
     await jobs.start()

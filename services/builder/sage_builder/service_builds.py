@@ -14,14 +14,13 @@ from datetime import UTC, datetime
 import asyncpg
 from prometheus_client import Counter, Gauge, Histogram
 
-from sage_common.bus import enqueue
 from sage_common.events import make_event
 from sage_common.schemas import AppSubmitted, BuildDone, BuildStarted
 from sage_common.work import Accepted, Job
 
-from . import store
 from .models import BuildRequest
 from .service import Builder, log_key, request_from_event
+from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +37,15 @@ RUNNING = Gauge("sage_builder_running_builds", "Builds in progress on this node"
 class Builds:
     """Builds each submitted app version once (the `Worker` of `app.submitted`)."""
 
-    def __init__(self, builder: Builder, *, source: str = SOURCE) -> None:
-        self.builder, self.source = builder, source
+    def __init__(self, builder: Builder, store: Store, *, source: str = SOURCE) -> None:
+        self.builder, self.store, self.source = builder, store, source
 
     async def accept(self, conn: asyncpg.Connection, data: AppSubmitted) -> Accepted[BuildRequest]:
         request = request_from_event(data)
-        state = await store.claim(conn, request.build_id, request.app_id)
+        state = await self.store.claim(conn, request.build_id, request.app_id)
         if state == "finished":
             return Accepted(request.build_id, request.app_id, None)
-        older = await store.supersede(conn, request.app_id, request.build_id)
+        older = await self.store.supersede(conn, request.app_id, request.build_id)
         if state == "new":
             started = BuildStarted(
                 app_id=request.app_id,
@@ -54,7 +53,7 @@ class Builds:
                 started_at=datetime.now(UTC),
                 log_location=self.builder.sink.location(log_key(request)),
             )
-            await enqueue(conn, make_event(self.source, started, subject=request.app_id))
+            await self.store.enqueue(conn, make_event(self.source, started, subject=request.app_id))
         extra = {"app_id": request.app_id, "build_id": request.build_id, "claim": state}
         log.info("build accepted", extra=extra)
         stop = dict.fromkeys(older, f"superseded by build {request.build_id}")
@@ -67,9 +66,9 @@ class Builds:
     async def record(
         self, conn: asyncpg.Connection, request: BuildRequest, done: BuildDone
     ) -> bool:
-        recorded = await store.finish(conn, done)
+        recorded = await self.store.finish(conn, done)
         if recorded:
-            await enqueue(conn, make_event(self.source, done, subject=request.app_id))
+            await self.store.enqueue(conn, make_event(self.source, done, subject=request.app_id))
         return recorded
 
     def finished(self, request: BuildRequest, done: BuildDone | None, recorded: bool) -> None:

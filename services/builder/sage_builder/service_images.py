@@ -18,14 +18,14 @@ import logging
 import asyncpg
 from prometheus_client import Counter
 
-from sage_common.bus import enqueue
 from sage_common.events import make_event
 from sage_common.schemas import AppDeleted, AppImagesDeleted
 from sage_common.work import Jobs
 
-from . import store_images
+from .records import Pushed
 from .registry_images import ImageRemover
 from .service_builds import SOURCE
+from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -43,22 +43,23 @@ class ImageDeletions:
     """Deletes the images of deleted app versions (the use cases of `app.deleted`)."""
 
     def __init__(
-        self, pool: asyncpg.Pool, remover: ImageRemover, jobs: Jobs, *, source: str = SOURCE
+        self, store: Store, remover: ImageRemover, jobs: Jobs, *, source: str = SOURCE
     ) -> None:
-        self.pool, self.remover, self.jobs, self.source = pool, remover, jobs, source
+        self.store, self.remover, self.jobs, self.source = store, remover, jobs, source
 
     async def delete(self, data: AppDeleted, deletion_id: str) -> AppImagesDeleted:
         """Fence the version's builds, then delete what they pushed and no live version uses."""
         if data.app_id.rpartition(":")[0] != data.repository:
             raise ValueError(f"{data.app_id} is not a version of {data.repository}")
         build_ids = [b.build_id for b in data.builds]
-        async with self.pool.acquire() as conn, conn.transaction():
-            await store_images.lock_repository(conn, data.repository)
-            await store_images.fence(conn, data.app_id, build_ids, deletion_id, data.requested_by)
-            still = await store_images.running(conn, build_ids)
-            busy = await store_images.building_in(conn, data.repository, data.app_id)
-            digests = _ordered(data, await store_images.pushed(conn, data.app_id, build_ids))
-            kept = await store_images.in_use(conn, data.repository, data.app_id, digests)
+        store = self.store
+        async with store.transaction() as conn:
+            await store.lock_repository(conn, data.repository)
+            await store.fence(conn, data.app_id, build_ids, deletion_id, data.requested_by)
+            still = await store.running(conn, build_ids)
+            busy = await store.building_in(conn, data.repository, data.app_id)
+            digests = _ordered(data, await store.pushed(conn, data.app_id, build_ids))
+            kept = await store.in_use(conn, data.repository, data.app_id, digests)
         for build_id in still:
             self.jobs.cancel(build_id, f"app deleted by {data.requested_by}")
         if still or busy:
@@ -78,7 +79,7 @@ class ImageDeletions:
 
     async def answer(self, conn: asyncpg.Connection, answer: AppImagesDeleted) -> None:
         """Queue `app.images_deleted` (in the transaction that records the event)."""
-        await enqueue(conn, make_event(self.source, answer, subject=answer.app_id))
+        await self.store.enqueue(conn, make_event(self.source, answer, subject=answer.app_id))
 
     def finished(self, answer: AppImagesDeleted) -> None:
         """After the answer is committed: the log line."""
@@ -93,10 +94,10 @@ class ImageDeletions:
         )
 
 
-def _ordered(data: AppDeleted, pushed: tuple[list[str], list[str]]) -> list[str]:
+def _ordered(data: AppDeleted, pushed: Pushed) -> list[str]:
     """Every digest to delete, once: what the catalogue knew and what this builder recorded
     (a build that finished after the deletion), indexes before the manifests they list."""
-    indexes, manifests = list(pushed[0]), list(pushed[1])
+    indexes, manifests = list(pushed.indexes), list(pushed.manifests)
     for build in data.builds:
         if build.index_digest:
             indexes.append(build.index_digest)

@@ -20,6 +20,7 @@ from .runner_k8s import KubernetesRunner
 from .service import Profiler
 from .service_profiles import Profiles
 from .state import JOBS, PROFILER, PROFILES
+from .store import Store
 from .testdata import StorageHttpSource
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -69,7 +70,7 @@ async def profiler_context(app: web.Application) -> AsyncIterator[None]:
         max_bytes=config.test_data_max_bytes,
     )
     profiler = Profiler(runner=runner, data=data, config=config)
-    app[PROFILER], app[PROFILES] = profiler, Profiles(profiler, source=config.source)
+    app[PROFILER], app[PROFILES] = profiler, Profiles(profiler, Store(), source=config.source)
     app[JOBS] = Jobs(app[POOL], concurrency=config.max_parallel_profiles, name="profiler")
     app[READY_CHECKS].append(_engine_ready)
     yield

@@ -15,13 +15,12 @@ import logging
 import asyncpg
 from prometheus_client import Counter, Gauge, Histogram
 
-from sage_common.bus import enqueue
 from sage_common.events import make_event
 from sage_common.schemas import BuildDone, ProfileDone
 from sage_common.work import Accepted, Cancelled, Job
 
-from . import store
 from .service import Profiler, profile
+from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +38,12 @@ PROFILES_RUNNING = Gauge("sage_profiles_running", "Profiles in progress")
 class Profiles:
     """Profiles each successful build once (the `Worker` of `build.done`)."""
 
-    def __init__(self, profiler: Profiler, *, source: str) -> None:
-        self.profiler, self.source = profiler, source
+    def __init__(self, profiler: Profiler, store: Store, *, source: str) -> None:
+        self.profiler, self.store, self.source = profiler, store, source
 
     async def accept(self, conn: asyncpg.Connection, build: BuildDone) -> Accepted[BuildDone]:
         """Failed builds, and builds profiled already, are recorded and passed over."""
-        todo = build.status == "success" and not await store.has_profile(conn, build.build_id)
+        todo = build.status == "success" and not await self.store.has_profile(conn, build.build_id)
         return Accepted(build.build_id, build.app_id, build if todo else None)
 
     async def perform(self, build: BuildDone, job: Job) -> ProfileDone | None:
@@ -59,9 +58,9 @@ class Profiles:
                 return None
 
     async def record(self, conn: asyncpg.Connection, build: BuildDone, result: ProfileDone) -> bool:
-        if not await store.save_profile(conn, result):
+        if not await self.store.save_profile(conn, result):
             return False
-        await enqueue(conn, make_event(self.source, result, subject=build.app_id))
+        await self.store.enqueue(conn, make_event(self.source, result, subject=build.app_id))
         return True
 
     def finished(self, build: BuildDone, result: ProfileDone | None, recorded: bool) -> None:
