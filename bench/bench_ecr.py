@@ -35,7 +35,8 @@ from sage_auth.config import Config as AuthConfig
 from sage_auth.models import CreateUser
 from sage_auth.state import STORE
 from sage_common.auth import Principal
-from sage_ecr import access, service
+from sage_ecr import service
+from sage_ecr import service_access as access
 from sage_ecr import store_apps as apps
 from sage_ecr.app import create_app
 from sage_ecr.config import Config

@@ -16,7 +16,7 @@ import pytest
 
 from sage_common.schemas import BuildDone, ProfileDone
 from sage_common.web import POOL
-from sage_ecr import pipeline
+from sage_ecr import service_builds
 from tests.fixtures.auth import call
 from tests.support.ecr import app_spec, busless_config, start_ecr
 
@@ -80,7 +80,7 @@ async def to_review(world: World, version: str) -> None:
         token=world.tokens["owner"],
     )
     async with world.ecr.app[POOL].acquire() as conn, conn.transaction():
-        await pipeline.on_build_done(
+        await service_builds.on_build_done(
             conn,
             BuildDone(
                 app_id=app_id,
@@ -91,7 +91,7 @@ async def to_review(world: World, version: str) -> None:
             ),
             str(uuid.uuid4()),
         )
-        await pipeline.on_profile_done(
+        await service_builds.on_profile_done(
             conn,
             ProfileDone(
                 app_id=app_id,

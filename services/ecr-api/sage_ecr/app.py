@@ -10,16 +10,16 @@ from aiohttp import web
 from sage_common.auth import Introspector
 from sage_common.web import POOL, bus_context, create_service_app
 
-from .access import Policy
 from .cache import invalidate_on_write, listener_context
 from .config import Config
 from .events import consumers
 from .handlers import BUILD_LOGS, ECR, META_FILES
-from .logs import BuildLogs, LogReader
-from .pipeline import refresh_stale_docs
 from .routes import ADMIN, SCOPES, routes
 from .s3 import S3LogReader
 from .service import Ecr
+from .service_access import Policy
+from .service_builds import refresh_stale_docs
+from .service_logs import BuildLogs, LogReader
 from .service_meta import MetaFiles
 
 MIGRATIONS = Path(__file__).parent / "migrations"

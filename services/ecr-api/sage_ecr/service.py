@@ -15,11 +15,12 @@ import asyncpg
 from sage_common.auth import Principal
 from sage_common.errors import Conflict, Forbidden
 
-from . import access, acl, cursor, pipeline, service_images, store, views
+from . import acl, cursor, service_builds, service_images, store, views
+from . import service_access as access
 from . import store_apps as apps
-from .access import Policy
 from .acl import Grant, Permission
 from .models import ListQuery, NamespaceCreate, PermissionChange, RepositoryQuery
+from .service_access import Policy
 from .spec import AppSpec
 from .states import State
 
@@ -58,8 +59,10 @@ async def delete_app(
         )
         assert who is not None
         if app["frozen"] and not who.is_admin:
-            raise Forbidden(f"{pipeline.ident(app)} is frozen: only an administrator may delete it")
-        await pipeline.cancel_build(conn, app, who.username)
+            raise Forbidden(
+                f"{service_builds.ident(app)} is frozen: only an administrator may delete it"
+            )
+        await service_builds.cancel_build(conn, app, who.username)
         await service_images.forget(conn, app, who.username)
         await apps.delete_app(conn, app["id"])
     return {"deleted": 1}
@@ -85,7 +88,7 @@ async def set_frozen(
         if app["frozen"] == frozen:
             return {"modified": 0}
         await apps.update_app(conn, app["id"], frozen=frozen)
-        await pipeline.refresh_doc(conn, app["id"])
+        await service_builds.refresh_doc(conn, app["id"])
     return {"modified": 1}
 
 

@@ -21,8 +21,9 @@ from sage_common.auth import Principal
 from sage_common.errors import NotFound
 from sage_common.schemas import MetaFile
 
-from . import access, views
+from . import service_access as access
 from . import store_meta as meta
+from . import views
 from .acl import Permission
 from .store_meta import MetaFileRow
 

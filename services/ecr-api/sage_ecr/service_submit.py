@@ -16,7 +16,8 @@ from pydantic import ValidationError
 from sage_common.auth import Principal
 from sage_common.errors import Conflict, Forbidden, Unauthorized, Unprocessable, validation_errors
 
-from . import access, pipeline, service_images, store, views
+from . import service_access as access
+from . import service_builds, service_images, store, views
 from . import store_apps as apps
 from .acl import Permission
 from .service import Ecr, search_text
@@ -154,7 +155,7 @@ async def submit(
         if app is None:  # another request stored it first
             raise Conflict(f"App {ident} already exists: submit again with force=true to replace")
         if approved:
-            await pipeline.start_build(conn, app, who.username, cause)
+            await service_builds.start_build(conn, app, who.username, cause)
         else:
-            await pipeline.register(conn, app, who.username, cause)
+            await service_builds.register(conn, app, who.username, cause)
         return _with_warnings(await apps.app_document(conn, app["id"]), submission.warnings)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .store_meta import MetaFileRow
 
 # Bump whenever `app_doc` changes: stored documents made by an older version are recomputed when
-# the service starts (pipeline.refresh_stale_docs), so every client sees one shape.
+# the service starts (service_builds.refresh_stale_docs), so every client sees one shape.
 DOC_VERSION = 4
 
 SPEC_ORDER = (

@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field
 from sage_common.auth import Principal
 from sage_common.errors import NotFound
 
-from . import access, pipeline, views
+from . import service_access as access
+from . import service_builds, views
 from . import store_apps as apps
 from .acl import Permission
 from .s3 import LogObject
@@ -126,8 +127,8 @@ async def read_log(
         else:
             build = await apps.get_build_by_number(conn, app["id"], build_number)
             if build is None:
-                raise NotFound(f"{pipeline.ident(app)} has no build {build_number}")
-    ident = pipeline.ident(app)
+                raise NotFound(f"{service_builds.ident(app)} has no build {build_number}")
+    ident = service_builds.ident(app)
     if build is None:
         return LogPage(ident, None, app["build_number"], offset, b"", 0, complete=True)
     build_id = str(build["build_id"])

@@ -7,7 +7,8 @@ from typing import Any
 from sage_common.auth import Principal
 from sage_common.errors import Forbidden, NotFound, Unauthorized
 
-from . import access, acl, pipeline, store, views
+from . import acl, service_builds, store, views
+from . import service_access as access
 from . import store_apps as apps
 from .acl import Permission
 from .models import RegistryAccessQuery, ReviewDecision
@@ -24,10 +25,12 @@ async def rebuild(
         )
         if who is not None and not (who.is_approved or who.is_admin):
             raise Forbidden(
-                f"your account is not approved to build apps yet: {pipeline.ident(app)} stays "
+                f"your account is not approved to build apps yet: {service_builds.ident(app)} stays "
                 "registered (stored, not built); ask an administrator to approve your account"
             )
-        return {"build_number": await pipeline.rebuild(conn, app, access.require_submitter(who))}
+        return {
+            "build_number": await service_builds.rebuild(conn, app, access.require_submitter(who))
+        }
 
 
 async def get_build(
@@ -51,7 +54,7 @@ async def status(
         rows = await apps.history(conn, app["id"])
         build = await apps.get_build(conn, app["build_id"])
     return {
-        "id": pipeline.ident(app),
+        "id": service_builds.ident(app),
         "state": app["state"],
         "frozen": app["frozen"],
         "build_number": app["build_number"],
@@ -67,7 +70,7 @@ async def logs(ecr: Ecr, who: Principal | None, ns: str, name: str, version: str
         build = await apps.get_build(conn, app["build_id"])
     done = (build or {}).get("done") or {}
     return {
-        "id": pipeline.ident(app),
+        "id": service_builds.ident(app),
         "build_number": app["build_number"],
         "build_id": str(build["build_id"]) if build else None,
         "finished": bool(done),
@@ -86,8 +89,12 @@ async def profile(
         app = await access.app_for(conn, who, ecr.policy, ns, name, version, Permission.READ)
         build = await apps.get_build(conn, app["build_id"])
     if not build or not build.get("profile"):
-        raise NotFound(f"{pipeline.ident(app)} has no profile yet (state: {app['state']})")
-    return {"id": pipeline.ident(app), "build_number": build["build_number"], **build["profile"]}
+        raise NotFound(f"{service_builds.ident(app)} has no profile yet (state: {app['state']})")
+    return {
+        "id": service_builds.ident(app),
+        "build_number": build["build_number"],
+        **build["profile"],
+    }
 
 
 async def review(
@@ -105,7 +112,7 @@ async def review(
         assert who is not None
         if not ecr.policy.allow_self_review:
             await _refuse_own_app(conn, app, who)
-        await pipeline.review(conn, app, who, body.decision, body.comment)
+        await service_builds.review(conn, app, who, body.decision, body.comment)
         return await apps.app_document(conn, app["id"])
 
 
@@ -115,7 +122,7 @@ async def _refuse_own_app(conn: apps.Conn, app: dict[str, Any], who: Principal) 
     authors = {app["owner"], (build or {}).get("requested_by")}
     if who.username in authors:
         raise Forbidden(
-            f"{who.username} submitted {pipeline.ident(app)}: reviewers may not review their own"
+            f"{who.username} submitted {service_builds.ident(app)}: reviewers may not review their own"
             " apps; ask another reviewer"
         )
 
