@@ -15,9 +15,10 @@ import asyncpg
 from sage_common.auth import Principal
 from sage_common.errors import Conflict, Forbidden
 
-from . import acl, cursor, service_builds, service_images, store, views
+from . import acl, cursor, service_builds, service_images, views
 from . import service_access as access
 from . import store_apps as apps
+from . import store_catalogue as store
 from .acl import Grant, Permission
 from .models import ListQuery, NamespaceCreate, PermissionChange, RepositoryQuery
 from .service_access import Policy

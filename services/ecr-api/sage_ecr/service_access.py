@@ -15,8 +15,9 @@ import asyncpg
 from sage_common.auth import Principal
 from sage_common.errors import Forbidden, NotFound, Unauthorized
 
-from . import acl, store
+from . import acl
 from . import store_apps as apps
+from . import store_catalogue as store
 from .acl import Permission
 from .views import app_id
 

@@ -21,7 +21,8 @@ from sage_common.errors import Conflict
 from sage_common.events import make_event
 from sage_common.schemas import AppDeleted, AppImagesDeleted, DeletedBuild
 
-from . import store, store_images, views
+from . import store_catalogue as store
+from . import store_images, views
 
 log = logging.getLogger(__name__)
 SOURCE = "ecr-api"

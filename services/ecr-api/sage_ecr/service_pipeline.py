@@ -7,9 +7,10 @@ from typing import Any
 from sage_common.auth import Principal
 from sage_common.errors import Forbidden, NotFound, Unauthorized
 
-from . import acl, service_builds, store, views
+from . import acl, service_builds, views
 from . import service_access as access
 from . import store_apps as apps
+from . import store_catalogue as store
 from .acl import Permission
 from .models import RegistryAccessQuery, ReviewDecision
 from .service import Ecr

@@ -17,8 +17,9 @@ from sage_common.auth import Principal
 from sage_common.errors import Conflict, Forbidden, Unauthorized, Unprocessable, validation_errors
 
 from . import service_access as access
-from . import service_builds, service_images, store, views
+from . import service_builds, service_images, views
 from . import store_apps as apps
+from . import store_catalogue as store
 from .acl import Permission
 from .service import Ecr, search_text
 from .spec import AppSpec, cross_check

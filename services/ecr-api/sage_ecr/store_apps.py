@@ -9,7 +9,7 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
-from .store import public_repository, readable_repository, shared_repository
+from .store_catalogue import public_repository, readable_repository, shared_repository
 
 Conn: TypeAlias = asyncpg.Connection
 
