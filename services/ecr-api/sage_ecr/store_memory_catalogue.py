@@ -90,15 +90,21 @@ class MemoryCatalogue:
         )
 
     def _shared(self, ns: str, name: str, owner: str, viewer: Viewer) -> bool:
-        mine = {"readers": False, "all_users": False}
+        """Someone else's, with any grant to the viewer or their groups (AllUsers aside)."""
+
+        def to_viewer(kind: str, resource: str) -> bool:
+            return self._granted(kind, resource, viewer, readers=False, all_users=False)
+
         return owner != viewer.username and (
-            self._granted("namespace", ns, viewer, **mine)
-            or self._granted("repository", f"{ns}/{name}", viewer, **mine)
+            to_viewer("namespace", ns) or to_viewer("repository", f"{ns}/{name}")
         )
 
     async def grants(self, resource_type: str, resource_name: str) -> list[Grant]:
         rows = sorted(r for r in self.t.grants if r[:2] == (resource_type, resource_name))
-        return [Grant(grantee_type=t, grantee=g, permission=p) for _, _, t, g, p in rows]  # type: ignore[arg-type]
+        return [
+            Grant.model_validate({"grantee_type": t, "grantee": g, "permission": p})
+            for _, _, t, g, p in rows
+        ]
 
     async def grants_of(self, resource_type: str, names: list[str]) -> dict[str, list[Grant]]:
         return {name: await self.grants(resource_type, name) for name in names}
