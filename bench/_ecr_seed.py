@@ -48,7 +48,7 @@ async def template(ecr: Ecr, viewer: str) -> Catalogue:
     await service_submit.submit(
         ecr, who, service_submit.validate_spec(app_spec("benchtemplate", "app", "1.0.0"))
     )
-    async with ecr.pool.acquire() as conn:
+    async with ecr.store.pool.acquire() as conn:
         doc = await conn.fetchval("SELECT doc::text FROM apps WHERE namespace = 'benchtemplate'")
         for sql in (
             "DELETE FROM apps WHERE namespace = 'benchtemplate'",

@@ -35,7 +35,8 @@ from sage_auth.config import Config as AuthConfig
 from sage_auth.models import CreateUser
 from sage_auth.state import STORE
 from sage_common.auth import Principal
-from sage_ecr import access, service
+from sage_ecr import service
+from sage_ecr import service_access as access
 from sage_ecr import store_apps as apps
 from sage_ecr.app import create_app
 from sage_ecr.config import Config
@@ -130,7 +131,7 @@ async def _explain(ecr: Ecr, who: Principal, params: str) -> str:
     query = ListQuery.model_validate(dict(urllib.parse.parse_qsl(f"limit={PAGE}&{params}")))
     flt = service.app_filter(who, query)
     sql, args = apps.listing_sql(access.viewer(who, ecr.policy), flt, None, query.limit)
-    async with ecr.pool.acquire() as conn:
+    async with ecr.store.pool.acquire() as conn:
         for _ in range(6):
             rows = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", *args)
     return "\n".join(r[0] for r in rows)
@@ -160,7 +161,7 @@ async def _growth(
     """Each GROWN listing's first page at each GROWTH size: p50 latency and its plan."""
     found: dict[int, dict[str, tuple[float, str]]] = {}
     for size in GROWTH:
-        async with ecr.pool.acquire() as conn:
+        async with ecr.store.pool.acquire() as conn:
             await seed.grow(conn, catalogue, size)
         found[size] = {}
         for label, params in GROWN.items():
@@ -254,7 +255,7 @@ async def main() -> list[dict[str, Any]]:
             cleanup.append(ecr_runner.cleanup)
             ecr = ecr_runner.app[ECR]
             catalogue = await seed.template(ecr, owner)
-            async with ecr.pool.acquire() as conn:
+            async with ecr.store.pool.acquire() as conn:
                 await seed.grow(conn, catalogue, APPS)
             headers = {"Authorization": f"sage {token}"}
             urls, bodies = await _pages(ecr_url, headers)

@@ -11,14 +11,18 @@ import uuid
 import aiohttp
 import pytest
 
-from sage_common.bus import Bus, queue_names
 from sage_common.events import CloudEvent, make_event
 from sage_common.schemas import AppImagesDeleted, ArchImage, BuildDone
-from sage_common.web import POOL
-from sage_ecr.config import Config
 from tests.fixtures.auth import call
-from tests.support.bus import delete_topology, eventually
-from tests.support.ecr import EventTap, app_spec, start_ecr
+from tests.support.bus import eventually
+from tests.support.ecr import (
+    EventTap,
+    app_spec,
+    builder_bus,
+    bus_config,
+    handled,
+    running_ecr_on_bus,
+)
 
 OUT = ("app.submitted", "app.deleted")
 
@@ -29,22 +33,9 @@ def sfx() -> str:
 
 @pytest.fixture(scope="module")
 async def ecr(database_url, amqp_url, auth_settings):
-    s = sfx()
-    config = Config(
-        database_url=database_url,
-        db_schema=f"ecr_gc_{s}",
-        amqp_url=amqp_url,
-        exchange=f"test.ecr.{s}",
-        consumer_queue=f"test.ecr.{s}.pipeline",
-        outbox_poll_seconds=0.2,
-        **auth_settings("ecr-api"),
-    )
-    running = await start_ecr(config)
-    yield running
-    await running.stop()
-    await delete_topology(
-        amqp_url, exchanges=[config.exchange], queues=queue_names(config.consumer_queue)
-    )
+    config = bus_config(database_url, amqp_url, auth_settings("ecr-api"), "ecr_gc")
+    async with running_ecr_on_bus(config) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +46,8 @@ async def tap(ecr, amqp_url):
 
 @pytest.fixture(scope="module")
 async def builder(ecr, amqp_url):
-    """Publishes as the builder would, on the test's exchange."""
-    bus = Bus(amqp_url, exchange=ecr.config.exchange, service="test-builder")
-    await bus.connect()
-    yield bus
-    await bus.close()
+    async with builder_bus(ecr, amqp_url) as bus:
+        yield bus
 
 
 @pytest.fixture(scope="module")
@@ -192,19 +180,3 @@ async def test_deleting_one_version_holds_only_that_version(http, ecr, tap, make
         http, "POST", f"{base}/submit", token=owner, json=app_spec(ns, "counter", "1.0.0")
     )
     assert status == 409
-
-
-async def handled(ecr, *events: CloudEvent) -> None:
-    """Wait until the ECR's consumer has recorded every one of `events`."""
-    ids = [uuid.UUID(e.id) for e in events]
-
-    async def recorded() -> bool:
-        async with ecr.app[POOL].acquire() as conn:
-            found = await conn.fetchval(
-                "SELECT count(*) FROM processed_events WHERE consumer = $1 AND event_id = ANY($2)",
-                ecr.config.consumer_queue,
-                ids,
-            )
-        return int(found) == len(ids)
-
-    await eventually(recorded)

@@ -17,14 +17,14 @@ from xml.etree import ElementTree
 import pytest
 
 from sage_builder.buildlog import BuildLog, S3LogSink, Scrubber
-from sage_common.bus import Bus, queue_names
+from sage_common.bus import Bus
 from sage_common.events import make_event
 from sage_common.schemas import BuildDone, BuildStarted, ProfileDone, ProfileSeries
 from sage_common.schemas import TestRun as RunResult
 from sage_ecr.config import Config
 from tests.fixtures.auth import call, sage_header
-from tests.support.bus import delete_topology, eventually
-from tests.support.ecr import app_spec, start_ecr
+from tests.support.bus import eventually
+from tests.support.ecr import app_spec, builder_bus, running_ecr_on_bus, start_ecr
 from tests.support.names import sfx
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,24 +59,14 @@ async def ecr(database_url, amqp_url, auth_settings, s3_server):
         outbox_poll_seconds=0.2,
         build_log_chunk_bytes=4096,  # a follower of a long log reads it in several answers
     )
-    running = await start_ecr(config)
-    yield running
-    await running.stop()
-    queue = config.consumer_queue
-    await delete_topology(
-        amqp_url,
-        exchanges=[config.exchange],
-        queues=queue_names(queue),
-    )
+    async with running_ecr_on_bus(config) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 async def bus(ecr, amqp_url):
-    """Publishes as the builder and the profiler do, on the test's exchange."""
-    b = Bus(amqp_url, exchange=ecr.config.exchange, service="test-builder")
-    await b.connect()
-    yield b
-    await b.close()
+    async with builder_bus(ecr, amqp_url) as b:
+        yield b
 
 
 class Build:

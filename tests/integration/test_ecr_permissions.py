@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 
 from sage_common.schemas import BuildDone, ProfileDone
-from sage_common.web import POOL
-from sage_ecr import pipeline
+from sage_ecr import service_builds
+from sage_ecr.handlers import ECR
 from tests.fixtures.auth import call
 from tests.support.ecr import app_spec, busless_config, start_ecr
 from tests.support.names import sfx
@@ -76,9 +76,9 @@ async def to_review(world: World, version: str) -> None:
         f"{world.url}/api/builds/{world.ns}/{world.name}/{version}",
         token=world.tokens["owner"],
     )
-    async with world.ecr.app[POOL].acquire() as conn, conn.transaction():
-        await pipeline.on_build_done(
-            conn,
+    async with world.ecr.app[ECR].store.transaction() as tx:
+        await service_builds.on_build_done(
+            tx,
             BuildDone(
                 app_id=app_id,
                 build_id=build["build_id"],
@@ -88,8 +88,8 @@ async def to_review(world: World, version: str) -> None:
             ),
             str(uuid.uuid4()),
         )
-        await pipeline.on_profile_done(
-            conn,
+        await service_builds.on_profile_done(
+            tx,
             ProfileDone(
                 app_id=app_id,
                 build_id=build["build_id"],

@@ -8,14 +8,18 @@ import uuid
 import aiohttp
 import pytest
 
-from sage_common.bus import Bus, queue_names
 from sage_common.events import CloudEvent, make_event
 from sage_common.schemas import ArchImage, BuildDone, BuildStarted, ProfileDone
-from sage_common.web import POOL
-from sage_ecr.config import Config
 from tests.fixtures.auth import call
-from tests.support.bus import delete_topology, eventually
-from tests.support.ecr import EventTap, app_spec, start_ecr
+from tests.support.bus import eventually
+from tests.support.ecr import (
+    EventTap,
+    app_spec,
+    builder_bus,
+    bus_config,
+    handled,
+    running_ecr_on_bus,
+)
 
 OUT = ("app.submitted", "review.requested", "app.published", "app.rejected", "build.cancel")
 
@@ -26,25 +30,9 @@ def sfx() -> str:
 
 @pytest.fixture(scope="module")
 async def ecr(database_url, amqp_url, auth_settings):
-    s = sfx()
-    config = Config(
-        database_url=database_url,
-        db_schema=f"ecr_pipe_{s}",
-        amqp_url=amqp_url,
-        exchange=f"test.ecr.{s}",
-        consumer_queue=f"test.ecr.{s}.pipeline",
-        outbox_poll_seconds=0.2,
-        **auth_settings("ecr-api"),
-    )
-    running = await start_ecr(config)
-    yield running
-    await running.stop()
-    consumer = config.consumer_queue
-    await delete_topology(
-        amqp_url,
-        exchanges=[config.exchange],
-        queues=queue_names(consumer),
-    )
+    config = bus_config(database_url, amqp_url, auth_settings("ecr-api"), "ecr_pipe")
+    async with running_ecr_on_bus(config) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +43,8 @@ async def tap(ecr, amqp_url):
 
 @pytest.fixture(scope="module")
 async def builder(ecr, amqp_url):
-    """Publishes as the builder and the profiler would, on the test's exchange."""
-    bus = Bus(amqp_url, exchange=ecr.config.exchange, service="test-builder")
-    await bus.connect()
-    yield bus
-    await bus.close()
+    async with builder_bus(ecr, amqp_url) as bus:
+        yield bus
 
 
 @pytest.fixture(scope="module")
@@ -182,22 +167,6 @@ class Version:
 
         await eventually(there)
         return await self.status()
-
-
-async def handled(ecr, *events: CloudEvent) -> None:
-    """Wait until the consumer has recorded every one of `events` (duplicates included)."""
-    ids = [uuid.UUID(e.id) for e in events]
-
-    async def recorded() -> bool:
-        async with ecr.app[POOL].acquire() as conn:
-            found = await conn.fetchval(
-                "SELECT count(*) FROM processed_events WHERE consumer = $1 AND event_id = ANY($2)",
-                ecr.config.consumer_queue,
-                ids,
-            )
-        return found == len(set(ids))
-
-    await eventually(recorded)
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 
 from sage_common.schemas import BuildDone, ProfileDone
-from sage_common.web import POOL
-from sage_ecr import pipeline
+from sage_ecr import service_builds
+from sage_ecr.handlers import ECR
 from tests.fixtures.auth import MakeUser, call
 from tests.support.ecr import RunningEcr, app_spec, busless_config, start_ecr
 from tests.support.names import sfx
@@ -47,7 +47,7 @@ async def in_review(ecr: RunningEcr, http: aiohttp.ClientSession, token: str, ns
 async def to_review(ecr: RunningEcr, http: aiohttp.ClientSession, token: str, ns: str) -> None:
     _, build = await call(http, "GET", f"{ecr.url}/api/builds/{ns}/app/1.0.0", token=token)
     app_id, build_id = f"{ns}/app:1.0.0", build["build_id"]
-    async with ecr.app[POOL].acquire() as conn, conn.transaction():
+    async with ecr.app[ECR].store.transaction() as tx:
         done = BuildDone(
             app_id=app_id,
             build_id=build_id,
@@ -55,9 +55,9 @@ async def to_review(ecr: RunningEcr, http: aiohttp.ClientSession, token: str, ns
             image=f"127.0.0.1:5000/{ns}/app:1.0.0",
             index_digest="sha256:" + "d" * 64,
         )
-        await pipeline.on_build_done(conn, done, str(uuid.uuid4()))
+        await service_builds.on_build_done(tx, done, str(uuid.uuid4()))
         profiled = ProfileDone(app_id=app_id, build_id=build_id, profile_id="p", status="passed")
-        await pipeline.on_profile_done(conn, profiled, str(uuid.uuid4()))
+        await service_builds.on_profile_done(tx, profiled, str(uuid.uuid4()))
 
 
 @pytest.mark.parametrize("role", ["reviewer", "admin"])

@@ -154,8 +154,10 @@ async def test_force_true_replaces_a_version_that_is_not_frozen(http, ecr, token
     )
     assert status == 200 and app["description"] == "second try" and app["build_number"] == 2
     assert await versions(http, ecr, token, ns) == ["1.0"]
-    async with ecr.app[ECR].pool.acquire() as conn:
-        await conn.execute("UPDATE apps SET frozen = true WHERE namespace = $1", ns)
+    async with ecr.app[ECR].store.transaction() as tx:
+        app = await tx.get_app(ns, "redo", "1.0")
+        assert app is not None
+        await tx.update_app(app.id, frozen=True)
     status, body = await call(
         http, "POST", f"{ecr.url}/api/submit?force=true", token=token, json=spec
     )

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from sage_common.web import POOL
-from sage_ecr.store_apps import get_build
+from sage_ecr.handlers import ECR
 from tests.fixtures.pipeline import Completed, Pipeline, app_path, app_yaml
 from tests.support.bus import eventually
 
@@ -200,9 +199,9 @@ async def test_a_rebuild_during_a_build_cancels_it_and_builds_the_fix(
     assert ok["status"] == "success" and ok["commit"] == fixed
 
     async def recorded() -> bool:  # the ECR has taken the first build's late result in
-        async with pipeline.ecr.app[POOL].acquire() as conn:
-            build = await get_build(conn, uuid.UUID(first))
-        return build is not None and build["status"] == "failure"
+        async with pipeline.ecr.app[ECR].store.read() as tx:
+            build = await tx.get_build(uuid.UUID(first))
+        return build is not None and build.status == "failure"
 
     await eventually(recorded)
     _, answer = await pipeline.api("GET", f"/api/apps/{path}/status", token=scientist)

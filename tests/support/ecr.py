@@ -2,7 +2,8 @@
 
 `start_ecr` runs the real application (its own schema, exchange and queue names come from the
 config, so parallel runs do not meet). `EventTap` binds a throw-away queue to the events exchange
-and hands over what arrives, for tests that check what the service published.
+and hands over what arrives, for tests that check what the service published; `builder_bus`
+publishes as the builder and the profiler do, and `handled` waits until the ECR took it in.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ from dataclasses import dataclass
 import aio_pika
 from aiohttp import web
 
+from sage_common.bus import Bus, queue_names
 from sage_common.events import CloudEvent
+from sage_common.web import POOL
 from sage_ecr.app import create_app
 from sage_ecr.config import Config
+from tests.support.bus import delete_topology, eventually
 
 
 @dataclass
@@ -57,6 +61,63 @@ async def running_ecr(config: Config) -> AsyncIterator[RunningEcr]:
         yield running
     finally:
         await running.stop()
+
+
+def bus_config(
+    database_url: str, amqp_url: str, auth: Mapping[str, object], prefix: str, **settings: object
+) -> Config:
+    """An ECR config on the real broker, with a schema, an exchange and a queue of its own: for
+    tests that play the builder and the profiler. `auth` as for `busless_config`."""
+    s = uuid.uuid4().hex[:8]
+    return Config(
+        database_url=database_url,
+        db_schema=f"{prefix}_{s}",
+        amqp_url=amqp_url,  # type: ignore[arg-type]
+        exchange=f"test.ecr.{s}",
+        consumer_queue=f"test.ecr.{s}.pipeline",
+        outbox_poll_seconds=0.2,
+        **auth,  # type: ignore[arg-type]
+        **settings,  # type: ignore[arg-type]
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_ecr_on_bus(config: Config) -> AsyncIterator[RunningEcr]:
+    """`running_ecr`; its exchange and queues are deleted from the broker when the block ends."""
+    async with running_ecr(config) as running:
+        yield running
+    await delete_topology(
+        config.amqp_url.get_secret_value(),
+        exchanges=[config.exchange],
+        queues=queue_names(config.consumer_queue),
+    )
+
+
+@contextlib.asynccontextmanager
+async def builder_bus(ecr: RunningEcr, amqp_url: str) -> AsyncIterator[Bus]:
+    """Publishes as the builder and the profiler would, on the ECR's exchange."""
+    bus = Bus(amqp_url, exchange=ecr.config.exchange, service="test-builder")
+    await bus.connect()
+    try:
+        yield bus
+    finally:
+        await bus.close()
+
+
+async def handled(ecr: RunningEcr, *events: CloudEvent) -> None:
+    """Wait until the ECR's consumer has recorded every one of `events` (duplicates included)."""
+    ids = [uuid.UUID(e.id) for e in events]
+
+    async def recorded() -> bool:
+        async with ecr.app[POOL].acquire() as conn:
+            found = await conn.fetchval(
+                "SELECT count(*) FROM processed_events WHERE consumer = $1 AND event_id = ANY($2)",
+                ecr.config.consumer_queue,
+                ids,
+            )
+        return int(found) == len(set(ids))
+
+    await eventually(recorded)
 
 
 async def start_ecr(config: Config) -> RunningEcr:

@@ -10,25 +10,27 @@ from aiohttp import web
 from sage_common.auth import Introspector
 from sage_common.web import POOL, bus_context, create_service_app
 
-from .access import Policy
 from .cache import invalidate_on_write, listener_context
 from .config import Config
 from .events import consumers
 from .handlers import BUILD_LOGS, ECR, META_FILES
-from .logs import BuildLogs, LogReader
-from .pipeline import refresh_stale_docs
 from .routes import ADMIN, SCOPES, routes
 from .s3 import S3LogReader
 from .service import Ecr
+from .service_access import Policy
+from .service_builds import refresh_stale_docs
+from .service_logs import BuildLogs, LogReader
 from .service_meta import MetaFiles
+from .store import PgStore
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def _ecr_context(config: Config):  # type: ignore[no-untyped-def]
     async def ctx(app: web.Application) -> AsyncIterator[None]:
+        store = PgStore(app[POOL])
         app[ECR] = Ecr(
-            pool=app[POOL],
+            store=store,
             policy=Policy(
                 reviewers_group=config.reviewers_group,
                 builder_account=config.builder_account,
@@ -40,7 +42,7 @@ def _ecr_context(config: Config):  # type: ignore[no-untyped-def]
             spec_max_nodes=config.spec_max_nodes,
             public_url=config.public_url,
         )
-        await refresh_stale_docs(app[POOL])
+        await refresh_stale_docs(store)
         yield
 
     return ctx

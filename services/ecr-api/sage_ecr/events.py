@@ -14,7 +14,8 @@ from sage_common.events import CloudEvent
 from sage_common.schemas import AppImagesDeleted, BuildDone, BuildStarted, ProfileDone
 from sage_common.web import BUS, CONFIG, POOL
 
-from . import pipeline, service_images
+from . import service_builds, service_images
+from .store import PgSession
 
 ROUTING_KEYS = ("build.started", "build.done", "profile.done", "app.images_deleted")
 
@@ -24,15 +25,15 @@ class PipelineConsumer(Consumer):
     deleted versions once their images are gone."""
 
     async def handle(self, conn: asyncpg.Connection, event: CloudEvent) -> None:
-        key = event.routing_key
+        key, tx = event.routing_key, PgSession(conn)
         if key == "build.started":
-            await pipeline.on_build_started(conn, event.parse_data(BuildStarted), event.id)
+            await service_builds.on_build_started(tx, event.parse_data(BuildStarted), event.id)
         elif key == "build.done":
-            await pipeline.on_build_done(conn, event.parse_data(BuildDone), event.id)
+            await service_builds.on_build_done(tx, event.parse_data(BuildDone), event.id)
         elif key == "profile.done":
-            await pipeline.on_profile_done(conn, event.parse_data(ProfileDone), event.id)
+            await service_builds.on_profile_done(tx, event.parse_data(ProfileDone), event.id)
         elif key == "app.images_deleted":
-            await service_images.on_images_deleted(conn, event.parse_data(AppImagesDeleted))
+            await service_images.on_images_deleted(tx, event.parse_data(AppImagesDeleted))
         else:
             raise ValueError(f"this consumer does not handle {key!r}")
 

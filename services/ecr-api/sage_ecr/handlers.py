@@ -16,8 +16,8 @@ from sage_common.errors import BadRequest, PayloadTooLarge
 from sage_common.openapi import describe
 from sage_common.web import POOL, json_response, json_text_response
 
-from . import logs as build_logs
-from . import pipeline_service, service, service_meta, service_submit, spec
+from . import service, service_meta, service_pipeline, service_submit, spec
+from . import service_logs as build_logs
 from .cache import cached_listing
 from .models import (
     BuildNumber,
@@ -163,7 +163,7 @@ async def delete_app(request: web.Request) -> web.Response:
 async def app_status(request: web.Request) -> web.Response:
     """Pipeline state and its history."""
     return json_response(
-        await pipeline_service.status(_ecr(request), principal(request), *_path(request))
+        await service_pipeline.status(_ecr(request), principal(request), *_path(request))
     )
 
 
@@ -180,7 +180,7 @@ async def app_logs(request: web.Request) -> web.Response:
     query = build_logs.LogQuery.model_validate(dict(request.query))
     if not _wants_text(request, query):
         return json_response(
-            await pipeline_service.logs(_ecr(request), principal(request), *_path(request))
+            await service_pipeline.logs(_ecr(request), principal(request), *_path(request))
         )
     page = await build_logs.read_log(
         _ecr(request), request.app[BUILD_LOGS], principal(request), *_path(request), query.offset
@@ -235,7 +235,7 @@ async def meta_file(request: web.Request) -> web.StreamResponse:
 async def app_profile(request: web.Request) -> web.Response:
     """The profiler's report."""
     return json_response(
-        await pipeline_service.profile(_ecr(request), principal(request), *_path(request))
+        await service_pipeline.profile(_ecr(request), principal(request), *_path(request))
     )
 
 
@@ -244,14 +244,14 @@ async def review(request: web.Request) -> web.Response:
     """Approve or reject a version in review."""
     body = await _json_body(request, ReviewDecision)
     return _text(
-        await pipeline_service.review(_ecr(request), principal(request), *_path(request), body)
+        await service_pipeline.review(_ecr(request), principal(request), *_path(request), body)
     )
 
 
 async def get_build(request: web.Request) -> web.Response:
     """The current build (`result`: SUCCESS, FAILURE, or null while running; `url`: its address)."""
     return json_response(
-        await pipeline_service.get_build(
+        await service_pipeline.get_build(
             _ecr(request), principal(request), *_path(request), _base_url(request)
         )
     )
@@ -295,7 +295,7 @@ async def healthy(request: web.Request) -> web.Response:
 async def rebuild(request: web.Request) -> web.Response:
     """Build the version again (new build id); not for frozen versions."""
     return json_response(
-        await pipeline_service.rebuild(_ecr(request), principal(request), *_path(request))
+        await service_pipeline.rebuild(_ecr(request), principal(request), *_path(request))
     )
 
 
@@ -378,5 +378,5 @@ async def registry_access(request: web.Request) -> web.Response:
     """Registry actions a user may take on a repository (for the auth service)."""
     query = RegistryAccessQuery.model_validate(dict(request.query))
     return json_response(
-        await pipeline_service.registry_access(_ecr(request), principal(request), query)
+        await service_pipeline.registry_access(_ecr(request), principal(request), query)
     )

@@ -1,6 +1,6 @@
 """The catalogue's use cases: submit, show, list, delete, namespaces, repositories, permissions.
 
-Plain functions over a pool; each opens the one transaction its rules need. No aiohttp, no SQL.
+Plain functions over the store; each opens the one unit of work its rules need. No aiohttp, no SQL.
 Documents come back as JSON text where they are stored as such, so listings are not re-encoded.
 """
 
@@ -10,25 +10,26 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
-
 from sage_common.auth import Principal
 from sage_common.errors import Conflict, Forbidden
 
-from . import access, acl, cursor, pipeline, service_images, store, views
+from . import acl, cursor, service_builds, service_images, views
+from . import service_access as access
 from . import store_apps as apps
-from .access import Policy
 from .acl import Grant, Permission
 from .models import ListQuery, NamespaceCreate, PermissionChange, RepositoryQuery
+from .service_access import Policy
 from .spec import AppSpec
 from .states import State
+from .store import Session, Store
+from .store_catalogue import RepoFilter
 
 
 @dataclass
 class Ecr:
-    """What the use cases work with: the database pool, the access policy and the input limits."""
+    """What the use cases work with: the store, the access policy and the input limits."""
 
-    pool: asyncpg.Pool
+    store: Store
     policy: Policy = field(default_factory=Policy)
     max_body_bytes: int = 256 * 1024
     spec_max_depth: int = 32
@@ -42,9 +43,9 @@ def search_text(spec: AppSpec) -> tuple[str, str, str]:
 
 
 async def get_app(ecr: Ecr, who: Principal | None, ns: str, name: str, version: str) -> str:
-    async with ecr.pool.acquire() as conn:
-        app = await access.app_for(conn, who, ecr.policy, ns, name, version, Permission.READ)
-        return await apps.app_document(conn, app["id"])
+    async with ecr.store.read() as tx:
+        app = await access.app_for(tx, who, ecr.policy, ns, name, version, Permission.READ)
+        return await tx.app_document(app.id)
 
 
 async def delete_app(
@@ -52,16 +53,16 @@ async def delete_app(
 ) -> dict[str, int]:
     """Delete a version (cancelling its build, its images to follow); a frozen one only by an
     administrator."""
-    async with ecr.pool.acquire() as conn, conn.transaction():
+    async with ecr.store.transaction() as tx:
         app = await access.app_for(
-            conn, who, ecr.policy, ns, name, version, Permission.FULL_CONTROL, for_update=True
+            tx, who, ecr.policy, ns, name, version, Permission.FULL_CONTROL, for_update=True
         )
         assert who is not None
-        if app["frozen"] and not who.is_admin:
-            raise Forbidden(f"{pipeline.ident(app)} is frozen: only an administrator may delete it")
-        await pipeline.cancel_build(conn, app, who.username)
-        await service_images.forget(conn, app, who.username)
-        await apps.delete_app(conn, app["id"])
+        if app.frozen and not who.is_admin:
+            raise Forbidden(f"{app.ident} is frozen: only an administrator may delete it")
+        await service_builds.cancel_build(tx, app, who.username)
+        await service_images.forget(tx, app, who.username)
+        await tx.delete_app(app.id)
     return {"deleted": 1}
 
 
@@ -76,16 +77,16 @@ async def set_frozen(
     ecr: Ecr, who: Principal | None, ns: str, name: str, version: str, frozen: bool
 ) -> dict[str, int]:
     """Freeze or unfreeze a version (administrators only, as in SAGE); `modified` 0 or 1."""
-    async with ecr.pool.acquire() as conn, conn.transaction():
+    async with ecr.store.transaction() as tx:
         app = await access.app_for(
-            conn, who, ecr.policy, ns, name, version, Permission.READ, for_update=True
+            tx, who, ecr.policy, ns, name, version, Permission.READ, for_update=True
         )
         if who is None or not who.is_admin:
             raise access.deny(who, "only administrators may freeze or unfreeze a version")
-        if app["frozen"] == frozen:
+        if app.frozen == frozen:
             return {"modified": 0}
-        await apps.update_app(conn, app["id"], frozen=frozen)
-        await pipeline.refresh_doc(conn, app["id"])
+        await tx.update_app(app.id, frozen=frozen)
+        await service_builds.refresh_doc(tx, app.id)
     return {"modified": 1}
 
 
@@ -121,8 +122,8 @@ async def list_apps(
     flt = app_filter(who, query, ns, name)
     fingerprint = {**vars(flt), "viewer": who.username if who else None}
     after = cursor.decode(query.continue_, fingerprint, 3) if query.continue_ else None
-    async with ecr.pool.acquire() as conn:
-        page = await apps.list_apps(conn, access.viewer(who, ecr.policy), flt, after, query.limit)
+    async with ecr.store.read() as tx:
+        page = await tx.list_apps(access.viewer(who, ecr.policy), flt, after, query.limit)
     token = cursor.encode(page.more_after, fingerprint) if page.more_after else None
     return b"".join(
         (
@@ -140,38 +141,41 @@ async def list_apps(
 
 async def list_namespaces(ecr: Ecr, who: Principal | None) -> dict[str, Any]:
     v = access.viewer(who, ecr.policy)
-    async with ecr.pool.acquire() as conn:
-        rows = await store.list_namespaces(conn, v.username, v.groups, v.everything)
-    return {"data": [views.namespace_view(r) for r in rows]}
+    async with ecr.store.read() as tx:
+        found = await tx.list_namespaces(v.username, v.groups, v.everything)
+    return {"data": [views.namespace_view(n) for n in found]}
 
 
 async def create_namespace(
     ecr: Ecr, who: Principal | None, body: NamespaceCreate
 ) -> dict[str, Any]:
     who = access.require_submitter(who)
-    async with ecr.pool.acquire() as conn, conn.transaction():
-        await service_images.require_claimable(conn, body.id)
-        if not await store.create_namespace(conn, body.id, who.username):
+    async with ecr.store.transaction() as tx:
+        await service_images.require_claimable(tx, body.id)
+        if not await tx.create_namespace(body.id, who.username):
             raise Conflict(f"namespace {body.id} already exists")
-        row = await store.get_namespace(conn, body.id)
-    assert row is not None
-    return views.namespace_view(row)
+        namespace = await tx.get_namespace(body.id)
+    assert namespace is not None
+    return views.namespace_view(namespace)
 
 
 async def get_namespace(ecr: Ecr, who: Principal | None, ns: str) -> dict[str, Any]:
     v = access.viewer(who, ecr.policy)
-    async with ecr.pool.acquire() as conn:
-        row = await access.namespace_for(conn, who, ecr.policy, ns, Permission.READ)
-        repos = await store.list_repositories(conn, ns, v.username, v.groups, v.everything)
-    return {**views.namespace_view(row), "repositories": [views.repository_view(r) for r in repos]}
+    async with ecr.store.read() as tx:
+        namespace = await access.namespace_for(tx, who, ecr.policy, ns, Permission.READ)
+        repos = await tx.list_repositories(ns, v.username, v.groups, v.everything)
+    return {
+        **views.namespace_view(namespace),
+        "repositories": [views.repository_view(r) for r in repos],
+    }
 
 
 async def delete_namespace(ecr: Ecr, who: Principal | None, ns: str) -> dict[str, int]:
-    async with ecr.pool.acquire() as conn, conn.transaction():
-        await access.namespace_for(conn, who, ecr.policy, ns, Permission.FULL_CONTROL)
-        if count := await store.count_repositories(conn, ns):
+    async with ecr.store.transaction() as tx:
+        await access.namespace_for(tx, who, ecr.policy, ns, Permission.FULL_CONTROL)
+        if count := await tx.count_repositories(ns):
             raise Conflict(f"namespace {ns} is not empty: it holds {count} repositories")
-        await store.delete_namespace(conn, ns)
+        await tx.delete_namespace(ns)
     return {"deleted": 1}
 
 
@@ -181,21 +185,21 @@ async def list_repositories(
     """Repositories the caller may read, filtered as SAGE filters them; `view=permissions` adds
     each one's `permissions` (see `_visible_grants`)."""
     v = access.viewer(who, ecr.policy)
-    flt = store.RepoFilter(
+    flt = RepoFilter(
         owner=_owner(who, query.owner),
         public=query.public,
         nopublic=query.nopublic,
         shared=query.shared,
     )
-    async with ecr.pool.acquire() as conn:
-        rows = await store.list_repositories(
-            conn, ns or query.namespace, v.username, v.groups, v.everything, flt
+    async with ecr.store.read() as tx:
+        repos = await tx.list_repositories(
+            ns or query.namespace, v.username, v.groups, v.everything, flt
         )
-        data = [views.repository_view(r) for r in rows]
-        if query.view == "permissions" and rows:
-            names = [f"{r['namespace']}/{r['name']}" for r in rows]
-            repo_grants = await store.grants_of(conn, "repository", names)
-            ns_grants = await store.grants_of(conn, "namespace", [r["namespace"] for r in rows])
+        data = [views.repository_view(r) for r in repos]
+        if query.view == "permissions" and repos:
+            names = [f"{r.namespace}/{r.name}" for r in repos]
+            repo_grants = await tx.grants_of("repository", names)
+            ns_grants = await tx.grants_of("namespace", [r.namespace for r in repos])
             for item, name in zip(data, names, strict=True):
                 shown = _visible_grants(who, ns_grants[item["namespace"]], repo_grants[name])
                 item["permissions"] = [views.grant_view(g, "repository", name) for g in shown]
@@ -213,10 +217,9 @@ def _visible_grants(
 
 
 async def get_repository(ecr: Ecr, who: Principal | None, ns: str, name: str) -> str:
-    async with ecr.pool.acquire() as conn:
-        repo = await access.repository_for(conn, who, ecr.policy, ns, name, Permission.READ)
-        page = await apps.list_apps(
-            conn,
+    async with ecr.store.read() as tx:
+        repo = await access.repository_for(tx, who, ecr.policy, ns, name, Permission.READ)
+        page = await tx.list_apps(
             apps.Viewer(None, everything=True),
             apps.AppFilter(namespace=ns, name=name),
             None,
@@ -228,11 +231,11 @@ async def get_repository(ecr: Ecr, who: Principal | None, ns: str, name: str) ->
 
 
 async def delete_repository(ecr: Ecr, who: Principal | None, ns: str, name: str) -> dict[str, int]:
-    async with ecr.pool.acquire() as conn, conn.transaction():
-        await access.repository_for(conn, who, ecr.policy, ns, name, Permission.FULL_CONTROL)
-        if count := await store.count_apps(conn, ns, name):
+    async with ecr.store.transaction() as tx:
+        await access.repository_for(tx, who, ecr.policy, ns, name, Permission.FULL_CONTROL)
+        if count := await tx.count_apps(ns, name):
             raise Conflict(f"repository {ns}/{name} is not empty: it holds {count} versions")
-        await store.delete_repository(conn, ns, name)
+        await tx.delete_repository(ns, name)
     return {"deleted": 1}
 
 
@@ -240,7 +243,7 @@ async def delete_repository(ecr: Ecr, who: Principal | None, ns: str, name: str)
 
 
 async def _acl_target(
-    conn: asyncpg.Connection,
+    tx: Session,
     ecr: Ecr,
     who: Principal | None,
     ns: str,
@@ -249,30 +252,30 @@ async def _acl_target(
 ) -> tuple[str, str, str]:
     """(resource type, resource name, owner) of the ACL the caller may use with `need`."""
     if name is None:
-        row = await access.namespace_for(conn, who, ecr.policy, ns, need)
-        return "namespace", ns, row["owner"]
-    repo = await access.repository_for(conn, who, ecr.policy, ns, name, need)
-    return "repository", f"{ns}/{name}", repo["owner"]
+        namespace = await access.namespace_for(tx, who, ecr.policy, ns, need)
+        return "namespace", ns, namespace.owner
+    repo = await access.repository_for(tx, who, ecr.policy, ns, name, need)
+    return "repository", f"{ns}/{name}", repo.owner
 
 
 async def get_permissions(
     ecr: Ecr, who: Principal | None, ns: str, name: str | None
 ) -> list[dict[str, Any]]:
-    async with ecr.pool.acquire() as conn:
-        kind, resource, _ = await _acl_target(conn, ecr, who, ns, name, Permission.READ_ACP)
-        grants = await store.grants(conn, kind, resource)
+    async with ecr.store.read() as tx:
+        kind, resource, _ = await _acl_target(tx, ecr, who, ns, name, Permission.READ_ACP)
+        grants = await tx.grants(kind, resource)
     return [views.grant_view(g, kind, resource) for g in grants]
 
 
 async def change_permissions(
     ecr: Ecr, who: Principal | None, ns: str, name: str | None, change: PermissionChange
 ) -> dict[str, int]:
-    async with ecr.pool.acquire() as conn, conn.transaction():
-        kind, resource, owner = await _acl_target(conn, ecr, who, ns, name, Permission.WRITE_ACP)
+    async with ecr.store.transaction() as tx:
+        kind, resource, owner = await _acl_target(tx, ecr, who, ns, name, Permission.WRITE_ACP)
         if change.operation == "add":
-            return {"added": await store.add_grant(conn, kind, resource, change.grant())}
+            return {"added": await tx.add_grant(kind, resource, change.grant())}
         permission = change.permission.value if change.permission else None
-        deleted = await store.delete_grants(
-            conn, kind, resource, owner, change.granteeType, change.grantee, permission
+        deleted = await tx.delete_grants(
+            kind, resource, owner, change.granteeType, change.grantee, permission
         )
         return {"deleted": deleted}

@@ -12,85 +12,75 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
 
-import asyncpg
-
-from sage_common.bus import enqueue
 from sage_common.errors import Conflict
 from sage_common.events import make_event
 from sage_common.schemas import AppDeleted, AppImagesDeleted, DeletedBuild
 
-from . import store, store_images, views
+from . import views
+from .records import App
+from .store import Session
 
 log = logging.getLogger(__name__)
 SOURCE = "ecr-api"
 
 
-async def forget(conn: asyncpg.Connection, app: dict[str, Any], requested_by: str) -> None:
+async def forget(tx: Session, app: App, requested_by: str) -> None:
     """Queue `app.deleted` for the (locked) version about to be deleted, and hold its names."""
-    app_id = views.app_id(app["namespace"], app["name"], app["version"])
     builds = []
-    for row in await store_images.builds_of(conn, app["id"]):
-        done = row["done"] or {}
+    for pushed in await tx.pushed_builds(app.id):
+        done = pushed.done or {}
         builds.append(
             DeletedBuild(
-                build_id=str(row["build_id"]),
+                build_id=str(pushed.build_id),
                 image=done.get("image"),
                 index_digest=done.get("index_digest"),
                 images=done.get("images") or [],
             )
         )
     data = AppDeleted(
-        app_id=app_id,
-        repository=f"{app['namespace']}/{app['name']}",
+        app_id=app.ident,
+        repository=f"{app.namespace}/{app.name}",
         requested_by=requested_by,
         builds=builds,
     )
-    event = make_event(SOURCE, data, subject=app_id)
-    await enqueue(conn, event)
-    await store_images.add_pending(
-        conn,
-        uuid.UUID(event.id),
-        app["namespace"],
-        app["name"],
-        app["version"],
-        app["owner"],
-        requested_by,
+    event = make_event(SOURCE, data, subject=app.ident)
+    await tx.enqueue(event)
+    await tx.add_deletion(
+        uuid.UUID(event.id), app.namespace, app.name, app.version, app.owner, requested_by
     )
 
 
 async def require_claimable(
-    conn: asyncpg.Connection, namespace: str, name: str | None = None, version: str | None = None
+    tx: Session, namespace: str, name: str | None = None, version: str | None = None
 ) -> None:
     """409 if claiming this (a new namespace, a new repository, a version) would reach images of
     a deleted version that the builder has not yet confirmed gone."""
-    if await store.get_namespace(conn, namespace) is None:
+    if await tx.get_namespace(namespace) is None:
         name = version = None  # the whole namespace would be claimed
         what = f"namespace {namespace}"
-    elif name is not None and await store.get_repository(conn, namespace, name) is None:
+    elif name is not None and await tx.get_repository(namespace, name) is None:
         version = None
         what = f"repository {namespace}/{name}"
     elif name is not None and version is not None:
         what = views.app_id(namespace, name, version)
     else:
         return
-    if await store_images.pending(conn, namespace, name, version):
+    if await tx.pending_deletions(namespace, name, version):
         raise Conflict(
             f"{what} held images of a deleted app that are still being removed from the "
             "registry: try again in a minute"
         )
 
 
-async def on_images_deleted(conn: asyncpg.Connection, data: AppImagesDeleted) -> None:
+async def on_images_deleted(tx: Session, data: AppImagesDeleted) -> None:
     """The builder deleted a version's images: its names may be claimed again."""
     try:
         event_id = uuid.UUID(data.deletion_id)
     except ValueError:
         log.warning("app.images_deleted names no deletion of ours", extra={"app_id": data.app_id})
         return
-    row = await store_images.confirm(conn, event_id, data.app_id)
-    if row is None:
+    if await tx.confirm_deletion(event_id, data.app_id) is None:
         log.info("app.images_deleted for no pending deletion", extra={"app_id": data.app_id})
         return
     log.info(

@@ -15,19 +15,18 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-import asyncpg
-
 from sage_common.auth import Principal
 from sage_common.errors import NotFound
 from sage_common.schemas import MetaFile
 
-from . import access, views
-from . import store_meta as meta
+from . import service_access as access
+from . import views
 from .acl import Permission
-from .store_meta import MetaFileRow
+from .records import App, MetaFileRow
 
 if TYPE_CHECKING:
     from .service import Ecr
+    from .store import Session
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +93,7 @@ def split_location(location: str) -> tuple[str, str] | None:
     return bucket, key
 
 
-def _problem(app: dict[str, Any], build_id: uuid.UUID, f: MetaFile) -> str | None:
+def _problem(app: App, build_id: uuid.UUID, f: MetaFile) -> str | None:
     if not _NAME_RE.match(f.name):
         return "not a file name the builder writes"
     if f.kind not in KINDS:
@@ -104,13 +103,13 @@ def _problem(app: dict[str, Any], build_id: uuid.UUID, f: MetaFile) -> str | Non
     if f.size < 0 or not re.fullmatch(r"[0-9a-f]{64}", f.sha256):
         return "no size or sha256"
     where = split_location(f.location)
-    expected = object_key(app["namespace"], app["name"], app["version"], build_id, f.name)
+    expected = object_key(app.namespace, app.name, app.version, build_id, f.name)
     if where is None or where[1] != expected:
         return "stored outside the build's own prefix"
     return None
 
 
-def accepted(app: dict[str, Any], build_id: uuid.UUID, files: list[MetaFile]) -> list[MetaFileRow]:
+def accepted(app: App, build_id: uuid.UUID, files: list[MetaFile]) -> list[MetaFileRow]:
     """The reported files the ECR keeps; the rest are logged and dropped (one icon at most)."""
     rows: list[MetaFileRow] = []
     for f in files:
@@ -128,16 +127,14 @@ def accepted(app: dict[str, Any], build_id: uuid.UUID, files: list[MetaFile]) ->
     return rows
 
 
-async def record(
-    conn: asyncpg.Connection, app: dict[str, Any], build_id: uuid.UUID, files: list[MetaFile]
-) -> None:
+async def record(tx: Session, app: App, build_id: uuid.UUID, files: list[MetaFile]) -> None:
     """The version's files become those the current build's `build.done` reported."""
-    await meta.replace(conn, app["id"], build_id, accepted(app, build_id, files))
+    await tx.replace_meta_files(app.id, build_id, accepted(app, build_id, files))
 
 
-async def doc_fields(conn: asyncpg.Connection, app: dict[str, Any]) -> dict[str, Any]:
+async def doc_fields(tx: Session, app: App) -> dict[str, Any]:
     """`thumbnail`, `images` and `science_description` of the app document."""
-    return views.meta_fields(app, await meta.list_files(conn, app["id"]))
+    return views.meta_fields(app, await tx.meta_files(app.id))
 
 
 async def open_file(
@@ -152,9 +149,9 @@ async def open_file(
 ) -> Download:
     """One file of a version the caller may read, opened for streaming (or not, when the
     caller's copy is current); 404 for an unknown file and for whoever may not read the app."""
-    async with ecr.pool.acquire() as conn:
-        app = await access.app_for(conn, who, ecr.policy, ns, name, version, Permission.READ)
-        row = await meta.get_file(conn, app["id"], file_name)
+    async with ecr.store.read() as tx:
+        app = await access.app_for(tx, who, ecr.policy, ns, name, version, Permission.READ)
+        row = await tx.meta_file(app.id, file_name)
     missing = NotFound(f"{views.app_id(ns, name, version)} has no meta file {file_name!r}")
     if row is None:
         raise missing

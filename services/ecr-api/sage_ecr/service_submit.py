@@ -16,8 +16,8 @@ from pydantic import ValidationError
 from sage_common.auth import Principal
 from sage_common.errors import Conflict, Forbidden, Unauthorized, Unprocessable, validation_errors
 
-from . import access, pipeline, service_images, store, views
-from . import store_apps as apps
+from . import service_access as access
+from . import service_builds, service_images, views
 from .acl import Permission
 from .service import Ecr, search_text
 from .spec import AppSpec, cross_check
@@ -105,19 +105,19 @@ async def submit(
     assert spec.namespace is not None
     ns, name = spec.namespace, spec.name
     ident = views.app_id(ns, name, spec.version)
-    async with ecr.pool.acquire() as conn, conn.transaction():
-        await service_images.require_claimable(conn, ns, name, spec.version)
-        if await store.create_namespace(conn, ns, who.username):
-            await store.create_repository(conn, ns, name, who.username)
-        elif await store.get_repository(conn, ns, name) is None:
-            granted = await access.on_namespace(conn, who, ecr.policy, ns)
+    async with ecr.store.transaction() as tx:
+        await service_images.require_claimable(tx, ns, name, spec.version)
+        if await tx.create_namespace(ns, who.username):
+            await tx.create_repository(ns, name, who.username)
+        elif await tx.get_repository(ns, name) is None:
+            granted = await access.on_namespace(tx, who, ecr.policy, ns)
             if Permission.WRITE not in granted:
                 raise Forbidden(
                     f"namespace {ns} belongs to someone else: you may not add apps to it"
                 )
-            await store.create_repository(conn, ns, name, who.username)
+            await tx.create_repository(ns, name, who.username)
         else:
-            granted = await access.on_repository(conn, who, ecr.policy, ns, name)
+            granted = await access.on_repository(tx, who, ecr.policy, ns, name)
             if Permission.WRITE not in granted:
                 raise Forbidden(f"you may not submit versions of {ns}/{name}")
         values: dict[str, Any] = {
@@ -127,21 +127,20 @@ async def submit(
             "search": search_text(spec),
         }
         approved = who.is_approved or who.is_admin
-        existing = await apps.get_app(conn, ns, name, spec.version, for_update=True)
+        existing = await tx.get_app(ns, name, spec.version, for_update=True)
         if existing is not None:
-            if existing["frozen"]:
+            if existing.frozen:
                 raise Conflict(f"App {ident} already exists and is frozen: submit a new version")
             if not force:
                 raise Conflict(
                     f"App {ident} already exists but is not frozen. "
                     "Use query force=true to overwrite."
                 )
-            await apps.replace_spec(conn, existing["id"], **values)
-            app = await apps.get_app_by_id(conn, existing["id"], for_update=True)
+            await tx.replace_spec(existing.id, **values)
+            app = await tx.get_app_by_id(existing.id, for_update=True)
             cause = "resubmitted"
         else:
-            app = await apps.insert_app(
-                conn,
+            app = await tx.insert_app(
                 namespace=ns,
                 name=name,
                 version=spec.version,
@@ -154,7 +153,7 @@ async def submit(
         if app is None:  # another request stored it first
             raise Conflict(f"App {ident} already exists: submit again with force=true to replace")
         if approved:
-            await pipeline.start_build(conn, app, who.username, cause)
+            await service_builds.start_build(tx, app, who.username, cause)
         else:
-            await pipeline.register(conn, app, who.username, cause)
-        return _with_warnings(await apps.app_document(conn, app["id"]), submission.warnings)
+            await service_builds.register(tx, app, who.username, cause)
+        return _with_warnings(await tx.app_document(app.id), submission.warnings)

@@ -1,293 +1,190 @@
-"""SQL for namespaces, repositories and their access control lists (asyncpg, `$n` parameters).
+"""The store the ECR's use cases take: a session per unit of work, its SQL split by topic.
 
-Every function takes the connection it runs on, so the service decides what shares a transaction.
+`async with store.transaction() as tx:` gives a session whose writes and the events it queues
+(`tx.enqueue`, the outbox) commit together or not at all; `store.read()` a session outside any
+transaction. `PgStore` runs on Postgres (`store_*.py`); `memory.py` is the fake for unit tests.
 """
 
 from __future__ import annotations
 
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from datetime import datetime
+from typing import Any, Protocol
 
 import asyncpg
 
-from .acl import GIVEN_BY, Grant, Permission
+from sage_common.bus import enqueue
+from sage_common.events import CloudEvent
 
-Conn: TypeAlias = asyncpg.Connection
-READERS = GIVEN_BY[Permission.READ]
-
-# Whether the grant row `p` names the viewer ($u: username or NULL, $g: groups).
-_NAMES_VIEWER = """((p.grantee_type = 'USER' AND p.grantee = {u})
-    OR (p.grantee_type = 'GROUP' AND (p.grantee = 'AllUsers' OR p.grantee = ANY({g}))))"""
-# The same without AllUsers: grants to the viewer themselves or to their groups.
-_NAMES_VIEWER_ONLY = """((p.grantee_type = 'USER' AND p.grantee = {u})
-    OR (p.grantee_type = 'GROUP' AND p.grantee = ANY({g})))"""
-
-
-def _granted(
-    resource_type: str, names: str, permissions: list[str] | None = None, *, all_users: bool = True
-) -> str:
-    """SQL: the names of the resources of `resource_type` with a grant that `names` the viewer (and
-    gives one of `permissions`; without AllUsers' when `all_users` is False), as an uncorrelated
-    subquery: Postgres hashes it once per query instead of probing the grants for every row."""
-    given = f" AND p.permission = ANY('{{{','.join(permissions)}}}'::text[])" if permissions else ""
-    public = "" if all_users else " AND NOT (p.grantee_type = 'GROUP' AND p.grantee = 'AllUsers')"
-    return f"""(SELECT p.resource_name FROM permissions p
-        WHERE p.resource_type = '{resource_type}'{given}{public} AND {names})"""
+from .acl import Grant
+from .records import (
+    App,
+    Build,
+    Deletion,
+    HistoryEntry,
+    MetaFileRow,
+    Namespace,
+    PushedBuild,
+    Repository,
+)
+from .store_apps import AppFilter, AppsSql, Page, Viewer
+from .store_builds import BuildsSql
+from .store_catalogue import CatalogueSql, RepoFilter
+from .store_images import ImagesSql
+from .store_meta import MetaSql
 
 
-def readable_repository(
-    namespace: str, name: str, u: str, g: str, everything: str, *, via_public: bool = True
-) -> str:
-    """SQL: the viewer may read the repository `namespace`/`name` (SQL expressions); with
-    `via_public=False` only through a grant to them or their groups (SAGE's `nopublic`).
-    A namespace's grants apply to its repositories, but AllUsers on a namespace does not."""
-    names = (_NAMES_VIEWER if via_public else _NAMES_VIEWER_ONLY).format(u=u, g=g)
-    return f"""({everything}
-        OR {namespace} IN {_granted("namespace", names, READERS, all_users=False)}
-        OR ({namespace} || '/' || {name}) IN {_granted("repository", names, READERS)})"""
+class Session(Protocol):
+    """What a use case may read and write in one unit of work (the `*Sql` classes say how)."""
+
+    # namespaces, repositories and their grants
+    async def get_namespace(self, name: str) -> Namespace | None: ...
+    async def create_namespace(self, name: str, owner: str) -> bool: ...
+    async def delete_namespace(self, name: str) -> None: ...
+    async def count_repositories(self, namespace: str) -> int: ...
+    async def list_namespaces(
+        self, username: str | None, groups: list[str], everything: bool
+    ) -> list[Namespace]: ...
+    async def get_repository(self, namespace: str, name: str) -> Repository | None: ...
+    async def create_repository(self, namespace: str, name: str, owner: str) -> bool: ...
+    async def delete_repository(self, namespace: str, name: str) -> None: ...
+    async def count_apps(self, namespace: str, name: str) -> int: ...
+    async def list_repositories(
+        self,
+        namespace: str | None,
+        username: str | None,
+        groups: list[str],
+        everything: bool,
+        flt: RepoFilter | None = None,
+    ) -> list[Repository]: ...
+    async def grants(self, resource_type: str, resource_name: str) -> list[Grant]: ...
+    async def grants_of(self, resource_type: str, names: list[str]) -> dict[str, list[Grant]]: ...
+    async def add_grant(self, resource_type: str, resource_name: str, grant: Grant) -> int: ...
+    async def delete_grants(
+        self,
+        resource_type: str,
+        resource_name: str,
+        owner: str,
+        grantee_type: str | None,
+        grantee: str | None,
+        permission: str | None,
+    ) -> int: ...
+
+    # app versions and their documents
+    async def insert_app(
+        self,
+        *,
+        namespace: str,
+        name: str,
+        version: str,
+        version_key: str,
+        owner: str,
+        spec: dict[str, Any],
+        architectures: list[str],
+        gpu: str,
+        state: str,
+        search: tuple[str, str, str],
+    ) -> App | None: ...
+    async def replace_spec(
+        self,
+        app_id: int,
+        *,
+        spec: dict[str, Any],
+        architectures: list[str],
+        gpu: str,
+        search: tuple[str, str, str],
+    ) -> None: ...
+    async def get_app(
+        self, namespace: str, name: str, version: str, *, for_update: bool = False
+    ) -> App | None: ...
+    async def get_app_by_id(self, app_id: int, *, for_update: bool = False) -> App | None: ...
+    async def app_document(self, app_id: int) -> str: ...
+    async def update_app(self, app_id: int, **values: Any) -> None: ...
+    async def save_doc(self, app_id: int, doc: dict[str, Any], doc_version: int) -> None: ...
+    async def lock_stale_docs(self, doc_version: int, limit: int) -> list[int]: ...
+    async def delete_app(self, app_id: int) -> None: ...
+    async def list_apps(
+        self, viewer: Viewer, flt: AppFilter, after: list[str] | None, limit: int
+    ) -> Page: ...
+
+    # builds and history
+    async def insert_build(self, app_id: int, build_number: int, requested_by: str) -> Build: ...
+    async def get_build(self, build_id: uuid.UUID | None) -> Build | None: ...
+    async def get_build_by_number(self, app_id: int, build_number: int) -> Build | None: ...
+    async def record_started(
+        self, build_id: uuid.UUID, at: datetime, event_id: str, log_location: str | None = None
+    ) -> bool: ...
+    async def record_done(
+        self, build_id: uuid.UUID, status: str, data: dict[str, Any], event_id: str
+    ) -> bool: ...
+    async def record_profile(
+        self, build_id: uuid.UUID, status: str, data: dict[str, Any], event_id: str
+    ) -> bool: ...
+    async def add_history(
+        self,
+        app_id: int,
+        source: str | None,
+        target: str,
+        cause: str,
+        *,
+        event_id: str | None = None,
+        build_number: int | None = None,
+        actor: str | None = None,
+    ) -> None: ...
+    async def history(self, app_id: int) -> list[HistoryEntry]: ...
+
+    # images of deleted versions, ecr-meta files
+    async def pushed_builds(self, app_id: int) -> list[PushedBuild]: ...
+    async def add_deletion(
+        self,
+        event_id: uuid.UUID,
+        namespace: str,
+        name: str,
+        version: str,
+        owner: str,
+        requested_by: str,
+    ) -> None: ...
+    async def pending_deletions(
+        self, namespace: str, name: str | None = None, version: str | None = None
+    ) -> int: ...
+    async def confirm_deletion(self, event_id: uuid.UUID, app_id: str) -> Deletion | None: ...
+    async def replace_meta_files(
+        self, app_id: int, build_id: uuid.UUID, files: list[MetaFileRow]
+    ) -> None: ...
+    async def meta_files(self, app_id: int) -> list[MetaFileRow]: ...
+    async def meta_file(self, app_id: int, file_name: str) -> MetaFileRow | None: ...
+
+    async def enqueue(self, event: CloudEvent) -> None:
+        """Queue an event in this unit of work; it is published only if the work commits."""
 
 
-def shared_repository(namespace: str, name: str, owner: str, u: str, g: str) -> str:
-    """SQL: someone else owns the repository and grants the viewer (or a group of theirs)
-    something on it or on its namespace (SAGE's `shared`)."""
-    names = _NAMES_VIEWER_ONLY.format(u=u, g=g)
-    return f"""({owner} IS DISTINCT FROM {u} AND (
-        {namespace} IN {_granted("namespace", names)}
-        OR ({namespace} || '/' || {name}) IN {_granted("repository", names)}))"""
+class Store(Protocol):
+    def read(self) -> AbstractAsyncContextManager[Session]: ...
+    def transaction(self) -> AbstractAsyncContextManager[Session]: ...
+
+
+class PgSession(CatalogueSql, AppsSql, BuildsSql, ImagesSql, MetaSql):
+    """The session on one Postgres connection; the caller holds its transaction (a consumer's
+    `handle` wraps the one the bus opened to record the event id)."""
+
+    async def enqueue(self, event: CloudEvent) -> None:
+        await enqueue(self.conn, event)
 
 
 @dataclass
-class RepoFilter:
-    """SAGE's listing filters (`GET /api/repositories`); see docs/ecr.md."""
+class PgStore:
+    pool: asyncpg.Pool
 
-    owner: str | None = None
-    public: bool = False
-    nopublic: bool = False
-    shared: bool = False
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[Session]:
+        async with self.pool.acquire() as conn:
+            yield PgSession(conn)
 
-
-def public_repository(namespace: str, name: str) -> str:
-    """SQL: AllUsers may read the repository."""
-    return f"""EXISTS (SELECT 1 FROM permissions p
-        WHERE p.resource_type = 'repository' AND p.resource_name = {namespace} || '/' || {name}
-          AND p.grantee_type = 'GROUP' AND p.grantee = 'AllUsers')"""
-
-
-_PUBLIC_R = public_repository("r.namespace", "r.name")
-
-
-# ---- namespaces
-
-
-async def get_namespace(conn: Conn, name: str) -> dict[str, Any] | None:
-    row = await conn.fetchrow(
-        "SELECT name, owner, created_at FROM namespaces WHERE name = $1", name
-    )
-    return dict(row) if row else None
-
-
-async def create_namespace(conn: Conn, name: str, owner: str) -> bool:
-    """Claim `name` for `owner` with FULL_CONTROL; False when it is already taken."""
-    created = await conn.fetchval(
-        """INSERT INTO namespaces (name, owner) VALUES ($1, $2)
-           ON CONFLICT DO NOTHING RETURNING true""",
-        name,
-        owner,
-    )
-    if created:
-        await add_grant(
-            conn,
-            "namespace",
-            name,
-            Grant(grantee_type="USER", grantee=owner, permission=Permission.FULL_CONTROL),
-        )
-    return bool(created)
-
-
-async def delete_namespace(conn: Conn, name: str) -> None:
-    await conn.execute(
-        "DELETE FROM permissions WHERE resource_type = 'namespace' AND resource_name = $1", name
-    )
-    await conn.execute("DELETE FROM namespaces WHERE name = $1", name)
-
-
-async def count_repositories(conn: Conn, namespace: str) -> int:
-    return int(
-        await conn.fetchval("SELECT count(*) FROM repositories WHERE namespace = $1", namespace)
-    )
-
-
-async def list_namespaces(
-    conn: Conn, username: str | None, groups: list[str], everything: bool
-) -> list[dict[str, Any]]:
-    """Namespaces the viewer may read, directly or through one of their repositories."""
-    rows = await conn.fetch(
-        f"""SELECT n.name, n.owner FROM namespaces n
-            WHERE $3 OR EXISTS (
-                SELECT 1 FROM permissions p
-                WHERE p.permission = ANY($4::text[])
-                  AND ((p.resource_type = 'namespace' AND p.resource_name = n.name)
-                    OR (p.resource_type = 'repository'
-                        AND left(p.resource_name, length(n.name) + 1) = n.name || '/'))
-                  AND {_NAMES_VIEWER.format(u="$1", g="$2")})
-            ORDER BY n.name""",
-        username,
-        groups,
-        everything,
-        READERS,
-    )
-    return [dict(r) for r in rows]
-
-
-# ---- repositories
-
-
-async def get_repository(conn: Conn, namespace: str, name: str) -> dict[str, Any] | None:
-    row = await conn.fetchrow(
-        f"""SELECT r.namespace, r.name, r.owner, r.created_at, {_PUBLIC_R} AS public
-            FROM repositories r WHERE r.namespace = $1 AND r.name = $2""",
-        namespace,
-        name,
-    )
-    return dict(row) if row else None
-
-
-async def create_repository(conn: Conn, namespace: str, name: str, owner: str) -> bool:
-    created = await conn.fetchval(
-        """INSERT INTO repositories (namespace, name, owner) VALUES ($1, $2, $3)
-           ON CONFLICT DO NOTHING RETURNING true""",
-        namespace,
-        name,
-        owner,
-    )
-    if created:
-        await add_grant(
-            conn,
-            "repository",
-            f"{namespace}/{name}",
-            Grant(grantee_type="USER", grantee=owner, permission=Permission.FULL_CONTROL),
-        )
-    return bool(created)
-
-
-async def delete_repository(conn: Conn, namespace: str, name: str) -> None:
-    await conn.execute(
-        "DELETE FROM permissions WHERE resource_type = 'repository' AND resource_name = $1",
-        f"{namespace}/{name}",
-    )
-    await conn.execute(
-        "DELETE FROM repositories WHERE namespace = $1 AND name = $2", namespace, name
-    )
-
-
-async def count_apps(conn: Conn, namespace: str, name: str) -> int:
-    return int(
-        await conn.fetchval(
-            "SELECT count(*) FROM apps WHERE namespace = $1 AND name = $2", namespace, name
-        )
-    )
-
-
-async def list_repositories(
-    conn: Conn,
-    namespace: str | None,
-    username: str | None,
-    groups: list[str],
-    everything: bool,
-    flt: RepoFilter | None = None,
-) -> list[dict[str, Any]]:
-    flt = flt or RepoFilter()
-    args: list[Any] = [namespace, username, groups, everything]
-    where = [
-        "($1::text IS NULL OR r.namespace = $1)",
-        readable_repository("r.namespace", "r.name", "$2", "$3", "$4", via_public=not flt.nopublic),
-    ]
-    if flt.public:
-        where.append(_PUBLIC_R)
-    if flt.shared:
-        where.append(shared_repository("r.namespace", "r.name", "r.owner", "$2", "$3"))
-    if flt.owner is not None:
-        args.append(flt.owner)
-        where.append(f"r.owner = ${len(args)}")
-    rows = await conn.fetch(
-        f"""SELECT r.namespace, r.name, r.owner, {_PUBLIC_R} AS public
-            FROM repositories r
-            WHERE {" AND ".join(where)}
-            ORDER BY r.namespace, r.name""",
-        *args,
-    )
-    return [dict(r) for r in rows]
-
-
-# ---- access control lists
-
-
-async def grants(conn: Conn, resource_type: str, resource_name: str) -> list[Grant]:
-    rows = await conn.fetch(
-        """SELECT grantee_type, grantee, permission FROM permissions
-           WHERE resource_type = $1 AND resource_name = $2
-           ORDER BY grantee_type, grantee, permission""",
-        resource_type,
-        resource_name,
-    )
-    return [
-        Grant(grantee_type=r["grantee_type"], grantee=r["grantee"], permission=r["permission"])
-        for r in rows
-    ]
-
-
-async def grants_of(conn: Conn, resource_type: str, names: list[str]) -> dict[str, list[Grant]]:
-    """The grants of each resource of `resource_type` named in `names`, in one query."""
-    rows = await conn.fetch(
-        """SELECT resource_name, grantee_type, grantee, permission FROM permissions
-           WHERE resource_type = $1 AND resource_name = ANY($2::text[])
-           ORDER BY resource_name, grantee_type, grantee, permission""",
-        resource_type,
-        names,
-    )
-    found: dict[str, list[Grant]] = {name: [] for name in names}
-    for r in rows:
-        found[r["resource_name"]].append(
-            Grant(grantee_type=r["grantee_type"], grantee=r["grantee"], permission=r["permission"])
-        )
-    return found
-
-
-async def add_grant(conn: Conn, resource_type: str, resource_name: str, grant: Grant) -> int:
-    status = await conn.execute(
-        """INSERT INTO permissions (resource_type, resource_name, grantee_type, grantee, permission)
-           VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING""",
-        resource_type,
-        resource_name,
-        grant.grantee_type,
-        grant.grantee,
-        grant.permission.value,
-    )
-    return int(status.split()[-1])
-
-
-async def delete_grants(
-    conn: Conn,
-    resource_type: str,
-    resource_name: str,
-    owner: str,
-    grantee_type: str | None,
-    grantee: str | None,
-    permission: str | None,
-) -> int:
-    """Delete the matching grants (all when no filter), never the owner's FULL_CONTROL."""
-    status = await conn.execute(
-        """DELETE FROM permissions
-           WHERE resource_type = $1 AND resource_name = $2
-             AND ($3::text IS NULL OR grantee_type = $3)
-             AND ($4::text IS NULL OR grantee = $4)
-             AND ($5::text IS NULL OR permission = $5)
-             AND NOT (grantee_type = 'USER' AND grantee = $6 AND permission = 'FULL_CONTROL')""",
-        resource_type,
-        resource_name,
-        grantee_type,
-        grantee,
-        permission,
-        owner,
-    )
-    return int(status.split()[-1])
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Session]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield PgSession(conn)

@@ -17,10 +17,10 @@ from .acl import Grant
 from .states import State
 
 if TYPE_CHECKING:
-    from .store_meta import MetaFileRow
+    from .records import App, Build, HistoryEntry, MetaFileRow, Namespace, Repository
 
 # Bump whenever `app_doc` changes: stored documents made by an older version are recomputed when
-# the service starts (pipeline.refresh_stale_docs), so every client sees one shape.
+# the service starts (service_builds.refresh_stale_docs), so every client sees one shape.
 DOC_VERSION = 4
 
 SPEC_ORDER = (
@@ -105,14 +105,14 @@ def text_items(value: Any) -> list[str]:
     return [str(item) for item in value]
 
 
-def source_view(source: dict[str, Any], build: dict[str, Any] | None) -> dict[str, Any]:
+def source_view(source: dict[str, Any], build: Build | None) -> dict[str, Any]:
     """`source` as SAGE shows it: `branch`/`tag` "" when unset, `git_commit` the commit built.
 
     `git_commit` is the commit the current build checked out (a pinned `commit` until then, else
     ""); `commit` stays what the description pinned. Credentials in `url` (stored before they
     were refused) are shown as `***`.
     """
-    done = (build or {}).get("done") or {}
+    done = (build.done if build else None) or {}
     shown = dict(source)
     if isinstance(shown.get("url"), str):
         shown["url"] = redact_url(shown["url"])
@@ -123,14 +123,14 @@ def source_view(source: dict[str, Any], build: dict[str, Any] | None) -> dict[st
     return shown
 
 
-def app_doc(app: dict[str, Any], build: dict[str, Any] | None) -> dict[str, Any]:
+def app_doc(app: App, build: Build | None) -> dict[str, Any]:
     """The app as every route shows it (without `public`, which depends on the ACL)."""
-    spec = app["spec"]
+    spec = app.spec
     doc: dict[str, Any] = {
-        "id": app_id(app["namespace"], app["name"], app["version"]),
-        "namespace": app["namespace"],
-        "name": app["name"],
-        "version": app["version"],
+        "id": app.ident,
+        "namespace": app.namespace,
+        "name": app.name,
+        "version": app.version,
     }
     for key in SPEC_ORDER:
         value = spec.get(key)
@@ -141,61 +141,56 @@ def app_doc(app: dict[str, Any], build: dict[str, Any] | None) -> dict[str, Any]
         elif key in SAGE_TEXT:
             doc[key] = "" if value is None else value
         elif key == "source":
-            doc[key] = source_view(value, build)
+            doc[key] = source_view(spec[key], build)
         else:
             doc[key] = value
     for key in SAGE_UNUSED:
         doc[key] = "" if spec.get(key) is None else spec[key]
     doc.update(
-        owner=app["owner"],
-        frozen=app["frozen"],
-        state=app["state"],
-        build_number=app["build_number"],
-        image=image_of(build.get("done") if build else None),
-        profile=profile_summary(build.get("profile") if build else None),
+        owner=app.owner,
+        frozen=app.frozen,
+        state=app.state,
+        build_number=app.build_number,
+        image=image_of(build.done if build else None),
+        profile=profile_summary(build.profile if build else None),
         review=(
-            {
-                "reviewer": app["reviewer"],
-                "comment": app["review_comment"],
-                "time": iso(app["reviewed_at"]),
-            }
-            if app.get("reviewer")
+            {"reviewer": app.reviewer, "comment": app.review_comment, "time": iso(app.reviewed_at)}
+            if app.reviewer
             else None
         ),
-        time_created=iso(app["created_at"]),
-        time_last_updated=iso(app["updated_at"]),
+        time_created=iso(app.created_at),
+        time_last_updated=iso(app.updated_at),
     )
     for key, value in spec.items():  # fields the description had beyond the known ones
         doc.setdefault(key, value)
     return doc
 
 
-def log_location(build: dict[str, Any] | None) -> str | None:
+def log_location(build: Build | None) -> str | None:
     """Where the build's log is: as `build.done` reported it, else as `build.started` did."""
-    done = (build or {}).get("done") or {}
-    return done.get("log_location") or (build or {}).get("log_location")
-
-
-def build_view(app: dict[str, Any], build: dict[str, Any] | None) -> dict[str, Any]:
-    """`GET /api/builds/...`: SAGE's `result` (SUCCESS, FAILURE, null while running) and more."""
-    ident = app_id(app["namespace"], app["name"], app["version"])
     if build is None:
-        return {"id": ident, "build_number": 0, "result": None, "building": False}
-    done = build.get("done") or {}
-    status = build.get("status")
-    result = {"success": "SUCCESS", "failure": "FAILURE"}.get(status or "")
+        return None
+    return (build.done or {}).get("log_location") or build.log_location
+
+
+def build_view(app: App, build: Build | None) -> dict[str, Any]:
+    """`GET /api/builds/...`: SAGE's `result` (SUCCESS, FAILURE, null while running) and more."""
+    if build is None:
+        return {"id": app.ident, "build_number": 0, "result": None, "building": False}
+    done = build.done or {}
+    result = {"success": "SUCCESS", "failure": "FAILURE"}.get(build.status or "")
     return {
-        "id": ident,
-        "build_number": build["build_number"],
-        "build_id": str(build["build_id"]),
+        "id": app.ident,
+        "build_number": build.build_number,
+        "build_id": str(build.build_id),
         "result": result,
-        "building": result is None and app["state"] in (State.SUBMITTED, State.BUILDING),
-        "state": app["state"],
-        "requested_by": build["requested_by"],
-        "timestamp": int(build["requested_at"].timestamp() * 1000),
-        "requested_at": iso(build["requested_at"]),
-        "started_at": iso(build.get("started_at")),
-        "finished_at": iso(build.get("finished_at")),
+        "building": result is None and app.state in (State.SUBMITTED, State.BUILDING),
+        "state": app.state,
+        "requested_by": build.requested_by,
+        "timestamp": int(build.requested_at.timestamp() * 1000),
+        "requested_at": iso(build.requested_at),
+        "started_at": iso(build.started_at),
+        "finished_at": iso(build.finished_at),
         "duration_seconds": done.get("duration_seconds"),
         "commit": done.get("commit"),
         "image": done.get("image"),
@@ -207,24 +202,24 @@ def build_view(app: dict[str, Any], build: dict[str, Any] | None) -> dict[str, A
     }
 
 
-def build_url(base_url: str, app: dict[str, Any], build_number: int) -> str:
+def build_url(base_url: str, app: App, build_number: int) -> str:
     """A build's address, ending in `/` as Jenkins' did: SAGE's portal links `url + "console"`,
     which serves the build's log as text."""
-    parts = (app["namespace"], app["name"], app["version"], str(build_number))
+    parts = (app.namespace, app.name, app.version, str(build_number))
     return f"{base_url}/api/builds/" + "/".join(quote(p, safe="") for p in parts) + "/"
 
 
-def outcome_view(build: dict[str, Any] | None) -> dict[str, Any]:
+def outcome_view(build: Build | None) -> dict[str, Any]:
     """Why the current build stands where it does: its error and the profile's verdict, in short.
 
     So that `status` answers "why did it fail" without a second request (`/logs`, `/profile`).
     """
-    done = (build or {}).get("done") or {}
-    profile = (build or {}).get("profile") or {}
+    done = (build.done if build else None) or {}
+    profile = (build.profile if build else None) or {}
     return {
         "build": {
-            "build_id": str(build["build_id"]),
-            "status": build.get("status"),
+            "build_id": str(build.build_id),
+            "status": build.status,
             "error_class": done.get("error_class"),
             "error": done.get("error"),
         }
@@ -236,46 +231,36 @@ def outcome_view(build: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def history_view(row: dict[str, Any]) -> dict[str, Any]:
+def history_view(entry: HistoryEntry) -> dict[str, Any]:
     return {
-        "time": iso(row["at"]),
-        "from": row["from_state"],
-        "to": row["to_state"],
-        "cause": row["cause"],
-        "event_id": str(row["event_id"]) if row["event_id"] else None,
-        "build_number": row["build_number"],
-        "actor": row["actor"],
+        "time": iso(entry.at),
+        "from": entry.from_state,
+        "to": entry.to_state,
+        "cause": entry.cause,
+        "event_id": str(entry.event_id) if entry.event_id else None,
+        "build_number": entry.build_number,
+        "actor": entry.actor,
     }
 
 
-def namespace_view(row: dict[str, Any]) -> dict[str, Any]:
-    return {"id": row["name"], "owner_id": row["owner"], "type": "namespace"}
+def namespace_view(namespace: Namespace) -> dict[str, Any]:
+    return {"id": namespace.name, "owner_id": namespace.owner, "type": "namespace"}
 
 
-def repository_view(row: dict[str, Any]) -> dict[str, Any]:
+def repository_view(repo: Repository) -> dict[str, Any]:
     return {
         "type": "repository",
-        "namespace": row["namespace"],
-        "name": row["name"],
-        "owner_id": row["owner"],
-        "public": bool(row.get("public", False)),
+        "namespace": repo.namespace,
+        "name": repo.name,
+        "owner_id": repo.owner,
+        "public": repo.public,
     }
 
 
-def permission_view(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "grantee": row["grantee"],
-        "granteeType": row["grantee_type"],
-        "permission": row["permission"],
-        "resourceName": row["resource_name"],
-        "resourceType": row["resource_type"],
-    }
-
-
-def meta_fields(app: dict[str, Any], files: Sequence[MetaFileRow]) -> dict[str, Any]:
+def meta_fields(app: App, files: Sequence[MetaFileRow]) -> dict[str, Any]:
     """SAGE's `thumbnail`, `images` and `science_description`: paths under `/api/meta-files/`
     (`ns/name/version/file`), null when absent, as the portal reads them."""
-    prefix = f"{app['namespace']}/{app['name']}/{app['version']}/"
+    prefix = f"{app.namespace}/{app.name}/{app.version}/"
 
     def paths(kind: str) -> list[str]:
         return [prefix + f.file_name for f in files if f.kind == kind]
@@ -289,12 +274,10 @@ def meta_fields(app: dict[str, Any], files: Sequence[MetaFileRow]) -> dict[str, 
 
 def grant_view(grant: Grant, resource_type: str, resource_name: str) -> dict[str, Any]:
     """One grant as SAGE's permission listings show it."""
-    return permission_view(
-        {
-            "grantee": grant.grantee,
-            "grantee_type": grant.grantee_type,
-            "permission": grant.permission.value,
-            "resource_name": resource_name,
-            "resource_type": resource_type,
-        }
-    )
+    return {
+        "grantee": grant.grantee,
+        "granteeType": grant.grantee_type,
+        "permission": grant.permission.value,
+        "resourceName": resource_name,
+        "resourceType": resource_type,
+    }

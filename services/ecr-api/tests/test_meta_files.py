@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 from sage_common.schemas import BuildDone, MetaFile
+from sage_ecr.records import App
 from sage_ecr.service_meta import accepted, split_location
 from sage_ecr.views import meta_fields
 
-APP = {"id": 1, "namespace": "lab", "name": "counter", "version": "1.0.0"}
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+APP = App(1, "lab", "counter", "1.0.0", "1.0.0", "someone", {}, "submitted", NOW, NOW)
 BUILD = uuid.UUID("5b0c2f3e-7d1a-4c1e-9a7b-2a3f8d9e6c11")
 SHA = "ab" * 32
 

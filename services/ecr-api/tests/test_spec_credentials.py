@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
+from sage_ecr.records import App
 from sage_ecr.spec import AppSpec
 from sage_ecr.views import app_doc
 
@@ -81,21 +82,13 @@ def test_other_links_with_credentials_are_refused_too():
 def test_a_stored_url_with_credentials_is_shown_redacted():
     """An app stored before the rule keeps its description, but its document hides the secret."""
     moment = datetime(2026, 1, 1, tzinfo=UTC)
-    app = {
-        "namespace": "lab",
-        "name": "old",
-        "version": "1.0",
-        "spec": {
-            "description": "older than the rule",
-            "source": {"url": "https://oauth2:glpat-s3cret0123@gitlab.com/lab/old.git"},
-        },
-        "owner": "someone",
-        "frozen": False,
-        "state": "published",
-        "build_number": 1,
-        "created_at": moment,
-        "updated_at": moment,
+    spec = {
+        "description": "older than the rule",
+        "source": {"url": "https://oauth2:glpat-s3cret0123@gitlab.com/lab/old.git"},
     }
+    app = App(
+        1, "lab", "old", "1.0", "1.0", "someone", spec, "published", moment, moment, build_number=1
+    )
     doc = app_doc(app, None)
     assert doc["source"]["url"] == "https://***@gitlab.com/lab/old.git"
     assert "s3cret" not in repr(doc)

@@ -8,16 +8,15 @@ enough to see the resource, and READ_ACP shows it to whoever asks about its acce
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import asyncpg
 
 from sage_common.auth import Principal
 from sage_common.errors import Forbidden, NotFound, Unauthorized
 
-from . import acl, store
+from . import acl
 from . import store_apps as apps
 from .acl import Permission
+from .records import App, Namespace, Repository
+from .store import Session
 from .views import app_id
 
 
@@ -62,10 +61,10 @@ def viewer(who: Principal | None, policy: Policy) -> apps.Viewer:
 
 
 async def on_repository(
-    conn: asyncpg.Connection, who: Principal | None, policy: Policy, namespace: str, name: str
+    tx: Session, who: Principal | None, policy: Policy, namespace: str, name: str
 ) -> frozenset[Permission]:
-    ns_grants = await store.grants(conn, "namespace", namespace)
-    repo_grants = await store.grants(conn, "repository", f"{namespace}/{name}")
+    ns_grants = await tx.grants("namespace", namespace)
+    repo_grants = await tx.grants("repository", f"{namespace}/{name}")
     granted = acl.on_repository(who, ns_grants, repo_grants)
     if acl.reads_everything(who, policy.reviewers_group):
         granted |= {Permission.READ}
@@ -73,16 +72,16 @@ async def on_repository(
 
 
 async def on_namespace(
-    conn: asyncpg.Connection, who: Principal | None, policy: Policy, namespace: str
+    tx: Session, who: Principal | None, policy: Policy, namespace: str
 ) -> frozenset[Permission]:
-    granted = acl.on_namespace(who, await store.grants(conn, "namespace", namespace))
+    granted = acl.on_namespace(who, await tx.grants("namespace", namespace))
     if acl.reads_everything(who, policy.reviewers_group):
         granted |= {Permission.READ}
     return granted
 
 
 async def app_for(
-    conn: asyncpg.Connection,
+    tx: Session,
     who: Principal | None,
     policy: Policy,
     namespace: str,
@@ -91,10 +90,10 @@ async def app_for(
     need: Permission,
     *,
     for_update: bool = False,
-) -> dict[str, Any]:
+) -> App:
     """The app version if the caller holds `need` on its repository; 404 if they may not read it."""
-    app = await apps.get_app(conn, namespace, name, version, for_update=for_update)
-    granted = await on_repository(conn, who, policy, namespace, name) if app else frozenset()
+    app = await tx.get_app(namespace, name, version, for_update=for_update)
+    granted = await on_repository(tx, who, policy, namespace, name) if app else frozenset()
     if app is None or not granted & _reveals(need):
         raise NotFound(f"no app {app_id(namespace, name, version)}")
     if need not in granted:
@@ -103,15 +102,15 @@ async def app_for(
 
 
 async def repository_for(
-    conn: asyncpg.Connection,
+    tx: Session,
     who: Principal | None,
     policy: Policy,
     namespace: str,
     name: str,
     need: Permission,
-) -> dict[str, Any]:
-    repo = await store.get_repository(conn, namespace, name)
-    granted = await on_repository(conn, who, policy, namespace, name) if repo else frozenset()
+) -> Repository:
+    repo = await tx.get_repository(namespace, name)
+    granted = await on_repository(tx, who, policy, namespace, name) if repo else frozenset()
     if repo is None or not granted & _reveals(need):
         raise NotFound(f"no repository {namespace}/{name}")
     if need not in granted:
@@ -120,21 +119,21 @@ async def repository_for(
 
 
 async def namespace_for(
-    conn: asyncpg.Connection,
+    tx: Session,
     who: Principal | None,
     policy: Policy,
     namespace: str,
     need: Permission,
-) -> dict[str, Any]:
+) -> Namespace:
     """The namespace if the caller holds `need`; also visible through a readable repository."""
-    row = await store.get_namespace(conn, namespace)
-    granted = await on_namespace(conn, who, policy, namespace) if row else frozenset()
+    row = await tx.get_namespace(namespace)
+    granted = await on_namespace(tx, who, policy, namespace) if row else frozenset()
     visible = bool(granted & _reveals(need))
     if row is not None and not visible:
         who_view = viewer(who, policy)
         visible = bool(
-            await store.list_repositories(
-                conn, namespace, who_view.username, who_view.groups, who_view.everything
+            await tx.list_repositories(
+                namespace, who_view.username, who_view.groups, who_view.everything
             )
         )
     if row is None or not visible:

@@ -7,38 +7,42 @@ from typing import Any
 from sage_common.auth import Principal
 from sage_common.errors import Forbidden, NotFound, Unauthorized
 
-from . import access, acl, pipeline, store, views
-from . import store_apps as apps
+from . import acl, service_builds, views
+from . import service_access as access
 from .acl import Permission
 from .models import RegistryAccessQuery, ReviewDecision
+from .records import App
 from .service import Ecr
+from .store import Session
 
 
 async def rebuild(
     ecr: Ecr, who: Principal | None, ns: str, name: str, version: str
 ) -> dict[str, int]:
     """A new build of a version that is not frozen: new build id, `app.submitted` again."""
-    async with ecr.pool.acquire() as conn, conn.transaction():
+    async with ecr.store.transaction() as tx:
         app = await access.app_for(
-            conn, who, ecr.policy, ns, name, version, Permission.WRITE, for_update=True
+            tx, who, ecr.policy, ns, name, version, Permission.WRITE, for_update=True
         )
         if who is not None and not (who.is_approved or who.is_admin):
             raise Forbidden(
-                f"your account is not approved to build apps yet: {pipeline.ident(app)} stays "
+                f"your account is not approved to build apps yet: {app.ident} stays "
                 "registered (stored, not built); ask an administrator to approve your account"
             )
-        return {"build_number": await pipeline.rebuild(conn, app, access.require_submitter(who))}
+        return {
+            "build_number": await service_builds.rebuild(tx, app, access.require_submitter(who))
+        }
 
 
 async def get_build(
     ecr: Ecr, who: Principal | None, ns: str, name: str, version: str, base_url: str
 ) -> dict[str, Any]:
     """The current build, with `url`: the build's address, whose `console` is its log."""
-    async with ecr.pool.acquire() as conn:
-        app = await access.app_for(conn, who, ecr.policy, ns, name, version, Permission.READ)
-        build = await apps.get_build(conn, app["build_id"])
+    async with ecr.store.read() as tx:
+        app = await access.app_for(tx, who, ecr.policy, ns, name, version, Permission.READ)
+        build = await tx.get_build(app.build_id)
     view = views.build_view(app, build)
-    view["url"] = views.build_url(base_url, app, build["build_number"]) if build else None
+    view["url"] = views.build_url(base_url, app, build.build_number) if build else None
     return view
 
 
@@ -46,30 +50,30 @@ async def status(
     ecr: Ecr, who: Principal | None, ns: str, name: str, version: str
 ) -> dict[str, Any]:
     """The state and every transition so far (what `sage ecr app submit --wait` follows)."""
-    async with ecr.pool.acquire() as conn:
-        app = await access.app_for(conn, who, ecr.policy, ns, name, version, Permission.READ)
-        rows = await apps.history(conn, app["id"])
-        build = await apps.get_build(conn, app["build_id"])
+    async with ecr.store.read() as tx:
+        app = await access.app_for(tx, who, ecr.policy, ns, name, version, Permission.READ)
+        history = await tx.history(app.id)
+        build = await tx.get_build(app.build_id)
     return {
-        "id": pipeline.ident(app),
-        "state": app["state"],
-        "frozen": app["frozen"],
-        "build_number": app["build_number"],
+        "id": app.ident,
+        "state": app.state,
+        "frozen": app.frozen,
+        "build_number": app.build_number,
         **views.outcome_view(build),
-        "history": [views.history_view(r) for r in rows],
+        "history": [views.history_view(h) for h in history],
     }
 
 
 async def logs(ecr: Ecr, who: Principal | None, ns: str, name: str, version: str) -> dict[str, Any]:
     """Where the current build's log is, and its last lines as the builder reported them."""
-    async with ecr.pool.acquire() as conn:
-        app = await access.app_for(conn, who, ecr.policy, ns, name, version, Permission.READ)
-        build = await apps.get_build(conn, app["build_id"])
-    done = (build or {}).get("done") or {}
+    async with ecr.store.read() as tx:
+        app = await access.app_for(tx, who, ecr.policy, ns, name, version, Permission.READ)
+        build = await tx.get_build(app.build_id)
+    done = (build.done if build else None) or {}
     return {
-        "id": pipeline.ident(app),
-        "build_number": app["build_number"],
-        "build_id": str(build["build_id"]) if build else None,
+        "id": app.ident,
+        "build_number": app.build_number,
+        "build_id": str(build.build_id) if build else None,
         "finished": bool(done),
         "log_location": views.log_location(build),
         "log_tail": done.get("log_tail", []),
@@ -82,21 +86,21 @@ async def profile(
     ecr: Ecr, who: Principal | None, ns: str, name: str, version: str
 ) -> dict[str, Any]:
     """The profiler's report on the current build; 404 until there is one."""
-    async with ecr.pool.acquire() as conn:
-        app = await access.app_for(conn, who, ecr.policy, ns, name, version, Permission.READ)
-        build = await apps.get_build(conn, app["build_id"])
-    if not build or not build.get("profile"):
-        raise NotFound(f"{pipeline.ident(app)} has no profile yet (state: {app['state']})")
-    return {"id": pipeline.ident(app), "build_number": build["build_number"], **build["profile"]}
+    async with ecr.store.read() as tx:
+        app = await access.app_for(tx, who, ecr.policy, ns, name, version, Permission.READ)
+        build = await tx.get_build(app.build_id)
+    if not build or not build.profile:
+        raise NotFound(f"{app.ident} has no profile yet (state: {app.state})")
+    return {"id": app.ident, "build_number": build.build_number, **build.profile}
 
 
 async def review(
     ecr: Ecr, who: Principal | None, ns: str, name: str, version: str, body: ReviewDecision
 ) -> str:
     """Approve or reject a version in review; only admins and the reviewers group may."""
-    async with ecr.pool.acquire() as conn, conn.transaction():
+    async with ecr.store.transaction() as tx:
         app = await access.app_for(
-            conn, who, ecr.policy, ns, name, version, Permission.READ, for_update=True
+            tx, who, ecr.policy, ns, name, version, Permission.READ, for_update=True
         )
         if not acl.is_reviewer(who, ecr.policy.reviewers_group):
             raise access.deny(
@@ -104,18 +108,18 @@ async def review(
             )
         assert who is not None
         if not ecr.policy.allow_self_review:
-            await _refuse_own_app(conn, app, who)
-        await pipeline.review(conn, app, who, body.decision, body.comment)
-        return await apps.app_document(conn, app["id"])
+            await _refuse_own_app(tx, app, who)
+        await service_builds.review(tx, app, who, body.decision, body.comment)
+        return await tx.app_document(app.id)
 
 
-async def _refuse_own_app(conn: apps.Conn, app: dict[str, Any], who: Principal) -> None:
+async def _refuse_own_app(tx: Session, app: App, who: Principal) -> None:
     """403 for a reviewer who submitted the version or asked for its current build."""
-    build = await apps.get_build(conn, app["build_id"])
-    authors = {app["owner"], (build or {}).get("requested_by")}
+    build = await tx.get_build(app.build_id)
+    authors = {app.owner, build.requested_by if build else None}
     if who.username in authors:
         raise Forbidden(
-            f"{who.username} submitted {pipeline.ident(app)}: reviewers may not review their own"
+            f"{who.username} submitted {app.ident}: reviewers may not review their own"
             " apps; ask another reviewer"
         )
 
@@ -139,8 +143,8 @@ async def registry_access(
     ns, sep, name = query.repository.partition("/")
     if not sep or "/" in name:
         return answer
-    async with ecr.pool.acquire() as conn:
-        if await store.get_repository(conn, ns, name) is None:
+    async with ecr.store.read() as tx:
+        if await tx.get_repository(ns, name) is None:
             return answer
         if query.username == ecr.policy.builder_account:
             answer["actions"] = ["pull", "push"]
@@ -155,7 +159,7 @@ async def registry_access(
                 is_admin=query.admin,
                 client_id=service if service != query.username else None,
             )
-        granted = await access.on_repository(conn, asker, ecr.policy, ns, name)
+        granted = await access.on_repository(tx, asker, ecr.policy, ns, name)
     if Permission.READ in granted:
         answer["actions"] = ["pull"]
     return answer

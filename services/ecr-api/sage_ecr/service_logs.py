@@ -16,9 +16,10 @@ from pydantic import BaseModel, Field
 from sage_common.auth import Principal
 from sage_common.errors import NotFound
 
-from . import access, pipeline, views
-from . import store_apps as apps
+from . import service_access as access
+from . import views
 from .acl import Permission
+from .records import Build
 from .s3 import LogObject
 from .service import Ecr
 
@@ -74,9 +75,7 @@ def log_key(namespace: str, name: str, version: str, build_id: str) -> str:
     return f"{log_prefix(namespace, name, version)}{build_id}.log"
 
 
-def where(
-    logs: BuildLogs, build: dict[str, Any], ns: str, name: str, version: str
-) -> tuple[str, str]:
+def where(logs: BuildLogs, build: Build, ns: str, name: str, version: str) -> tuple[str, str]:
     """(bucket, key): the location `build.done` or `build.started` reported, else where the
     builder is documented to write it (a builder that says nothing).
 
@@ -95,7 +94,7 @@ def where(
         and "\\" not in rest
     ):
         return bucket, key
-    return logs.bucket, log_key(ns, name, version, str(build["build_id"]))
+    return logs.bucket, log_key(ns, name, version, str(build.build_id))
 
 
 def _tail_text(done: dict[str, Any]) -> bytes:
@@ -119,20 +118,20 @@ async def read_log(
     No log yet is an empty page. A finished build whose log never reached S3 (the builder goes on
     through an S3 outage) answers the last lines that `build.done` carried instead.
     """
-    async with ecr.pool.acquire() as conn:
-        app = await access.app_for(conn, who, ecr.policy, ns, name, version, Permission.READ)
+    async with ecr.store.read() as tx:
+        app = await access.app_for(tx, who, ecr.policy, ns, name, version, Permission.READ)
         if build_number is None:
-            build = await apps.get_build(conn, app["build_id"])
+            build = await tx.get_build(app.build_id)
         else:
-            build = await apps.get_build_by_number(conn, app["id"], build_number)
+            build = await tx.get_build_by_number(app.id, build_number)
             if build is None:
-                raise NotFound(f"{pipeline.ident(app)} has no build {build_number}")
-    ident = pipeline.ident(app)
+                raise NotFound(f"{app.ident} has no build {build_number}")
+    ident = app.ident
     if build is None:
-        return LogPage(ident, None, app["build_number"], offset, b"", 0, complete=True)
-    build_id = str(build["build_id"])
-    done = build.get("done") or {}
-    finished = build.get("done_event") is not None or bool(done)
+        return LogPage(ident, None, app.build_number, offset, b"", 0, complete=True)
+    build_id = str(build.build_id)
+    done = build.done or {}
+    finished = build.done_event is not None or bool(done)
     bucket, key = where(logs, build, ns, name, version)
     found = await logs.reader.read(bucket, key, offset, logs.chunk_bytes)
     if found is None and finished:
@@ -141,6 +140,6 @@ async def read_log(
     if found is None:
         # No log yet, or one being rewritten: S3 servers may show no object for a moment while
         # it is replaced. Either way nothing is new; a follower keeps what it has.
-        return LogPage(ident, build_id, build["build_number"], offset, b"", offset, finished)
+        return LogPage(ident, build_id, build.build_number, offset, b"", offset, finished)
     data, size = found.data, found.size
-    return LogPage(ident, build_id, build["build_number"], offset, data, size, finished)
+    return LogPage(ident, build_id, build.build_number, offset, data, size, finished)
