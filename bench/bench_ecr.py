@@ -40,9 +40,9 @@ from sage_ecr import service_access as access
 from sage_ecr import store_apps as apps
 from sage_ecr.app import create_app
 from sage_ecr.config import Config
-from sage_ecr.handlers import ECR
 from sage_ecr.models import ListQuery
 from sage_ecr.service import Ecr
+from sage_ecr.state import ECR
 
 ADMIN_DSN = os.environ.get("SAGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 APPS, PAGE, CLIENTS = 1000, 100, 64

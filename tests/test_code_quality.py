@@ -89,22 +89,7 @@ def naming_problems(package: Path) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize(
-    "package",
-    [
-        pytest.param(
-            p,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="sage_ecr's modules are renamed with its store's reshaping (issue 13); "
-                "drop this mark when that lands",
-            ),
-        )
-        if p.endswith("sage_ecr")
-        else p
-        for p in SERVICE_PACKAGES
-    ],
-)
+@pytest.mark.parametrize("package", SERVICE_PACKAGES)
 def test_service_modules_follow_the_naming_rule(package: str) -> None:
     assert naming_problems(ROOT / package) == []
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from sage_ecr.cache import LISTING_CACHE, listener_name
+from sage_ecr.cache import listener_name
+from sage_ecr.state import LISTING_CACHE
 from tests.fixtures.auth import call
 from tests.support.bus import eventually
 from tests.support.ecr import app_spec, busless_config, start_ecr

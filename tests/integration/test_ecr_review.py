@@ -13,7 +13,7 @@ import pytest
 
 from sage_common.schemas import BuildDone, ProfileDone
 from sage_ecr import service_builds
-from sage_ecr.handlers import ECR
+from sage_ecr.state import ECR
 from tests.fixtures.auth import MakeUser, call
 from tests.support.ecr import RunningEcr, app_spec, busless_config, start_ecr
 from tests.support.names import sfx

@@ -15,8 +15,8 @@ import pytest
 
 from sage_common.db import migrate
 from sage_ecr.app import MIGRATIONS
-from sage_ecr.handlers import ECR
 from sage_ecr.spectypes import version_key
+from sage_ecr.state import ECR
 from tests.fixtures.auth import call
 from tests.support.ecr import app_spec, busless_config, running_ecr
 from tests.support.names import sfx

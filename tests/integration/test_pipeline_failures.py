@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from sage_ecr.handlers import ECR
+from sage_ecr.state import ECR
 from tests.fixtures.pipeline import Completed, Pipeline, app_path, app_yaml
 from tests.support.bus import eventually
 

@@ -13,7 +13,6 @@ from sage_common.web import POOL, bus_context, create_service_app
 from .cache import invalidate_on_write, listener_context
 from .config import Config
 from .events import consumers
-from .handlers import BUILD_LOGS, ECR, META_FILES
 from .routes import ADMIN, SCOPES, routes
 from .s3 import S3LogReader
 from .service import Ecr
@@ -21,6 +20,7 @@ from .service_access import Policy
 from .service_builds import refresh_stale_docs
 from .service_logs import BuildLogs, LogReader
 from .service_meta import MetaFiles
+from .state import BUILD_LOGS, ECR, META_FILES
 from .store import PgStore
 
 MIGRATIONS = Path(__file__).parent / "migrations"

@@ -26,6 +26,8 @@ from sage_common.auth import principal
 from sage_common.supervise import Supervised
 from sage_common.web import CONFIG, json_text_response, supervise
 
+from .state import LISTING_CACHE
+
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -66,9 +68,6 @@ class ListingCache:
 
     def __len__(self) -> int:
         return len(self._entries)
-
-
-LISTING_CACHE = web.AppKey("listing_cache", ListingCache)
 
 
 def cached_listing(handler: Handler) -> Handler:

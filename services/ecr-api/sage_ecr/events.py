@@ -6,6 +6,8 @@ data that does not parse fails, is retried, and ends in the dead-letter queue wi
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 from aiohttp import web
 
@@ -15,7 +17,8 @@ from sage_common.schemas import AppImagesDeleted, BuildDone, BuildStarted, Profi
 from sage_common.web import BUS, CONFIG, POOL
 
 from . import service_builds, service_images
-from .store import PgSession
+from .service import Ecr
+from .state import ECR
 
 ROUTING_KEYS = ("build.started", "build.done", "profile.done", "app.images_deleted")
 
@@ -24,8 +27,12 @@ class PipelineConsumer(Consumer):
     """Moves app versions along as builds start, finish and get profiled; frees the names of
     deleted versions once their images are gone."""
 
+    def __init__(self, ecr: Ecr, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.ecr = ecr
+
     async def handle(self, conn: asyncpg.Connection, event: CloudEvent) -> None:
-        key, tx = event.routing_key, PgSession(conn)
+        key, tx = event.routing_key, self.ecr.store.joined(conn)
         if key == "build.started":
             await service_builds.on_build_started(tx, event.parse_data(BuildStarted), event.id)
         elif key == "build.done":
@@ -41,4 +48,4 @@ class PipelineConsumer(Consumer):
 def consumers(app: web.Application) -> list[Consumer]:
     """What `bus_context` starts for the ECR API."""
     queue = getattr(app[CONFIG], "consumer_queue", "ecr-api.pipeline")
-    return [PipelineConsumer(app[POOL], app[BUS], name=queue, routing_keys=ROUTING_KEYS)]
+    return [PipelineConsumer(app[ECR], app[POOL], app[BUS], name=queue, routing_keys=ROUTING_KEYS)]

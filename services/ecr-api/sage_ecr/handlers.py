@@ -32,10 +32,8 @@ from .models import (
 )
 from .service import Ecr
 from .specload import load_document
+from .state import BUILD_LOGS, ECR, META_FILES
 
-ECR = web.AppKey("ecr", Ecr)
-BUILD_LOGS = web.AppKey("build_logs", build_logs.BuildLogs)
-META_FILES = web.AppKey("meta_files", service_meta.MetaFiles)
 M = TypeVar("M", bound=BaseModel)
 
 

@@ -165,6 +165,9 @@ class Session(Protocol):
 class Store(Protocol):
     def read(self) -> AbstractAsyncContextManager[Session]: ...
     def transaction(self) -> AbstractAsyncContextManager[Session]: ...
+    def joined(self, conn: asyncpg.Connection) -> Session:
+        """The session on a connection whose transaction the caller holds (a consumer's, which
+        the bus opened to record the event id)."""
 
 
 class PgSession(CatalogueSql, AppsSql, BuildsSql, ImagesSql, MetaSql):
@@ -188,3 +191,6 @@ class PgStore:
     async def transaction(self) -> AsyncIterator[Session]:
         async with self.pool.acquire() as conn, conn.transaction():
             yield PgSession(conn)
+
+    def joined(self, conn: asyncpg.Connection) -> Session:
+        return PgSession(conn)

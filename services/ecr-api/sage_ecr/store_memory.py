@@ -48,3 +48,7 @@ class MemoryStore:
         work = copy.deepcopy(self.tables)
         yield MemorySession(work, self.ids)
         self.tables = work
+
+    def joined(self, conn: object) -> Session:
+        """Writes straight through: the caller's transaction is not modelled here."""
+        return MemorySession(self.tables, self.ids)
