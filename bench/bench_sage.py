@@ -26,6 +26,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -147,7 +148,6 @@ def _ours_env(settings: dict[str, Any], port: int, cache: int) -> dict[str, str]
         "SAGE_ECR_PORT": str(port),
         "SAGE_ECR_LISTING_CACHE_ENTRIES": str(cache),
         "SAGE_ECR_LOG_LEVEL": "WARNING",
-        "PYTHONPATH": os.pathsep.join(sys.path),
     }
 
 
@@ -201,7 +201,10 @@ async def ecr_rows() -> list[dict[str, Any]]:
         await admin.close()
 
 
-async def _side_by_side(folder, settings, rows, token) -> list[dict[str, Any]]:
+async def _side_by_side(
+    folder: Path, settings: dict[str, Any], rows: list[Any], token: str
+) -> list[dict[str, Any]]:
+    """Theirs, then ours with its listing cache, then ours without: same pages, same load."""
     ours_headers = {"Authorization": f"sage {token}"}
     their_headers = {"Authorization": f"sage {theirs.TOKEN}"}
     detail = "/".join(DETAIL)
