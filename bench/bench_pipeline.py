@@ -1,6 +1,8 @@
 """How the pipeline's time grows with the queue: 1, 20 and 100 apps submitted at once.
 
-The real builder (bus, claim, git fetch, buildah build, index push to the registry, log upload,
+The ECR's part first (`bench/_pipeline_ecr.py`): N submissions at once over HTTP to the real
+ECR API, to the last `review.requested`, with the builder and profiler played (no build work).
+Then the builder's: the real builder (bus, claim, git fetch, buildah build, index push to the registry, log upload,
 outbox), as `bench_builder` runs it, is handed N `app.submitted` events at once; the figure is
 the time from the first submit to the last `build.done`, and per app that time / N. A queue
 that costs the same per app at 100 as at 1 is linear (ratio 1 to the 1-app case); a ratio that
@@ -39,7 +41,7 @@ def _rows(times: dict[int, float]) -> list[dict[str, Any]]:
     one = times[min(times)]
     return [
         {
-            "name": f"pipeline: {n} apps queued at once, per app",
+            "name": f"pipeline (builder): {n} apps queued at once, per app",
             "value": total / n,
             "unit": "s",
             "baseline": one,
@@ -54,6 +56,31 @@ def _rows(times: dict[int, float]) -> list[dict[str, Any]]:
 
 
 async def main() -> list[dict[str, Any]]:
+    from bench import _pipeline_ecr
+
+    ecr = await _pipeline_ecr.growth(SIZES)
+    return _ecr_rows(ecr) + _rows(await _builder_growth())
+
+
+def _ecr_rows(times: dict[int, float]) -> list[dict[str, Any]]:
+    one = times[min(times)]
+    return [
+        {
+            "name": f"pipeline (ECR): {n} apps submitted at once, per app",
+            "value": total / n,
+            "unit": "s",
+            "baseline": one,
+            "ratio": total / n / one,
+            "target": None,
+            "detail": f"first submit -> last review.requested: {total:.2f} s for {n}; each app: "
+            "submit over HTTP, outbox, bus, state machine; builder and profiler played "
+            "(answer at once, no build or profile work)",
+        }
+        for n, total in sorted(times.items())
+    ]
+
+
+async def _builder_growth() -> dict[int, float]:
     from sage_auth.signing import ensure_keypair
     from tests.fixtures.auth import SERVICE_CLIENTS, start_auth
     from tests.fixtures.s3 import S3Server
@@ -134,8 +161,7 @@ async def main() -> list[dict[str, Any]]:
                 return elapsed
 
             await queue(["warm"])  # buildah, registry and token service warmed once
-            times = {n: await queue(batch) for n, batch in names.items()}
-        return _rows(times)
+            return {n: await queue(batch) for n, batch in names.items()}
     finally:
         if config is not None:
             await delete_queues(AMQP_URL, config)

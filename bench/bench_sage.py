@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import secrets
 import sys
-import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -36,13 +35,9 @@ from aiohttp import web
 from bench import _ecr_seed as seed
 from bench import _sage_ecr as theirs
 from bench import _sage_storage
+from bench._auth import running_auth
 from bench._load import closed_loop
 from bench._sage_servers import child_server, free_port
-from sage_auth import service as auth_service
-from sage_auth.app import create_app as create_auth_app
-from sage_auth.config import Config as AuthConfig
-from sage_auth.models import CreateUser
-from sage_auth.state import STORE
 from sage_ecr.app import create_app
 from sage_ecr.config import Config
 from sage_ecr.handlers import ECR
@@ -118,30 +113,6 @@ def _compare(name: str, ours: dict[str, float], them: dict[str, float], note: st
     ]
 
 
-@asynccontextmanager
-async def _auth(dsn: str, secret: str) -> AsyncIterator[tuple[str, str, str]]:
-    """Our auth service in this process; yields its URL, an approved viewer and their token."""
-    with tempfile.TemporaryDirectory() as keys:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        config = AuthConfig(
-            database_url=dsn, key_dir=keys, public_url=url, service_clients={"ecr-api": secret}
-        )
-        runner = web.AppRunner(create_auth_app(config), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        try:
-            owner = f"bench-{uuid.uuid4().hex[:6]}"
-            store = runner.app[STORE]
-            await auth_service.create_user(
-                store, None, CreateUser(username=owner, is_approved=True)
-            )
-            token = await auth_service.issue_token(store, owner, "bench", ["all"], 1)
-            yield url, owner, token.token
-        finally:
-            await runner.cleanup()
-
-
 def _ours_env(settings: dict[str, Any], port: int, cache: int) -> dict[str, str]:
     env = {f"SAGE_ECR_{k.upper()}": str(v) for k, v in settings.items()}
     return env | {
@@ -175,7 +146,7 @@ async def ecr_rows() -> list[dict[str, Any]]:
     dsn = ADMIN_DSN.rpartition("/")[0] + f"/{database}"
     secret = secrets.token_urlsafe(32)
     try:
-        async with _auth(dsn, secret) as (auth_url, viewer, token):
+        async with running_auth(dsn, {"ecr-api": secret}) as (auth_url, viewer, token):
             settings = {
                 "database_url": dsn,
                 "use_bus": "false",
