@@ -271,6 +271,7 @@ async def test_storage_killed_with_uploads_in_flight_heals_once_restarted(rig: R
         to_ready = watch.assert_ready_after(over)
     await eventually(rig.no_orphan, within=30, every=0.2)
     swept = time.monotonic()
+    assert await rig.swept_uploads() > 0  # the killed process's uploads, counted
     print(
         f"\nstorage kill -9: ready after {to_ready:.1f} s, {UPLOADS} uploads stored after "
         f"{done - over:.1f} s (no orphan after {swept - over:.1f} s)"
