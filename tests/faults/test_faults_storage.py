@@ -138,7 +138,9 @@ class Rig:
         try:
             schema = self.config.db_schema
             bucket = uuid.UUID(self.uploader.bucket)
-            rows = await conn.fetch(f"SELECT blob FROM {schema}.objects WHERE bucket_id = $1", bucket)
+            rows = await conn.fetch(
+                f"SELECT blob FROM {schema}.objects WHERE bucket_id = $1", bucket
+            )
             open_uploads = await conn.fetchval(f"SELECT count(*) FROM {schema}.uploads")
         finally:
             await conn.close()
@@ -217,7 +219,9 @@ async def all_stored(rig: Rig, ups: list[Upload], tasks: list[asyncio.Task[None]
     done = time.monotonic()
     for up in ups:
         assert set(up.answers) <= {200, 503, DOWN}, (up.n, up.answers)  # never a 500
-        assert all(int(r or 0) > 0 for s, r in zip(up.answers, up.retry_after) if s == 503), up
+        assert all(
+            int(r or 0) > 0 for s, r in zip(up.answers, up.retry_after, strict=True) if s == 503
+        ), up
         assert await rig.uploader.head(up) == (200, up.size_mib * MiB, up.sha256), up.n
     return done
 

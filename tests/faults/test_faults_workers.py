@@ -22,6 +22,7 @@ import aiohttp
 import asyncpg
 import docker
 import pytest
+from pydantic import SecretStr
 
 from sage_builder.config import Config as BuilderConfig
 from sage_common.bus import queue_names
@@ -31,9 +32,10 @@ from sage_ecr.config import Config
 from sage_profiler.config import Config as ProfilerConfig
 from tests.fixtures.auth import MakeUser
 from tests.fixtures.builder import BuilderConfig as MakeBuilderConfig
-from tests.support.builder import GitServer, commit_all, delete_queues, scratch_app
+from tests.fixtures.s3 import S3Server
+from tests.support.builder import GitServer, commit_all, delete_queues, read_log, scratch_app
 from tests.support.bus import delete_topology, eventually
-from tests.support.ecr import EventTap, app_spec, start_ecr
+from tests.support.ecr import EventTap, start_ecr
 from tests.support.faults import DOWN, Readiness, ServiceProcess, free_port
 from tests.support.pipeline_play import OUT, Apps, play
 
@@ -256,3 +258,65 @@ async def test_profiler_killed_mid_run_with_apps_in_flight_heals_once_restarted(
             exchanges=[exchange],
             queues=[*queue_names(config.queue, RETRY_DELAYS), *queue_names(config.cancel_queue)],
         )
+
+
+async def test_s3_restart_under_real_builds_loses_no_build_and_no_log(
+    ecr_run: Callable[..., Any],
+    builder_config: MakeBuilderConfig,
+    make_s3_server: Callable[[], S3Server],
+    git_server: GitServer,
+    amqp_url: str,
+    tmp_path: Path,
+) -> None:
+    """The pipeline's use of S3 is the builder's logs. With its S3 server restarted while 20
+    builds run, every build still succeeds (a log store outage must not fail a build), every
+    log ends in S3 whole and marked complete once S3 is back, and the builder stays ready: it
+    makes progress all along, so taking it out of service would be a lie."""
+    s3 = make_s3_server()
+    s = uuid.uuid4().hex[:8]
+    config: BuilderConfig = builder_config(tmp_path / "builder", s)
+    config = config.model_copy(
+        update={
+            "outbox_poll_seconds": 0.2,
+            "s3_endpoint": s3.endpoint,
+            "s3_access_key": s3.access_key,
+            "s3_secret_key": SecretStr(s3.secret_key),
+        }
+    )
+    run = await ecr_run(config.exchange, builder=False, profiler=True)
+    process = ServiceProcess("sage_builder", "SAGE_BUILDER_", config, tmp_path / "builder.log")
+    process.start()
+    try:
+        http = run.apps.http
+        await process.ready(http)
+        source = {"url": git_server.url("steady"), "branch": "main"}
+        source["architectures"] = ["linux/amd64"]
+        tap = run.apps.tap
+        async with Readiness(http, process.url).watching() as watch:
+            await run.apps.submit_many(APPS, f"faultss{s}", source=source)
+            await eventually(
+                lambda: sum(e.routing_key == "build.done" for e in tap.seen) >= 2, within=120
+            )
+            began = time.monotonic()
+            await asyncio.to_thread(s3.stop)
+            await asyncio.sleep(4)
+            await asyncio.to_thread(s3.start)
+            over = time.monotonic()
+            await run.apps.until_done(within=240)
+            to_done = time.monotonic() - over
+            assert set(watch.between(began, time.monotonic())) == {200}
+        await run.apps.assert_exact()
+        done = [e.parse_data(BuildDone) for e in tap.seen if e.routing_key == "build.done"]
+        assert all(d.status == "success" for d in done), [d.error for d in done]
+        client = s3.client()
+        for d in done:  # each log whole: it ends with the line that names the pushed image
+            assert d.log_location is not None, d
+            text = await asyncio.to_thread(read_log, client, d.log_location)
+            last = text.rstrip().splitlines()[-1]
+            assert last == f"build succeeded: {d.image}@{d.index_digest}", (d, text[-300:])
+        print(
+            f"\nS3 restart under builds: ready after 0.0 s, {APPS} apps in review after {to_done:.1f} s"
+        )
+    finally:
+        process.kill()
+        await delete_queues(amqp_url, config)
