@@ -11,6 +11,7 @@ the exchange: each event of each app once (none lost, none duplicated) and an ex
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Any
 import aiohttp
 
 from sage_common.bus import Bus
-from sage_common.events import CloudEvent, make_event
+from sage_common.events import make_event
 from sage_common.schemas import ArchImage, BuildDone, BuildStarted, ProfileDone
 from tests.fixtures.auth import call
 from tests.support.bus import eventually
@@ -129,12 +130,14 @@ class Apps:
 
     async def submit(self, spec: dict[str, Any], *, token: str | None = None) -> str:
         """Submit `spec` (a retry on 503, as a client should; never a 500); return its id."""
+        deadline = time.monotonic() + 60
         while True:
             status, body = await call(
                 self.http, "POST", f"{self.url}/api/submit", token=token or self.token, json=spec
             )
             if status != 503:
                 break
+            assert time.monotonic() < deadline, ("503 for a minute", body)
             await asyncio.sleep(0.2)
         assert status == 200, (status, body)
         self.ids.append(body["id"])
@@ -187,7 +190,3 @@ class Apps:
             assert steps in (HISTORY, HISTORY_BUILD_DONE_FIRST), (app_id, steps)
             for step in history[1:]:
                 assert step["event_id"] in carried[(app_id, step["cause"])], (app_id, step)
-
-
-def events_of(tap: EventTap, kind: str) -> list[CloudEvent]:
-    return [e for e in tap.seen if e.routing_key == kind]
