@@ -73,7 +73,9 @@ async def main() -> list[dict[str, Any]]:
     out, _ = await proc.communicate()
     text = out.decode(errors="replace")
     if proc.returncode != 0:
-        why = [line for line in text.splitlines() if line.startswith(("E ", "FAILED", "ERROR "))]
+        why = [
+            line for line in text.splitlines() if line.startswith(("E ", "FAILED", "ERROR tests/"))
+        ]
         raise RuntimeError("the fault scenarios failed:\n" + "\n".join(why[-60:]))
     rows = rows_from(text)
     if not any("baseline" in row for row in rows):
