@@ -1,7 +1,9 @@
 """The real builder and the real profiler, each killed (-9) mid-work with 20 apps in flight
 through the ECR API: once started again, the work it was doing is picked up again (the redelivered
 event) and all 20 apps reach review, each event once, histories exact; its readiness is gone while
-it is dead and 200 after.
+it is dead and 200 after. The kill comes once half the apps are in review: the time that half
+took, fault-free, is the baseline the recovery bench compares the rest with. The same 20 builds
+also run through an S3 restart (the builder's logs are the pipeline's use of S3).
 
 The killed service is a real `python -m sage_builder` (buildah, pushing to a registry that trusts
 the auth service) or `python -m sage_profiler` (the Docker engine, the `load` test app); the ECR
