@@ -1,56 +1,70 @@
-"""The pipeline heals without a human: apps in flight through the ECR API while its database
-restarts, its broker connection is lost, or its process is killed (-9) and started again all
-reach review, each event once, and readiness is 503 during the outage and 200 after.
+"""The pipeline heals without a human: 20 apps in flight through the ECR API while its database
+restarts, its broker connection is lost, it is killed (-9) and started again, or the auth service
+is killed (-9) and started again, all reach review with each event once and an exact history, and
+the affected service's readiness is out (503, or nothing answering for a killed process) while the
+fault lasts and 200 after: `Readiness` polls `/readyz` the whole time.
 
 The ECR API runs on a private Postgres cluster that the test stops and starts, and reaches the
-broker through a proxy that the test cuts; the builder and profiler are played by the test, which
-answers each `app.submitted` with `build.started`, `build.done` and `profile.done` as they do.
-Each fault prints its time to recover (outage over -> ready, and -> every app in review).
+broker through a proxy that the test cuts; the builder and profiler are played by the test
+(tests/support/pipeline_play.py; tests/faults/test_faults_workers.py kills the real ones).
+Each fault prints its time to recover (outage over -> ready, and -> every app in review), which
+`make bench BENCH_ARGS=recovery` reports beside the fault-free time of the same work.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
+import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
-from pydantic import SecretStr
 
-from sage_common.bus import Bus, queue_names
-from sage_common.events import make_event
-from sage_common.schemas import ArchImage, BuildDone, BuildStarted, ProfileDone
+from sage_auth.config import Config as AuthConfig
+from sage_common.bus import queue_names
 from sage_ecr.config import Config
-from tests.fixtures.auth import MakeUser, call
+from tests.fixtures.auth import MakeUser
 from tests.fixtures.postgres import PrivatePostgres
 from tests.support.bus import TcpProxy, delete_topology, eventually
-from tests.support.ecr import EventTap, RunningEcr, app_spec, start_ecr
+from tests.support.ecr import EventTap, app_spec, start_ecr
+from tests.support.faults import DOWN, Readiness, ServiceProcess, free_port
+from tests.support.pipeline_play import OUT, Apps, play
 
-ROOT = Path(__file__).resolve().parents[2]
-APPS = 10
-OUT = ("app.submitted", "review.requested", "build.started", "build.done", "profile.done")
+APPS = 20
+Playing = Callable[[str, str, str, aiohttp.ClientSession], Awaitable["Stack"]]
 
 
 @dataclass
 class Stack:
-    ecr: RunningEcr | Any  # anything with a `url`
-    pg: PrivatePostgres | None
-    broker: TcpProxy | None
-    tap: EventTap
-    token: str
+    url: str  # the ECR API
+    apps: Apps
+    answering: asyncio.Event  # the played builder and profiler answer only once it is set
     http: aiohttp.ClientSession
-    answering: asyncio.Event  # the played builder answers only once it is set
+    pg: PrivatePostgres | None = None
+    broker: TcpProxy | None = None
+
+
+@pytest.fixture
+async def playing(amqp_url: str) -> AsyncIterator[Playing]:
+    """`start(url, exchange, token, http)` -> a Stack whose builder and profiler are played."""
+    opened: list[tuple[EventTap, asyncio.Task[None]]] = []
+
+    async def start(url: str, exchange: str, token: str, http: aiohttp.ClientSession) -> Stack:
+        tap = await EventTap(amqp_url, exchange, OUT).__aenter__()
+        answering = asyncio.Event()
+        player = asyncio.create_task(play(amqp_url, exchange, tap, answering))
+        opened.append((tap, player))
+        return Stack(url, Apps(http, url, token, tap, []), answering, http)
+
+    yield start
+    for tap, player in opened:
+        player.cancel()
+        await asyncio.gather(player, return_exceptions=True)
+        await tap.__aexit__()
 
 
 @pytest.fixture
@@ -59,7 +73,9 @@ async def stack(
     amqp_url: str,
     auth_settings: Callable[[str], dict[str, str]],
     make_user: MakeUser,
+    playing: Playing,
 ) -> AsyncIterator[Stack]:
+    """The ECR API in this process, on a private Postgres and behind a broker proxy."""
     s = uuid.uuid4().hex[:8]
     pg = make_postgres()
     broker = TcpProxy()
@@ -76,16 +92,10 @@ async def stack(
     )
     ecr = await start_ecr(config)
     try:
-        async with EventTap(amqp_url, config.exchange, OUT) as tap, aiohttp.ClientSession() as http:
-            answering = asyncio.Event()
-            player = asyncio.create_task(
-                play_builder_and_profiler(amqp_url, config.exchange, tap, answering)
-            )
-            try:
-                yield Stack(ecr, pg, broker, tap, await make_user(f"fault{s}"), http, answering)
-            finally:
-                player.cancel()
-                await asyncio.gather(player, return_exceptions=True)
+        async with aiohttp.ClientSession() as http:
+            stack = await playing(ecr.url, config.exchange, await make_user(f"f{s}"), http)
+            stack.pg, stack.broker = pg, broker
+            yield stack
     finally:
         await ecr.stop()
         await broker.close()
@@ -94,202 +104,75 @@ async def stack(
         )
 
 
-async def play_builder_and_profiler(
-    amqp_url: str, exchange: str, tap: EventTap, answering: asyncio.Event
-) -> None:
-    """Answer every new app.submitted (by build id) as the builder and the profiler would."""
-    bus = Bus(amqp_url, exchange=exchange, service="fault-player")
-    await bus.connect()
-    answered: set[str] = set()
-    try:
-        while True:
-            await answering.wait()
-            for event in list(tap.seen):
-                if not event.type.endswith("app.submitted.v1"):
-                    continue
-                build_id = event.data["build_id"]
-                if build_id in answered:
-                    continue
-                answered.add(build_id)
-                for data in answers(event.subject or "", build_id):
-                    await bus.publish(make_event("fault-player", data, subject=event.subject))
-            await asyncio.sleep(0.05)
-    finally:
-        await bus.close()
+async def in_flight(stack: Stack) -> None:
+    """APPS apps submitted and announced; their builds not yet answered."""
+    await stack.apps.submit_many(APPS, f"faults{uuid.uuid4().hex[:6]}")
+    await eventually(stack.apps.submitted)
 
 
-def answers(app_id: str, build_id: str) -> list[object]:
-    image = f"127.0.0.1:5000/{app_id.replace(':', '/')}"
-    return [
-        BuildStarted(app_id=app_id, build_id=build_id, started_at="2030-01-01T00:00:00Z"),
-        BuildDone(
-            app_id=app_id,
-            build_id=build_id,
-            status="success",
-            image=image,
-            index_digest="sha256:" + "a" * 64,
-            images=[
-                ArchImage(architecture="linux/amd64", digest="sha256:" + "b" * 64),
-                ArchImage(architecture="linux/arm64", digest="sha256:" + "c" * 64, emulated=True),
-            ],
-            duration_seconds=1.0,
-            log_location=f"s3://build-logs/{build_id}.log",
-            log_tail=["done"],
-        ),
-        ProfileDone(
-            app_id=app_id,
-            build_id=build_id,
-            profile_id=str(uuid.uuid4()),
-            status="passed",
-            recommended={"memory_bytes": 300_000_000, "cpu_cores": 0.5},
-            period={"smallest_safe_seconds": 60},
-            concurrency={"copies": 2, "ok": True},
-        ),
-    ]
-
-
-async def submit_all(stack: Stack, prefix: str) -> list[str]:
-    ids = []
-    for n in range(APPS):
-        spec = app_spec(f"faults{prefix}", f"app{n}")
-        status, body = await call(
-            stack.http, "POST", f"{stack.ecr.url}/api/submit", token=stack.token, json=spec
-        )
-        assert status == 200, body
-        ids.append(body["id"])
-    return ids
-
-
-def submitted(tap: EventTap, ids: list[str]) -> bool:
-    return {e.subject for e in tap.seen if e.type.endswith("app.submitted.v1")} >= set(ids)
-
-
-async def readyz(stack: Stack) -> tuple[int, dict[str, str]]:
-    async with stack.http.get(f"{stack.ecr.url}/readyz") as r:
-        return r.status, (await r.json()).get("failed", {})
-
-
-async def states(stack: Stack, ids: list[str]) -> dict[str, str]:
-    found = {}
-    for app_id in ids:
-        path = app_id.replace(":", "/")
-        status, body = await call(
-            stack.http, "GET", f"{stack.ecr.url}/api/apps/{path}/status", token=stack.token
-        )
-        found[app_id] = body["state"] if status == 200 else f"http {status}"
-    return found
-
-
-async def all_in_review(stack: Stack, ids: list[str]) -> bool:
-    try:
-        return set((await states(stack, ids)).values()) == {"in_review"}
-    except aiohttp.ClientError:
-        return False
-
-
-def assert_each_event_once(tap: EventTap, ids: list[str]) -> None:
-    """Per app, one logical event of each type: no duplicate, none lost. (The broker may carry
-    the same event id twice after an outage; consumers drop the copy by its id.)"""
-    for app_id in ids:
-        for kind in OUT:
-            distinct = {
-                e.id for e in tap.seen if e.subject == app_id and e.type.endswith(f"{kind}.v1")
-            }
-            assert len(distinct) == 1, (app_id, kind, len(distinct))
-
-
-async def recover(stack: Stack, ids: list[str], outage_over: float) -> tuple[float, float]:
-    async def ready() -> bool:
-        try:
-            return (await readyz(stack))[0] == 200
-        except aiohttp.ClientError:
-            return False  # not listening yet
-
-    await eventually(ready, within=60, every=0.1)
-    to_ready = time.monotonic() - outage_over
-    await eventually(lambda: all_in_review(stack, ids), within=90, every=0.2)
-    await eventually(lambda: all_events_seen(stack.tap, ids), within=30)  # none lost
+async def recover(stack: Stack, watch: Readiness, outage_over: float) -> tuple[float, float]:
+    """Wait for every app in review; (seconds to ready, seconds to done) from `outage_over`."""
+    await stack.apps.until_done()
     to_done = time.monotonic() - outage_over
     await asyncio.sleep(1)  # time for a duplicate to show, if there were one
+    to_ready = watch.assert_ready_after(outage_over)
+    await stack.apps.assert_exact()
     return to_ready, to_done
 
 
-def all_events_seen(tap: EventTap, ids: list[str]) -> bool:
-    seen = {(e.subject, e.type) for e in tap.seen}
-    return all((a, f"org.sagecontinuum.ecr.{k}.v1") in seen for a in ids for k in OUT)
+def report(fault: str, to_ready: float, to_done: float) -> None:
+    """The line `make bench BENCH_ARGS=recovery` reads (`no fault [pipeline]` is its baseline)."""
+    print(
+        f"\n{fault} [pipeline]: ready after {to_ready:.1f} s, "
+        f"{APPS} apps in review after {to_done:.1f} s"
+    )
+
+
+async def test_with_no_fault_the_same_work_is_done_exactly(stack: Stack) -> None:
+    """The control, and the baseline of the recovery times: the same 20 apps, results
+    released at once with nothing failing."""
+    async with Readiness(stack.http, stack.url).watching() as watch:
+        await in_flight(stack)
+        released = time.monotonic()
+        stack.answering.set()
+        await stack.apps.until_done()
+        took = time.monotonic() - released
+        await asyncio.sleep(1)
+        assert set(watch.between(0, time.monotonic())) == {200}
+    await stack.apps.assert_exact()
+    print(f"\nno fault [pipeline]: {APPS} apps in review after {took:.1f} s")
 
 
 async def test_database_restart_with_apps_in_flight_heals_without_a_human(stack: Stack) -> None:
-    assert (await readyz(stack))[0] == 200
-    ids = await submit_all(stack, uuid.uuid4().hex[:6])
-    await eventually(lambda: submitted(stack.tap, ids))
-    assert stack.pg is not None
-    await asyncio.to_thread(stack.pg.stop)
-    stack.answering.set()  # the results arrive while the ECR cannot reach its database
-    await asyncio.sleep(4)  # longer than the stall threshold
-    status, failed = await readyz(stack)
-    assert status == 503 and "_db_ready" in failed, failed
-    await asyncio.to_thread(stack.pg.start)
-    to_ready, to_done = await recover(stack, ids, time.monotonic())
-
-    assert_each_event_once(stack.tap, ids)
-    print(
-        f"\ndatabase restart: ready after {to_ready:.1f} s, {APPS} apps in review after {to_done:.1f} s"
-    )
+    async with Readiness(stack.http, stack.url).watching() as watch:
+        await in_flight(stack)
+        assert stack.pg is not None
+        began = time.monotonic()
+        await asyncio.to_thread(stack.pg.stop)
+        stack.answering.set()  # the results arrive while the ECR cannot reach its database
+        await asyncio.sleep(4)  # longer than the stall threshold
+        async with stack.http.get(f"{stack.url}/readyz") as r:
+            assert r.status == 503 and "_db_ready" in (await r.json())["failed"]
+        await asyncio.to_thread(stack.pg.start)
+        over = time.monotonic()
+        watch.assert_out_during(began, over, expect=503)
+        report("database restart", *await recover(stack, watch, over))
 
 
 async def test_broker_loss_with_apps_in_flight_heals_without_a_human(stack: Stack) -> None:
-    assert (await readyz(stack))[0] == 200
-    ids = await submit_all(stack, uuid.uuid4().hex[:6])
-    await eventually(lambda: submitted(stack.tap, ids))
-    assert stack.broker is not None
-    await stack.broker.close()
-    stack.answering.set()  # the results wait in the ECR's queue while it is cut off
-    await asyncio.sleep(4)
-    status, failed = await readyz(stack)
-    assert status == 503 and "_bus_ready" in failed, failed
-    await stack.broker.open()
-    to_ready, to_done = await recover(stack, ids, time.monotonic())
-
-    assert_each_event_once(stack.tap, ids)
-    print(
-        f"\nbroker loss: ready after {to_ready:.1f} s, {APPS} apps in review after {to_done:.1f} s"
-    )
-
-
-@dataclass
-class EcrProcess:
-    """`python -m sage_ecr` in its own process group, as a pod runs it."""
-
-    config: Config
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.config.port}"
-
-    def start(self) -> None:
-        env = {"PATH": os.environ["PATH"]}
-        for name, value in self.config.model_dump().items():
-            if isinstance(value, SecretStr):
-                value = value.get_secret_value()
-            text = json.dumps(value) if isinstance(value, list | dict) else str(value)
-            env[f"SAGE_ECR_{name.upper()}"] = text
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "sage_ecr"],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+    async with Readiness(stack.http, stack.url).watching() as watch:
+        await in_flight(stack)
+        assert stack.broker is not None
+        began = time.monotonic()
+        await stack.broker.close()
+        stack.answering.set()  # the results wait in the ECR's queue while it is cut off
+        await asyncio.sleep(4)
+        async with stack.http.get(f"{stack.url}/readyz") as r:
+            assert r.status == 503 and "_bus_ready" in (await r.json())["failed"]
+        await stack.broker.open()
+        over = time.monotonic()
+        watch.assert_out_during(began, over, expect=503)
+        report("broker loss", *await recover(stack, watch, over))
 
 
 @pytest.fixture
@@ -298,14 +181,13 @@ async def ecr_process(
     amqp_url: str,
     auth_settings: Callable[[str], dict[str, str]],
     make_user: MakeUser,
+    playing: Playing,
     tmp_path: Path,
-) -> AsyncIterator[tuple[Stack, EcrProcess]]:
+) -> AsyncIterator[tuple[Stack, ServiceProcess]]:
+    """`python -m sage_ecr` (not yet started), its builder and profiler played."""
     s = uuid.uuid4().hex[:8]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     config = Config(
-        port=port,
+        port=free_port(),
         database_url=database_url,
         db_schema=f"ecr_kill_{s}",
         amqp_url=amqp_url,
@@ -314,19 +196,11 @@ async def ecr_process(
         outbox_poll_seconds=0.2,
         **auth_settings("ecr-api"),
     )
-    process = EcrProcess(config, tmp_path / "ecr.log")
+    process = ServiceProcess("sage_ecr", "SAGE_ECR_", config, tmp_path / "ecr.log")
     try:
-        async with EventTap(amqp_url, config.exchange, OUT) as tap, aiohttp.ClientSession() as http:
-            answering = asyncio.Event()
-            player = asyncio.create_task(
-                play_builder_and_profiler(amqp_url, config.exchange, tap, answering)
-            )
-            stack = Stack(process, None, None, tap, await make_user(f"kill{s}"), http, answering)
-            try:
-                yield stack, process
-            finally:
-                player.cancel()
-                await asyncio.gather(player, return_exceptions=True)
+        async with aiohttp.ClientSession() as http:
+            stack = await playing(process.url, config.exchange, await make_user(f"k{s}"), http)
+            yield stack, process
     finally:
         process.kill()
         await delete_topology(
@@ -335,28 +209,109 @@ async def ecr_process(
 
 
 async def test_ecr_killed_with_apps_in_flight_heals_once_restarted(
-    ecr_process: tuple[Stack, EcrProcess],
+    ecr_process: tuple[Stack, ServiceProcess],
 ) -> None:
     stack, process = ecr_process
     process.start()
+    await process.ready(stack.http)
+    async with Readiness(stack.http, stack.url).watching() as watch:
+        await in_flight(stack)
+        began = time.monotonic()
+        process.kill()  # kill -9, as the OOM killer or a node failure would
+        stack.answering.set()  # the results wait in its queue
+        await asyncio.sleep(1.5)
+        over = time.monotonic()
+        process.start()  # the orchestrator (Kubernetes, `make run`) starts it again
+        watch.assert_out_during(began, over, expect=DOWN, grace=0.2)
+        report("ECR API kill -9", *await recover(stack, watch, over))
 
-    async def ready() -> bool:
-        try:
-            return (await readyz(stack))[0] == 200
-        except aiohttp.ClientError:
-            return False
 
-    await eventually(ready, within=60, every=0.1)
-    ids = await submit_all(stack, uuid.uuid4().hex[:6])
-    await eventually(lambda: submitted(stack.tap, ids))
-    process.kill()  # kill -9, as the OOM killer or a node failure would
-    stack.answering.set()  # the results wait in its queue
-    await asyncio.sleep(1)
-    assert not await ready()
-    process.start()  # the orchestrator (Kubernetes, `make run`) starts it again
-    to_ready, to_done = await recover(stack, ids, time.monotonic())
-
-    assert_each_event_once(stack.tap, ids)
-    print(
-        f"\nECR kill -9: ready after {to_ready:.1f} s, {APPS} apps in review after {to_done:.1f} s"
+@pytest.fixture
+async def auth_process(
+    database_url: str,
+    auth_key_dir: Path,
+    service_secrets: dict[str, str],
+    tmp_path: Path,
+) -> AsyncIterator[ServiceProcess]:
+    """`python -m sage_auth` on the session's database (a second replica of the session's auth
+    service, so users made with `make_user` are known to it), started and ready."""
+    own = secrets.token_urlsafe(32)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    config = AuthConfig(
+        port=port,
+        database_url=database_url,
+        key_dir=str(auth_key_dir),
+        service_clients={**service_secrets, "auth": own},
+        client_secret=own,
+        public_url=url,
+        auth_url=url,
+        registry_policy="local",
     )
+    process = ServiceProcess("sage_auth", "SAGE_AUTH_", config, tmp_path / "auth.log")
+    process.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            await process.ready(http)
+        yield process
+    finally:
+        process.kill()
+
+
+async def test_auth_killed_with_apps_in_flight_heals_once_restarted(
+    auth_process: ServiceProcess,
+    database_url: str,
+    amqp_url: str,
+    service_secrets: dict[str, str],
+    make_user: MakeUser,
+    playing: Playing,
+) -> None:
+    """Half the apps are in flight when the auth service dies; the other half are submitted by
+    a client (a new token, so no cached answer helps) that gets 503 + Retry-After, never 500,
+    until the auth service is back."""
+    s = uuid.uuid4().hex[:8]
+    config = Config(
+        database_url=database_url,
+        db_schema=f"ecr_auth_{s}",
+        amqp_url=amqp_url,
+        exchange=f"test.faults.{s}",
+        consumer_queue=f"test.faults.{s}.ecr",
+        outbox_poll_seconds=0.2,
+        auth_url=auth_process.url,
+        client_id="ecr-api",
+        client_secret=service_secrets["ecr-api"],
+    )
+    ecr = await start_ecr(config)
+    try:
+        async with aiohttp.ClientSession() as http:
+            admin = await make_user(f"a{s}", admin=True)  # reads every app's status
+            stack = await playing(ecr.url, config.exchange, admin, http)
+            async with Readiness(http, auth_process.url).watching() as watch:
+                first = [
+                    await stack.apps.submit(app_spec(f"faults{s}", f"app{n}"))
+                    for n in range(APPS // 2)
+                ]
+                began = time.monotonic()
+                auth_process.kill()
+                stack.answering.set()
+                late = await make_user(f"late{s}")  # never introspected: the cache cannot help
+                url = f"{ecr.url}/api/submit"
+                headers = {"Authorization": f"sage {late}"}
+                spec = app_spec(f"late{s}", "app0")
+                async with http.post(url, json=spec, headers=headers) as r:
+                    assert r.status == 503 and int(r.headers["Retry-After"]) > 0, await r.text()
+                await asyncio.sleep(1)
+                over = time.monotonic()
+                auth_process.start()
+                rest = [
+                    await stack.apps.submit(app_spec(f"late{s}", f"app{n}"), token=late)
+                    for n in range(APPS // 2)
+                ]
+                watch.assert_out_during(began, over, expect=DOWN, grace=0.2)
+                assert len(first + rest) == APPS
+                report("auth kill -9", *await recover(stack, watch, over))
+    finally:
+        await ecr.stop()
+        await delete_topology(
+            amqp_url, exchanges=[config.exchange], queues=queue_names(config.consumer_queue)
+        )

@@ -2,7 +2,8 @@
 
 The object is rewritten whole every `flush_seconds` while lines arrive (logs are small), so a
 reader follows a live build with ranged GETs from the length it already has; the last upload
-carries the metadata `complete: true`.
+carries the metadata `complete: true`. If S3 is down as the build ends, the result does not wait
+for it: that last upload is retried in the background, backing off, until S3 answers again.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import io
 import logging
 import re
+import time
 from collections import deque
 from collections.abc import Iterable
 from typing import Protocol
@@ -19,6 +21,8 @@ from typing import Protocol
 from sage_common.redact import redact_urls
 
 log = logging.getLogger(__name__)
+# Final uploads retried after an S3 outage (held here so that they are not garbage collected).
+_FINISHING: set[asyncio.Task[None]] = set()
 
 # What a log line may hold besides credentials in URLs (those go by `sage_common.redact`'s rule:
 # git prints remote and submodule URLs as they were written).
@@ -146,9 +150,14 @@ class BuildLog:
         flush_seconds: float = 1.0,
         max_bytes: int = 16 * 1024**2,
         tail_lines: int = 40,
+        retry_seconds: float = 1.0,
+        retry_for_seconds: float = 3600.0,
     ) -> None:
         self.sink, self.key, self.scrub = sink, key, scrubber
         self.flush_seconds, self.max_bytes = flush_seconds, max_bytes
+        self.retry_seconds, self.retry_for_seconds = retry_seconds, retry_for_seconds
+        self.finishing: asyncio.Task[None] | None = None  # the last upload, retried
+        self._put: asyncio.Future[None] | None = None  # the upload under way
         self._buffer = bytearray()
         self._tail: deque[str] = deque(maxlen=tail_lines)
         self._dirty = asyncio.Event()
@@ -187,7 +196,25 @@ class BuildLog:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await asyncio.shield(self._upload(complete=True))
+        if self._put is not None:  # the flush under way goes on in its thread: let it land first,
+            await asyncio.gather(self._put, return_exceptions=True)  # or it would overwrite the end
+        if not await asyncio.shield(self._upload(complete=True)):
+            self.finishing = asyncio.create_task(self._finish(), name=f"log-finish {self.key}")
+            _FINISHING.add(self.finishing)
+            self.finishing.add_done_callback(_FINISHING.discard)
+
+    async def _finish(self) -> None:
+        """Retry the last upload, backing off to 30 s, until S3 takes it (or `retry_for_seconds`
+        pass: the log then stays as last uploaded, and the result's tail stands in for it)."""
+        deadline = time.monotonic() + self.retry_for_seconds
+        pause = self.retry_seconds
+        while time.monotonic() < deadline:
+            await asyncio.sleep(pause)
+            if await self._upload(complete=True, quiet=True):
+                log.info("build log completed after a log store outage", extra={"key": self.key})
+                return
+            pause = min(pause * 2, 30.0)
+        log.warning("build log left incomplete: the log store stayed down", extra={"key": self.key})
 
     async def _flusher(self) -> None:
         while True:
@@ -195,12 +222,20 @@ class BuildLog:
             await self._upload(complete=False)
             await asyncio.sleep(self.flush_seconds)
 
-    async def _upload(self, *, complete: bool) -> None:
+    async def _upload(self, *, complete: bool, quiet: bool = False) -> bool:
+        """Whether the log went up; a failure is logged (at debug level when `quiet`)."""
         self._dirty.clear()
         try:
-            await self.sink.put(self.key, bytes(self._buffer), complete=complete)
-            self.uploaded = True
-        except Exception as exc:  # noqa: BLE001 - a log store outage must not fail the build
-            log.warning(
-                "build log upload failed", extra={"key": self.key, "error": type(exc).__name__}
+            self._put = asyncio.ensure_future(
+                self.sink.put(self.key, bytes(self._buffer), complete=complete)
             )
+            await asyncio.shield(self._put)  # a cancelled flusher leaves it to finish
+        except Exception as exc:  # noqa: BLE001 - a log store outage must not fail the build
+            log.log(
+                logging.DEBUG if quiet else logging.WARNING,
+                "build log upload failed",
+                extra={"key": self.key, "error": type(exc).__name__},
+            )
+            return False
+        self.uploaded = True
+        return True

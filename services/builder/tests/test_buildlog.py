@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import threading
 
 import pytest
 
@@ -88,8 +89,86 @@ async def test_a_log_store_outage_does_not_fail_the_build():
         log("hello")
         await asyncio.sleep(0.05)
     assert not log.uploaded and log.tail() == ["hello"]
+    assert log.finishing is not None and not log.finishing.done()  # still trying
+    log.finishing.cancel()
+
+
+class OutageSink(MemoryLogSink):
+    """Up, then down for `failures` uploads (as an S3 restart), then up again."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.down = asyncio.Event()
+
+    async def put(self, key: str, data: bytes, *, complete: bool) -> None:
+        if self.down.is_set() and self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("S3 is down")
+        await super().put(key, data, complete=complete)
+
+
+async def test_a_log_store_outage_as_the_build_ends_leaves_the_log_whole_once_it_is_back():
+    """Regression (fault suite, S3 restart under builds): the last lines of a build that ended
+    while S3 was down never reached S3, and the log stayed cut short for good."""
+    sink = OutageSink(failures=3)
+    log = BuildLog(sink, "k", Scrubber(), flush_seconds=0.01, retry_seconds=0.01)
+    async with log:
+        log("step one")
+        for _ in range(100):
+            if sink.objects.get("k"):
+                break
+            await asyncio.sleep(0.01)
+        sink.down.set()
+        log("build succeeded: the image")
+    assert sink.objects["k"] == b"step one\n" and log.finishing is not None  # not waited for
+    await asyncio.wait_for(log.finishing, 5)
+    assert sink.objects["k"] == b"step one\nbuild succeeded: the image\n"
+    assert sink.complete["k"] is True and sink.failures == 0
 
 
 @pytest.mark.parametrize("secret", ["", "abc"])
 def test_trivially_short_secrets_are_not_scrubbed_everywhere(secret):
     assert Scrubber([secret])("abc def") == "abc def"
+
+
+class ThreadSink(MemoryLogSink):
+    """Uploads run in a thread, as the minio client's do; the first waits for `release` (a put
+    that S3 is slow to take, retried inside the client)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.calls = 0
+
+    async def put(self, key: str, data: bytes, *, complete: bool) -> None:
+        self.calls += 1
+        first = self.calls == 1
+
+        def write() -> None:
+            if first:
+                self.release.wait(5)
+            self.objects[key], self.complete[key] = data, complete
+
+        await asyncio.to_thread(write)
+
+
+async def test_a_flush_still_under_way_at_the_end_never_overwrites_the_whole_log():
+    """Regression (fault suite, S3 restart under builds): the flusher was cancelled while its
+    upload went on in a thread; that upload landed after the last one, cutting the log short."""
+    sink = ThreadSink()
+    log = BuildLog(sink, "k", Scrubber(), flush_seconds=0.01)
+    await log.__aenter__()
+    log("step one")
+    for _ in range(100):
+        if sink.calls:
+            break
+        await asyncio.sleep(0.01)
+    log("build succeeded: the image")
+    ending = asyncio.create_task(log.__aexit__(None, None, None))
+    await asyncio.sleep(0.05)
+    sink.release.set()
+    await asyncio.wait_for(ending, 5)
+    await asyncio.sleep(0.05)
+    assert sink.objects["k"] == b"step one\nbuild succeeded: the image\n"
+    assert sink.complete["k"] is True
