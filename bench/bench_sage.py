@@ -40,7 +40,7 @@ from bench._load import closed_loop
 from bench._sage_servers import child_server, free_port
 from sage_ecr.app import create_app
 from sage_ecr.config import Config
-from sage_ecr.handlers import ECR
+from sage_ecr.state import ECR
 
 ADMIN_DSN = os.environ.get("SAGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 APPS, PAGE, CLIENTS = 1000, 100, 32
@@ -161,7 +161,7 @@ async def ecr_rows() -> list[dict[str, Any]]:
             try:
                 ecr = runner.app[ECR]
                 catalogue = await seed.template(ecr, viewer)
-                async with ecr.pool.acquire() as conn:
+                async with ecr.store.pool.acquire() as conn:
                     await seed.grow(conn, catalogue, APPS)
                     rows = await theirs.their_rows(conn, viewer)
             finally:
