@@ -17,6 +17,7 @@ from sage_common.errors import Conflict, Forbidden
 
 from . import access, acl, cursor, pipeline, service_images, store, views
 from . import store_apps as apps
+from . import store_listing as listing
 from .access import Policy
 from .acl import Grant, Permission
 from .models import ListQuery, NamespaceCreate, PermissionChange, RepositoryQuery
@@ -119,11 +120,13 @@ async def list_apps(
 ) -> bytes:
     """One page of the apps the caller may read, as `{"pagination": ..., "data": [...]}` JSON."""
     flt = app_filter(who, query, ns, name)
-    fingerprint = {**vars(flt), "viewer": who.username if who else None}
-    after = cursor.decode(query.continue_, fingerprint, 3) if query.continue_ else None
+    mark = cursor.fingerprint({**vars(flt), "viewer": who.username if who else None})
+    after = cursor.decode(query.continue_, mark, 3) if query.continue_ else None
     async with ecr.pool.acquire() as conn:
-        page = await apps.list_apps(conn, access.viewer(who, ecr.policy), flt, after, query.limit)
-    token = cursor.encode(page.more_after, fingerprint) if page.more_after else None
+        page = await listing.list_apps(
+            conn, access.viewer(who, ecr.policy), flt, after, query.limit
+        )
+    token = cursor.encode(page.more_after, mark) if page.more_after else None
     return b"".join(
         (
             b'{"pagination":{"continuationToken":',
@@ -215,7 +218,7 @@ def _visible_grants(
 async def get_repository(ecr: Ecr, who: Principal | None, ns: str, name: str) -> str:
     async with ecr.pool.acquire() as conn:
         repo = await access.repository_for(conn, who, ecr.policy, ns, name, Permission.READ)
-        page = await apps.list_apps(
+        page = await listing.list_apps(
             conn,
             apps.Viewer(None, everything=True),
             apps.AppFilter(namespace=ns, name=name),
