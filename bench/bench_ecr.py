@@ -50,7 +50,7 @@ APPS, PAGE, CLIENTS = 1000, 100, 64
 # Each service is measured ROUNDS times RUN_SECONDS, the services in turn (each round after
 # WARMUP_SECONDS of the same load), so that the other load on this shared machine falls on all.
 WARMUP_SECONDS, RUN_SECONDS, ROUNDS = 1.0, 2.0, 3
-FILTER_SECONDS, FILTER_ROUNDS = 1.5, 2
+FILTER_SECONDS, FILTER_ROUNDS = 1.5, 3
 # Each filter SAGE's clients use, and a full-text search, against the plain listing.
 FILTERS = {
     "public": "public=true",
