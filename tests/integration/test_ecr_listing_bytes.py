@@ -2,7 +2,8 @@
 answers it, joined in keyset order: the listing (one row per document from Postgres, joined in
 Python) checked byte for byte against the one-document rendering, over a catalogue of varied
 documents (non-ASCII, escapes, one long enough to be stored compressed), public, private and
-shared repositories, each viewer, each filter and several pages."""
+shared repositories, each viewer, each filter and several pages; and what `public` and `shared`
+select there."""
 
 from __future__ import annotations
 
@@ -42,7 +43,13 @@ async def catalogue(http, ecr, make_user):
     """Two users' namespaces: some repositories public, one shared, the rest private."""
     s = sfx()
     owner, other = f"owner-{s}", f"other-{s}"
-    tokens = {owner: await make_user(owner), other: await make_user(other), None: None}
+    admin = f"admin-{s}"
+    tokens = {
+        owner: await make_user(owner),
+        other: await make_user(other),
+        admin: await make_user(admin, admin=True),
+        None: None,
+    }
     mine, theirs = f"mine{s}", f"theirs{s}"
     submissions = [
         (owner, app_spec(mine, "plain", "1.0.0")),
@@ -78,7 +85,14 @@ async def catalogue(http, ecr, make_user):
     await grant(owner, f"{mine}/unicode", "GROUP", "AllUsers")
     await grant(other, f"{theirs}/open", "GROUP", "AllUsers")
     await grant(other, f"{theirs}/shared", "USER", owner)
-    return {"owner": owner, "other": other, "tokens": tokens, "mine": mine, "theirs": theirs}
+    return {
+        "owner": owner,
+        "other": other,
+        "admin": admin,
+        "tokens": tokens,
+        "mine": mine,
+        "theirs": theirs,
+    }
 
 
 async def _get(http: aiohttp.ClientSession, url: str, token: str | None) -> bytes:
@@ -107,6 +121,7 @@ LISTINGS = [
     ("owner", ""),
     ("owner", "public=true"),
     ("owner", "nopublic=true"),
+    ("owner", "public=true&nopublic=true"),
     ("owner", "shared=true"),
     ("owner", "owner=true"),
     ("owner", "q=audio"),
@@ -114,7 +129,10 @@ LISTINGS = [
     ("owner", "route:{mine}/plain"),
     ("other", ""),
     ("other", "q=vögel"),
+    ("admin", ""),
+    ("admin", "public=true"),
     (None, ""),
+    (None, "public=true"),
     (None, "route:{theirs}"),
 ]
 
@@ -167,3 +185,20 @@ async def test_the_owners_listing_holds_what_they_may_read_in_keyset_order(http,
     assert flags == {"long": False, "plain": False, "unicode": True, "open": True, "shared": False}
     long = next(app for _, page in pages for app in page["data"] if app["name"] == "long")
     assert long["description"] == LONG
+
+
+@pytest.mark.parametrize(
+    ("viewer", "query", "names"),
+    [
+        ("owner", "public=true", ["unicode", "open"]),
+        (None, "public=true", ["unicode", "open"]),
+        ("admin", "public=true", ["unicode", "open"]),
+        ("owner", "public=true&nopublic=true", ["unicode"]),  # public and granted to them
+        ("other", "public=true&nopublic=true", ["open"]),
+        ("owner", "shared=true", ["shared"]),
+    ],
+)
+async def test_public_and_shared_list_what_they_name(http, ecr, catalogue, viewer, query, names):
+    token = catalogue["tokens"][catalogue[viewer] if viewer else None]
+    pages = await _walk(http, f"{ecr.url}/api/apps?{query}", token)
+    assert [app["name"] for _, page in pages for app in page["data"]] == names

@@ -8,6 +8,7 @@ twice the cost of the same bytes in rows, and building it took as long again.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,27 +50,45 @@ def listing_sql(
     The access rule and the filters are uncorrelated subqueries Postgres hashes once per query,
     and the rows come in an index's keyset order, so a page reads about a page of rows.
     """
-    args: list[Any] = [viewer.username, viewer.groups, viewer.everything]
-    where = [
-        readable_repository("a.namespace", "a.name", "$1", "$2", "$3", via_public=not flt.nopublic)
-    ]
+    args: list[Any] = []
 
     def arg(value: Any) -> str:
         args.append(value)
         return f"${len(args)}"
 
+    @functools.cache
+    def who(field: str) -> str:  # the viewer's parameters, made when first used
+        return arg(getattr(viewer, field))
+
+    if flt.public and not flt.nopublic:
+        # A public repository is readable by all (AllUsers holds READ and nothing else, see
+        # acl.py), so the access rule would add nothing but hashing every grant the viewer has.
+        where = [f"({_PUBLIC}) IS TRUE"]
+    else:
+        where = [
+            readable_repository(
+                "a.namespace",
+                "a.name",
+                who("username"),
+                who("groups"),
+                who("everything"),
+                via_public=not flt.nopublic,
+            )
+        ]
+        if flt.public:
+            # IS TRUE keeps it a filter: a bare EXISTS becomes a semi-join probing the grants per
+            # row, while a filter's set of public names is hashed once.
+            where.append(f"({_PUBLIC}) IS TRUE")
     if flt.namespace is not None:
         where.append(f"a.namespace = {arg(flt.namespace)}")
     if flt.name is not None:
         where.append(f"a.name = {arg(flt.name)}")
     if flt.owner is not None:
         where.append(f"a.owner = {arg(flt.owner)}")
-    if flt.public:
-        # IS TRUE keeps it a filter: a bare EXISTS becomes a semi-join probing the grants per row
-        # (twice the time at 1,000 versions), while a filter's set of public names is hashed once.
-        where.append(f"({_PUBLIC}) IS TRUE")
     if flt.shared:
-        where.append(shared_repository("a.namespace", "a.name", "a.owner", "$1", "$2"))
+        where.append(
+            shared_repository("a.namespace", "a.name", "a.owner", who("username"), who("groups"))
+        )
     if flt.state is not None:
         where.append(f"a.state = {arg(flt.state)}")
     if flt.architecture is not None:
