@@ -1,5 +1,8 @@
 """The closed-loop load generator and the latency percentiles the benchmarks report.
 
+`closed_loop` runs in the caller's event loop; `get_load` runs the same loop of GETs from a process
+of its own (`bench._load_client`), so that a server measured in this process does not also pay
+for its clients.
 One definition of p50/p99 for every bench (nearest rank: the smallest sample at or above that
 share of all samples), so that a service and its baseline, and one bench and another, are measured
 the same way.
