@@ -2,8 +2,9 @@
 
 Postgres hands each stored document over as bytes with `public` already spliced in, one row per
 version in keyset order; Python only joins them with commas. One row per document, not one value
-for the whole page: Postgres sends a page-sized value (~130 KB for 100 versions) at more than
-twice the cost of the same bytes in rows, and building it took as long again.
+for the whole page: the page aggregated into one ~130 KB value (100 versions) cost the backend
+1.6-1.9 ms of CPU against 0.6-0.7 ms for the same bytes in rows (a large value is allocated and
+copied over again on its way out).
 """
 
 from __future__ import annotations
