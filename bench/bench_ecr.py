@@ -2,7 +2,9 @@
 
 The ECR API runs for real (Postgres, the real auth service for token introspection, the full
 middleware stack) and is compared with a bare aiohttp handler that answers the same pages from
-memory, measured the same way in the same run. Clients walk the pages by continuation token.
+memory, measured the same way in the same run: by one load client in a process of its own
+(`bench._load.get_load`), which takes the services in turn, a few seconds each, several times
+over. Clients walk the pages by continuation token.
 The listing cache (emptied on every catalogue change, see `sage_ecr.cache`) serves repeated pages;
 the same service with the cache off is measured against the bare handler too, and each filter
 and a full-text search against that uncached plain listing; the plan Postgres runs for each is
@@ -28,7 +30,7 @@ import asyncpg
 from aiohttp import web
 
 from bench import _ecr_seed as seed
-from bench._load import closed_loop, latency_ms
+from bench._load import get_load, latency_ms
 from sage_auth import service as auth_service
 from sage_auth.app import create_app as create_auth_app
 from sage_auth.config import Config as AuthConfig
@@ -37,7 +39,7 @@ from sage_auth.state import STORE
 from sage_common.auth import Principal
 from sage_ecr import service
 from sage_ecr import service_access as access
-from sage_ecr import store_apps as apps
+from sage_ecr import store_listing as listing
 from sage_ecr.app import create_app
 from sage_ecr.config import Config
 from sage_ecr.models import ListQuery
@@ -46,8 +48,10 @@ from sage_ecr.state import ECR
 
 ADMIN_DSN = os.environ.get("SAGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 APPS, PAGE, CLIENTS = 1000, 100, 64
-WARMUP_SECONDS, RUN_SECONDS = 1.5, 6.0
-FILTER_SECONDS = 4.0
+# Each service is measured ROUNDS times RUN_SECONDS, the services in turn (each round after
+# WARMUP_SECONDS of the same load), so that the other load on this shared machine falls on all.
+WARMUP_SECONDS, RUN_SECONDS, ROUNDS = 1.0, 2.0, 3
+FILTER_SECONDS, FILTER_ROUNDS = 1.5, 3
 # Each filter SAGE's clients use, and a full-text search, against the plain listing.
 FILTERS = {
     "public": "public=true",
@@ -78,21 +82,19 @@ async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
 
 
 async def _load(
-    urls: list[str], headers: dict[str, str], seconds: float = RUN_SECONDS
-) -> dict[str, float]:
-    """Run CLIENTS workers cycling through `urls`; throughput and latency of the measured window."""
-
-    async def one(http: aiohttp.ClientSession, i: int) -> None:
-        async with http.get(urls[i % len(urls)]) as resp:
-            await resp.read()
-            if resp.status != 200:
-                raise RuntimeError(f"GET answered {resp.status}")
-
-    return await closed_loop(
-        one,
+    targets: dict[str, list[str]],
+    headers: dict[str, str],
+    seconds: float = RUN_SECONDS,
+    rounds: int = ROUNDS,
+) -> dict[str, dict[str, float]]:
+    """CLIENTS concurrent clients cycling through each target's URLs, the targets in turn;
+    throughput and latency of each target's measured windows."""
+    return await get_load(
+        targets,
         clients=CLIENTS,
         warmup_seconds=WARMUP_SECONDS,
         run_seconds=seconds,
+        rounds=rounds,
         headers=headers,
     )
 
@@ -130,7 +132,7 @@ async def _explain(ecr: Ecr, who: Principal, params: str) -> str:
     prepared statement several times over, so the plan shown is the one Postgres settles on."""
     query = ListQuery.model_validate(dict(urllib.parse.parse_qsl(f"limit={PAGE}&{params}")))
     flt = service.app_filter(who, query)
-    sql, args = apps.listing_sql(access.viewer(who, ecr.policy), flt, None, query.limit)
+    sql, args = listing.listing_sql(access.viewer(who, ecr.policy), flt, None, query.limit)
     async with ecr.store.pool.acquire() as conn:
         for _ in range(6):
             rows = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", *args)
@@ -260,31 +262,33 @@ async def main() -> list[dict[str, Any]]:
             headers = {"Authorization": f"sage {token}"}
             urls, bodies = await _pages(ecr_url, headers)
             visible = len(urls)
-            ours = await _load(urls, headers)
             # The same service with its listing cache off: every request goes to Postgres.
             cold_runner, cold_url = await _serve(
                 create_app(Config(**settings, listing_cache_entries=0))
             )
             cleanup.append(cold_runner.cleanup)
-            cold = await _load([cold_url + u.removeprefix(ecr_url) for u in urls], headers)
-
             bare_runner, bare_url = await _serve(_bare_app(bodies))
             cleanup.append(bare_runner.cleanup)
-            bare = await _load([bare_url + u.removeprefix(ecr_url) for u in urls], headers)
+            measured = await _load(
+                {
+                    "ours": urls,
+                    "cold": [cold_url + u.removeprefix(ecr_url) for u in urls],
+                    "bare": [bare_url + u.removeprefix(ecr_url) for u in urls],
+                },
+                headers,
+            )
+            ours, cold, bare = measured["ours"], measured["cold"], measured["bare"]
 
             who = Principal(username=owner, is_approved=True)
-            plain = await _load(
-                [cold_url + u.removeprefix(ecr_url) for u in urls], headers, FILTER_SECONDS
-            )
             plain_plan = await _explain(ecr, who, "")
-            filtered = {}
+            pages = {"plain": [cold_url + u.removeprefix(ecr_url) for u in urls]}
+            plans = {}
             for label, params in FILTERS.items():
-                f_urls, _ = await _pages(cold_url, headers, params)
-                filtered[label] = (
-                    len(f_urls),
-                    await _load(f_urls, headers, FILTER_SECONDS),
-                    await _explain(ecr, who, params),
-                )
+                pages[label], _ = await _pages(cold_url, headers, params)
+                plans[label] = await _explain(ecr, who, params)
+            loads = await _load(pages, headers, FILTER_SECONDS, FILTER_ROUNDS)
+            plain = loads["plain"]
+            filtered = {label: (len(pages[label]), loads[label], plans[label]) for label in FILTERS}
             growth = await _growth(ecr, catalogue, cold_url, headers, who)
     finally:
         for step in reversed(cleanup):

@@ -93,6 +93,9 @@ def create_app(
         migrations=MIGRATIONS,
         introspector=introspector,
         client_max_size=config.max_body_bytes,
+        # Nothing here leaves session state on a pooled connection (the catalogue LISTEN has its
+        # own connection, the migrations unlock in `finally`): skip the reset after every use.
+        reset_sessions=False,
     )
     app.middlewares.append(invalidate_on_write())
     app.cleanup_ctx.append(_ecr_context(config))

@@ -18,19 +18,21 @@ _VERSION = 1
 
 
 def fingerprint(filters: dict[str, Any]) -> str:
+    """The mark of a listing's filters that its tokens carry; computed once per request."""
     canonical = json.dumps(filters, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def encode(position: list[str], filters: dict[str, Any]) -> str:
-    raw = json.dumps(
-        {"v": _VERSION, "k": position, "f": fingerprint(filters)}, separators=(",", ":")
-    )
+def encode(position: list[str], mark: str) -> str:
+    """A token for the page after `position` of the listing whose filters' `fingerprint` is
+    `mark`."""
+    raw = json.dumps({"v": _VERSION, "k": position, "f": mark}, separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode(token: str, filters: dict[str, Any], width: int) -> list[str]:
-    """The keyset position in `token`; 400 when it is malformed or was made for other filters."""
+def decode(token: str, mark: str, width: int) -> list[str]:
+    """The keyset position in `token`; 400 when it is malformed or was made for other filters
+    (`mark`: the `fingerprint` of this request's)."""
     try:
         padded = token + "=" * (-len(token) % 4)
         body = json.loads(base64.urlsafe_b64decode(padded.encode()))
@@ -45,6 +47,6 @@ def decode(token: str, filters: dict[str, Any], width: int) -> list[str]:
         ok = False
     if not ok:
         raise BadRequest("the continuation token is not valid")
-    if body.get("f") != fingerprint(filters):
+    if body.get("f") != mark:
         raise BadRequest("the continuation token belongs to a listing with other filters")
     return list(position)

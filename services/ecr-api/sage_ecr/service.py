@@ -120,11 +120,11 @@ async def list_apps(
 ) -> bytes:
     """One page of the apps the caller may read, as `{"pagination": ..., "data": [...]}` JSON."""
     flt = app_filter(who, query, ns, name)
-    fingerprint = {**vars(flt), "viewer": who.username if who else None}
-    after = cursor.decode(query.continue_, fingerprint, 3) if query.continue_ else None
+    mark = cursor.fingerprint({**vars(flt), "viewer": who.username if who else None})
+    after = cursor.decode(query.continue_, mark, 3) if query.continue_ else None
     async with ecr.store.read() as tx:
         page = await tx.list_apps(access.viewer(who, ecr.policy), flt, after, query.limit)
-    token = cursor.encode(page.more_after, fingerprint) if page.more_after else None
+    token = cursor.encode(page.more_after, mark) if page.more_after else None
     return b"".join(
         (
             b'{"pagination":{"continuationToken":',

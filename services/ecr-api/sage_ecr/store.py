@@ -31,10 +31,11 @@ from .records import (
     PushedBuild,
     Repository,
 )
-from .store_apps import AppFilter, AppsSql, Page, Viewer
+from .store_apps import AppFilter, AppsSql, Viewer
 from .store_builds import BuildsSql
 from .store_catalogue import CatalogueSql, RepoFilter
 from .store_images import ImagesSql
+from .store_listing import ListingSql, Page
 from .store_meta import MetaSql
 
 
@@ -170,7 +171,7 @@ class Store(Protocol):
         the bus opened to record the event id)."""
 
 
-class PgSession(CatalogueSql, AppsSql, BuildsSql, ImagesSql, MetaSql):
+class PgSession(CatalogueSql, AppsSql, ListingSql, BuildsSql, ImagesSql, MetaSql):
     """The session on one Postgres connection; the caller holds its transaction (a consumer's
     `handle` wraps the one the bus opened to record the event id)."""
 

@@ -1,4 +1,4 @@
-"""SQL for app versions and their stored documents, and the filtered, keyset-paged listing."""
+"""SQL for app versions and their stored documents (the listing: `store_listing`)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ from .records import App
 from .store_catalogue import (
     OnConnection,
     public_repository,
-    readable_repository,
-    shared_repository,
 )
 
 Conn: TypeAlias = asyncpg.Connection
@@ -166,96 +164,3 @@ class AppsSql(OnConnection):
 
     async def delete_app(self, app_id: int) -> None:
         await self.conn.execute("DELETE FROM apps WHERE id = $1", app_id)
-
-    async def list_apps(
-        self, viewer: Viewer, flt: AppFilter, after: list[str] | None, limit: int
-    ) -> Page:
-        """Up to `limit` documents the viewer may read after `after` (the `list_apps` below)."""
-        return await list_apps(self.conn, viewer, flt, after, limit)
-
-
-# ---- listing
-
-
-@dataclass
-class Page:
-    """One listing page: its documents as JSON text joined by commas, and the keyset position of
-    its last document when more follow (None on the last page)."""
-
-    data: bytes
-    more_after: list[str] | None
-
-
-def _bytea(text: str) -> str:
-    return f"'\\x{text.encode().hex()}'::bytea"
-
-
-def listing_sql(
-    viewer: Viewer, flt: AppFilter, after: list[str] | None, limit: int
-) -> tuple[str, list[Any]]:
-    """The listing query and its arguments: one row with the page already joined.
-
-    The access rule and the filters are uncorrelated subqueries Postgres hashes once per query,
-    the rows come in an index's keyset order, and the stored documents are joined as bytes with
-    `public` spliced in (text functions such as left() count every document's characters).
-    """
-    args: list[Any] = [viewer.username, viewer.groups, viewer.everything]
-    where = [
-        readable_repository("a.namespace", "a.name", "$1", "$2", "$3", via_public=not flt.nopublic)
-    ]
-
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
-
-    if flt.namespace is not None:
-        where.append(f"a.namespace = {arg(flt.namespace)}")
-    if flt.name is not None:
-        where.append(f"a.name = {arg(flt.name)}")
-    if flt.owner is not None:
-        where.append(f"a.owner = {arg(flt.owner)}")
-    if flt.public:
-        # IS TRUE keeps it a filter: a bare EXISTS becomes a semi-join probing the grants per row
-        # (twice the time at 1,000 versions), while a filter's set of public names is hashed once.
-        where.append(f"({public_repository('a.namespace', 'a.name')}) IS TRUE")
-    if flt.shared:
-        where.append(shared_repository("a.namespace", "a.name", "a.owner", "$1", "$2"))
-    if flt.state is not None:
-        where.append(f"a.state = {arg(flt.state)}")
-    if flt.architecture is not None:
-        where.append(f"{arg(flt.architecture)} = ANY(a.architectures)")
-    if flt.gpu is not None:
-        where.append(f"a.gpu = ANY({arg(flt.gpu)}::text[])")
-    if flt.q:
-        where.append(f"a.search @@ websearch_to_tsquery('english', {arg(flt.q)})")
-    if after is not None:
-        where.append(f"(a.namespace, a.name, a.version_key) > ({', '.join(arg(k) for k in after)})")
-    size = arg(limit)
-    sql = f"""WITH page AS (
-            SELECT a.namespace, a.name, a.version_key, a.doc::text AS doc, {_PUBLIC} AS public
-            FROM apps a WHERE {" AND ".join(where)}
-            ORDER BY a.namespace, a.name, a.version_key LIMIT {size} + 1
-        ), ranked AS (
-            SELECT *, row_number() OVER (ORDER BY namespace, name, version_key) AS n FROM page
-        )
-        SELECT (SELECT string_agg(
-                    substring(textsend(doc) FROM 1 FOR octet_length(doc) - 1)
-                    || CASE WHEN public THEN {_bytea(', "public": true}')}
-                            ELSE {_bytea(', "public": false}')} END,
-                    {_bytea(",")} ORDER BY n)
-                FROM ranked WHERE n <= {size}) AS data,
-               (SELECT ARRAY[namespace, name, version_key]
-                FROM ranked WHERE n = {size} AND EXISTS (SELECT 1 FROM ranked WHERE n > {size}))
-                AS more_after"""
-    return sql, args
-
-
-async def list_apps(
-    conn: Conn, viewer: Viewer, flt: AppFilter, after: list[str] | None, limit: int
-) -> Page:
-    """Up to `limit` documents the viewer may read after `after`, in keyset order."""
-    sql, args = listing_sql(viewer, flt, after, limit)
-    row = await conn.fetchrow(sql, *args)
-    assert row is not None
-    more = row["more_after"]
-    return Page(data=row["data"] or b"", more_after=list(more) if more else None)

@@ -10,7 +10,8 @@ from datetime import datetime
 from typing import Any
 
 from .records import App, Build, Deletion, HistoryEntry, MetaFileRow, PushedBuild
-from .store_apps import AppFilter, Page, Viewer
+from .store_apps import AppFilter, Viewer
+from .store_listing import Page
 from .store_memory_catalogue import MemoryCatalogue, now
 
 _APP_FIELDS = {f.name for f in fields(App)}
