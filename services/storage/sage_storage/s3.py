@@ -2,8 +2,10 @@
 
 The client is synchronous: every call runs on a bounded thread pool whose size is also the size of
 the HTTP connection pool. The one exception is a small body's single PUT, the most frequent call,
-which is signed with the client's signer and sent on an aiohttp session from the event loop. Network failures and S3 server errors become `Unavailable` here, so the
-rest of the service never sees a urllib3 or minio exception.
+which is signed with the client's signer and sent from the event loop on kept-alive connections
+of its own (`_PutConnections`): one write of head and body, one short answer to read. Network
+failures and S3 server errors become `Unavailable` here, so the rest of the service never sees a
+urllib3 or minio exception.
 """
 
 from __future__ import annotations
@@ -17,9 +19,8 @@ import re
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
-from urllib.parse import urlunsplit
+from urllib.parse import SplitResult
 
-import aiohttp
 import urllib3
 from minio import Minio
 from minio import time as minio_time
@@ -41,6 +42,9 @@ READ_CHUNK = 1024 * 1024
 _CODE_RE = re.compile(r"<Code>([A-Za-z]+)</Code>")
 _MISSING_BLOB = {"NoSuchKey", "NoSuchObject"}
 _MISSING_UPLOAD = {"NoSuchUpload"}
+# A PUT's head and body go in one write (one segment on loopback) up to this size, else in two
+# (no copy of a large body).
+_JOINED = 256 * 1024
 
 
 def _s3_code(exc: BaseException) -> str | None:
@@ -73,11 +77,9 @@ class S3ObjectStore:
     def __init__(self, config: Config) -> None:
         self._bucket = config.s3_bucket
         self._region = config.s3_region
-        # Small bodies go in one PUT on this aiohttp session (made on first use, in the loop).
-        self._http: aiohttp.ClientSession | None = None
-        self._connections = config.s3_connections
-        self._timeout = aiohttp.ClientTimeout(
-            sock_connect=config.s3_connect_timeout, sock_read=config.s3_read_timeout
+        # Small bodies go in one PUT on these connections (opened on first use, in the loop).
+        self._puts = _PutConnections(
+            config.s3_connections, config.s3_connect_timeout, config.s3_read_timeout
         )
         self._pool = ThreadPoolExecutor(config.s3_workers, thread_name_prefix="s3")
         http = urllib3.PoolManager(
@@ -103,8 +105,7 @@ class S3ObjectStore:
         )
 
     async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
+        self._puts.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _call(self, what: str, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
@@ -139,12 +140,6 @@ class S3ObjectStore:
         most uploads are small, and a thread per request costs more (GIL hand-overs, a second
         SHA-256 of the body) than the request. `sha256`, the body's digest in hex, is the payload
         hash the signature covers (computed here when not given)."""
-        if self._http is None:
-            self._http = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._connections),
-                timeout=self._timeout,
-                auto_decompress=False,
-            )
         url = self.client._base_url.build(
             method="PUT", region=self._region, bucket_name=self._bucket, object_name=key
         )
@@ -171,19 +166,13 @@ class S3ObjectStore:
                 date=date,
             )
         try:
-            async with self._http.put(
-                # Blob keys are ids and slashes: the URL needs no quoting, and gets none.
-                urlunsplit(url),
-                data=data,
-                headers={k: str(v) for k, v in signed.items()},
-            ) as response:
-                answer = await response.read()
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            status, answer = await self._puts.put(url, signed, data)
+        except (OSError, TimeoutError, EOFError, ValueError) as exc:
             log.warning("object store unreachable during put: %s", type(exc).__name__)
             raise Unavailable("the object store is unreachable, try again", retry_after=5) from None
-        if response.status != 200:
+        if status != 200:
             match = _CODE_RE.search(answer.decode(errors="replace"))
-            log.error("object store refused put: %s", match.group(1) if match else response.status)
+            log.error("object store refused put: %s", match.group(1) if match else status)
             raise Unavailable("the object store failed, try again", retry_after=5)
 
     async def create_multipart(
@@ -293,3 +282,88 @@ class S3ObjectStore:
 
 def _meta_headers(metadata: dict[str, str]) -> dict[str, str]:
     return {f"x-amz-meta-{k}": v for k, v in metadata.items()}
+
+
+class _PutConnections:
+    """Kept-alive HTTP/1.1 connections to the S3 server for single PUTs, at most `limit` open.
+
+    A PUT is written in one go (head and body) and its answer is short (no body, or an XML error
+    with a length or in chunks), so this needs none of a general client's machinery, whose cost
+    per request was a third of the service's own work for a small upload. A connection that the
+    server closed while idle fails on its first use; the PUT (to a new blob key, so idempotent)
+    is then sent once more on a new connection.
+    """
+
+    def __init__(self, limit: int, connect_timeout: float, read_timeout: float) -> None:
+        self._slots = asyncio.Semaphore(limit)
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._connect_timeout, self._read_timeout = connect_timeout, read_timeout
+
+    async def put(self, url: SplitResult, headers: DictType, data: Buffer) -> tuple[int, bytes]:
+        """The status and body of the answer to a PUT of `data` to `url`."""
+        target = url.path + (f"?{url.query}" if url.query else "")
+        head = f"PUT {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        start = head.encode("latin-1") + b"\r\n"
+        request: list[Buffer] = [start + data] if len(data) <= _JOINED else [start, data]
+        async with self._slots:
+            while self._idle:
+                reader, writer = self._idle.pop()
+                try:
+                    return await self._send(reader, writer, request)
+                except (OSError, EOFError):  # closed by the server while idle
+                    pass
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(url.hostname, url.port or 80), self._connect_timeout
+            )
+            return await self._send(reader, writer, request)
+
+    async def _send(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: list[Buffer]
+    ) -> tuple[int, bytes]:
+        try:
+            for piece in request:
+                writer.write(piece)
+            status, body, keep = await asyncio.wait_for(_answer(reader), self._read_timeout)
+        except BaseException:
+            writer.close()
+            raise
+        if keep:
+            self._idle.append((reader, writer))
+        else:
+            writer.close()
+        return status, body
+
+    def close(self) -> None:
+        for _, writer in self._idle:
+            writer.close()
+        self._idle.clear()
+
+
+async def _answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    """Status, body and whether the connection stays open, of one HTTP/1.1 answer."""
+    line = await reader.readline()
+    if not line:
+        raise EOFError("the connection closed before an answer")
+    version, _, rest = line.decode("latin-1").partition(" ")
+    status = int(rest[:3])
+    keep = version == "HTTP/1.1"
+    length, chunked = 0, False
+    while (line := await reader.readline()) not in (b"\r\n", b"\n"):
+        if not line:
+            raise EOFError("the connection closed in an answer's head")
+        name, _, value = line.decode("latin-1").partition(":")
+        name, value = name.strip().lower(), value.strip().lower()
+        if name == "content-length":
+            length = int(value)
+        elif name == "transfer-encoding":
+            chunked = value == "chunked"
+        elif name == "connection":
+            keep = value == "keep-alive" or (keep and value != "close")
+    if not chunked:
+        return status, await reader.readexactly(length), keep
+    body = b""
+    while size := int((await reader.readline()).split(b";")[0], 16):
+        body += (await reader.readexactly(size + 2))[:-2]
+    while (await reader.readline()) not in (b"\r\n", b"\n", b""):  # trailers
+        pass
+    return status, body, keep
