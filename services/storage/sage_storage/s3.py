@@ -17,11 +17,12 @@ import hashlib
 import hmac
 import logging
 import re
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
-from urllib.parse import SplitResult, quote
+from urllib.parse import quote
 
 import urllib3
 from minio import Minio
@@ -78,10 +79,6 @@ class S3ObjectStore:
     def __init__(self, config: Config) -> None:
         self._bucket = config.s3_bucket
         self._region = config.s3_region
-        # Small bodies go in one PUT on these connections (opened on first use, in the loop).
-        self._puts = _PutConnections(
-            config.s3_connections, config.s3_connect_timeout, config.s3_read_timeout
-        )
         self._pool = ThreadPoolExecutor(config.s3_workers, thread_name_prefix="s3")
         http = urllib3.PoolManager(
             maxsize=config.s3_workers,
@@ -110,6 +107,15 @@ class S3ObjectStore:
         )
         self._put_path = self._put_url.path[:-1]
         self._signer = _Signer(self._region)
+        # Small bodies go in one PUT on these connections (opened on first use, in the loop).
+        self._puts = _PutConnections(
+            self._put_url.hostname or "127.0.0.1",
+            self._put_url.port or (443 if config.s3_secure else 80),
+            ssl.create_default_context() if config.s3_secure else None,
+            config.s3_connections,
+            config.s3_connect_timeout,
+            config.s3_read_timeout,
+        )
 
     async def close(self) -> None:
         self._puts.close()
@@ -155,11 +161,11 @@ class S3ObjectStore:
             "x-amz-content-sha256": payload,
             **_meta_headers(metadata),
         }
-        url = self._put_url._replace(path=self._put_path + quote(key))
+        path = self._put_path + quote(key)
         creds = self.client._provider.retrieve() if self.client._provider else None
-        signed = self._signer.sign("PUT", url.path, headers, payload, creds)
+        signed = self._signer.sign("PUT", path, headers, payload, creds)
         try:
-            status, answer = await self._puts.put(url, signed, data)
+            status, answer = await self._puts.put(path, signed, data)
         except (OSError, TimeoutError, EOFError, ValueError) as exc:
             log.warning("object store unreachable during put: %s", type(exc).__name__)
             raise Unavailable("the object store is unreachable, try again", retry_after=5) from None
@@ -287,17 +293,23 @@ class _PutConnections:
     is then sent once more on a new connection.
     """
 
-    def __init__(self, limit: int, connect_timeout: float, read_timeout: float) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        tls: ssl.SSLContext | None,
+        limit: int,
+        connect_timeout: float,
+        read_timeout: float,
+    ) -> None:
+        self._host, self._port, self._tls = host, port, tls
         self._slots = asyncio.Semaphore(limit)
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self._connect_timeout, self._read_timeout = connect_timeout, read_timeout
 
-    async def put(
-        self, url: SplitResult, headers: dict[str, str], data: Buffer
-    ) -> tuple[int, bytes]:
-        """The status and body of the answer to a PUT of `data` to `url`."""
-        target = url.path + (f"?{url.query}" if url.query else "")
-        head = f"PUT {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    async def put(self, path: str, headers: dict[str, str], data: Buffer) -> tuple[int, bytes]:
+        """The status and body of the answer to a PUT of `data` to `path`."""
+        head = f"PUT {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         start = head.encode("latin-1") + b"\r\n"
         request: list[Buffer] = [start + data] if len(data) <= _JOINED else [start, data]
         async with self._slots:
@@ -308,7 +320,8 @@ class _PutConnections:
                 except (OSError, EOFError):  # closed by the server while idle
                     pass
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(url.hostname, url.port or 80), self._connect_timeout
+                asyncio.open_connection(self._host, self._port, ssl=self._tls),
+                self._connect_timeout,
             )
             return await self._send(reader, writer, request)
 
