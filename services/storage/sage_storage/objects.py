@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import AsyncIterable
@@ -68,8 +69,9 @@ async def upload(
         if not _CONTENT_TYPE_RE.match(content_type):
             raise BadRequest("the Content-Type is not printable ASCII of at most 255 characters")
     except BaseException:
-        if begun is not None:  # nothing was sent to S3 yet
-            await asyncio.shield(ctx.store.forget_upload(begun))
+        if begun is not None:  # nothing was sent to S3 yet; if this fails, the sweeper's
+            with contextlib.suppress(Exception):
+                await asyncio.shield(ctx.store.forget_upload(begun))
         raise
     blob = begun or new_blob(bucket.id)
     if begun is None:

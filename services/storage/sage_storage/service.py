@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import re
 import uuid
@@ -67,15 +68,16 @@ async def bucket_to_write(ctx: Storage, who: Principal | None, raw_id: str) -> t
     query (store.Store.bucket): one round trip fewer per upload. When refused, the record goes."""
     bucket_id = bucket_uuid(raw_id)
     blob = new_blob(bucket_id)
-    bucket = await ctx.store.bucket(
-        bucket_id, who.username if who else None, access.grantee_groups(who), begin=blob
-    )
     try:
+        bucket = await ctx.store.bucket(
+            bucket_id, who.username if who else None, access.grantee_groups(who), begin=blob
+        )
         if bucket is None:
             raise NotFound("no such bucket")
         access.check(who, bucket.owner, bucket.granted, "WRITE")
-    except BaseException:
-        await asyncio.shield(ctx.store.forget_upload(blob))
+    except BaseException:  # refused, or cancelled: a record left over is the sweeper's
+        with contextlib.suppress(Exception):
+            await asyncio.shield(ctx.store.forget_upload(blob))
         raise
     return bucket, blob
 

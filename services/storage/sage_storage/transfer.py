@@ -84,7 +84,8 @@ async def _upload_raw(
     try:
         incoming = _raw_incoming(request, path)
     except BaseException:
-        await asyncio.shield(ctx.store.forget_upload(blob))
+        with contextlib.suppress(Exception):  # if this fails, the sweeper's
+            await asyncio.shield(ctx.store.forget_upload(blob))
         raise
     return await objects.upload(ctx, bucket, path, incoming, begun=blob)
 
