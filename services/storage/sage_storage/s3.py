@@ -356,7 +356,8 @@ async def _answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
     version, _, rest = line.decode("latin-1").partition(" ")
     status = int(rest[:3])
     keep = version == "HTTP/1.1"
-    length, chunked = 0, False
+    length: int | None = None
+    chunked = False
     while (line := await reader.readline()) not in (b"\r\n", b"\n"):
         if not line:
             raise EOFError("the connection closed in an answer's head")
@@ -368,8 +369,10 @@ async def _answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
             chunked = value == "chunked"
         elif name == "connection":
             keep = value == "keep-alive" or (keep and value != "close")
+    if not chunked and length is None and status not in (204, 304):
+        return status, await reader.read(), False  # delimited by the connection's end
     if not chunked:
-        return status, await reader.readexactly(length), keep
+        return status, await reader.readexactly(length or 0), keep
     body = b""
     while size := int((await reader.readline()).split(b";")[0], 16):
         body += (await reader.readexactly(size + 2))[:-2]

@@ -99,3 +99,8 @@ async def test_a_cut_answer_is_an_eof_error() -> None:
         await _read(b"HTTP/1.1 200 OK\r\nContent-Len")
     with pytest.raises(EOFError):  # IncompleteReadError is one
         await _read(b"HTTP/1.1 500 Oops\r\nContent-Length: 10\r\n\r\nshort")
+
+
+async def test_answer_without_a_length_ends_with_the_connection() -> None:
+    raw = b"HTTP/1.1 500 Oops\r\nContent-Type: text/xml\r\n\r\n<Code>InternalError</Code>"
+    assert await _read(raw) == (500, b"<Code>InternalError</Code>", False)
