@@ -38,8 +38,8 @@ class Config(ServiceConfig):
     s3_bucket: str = "sage-storage"
     # Threads that run the (synchronous) minio client; also the size of its connection pool.
     s3_workers: int = 16
-    # Kept-alive connections for small bodies' single PUTs, sent from the event loop itself (no
-    # threads, no HTTP client library), per worker.
+    # Kept-alive connections (per worker) for small bodies' single PUTs, sent from the event loop
+    # without threads.
     s3_connections: int = Field(64, ge=1)
     s3_connect_timeout: float = 5.0
     s3_read_timeout: float = 120.0

@@ -2,10 +2,9 @@
 
 The client is synchronous: every call runs on a bounded thread pool whose size is also the size of
 the HTTP connection pool. The one exception is a small body's single PUT, the most frequent call,
-which is signed with the client's signer and sent from the event loop on kept-alive connections
-of its own (`_PutConnections`): one write of head and body, one short answer to read. Network
-failures and S3 server errors become `Unavailable` here, so the rest of the service never sees a
-urllib3 or minio exception.
+which is signed with the client's signer and sent from the event loop on one aiohttp session
+(kept-alive connections, no thread). Network failures and S3 server errors become `Unavailable`
+here, so the rest of the service never sees a urllib3, aiohttp or minio exception.
 """
 
 from __future__ import annotations
@@ -14,22 +13,22 @@ import asyncio
 import contextlib
 import functools
 import hashlib
-import hmac
 import logging
 import re
-import ssl
-import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import SplitResult, quote
 
+import aiohttp
 import urllib3
 from minio import Minio
-from minio.credentials.credentials import Credentials
+from minio import time as minio_time
 from minio.datatypes import Part
 from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
+from minio.helpers import DictType
+from minio.signer import sign_v4_s3
 
 from sage_common.errors import Unavailable
 
@@ -41,12 +40,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 READ_CHUNK = 1024 * 1024
 _CODE_RE = re.compile(r"<Code>([A-Za-z]+)</Code>")
-_SPACES = re.compile(r"( +)")
 _MISSING_BLOB = {"NoSuchKey", "NoSuchObject"}
 _MISSING_UPLOAD = {"NoSuchUpload"}
-# A PUT's head and body go in one write (one segment on loopback) up to this size, else in two
-# (no copy of a large body).
-_JOINED = 256 * 1024
 
 
 def _s3_code(exc: BaseException) -> str | None:
@@ -102,23 +97,24 @@ class S3ObjectStore:
             http_client=http,
         )
         # Where a small body's PUT goes: the URL of a key is this one's path plus the quoted key.
-        self._put_url = self.client._base_url.build(
+        put_url = self.client._base_url.build(
             method="PUT", region=self._region, bucket_name=self._bucket, object_name="k"
         )
-        self._put_path = self._put_url.path[:-1]
-        self._signer = _Signer(self._region)
-        # Small bodies go in one PUT on these connections (opened on first use, in the loop).
-        self._puts = _PutConnections(
-            self._put_url.hostname or "127.0.0.1",
-            self._put_url.port or (443 if config.s3_secure else 80),
-            ssl.create_default_context() if config.s3_secure else None,
-            config.s3_connections,
-            config.s3_connect_timeout,
-            config.s3_read_timeout,
+        self._put_scheme, self._put_host, self._put_path = (
+            put_url.scheme,
+            put_url.netloc,
+            put_url.path[:-1],
+        )
+        # Small bodies go in one PUT on this aiohttp session (made on first use, in the loop).
+        self._http: aiohttp.ClientSession | None = None
+        self._connections = config.s3_connections
+        self._timeout = aiohttp.ClientTimeout(
+            sock_connect=config.s3_connect_timeout, sock_read=config.s3_read_timeout
         )
 
     async def close(self) -> None:
-        self._puts.close()
+        if self._http is not None:
+            await self._http.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _call(self, what: str, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
@@ -153,20 +149,46 @@ class S3ObjectStore:
         most uploads are small, and a thread per request costs more (GIL hand-overs, a second
         SHA-256 of the body) than the request. `sha256`, the body's digest in hex, is the payload
         hash the signature covers (computed here when not given)."""
+        if self._http is None:
+            # One session for every PUT: kept-alive connections, the timeouts set once, and no
+            # headers that S3 does not need (each is parsed, and signed, on every request).
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._connections),
+                timeout=self._timeout,
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+            )
+        path = self._put_path + quote(key)
         payload = sha256 or hashlib.sha256(data).hexdigest()
-        headers = {
-            "Host": self._put_url.netloc,
+        date = minio_time.utcnow()
+        headers: DictType = {
+            "Host": self._put_host,
             "Content-Type": content_type,
             "Content-Length": str(len(data)),
             "x-amz-content-sha256": payload,
+            "x-amz-date": minio_time.to_amz_date(date),
             **_meta_headers(metadata),
         }
-        path = self._put_path + quote(key)
         creds = self.client._provider.retrieve() if self.client._provider else None
-        signed = self._signer.sign("PUT", path, headers, payload, creds)
+        signed = headers
+        if creds is not None:
+            signed = sign_v4_s3(
+                method="PUT",
+                url=SplitResult(self._put_scheme, self._put_host, path, "", ""),
+                region=self._region,
+                headers=headers,
+                credentials=creds,
+                content_sha256=payload,
+                date=date,
+            )
         try:
-            status, answer = await self._puts.put(path, signed, data)
-        except (OSError, TimeoutError, EOFError, ValueError) as exc:
+            async with self._http.put(
+                f"{self._put_scheme}://{self._put_host}{path}",
+                data=data,
+                headers={k: str(v) for k, v in signed.items()},
+            ) as response:
+                status, answer = response.status, await response.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             log.warning("object store unreachable during put: %s", type(exc).__name__)
             raise Unavailable("the object store is unreachable, try again", retry_after=5) from None
         if status != 200:
@@ -281,155 +303,3 @@ class S3ObjectStore:
 
 def _meta_headers(metadata: dict[str, str]) -> dict[str, str]:
     return {f"x-amz-meta-{k}": v for k, v in metadata.items()}
-
-
-class _PutConnections:
-    """Kept-alive HTTP/1.1 connections to the S3 server for single PUTs, at most `limit` open.
-
-    A PUT is written in one go (head and body) and its answer is short (no body, or an XML error
-    with a length or in chunks), so this needs none of a general client's machinery, whose cost
-    per request was a third of the service's own work for a small upload. A connection that the
-    server closed while idle fails on its first use; the PUT (to a new blob key, so idempotent)
-    is then sent once more on a new connection.
-    """
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        tls: ssl.SSLContext | None,
-        limit: int,
-        connect_timeout: float,
-        read_timeout: float,
-    ) -> None:
-        self._host, self._port, self._tls = host, port, tls
-        self._slots = asyncio.Semaphore(limit)
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-        self._connect_timeout, self._read_timeout = connect_timeout, read_timeout
-
-    async def put(self, path: str, headers: dict[str, str], data: Buffer) -> tuple[int, bytes]:
-        """The status and body of the answer to a PUT of `data` to `path`."""
-        head = f"PUT {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        start = head.encode("latin-1") + b"\r\n"
-        request: list[Buffer] = [start + data] if len(data) <= _JOINED else [start, data]
-        async with self._slots:
-            while self._idle:
-                reader, writer = self._idle.pop()
-                try:
-                    return await self._send(reader, writer, request)
-                except (OSError, EOFError):  # closed by the server while idle
-                    pass
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self._host, self._port, ssl=self._tls),
-                self._connect_timeout,
-            )
-            return await self._send(reader, writer, request)
-
-    async def _send(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: list[Buffer]
-    ) -> tuple[int, bytes]:
-        try:
-            for piece in request:
-                writer.write(piece)
-            async with asyncio.timeout(self._read_timeout):  # no task per call, as wait_for
-                status, body, keep = await _answer(reader)
-        except BaseException:
-            writer.close()
-            raise
-        if keep:
-            self._idle.append((reader, writer))
-        else:
-            writer.close()
-        return status, body
-
-    def close(self) -> None:
-        for _, writer in self._idle:
-            writer.close()
-        self._idle.clear()
-
-
-async def _answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
-    """Status, body and whether the connection stays open, of one HTTP/1.1 answer."""
-    line = await reader.readline()
-    if not line:
-        raise EOFError("the connection closed before an answer")
-    version, _, rest = line.decode("latin-1").partition(" ")
-    status = int(rest[:3])
-    keep = version == "HTTP/1.1"
-    length: int | None = None
-    chunked = False
-    while (line := await reader.readline()) not in (b"\r\n", b"\n"):
-        if not line:
-            raise EOFError("the connection closed in an answer's head")
-        name, _, value = line.decode("latin-1").partition(":")
-        name, value = name.strip().lower(), value.strip().lower()
-        if name == "content-length":
-            length = int(value)
-        elif name == "transfer-encoding":
-            chunked = value == "chunked"
-        elif name == "connection":
-            keep = value == "keep-alive" or (keep and value != "close")
-    if not chunked and length is None and status not in (204, 304):
-        return status, await reader.read(), False  # delimited by the connection's end
-    if not chunked:
-        return status, await reader.readexactly(length or 0), keep
-    body = b""
-    while size := int((await reader.readline()).split(b";")[0], 16):
-        body += (await reader.readexactly(size + 2))[:-2]
-    while (await reader.readline()) not in (b"\r\n", b"\n", b""):  # trailers
-        pass
-    return status, body, keep
-
-
-class _Signer:
-    """AWS Signature V4 of a single PUT, as minio's signer makes it (`test_s3_signer` compares
-    the two), with the day's signing key kept: four HMACs fewer per request, and no datetimes."""
-
-    def __init__(self, region: str) -> None:
-        self._region = region
-        self._keys: dict[tuple[str, str], bytes] = {}
-
-    def _key(self, secret: str, day: str) -> bytes:
-        key = self._keys.get((secret, day))
-        if key is None:
-            key = ("AWS4" + secret).encode()
-            for part in (day, self._region, "s3", "aws4_request"):
-                key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-            self._keys = {(secret, day): key}  # only today's (and the current secret's)
-        return key
-
-    def sign(
-        self,
-        method: str,
-        path: str,
-        headers: dict[str, str],
-        payload: str,
-        creds: Credentials | None,
-        now: float | None = None,
-    ) -> dict[str, str]:
-        """`headers` with x-amz-date (and Authorization, with `creds`) added."""
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-        headers = {**headers, "x-amz-date": stamp}
-        if creds is None:
-            return headers
-        if creds.session_token:
-            headers["X-Amz-Security-Token"] = creds.session_token
-        canonical = sorted(
-            (k.lower(), _SPACES.sub(" ", v).strip() if "  " in v else v.strip())
-            for k, v in headers.items()
-        )
-        signed = ";".join(k for k, _ in canonical)
-        lines = "\n".join(f"{k}:{v}" for k, v in canonical)
-        request = f"{method}\n{path or '/'}\n\n{lines}\n\n{signed}\n{payload}"
-        scope = f"{stamp[:8]}/{self._region}/s3/aws4_request"
-        to_sign = (
-            f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n" + hashlib.sha256(request.encode()).hexdigest()
-        )
-        signature = hmac.new(
-            self._key(creds.secret_key, stamp[:8]), to_sign.encode(), hashlib.sha256
-        ).hexdigest()
-        headers["Authorization"] = (
-            f"AWS4-HMAC-SHA256 Credential={creds.access_key}/{scope}, "
-            f"SignedHeaders={signed}, Signature={signature}"
-        )
-        return headers
