@@ -108,8 +108,10 @@ class S3ObjectStore:
         # Small bodies go in one PUT on this aiohttp session (made on first use, in the loop).
         self._http: aiohttp.ClientSession | None = None
         self._connections = config.s3_connections
+        # A small PUT's whole exchange in one timer (a read timeout would be re-armed on every
+        # packet of the answer).
         self._timeout = aiohttp.ClientTimeout(
-            sock_connect=config.s3_connect_timeout, sock_read=config.s3_read_timeout
+            total=config.s3_read_timeout, sock_connect=config.s3_connect_timeout
         )
 
     async def close(self) -> None:
