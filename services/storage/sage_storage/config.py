@@ -21,7 +21,8 @@ class Config(ServiceConfig):
     port: int = 8083
     # Processes serving the port together (SO_REUSEPORT), each with its own event loop and database
     # pool (up to db_pool_max connections each): the loop's one core limits many small uploads.
-    # 0: one per CPU this process may use (affinity, cgroup quota), at most 4.
+    # 0: one per CPU this process may use (affinity, cgroup quota), at most 4: more workers than
+    # CPUs only share the same cores (4 on 2 CPUs measured no faster than 2).
     workers: int = Field(0, ge=0, le=64)
     db_schema: str = "storage"
     client_id: str = "storage"
@@ -37,7 +38,8 @@ class Config(ServiceConfig):
     s3_bucket: str = "sage-storage"
     # Threads that run the (synchronous) minio client; also the size of its connection pool.
     s3_workers: int = 16
-    # Connections for small bodies' single PUTs, sent from the event loop without threads.
+    # Kept-alive connections (per worker) for small bodies' single PUTs, sent from the event loop
+    # without threads.
     s3_connections: int = Field(64, ge=1)
     s3_connect_timeout: float = 5.0
     s3_read_timeout: float = 120.0

@@ -63,11 +63,12 @@ async def upload(request: web.Request) -> web.Response:
     ctx = request.app[STORAGE]
     raw_id, path = request.match_info["bucket"], request.match_info["key"]
     try:
-        bucket = await service.bucket_for(ctx, principal(request), raw_id, "WRITE")
         if request.content_type == "multipart/form-data":
+            bucket = await service.bucket_for(ctx, principal(request), raw_id, "WRITE")
             stored = await _upload_form(request, ctx, bucket, path)
         else:
-            stored = [await service_objects.upload(ctx, bucket, path, _raw_incoming(request, path))]
+            bucket, blob = await service.bucket_to_write(ctx, principal(request), raw_id)
+            stored = [await _upload_raw(request, ctx, bucket, path, blob)]
     except ProblemError:
         if not request.content.at_eof():
             await _drain(request, ctx.config.drain_seconds)
@@ -76,6 +77,18 @@ async def upload(request: web.Request) -> web.Response:
     if len(stored) > 1:
         answer["keys"] = [keys.shown(k) for k in stored]
     return json_response(answer)
+
+
+async def _upload_raw(
+    request: web.Request, ctx: service.Storage, bucket: Bucket, path: str, blob: str
+) -> str:
+    try:
+        incoming = _raw_incoming(request, path)
+    except BaseException:
+        with contextlib.suppress(Exception):  # if this fails, the sweeper's
+            await asyncio.shield(ctx.store.forget_upload(blob))
+        raise
+    return await service_objects.upload(ctx, bucket, path, incoming, begun=blob)
 
 
 def _raw_incoming(request: web.Request, path: str) -> Incoming:

@@ -2,8 +2,9 @@
 
 The client is synchronous: every call runs on a bounded thread pool whose size is also the size of
 the HTTP connection pool. The one exception is a small body's single PUT, the most frequent call,
-which is signed with the client's signer and sent on an aiohttp session from the event loop. Network failures and S3 server errors become `Unavailable` here, so the
-rest of the service never sees a urllib3 or minio exception.
+which is signed with the client's signer and sent from the event loop on one aiohttp session
+(kept-alive connections, no thread). Network failures and S3 server errors become `Unavailable`
+here, so the rest of the service never sees a urllib3, aiohttp or minio exception.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
-from urllib.parse import urlunsplit
+from urllib.parse import SplitResult, quote
 
 import aiohttp
 import urllib3
@@ -62,12 +63,6 @@ class S3ObjectStore:
     def __init__(self, config: Config) -> None:
         self._bucket = config.s3_bucket
         self._region = config.s3_region
-        # Small bodies go in one PUT on this aiohttp session (made on first use, in the loop).
-        self._http: aiohttp.ClientSession | None = None
-        self._connections = config.s3_connections
-        self._timeout = aiohttp.ClientTimeout(
-            sock_connect=config.s3_connect_timeout, sock_read=config.s3_read_timeout
-        )
         self._pool = ThreadPoolExecutor(config.s3_workers, thread_name_prefix="s3")
         http = urllib3.PoolManager(
             maxsize=config.s3_workers,
@@ -89,6 +84,23 @@ class S3ObjectStore:
             secure=config.s3_secure,
             region=config.s3_region,
             http_client=http,
+        )
+        # Where a small body's PUT goes: the URL of a key is this one's path plus the quoted key.
+        put_url = self.client._base_url.build(
+            method="PUT", region=self._region, bucket_name=self._bucket, object_name="k"
+        )
+        self._put_scheme, self._put_host, self._put_path = (
+            put_url.scheme,
+            put_url.netloc,
+            put_url.path[:-1],
+        )
+        # Small bodies go in one PUT on this aiohttp session (made on first use, in the loop).
+        self._http: aiohttp.ClientSession | None = None
+        self._connections = config.s3_connections
+        # A small PUT's whole exchange in one timer (a read timeout would be re-armed on every
+        # packet of the answer).
+        self._timeout = aiohttp.ClientTimeout(
+            total=config.s3_read_timeout, sock_connect=config.s3_connect_timeout
         )
 
     async def close(self) -> None:
@@ -129,18 +141,19 @@ class S3ObjectStore:
         SHA-256 of the body) than the request. `sha256`, the body's digest in hex, is the payload
         hash the signature covers (computed here when not given)."""
         if self._http is None:
+            # One session for every PUT: kept-alive connections, the timeouts set once, and no
+            # headers that S3 does not need (each is parsed, and signed, on every request).
             self._http = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._connections),
                 timeout=self._timeout,
                 auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
             )
-        url = self.client._base_url.build(
-            method="PUT", region=self._region, bucket_name=self._bucket, object_name=key
-        )
+        path = self._put_path + quote(key)
         payload = sha256 or hashlib.sha256(data).hexdigest()
         date = minio_time.utcnow()
         headers: DictType = {
-            "Host": url.netloc,
+            "Host": self._put_host,
             "Content-Type": content_type,
             "Content-Length": str(len(data)),
             "x-amz-content-sha256": payload,
@@ -152,7 +165,7 @@ class S3ObjectStore:
         if creds is not None:
             signed = sign_v4_s3(
                 method="PUT",
-                url=url,
+                url=SplitResult(self._put_scheme, self._put_host, path, "", ""),
                 region=self._region,
                 headers=headers,
                 credentials=creds,
@@ -161,18 +174,17 @@ class S3ObjectStore:
             )
         try:
             async with self._http.put(
-                # Blob keys are ids and slashes: the URL needs no quoting, and gets none.
-                urlunsplit(url),
+                f"{self._put_scheme}://{self._put_host}{path}",
                 data=data,
                 headers={k: str(v) for k, v in signed.items()},
             ) as response:
-                answer = await response.read()
+                status, answer = response.status, await response.read()
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             log.warning("object store unreachable during put: %s", type(exc).__name__)
             raise Unavailable("the object store is unreachable, try again", retry_after=5) from None
-        if response.status != 200:
+        if status != 200:
             code = body_code(answer.decode(errors="replace"))
-            log.error("object store refused put: %s", code or response.status)
+            log.error("object store refused put: %s", code or status)
             raise Unavailable("the object store failed, try again", retry_after=5)
 
     async def create_multipart(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
-import uuid
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,7 +16,7 @@ from sage_common.errors import BadRequest, NotFound, PayloadTooLarge
 from . import keys
 from .models import Bucket, StoredObject
 from .objectstore import BlobMissing, BlobReader
-from .service import Storage
+from .service import Storage, new_blob
 from .uploads import Checksums, Limit, write_blob
 
 log = logging.getLogger(__name__)
@@ -51,21 +51,31 @@ def _limit(ctx: Storage, bucket: Bucket, used: int | None) -> Limit:
     return limit
 
 
-async def upload(ctx: Storage, bucket: Bucket, path: str, incoming: Incoming) -> str:
-    """Store one file under `path` in a bucket the caller may write; answer its key."""
-    key = keys.upload_key(path, incoming.filename)
-    used = None
-    if ctx.config.quota_bytes > 0:  # what replacing an object frees counts as free
-        current = await ctx.store.object(bucket.id, key)
-        used = await ctx.store.usage(bucket.owner) - (current.size if current else 0)
-    limit = _limit(ctx, bucket, used)
-    if incoming.length is not None and incoming.length > limit.bytes:
-        raise PayloadTooLarge(limit.message)
-    blob = f"{bucket.id}/{uuid.uuid4()}"
-    content_type = incoming.content_type or DEFAULT_TYPE
-    if not _CONTENT_TYPE_RE.match(content_type):
-        raise BadRequest("the Content-Type is not printable ASCII of at most 255 characters")
-    await ctx.store.begin_upload(blob, bucket.id)
+async def upload(
+    ctx: Storage, bucket: Bucket, path: str, incoming: Incoming, begun: str | None = None
+) -> str:
+    """Store one file under `path` in a bucket the caller may write; answer its key. `begun`: a
+    blob already recorded as an upload into the bucket (service.bucket_to_write) to use."""
+    try:
+        key = keys.upload_key(path, incoming.filename)
+        used = None
+        if ctx.config.quota_bytes > 0:  # what replacing an object frees counts as free
+            current = await ctx.store.object(bucket.id, key)
+            used = await ctx.store.usage(bucket.owner) - (current.size if current else 0)
+        limit = _limit(ctx, bucket, used)
+        if incoming.length is not None and incoming.length > limit.bytes:
+            raise PayloadTooLarge(limit.message)
+        content_type = incoming.content_type or DEFAULT_TYPE
+        if not _CONTENT_TYPE_RE.match(content_type):
+            raise BadRequest("the Content-Type is not printable ASCII of at most 255 characters")
+    except BaseException:
+        if begun is not None:  # nothing was sent to S3 yet; if this fails, the sweeper's
+            with contextlib.suppress(Exception):
+                await asyncio.shield(ctx.store.forget_upload(begun))
+        raise
+    blob = begun or new_blob(bucket.id)
+    if begun is None:
+        await ctx.store.begin_upload(blob, bucket.id)
     try:
         written = await write_blob(
             ctx.objects,

@@ -24,6 +24,17 @@ _BUCKET_COLS = (
 _MY_GRANTS = """(g.grantee_type = 'USER' AND g.grantee = $2)
                 OR (g.grantee_type = 'GROUP' AND g.grantee = ANY($3::text[]))"""
 
+# A bucket with the caller's grants on it ($1 the bucket, $2 and $3 the caller).
+_LOOKUP = f"""SELECT {_BUCKET_COLS},
+                 array_agg(g.permission) FILTER (WHERE g.permission IS NOT NULL) AS granted
+             FROM buckets b LEFT JOIN grants g ON g.bucket_id = b.id AND ({_MY_GRANTS})
+             WHERE b.id = $1 AND NOT b.deleting GROUP BY b.id"""
+# The same, recording the uploads $4 into the bucket.
+_LOOKUP_BEGIN = f"""WITH begun AS (
+                        INSERT INTO uploads (blob, bucket_id) SELECT unnest($4::text[]), $1
+                    )
+                    {_LOOKUP}"""
+
 
 def _bucket(row: asyncpg.Record) -> Bucket:
     data = dict(row)
@@ -47,7 +58,7 @@ class Store(UpkeepStore):
             self._begin_batch, BATCH_ITEMS
         )
         self._lookups: Batcher[
-            tuple[uuid.UUID, str | None, tuple[str, ...]], None, asyncpg.Record | None
+            tuple[uuid.UUID, str | None, tuple[str, ...]], str | None, asyncpg.Record | None
         ] = Batcher(self._lookup_batch, 10_000)
 
     # ------------------------------------------------------------------ buckets and grants
@@ -87,31 +98,33 @@ class Store(UpkeepStore):
         return _bucket(row)
 
     async def bucket(
-        self, bucket_id: uuid.UUID, username: str | None, groups: list[str]
+        self,
+        bucket_id: uuid.UUID,
+        username: str | None,
+        groups: list[str],
+        begin: str | None = None,
     ) -> Bucket | None:
-        """The bucket with the caller's grants on it; None when absent or being deleted.
+        """The bucket with the caller's grants on it; None when absent or being deleted. With
+        `begin`, a blob about to be uploaded into it is recorded (as `begin_upload` does) by the
+        same statement, whatever the answer: a caller refused the bucket forgets it.
 
         Every upload and download asks this first. Lookups of one bucket by one caller that arrive
         while one runs share the next query (batch.py): each is still answered by a query that
         started after it arrived, so a grant changed before it is seen.
         """
-        row = await self._lookups.submit((bucket_id, username, tuple(groups)), None)
+        row = await self._lookups.submit((bucket_id, username, tuple(groups)), begin)
         return _bucket(row) if row else None
 
     async def _lookup_batch(
-        self, key: tuple[uuid.UUID, str | None, tuple[str, ...]], items: list[None]
+        self, key: tuple[uuid.UUID, str | None, tuple[str, ...]], begins: list[str | None]
     ) -> list[asyncpg.Record | None]:
         bucket_id, username, groups = key
-        row = await self.pool.fetchrow(
-            f"""SELECT {_BUCKET_COLS},
-                       array_agg(g.permission) FILTER (WHERE g.permission IS NOT NULL) AS granted
-                FROM buckets b LEFT JOIN grants g ON g.bucket_id = b.id AND ({_MY_GRANTS})
-                WHERE b.id = $1 AND NOT b.deleting GROUP BY b.id""",
-            bucket_id,
-            username,
-            list(groups),
-        )
-        return [row] * len(items)
+        blobs = [blob for blob in begins if blob is not None]
+        if blobs:
+            row = await self.pool.fetchrow(_LOOKUP_BEGIN, bucket_id, username, list(groups), blobs)
+        else:
+            row = await self.pool.fetchrow(_LOOKUP, bucket_id, username, list(groups))
+        return [row] * len(begins)
 
     async def list_buckets(
         self,

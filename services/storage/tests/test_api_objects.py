@@ -334,3 +334,29 @@ async def test_content_type_that_cannot_be_sent_back_is_400(api: Api) -> None:
     ) as r:
         assert r.status == 400
         assert "Content-Type" in (await r.json())["error"]
+
+
+async def test_every_raw_upload_answer_leaves_no_upload_record(make_api) -> None:  # type: ignore[no-untyped-def]
+    """A raw upload is recorded as begun by its bucket's lookup (one query): stored, refused by
+    permission, by its key, its size or its type, none leaves that record behind."""
+    api = await make_api(part_size=5 * MiB, max_upload_bytes=MiB)
+    alice, bob = api.tokens.add("alice"), api.tokens.add("bob")
+    bucket = await api.bucket(alice, public="true")
+    cases = [
+        (alice, "ok.bin", b"x", {}, 200),
+        (bob, "theirs.bin", b"x", {}, 403),  # may read, may not write
+        (alice, "dir/", b"x", {}, 400),
+        (alice, "big.bin", os.urandom(2 * MiB), {}, 413),
+        (alice, "typed.bin", b"x", {"Content-Type": "text/\u00e9"}, 400),
+        (alice, "sum.bin", b"x", {"Content-MD5": "not a digest"}, 400),
+    ]
+    for token, key, data, headers, status in cases:
+        async with await api.put(token, bucket["id"], key, data, headers) as r:
+            assert r.status == status, (key, await r.text())
+    async with await api.put(alice, str(uuid.uuid4()), "gone.bin", b"x") as r:
+        assert r.status == 404
+    count = await api.storage.store.pool.fetchval("SELECT count(*) FROM uploads")
+    assert count == 0
+    assert list(api.objects.blobs) == [
+        (await api.storage.store.blobs_of(uuid.UUID(bucket["id"]), 10))[0][1]
+    ]
