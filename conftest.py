@@ -55,6 +55,7 @@ pytest_plugins = [
     "tests.fixtures.auth",
     "tests.fixtures.builder",
     "tests.fixtures.clients",
+    "tests.fixtures.ecr",
     "tests.fixtures.images",
     "tests.fixtures.postgres",
     "tests.fixtures.profiler",

@@ -29,9 +29,6 @@ class RetryPolicy:
         return min(backoff, self.max_delay) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter
 
 
-NO_RETRY = RetryPolicy(attempts=1)
-
-
 async def with_retries(
     operation: Callable[[], Awaitable[T]],
     policy: RetryPolicy,

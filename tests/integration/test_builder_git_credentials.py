@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.support.builder import (
-    GitServer,
     Harness,
     commit_all,
     delete_queues,
@@ -32,14 +31,6 @@ TOKEN = "ghp_TESTONLYabcdefghijklmnopqrstuvwxyz01"
 
 def app_id(name: str) -> str:
     return f"tests/{name}-{uuid.uuid4().hex[:6]}:1.0"
-
-
-@pytest.fixture(scope="module")
-def git_server(tmp_path_factory) -> GitServer:
-    server = GitServer(tmp_path_factory.mktemp("git"))
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,6 @@ from sage_common.schemas import BuildDone
 from tests.fixtures.builder import log_has
 from tests.support.builder import (
     BUSYBOX,
-    GitServer,
     Harness,
     RegistryReader,
     commit_all,
@@ -66,14 +65,6 @@ LIMITS = dict(
 
 def app_id(name: str) -> str:
     return f"hostile/{name}-{uuid.uuid4().hex[:6]}:1.0"
-
-
-@pytest.fixture(scope="module")
-def git_server(tmp_path_factory) -> GitServer:
-    server = GitServer(tmp_path_factory.mktemp("git"))
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,6 @@ from sage_builder.registry import Credentials, RegistryClient
 from sage_common.schemas import BuildDone
 from tests.fixtures.builder import log_has
 from tests.support.builder import (
-    GitServer,
     Harness,
     RegistryReader,
     commit_all,
@@ -46,14 +45,6 @@ def app_id(name: str) -> str:
 @pytest.fixture(scope="module")
 def suffix() -> str:
     return uuid.uuid4().hex[:8]
-
-
-@pytest.fixture(scope="module")
-def git_server(tmp_path_factory) -> GitServer:
-    server = GitServer(tmp_path_factory.mktemp("git"))
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,7 @@ and from a git repository (served by `git daemon` on loopback) that the command 
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +11,7 @@ import pytest
 from tests.fixtures.auth import call
 from tests.support.builder import GitServer, commit_all
 from tests.support.builder.servers import git as run_git
+from tests.support.cli import run_sage
 from tests.support.ecr import busless_config, running_ecr
 from tests.support.names import sfx
 
@@ -32,23 +30,9 @@ async def token(make_user):
     return await make_user(f"cli-{sfx()}")
 
 
-@pytest.fixture(scope="module")
-def git(tmp_path_factory):
-    server = GitServer(tmp_path_factory.mktemp("git"))
-    server.start()
-    yield server
-    server.stop()
-
-
 async def sage(ecr, token: str, *args: str, cwd: Path | None = None) -> tuple[int, str, str]:
-    env = {**os.environ, "SAGE_HOST": ecr.url, "SAGE_USER_TOKEN": token}
-    env.pop("SAGE_STORE_URL", None)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sage_client", *args,
-        cwd=cwd or ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    return proc.returncode or 0, out.decode(), err.decode()
+    done = await run_sage(ecr.url, token, *args, cwd=cwd, within=120)
+    return done.code, done.out, done.err
 
 
 def repository(git: GitServer, tmp_path: Path, files: dict[str, str], branch: str = "main") -> str:
@@ -79,11 +63,11 @@ async def test_submit_a_file_with_namespace_url_and_branch_from_the_command_line
 
 
 async def test_submit_a_repository_reads_its_sage_yaml_and_sends_its_url_and_branch(
-    ecr, http, token, git, tmp_path
+    ecr, http, token, git_server, tmp_path
 ):
     ns = f"lab{sfx()}"
     text = (CORPUS / "sound-events.yaml").read_text() + "extra_field: kept\n"
-    url = repository(git, tmp_path, {"sage.yaml": text}, branch="release")
+    url = repository(git_server, tmp_path, {"sage.yaml": text}, branch="release")
     args = ("ecr", "app", "submit", f"{url}@release", "--namespace", ns, "--json")
     code, out, err = await sage(ecr, token, *args)
     assert code == 0, err
@@ -99,10 +83,10 @@ async def test_submit_a_repository_reads_its_sage_yaml_and_sends_its_url_and_bra
 
 
 async def test_submit_a_repository_without_a_branch_uses_its_default_and_reads_sage_json(
-    ecr, http, token, git, tmp_path
+    ecr, http, token, git_server, tmp_path
 ):
     ns = f"lab{sfx()}"
-    url = repository(git, tmp_path, {"sage.json": (CORPUS / "hello-world.json").read_text()})
+    url = repository(git_server, tmp_path, {"sage.json": (CORPUS / "hello-world.json").read_text()})
     code, out, err = await sage(ecr, token, "ecr", "app", "submit", url, "--namespace", ns)
     assert code == 0, err
     assert out.strip() == f"submitted {ns}/hello-world:1.0.0"
@@ -112,9 +96,9 @@ async def test_submit_a_repository_without_a_branch_uses_its_default_and_reads_s
 
 
 async def test_a_repository_without_a_description_or_branch_is_a_clear_error(
-    ecr, token, git, tmp_path
+    ecr, token, git_server, tmp_path
 ):
-    url = repository(git, tmp_path, {"README.md": "no description here\n"})
+    url = repository(git_server, tmp_path, {"README.md": "no description here\n"})
     code, _, err = await sage(ecr, token, "ecr", "app", "submit", url)
     assert code == 1 and "has none of sage.yaml, sage.yml, sage.json" in err
     code, _, err = await sage(ecr, token, "ecr", "app", "submit", f"{url}@nope")

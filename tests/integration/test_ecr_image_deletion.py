@@ -8,52 +8,14 @@ from __future__ import annotations
 
 import uuid
 
-import aiohttp
-import pytest
-
 from sage_common.events import CloudEvent, make_event
 from sage_common.schemas import AppImagesDeleted, ArchImage, BuildDone
 from tests.fixtures.auth import call
 from tests.support.bus import eventually
-from tests.support.ecr import (
-    EventTap,
-    app_spec,
-    builder_bus,
-    bus_config,
-    handled,
-    running_ecr_on_bus,
-)
+from tests.support.ecr import app_spec, handled
+from tests.support.names import sfx
 
 OUT = ("app.submitted", "app.deleted")
-
-
-def sfx() -> str:
-    return uuid.uuid4().hex[:8]
-
-
-@pytest.fixture(scope="module")
-async def ecr(database_url, amqp_url, auth_settings):
-    config = bus_config(database_url, amqp_url, auth_settings("ecr-api"), "ecr_gc")
-    async with running_ecr_on_bus(config) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-async def tap(ecr, amqp_url):
-    async with EventTap(amqp_url, ecr.config.exchange, OUT) as t:
-        yield t
-
-
-@pytest.fixture(scope="module")
-async def builder(ecr, amqp_url):
-    async with builder_bus(ecr, amqp_url) as bus:
-        yield bus
-
-
-@pytest.fixture(scope="module")
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def submit(http, ecr, tap, token: str, ns: str, name: str, version: str) -> str:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
-import sys
 import uuid
 from pathlib import Path
 from xml.etree import ElementTree
@@ -24,10 +22,10 @@ from sage_common.schemas import TestRun as RunResult
 from sage_ecr.config import Config
 from tests.fixtures.auth import call, sage_header
 from tests.support.bus import eventually
+from tests.support.cli import run_sage
 from tests.support.ecr import app_spec, builder_bus, running_ecr_on_bus, start_ecr
 from tests.support.names import sfx
 
-ROOT = Path(__file__).resolve().parents[2]
 MiB = 1 << 20
 
 
@@ -352,14 +350,8 @@ async def test_an_unreachable_log_store_is_a_503_with_retry_after(
 
 
 async def sage(ecr, token: str, *args: str, cwd: Path | None = None) -> tuple[int, str, str]:
-    env = {**os.environ, "SAGE_HOST": ecr.url, "SAGE_USER_TOKEN": token}
-    env.pop("SAGE_STORE_URL", None)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sage_client", *args,
-        cwd=cwd or ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    return proc.returncode or 0, out.decode(), err.decode()
+    done = await run_sage(ecr.url, token, *args, cwd=cwd, within=60)
+    return done.code, done.out, done.err
 
 
 async def test_sage_logs_follow_prints_a_live_build_once(ecr, http, people, bus, s3_server):

@@ -11,9 +11,7 @@ Built once for the module (amd64 only); each test looks at one side of it.
 from __future__ import annotations
 
 import shutil
-import struct
 import uuid
-import zlib
 from dataclasses import dataclass
 
 import aiohttp
@@ -23,30 +21,14 @@ from multidict import CIMultiDict
 from tests.fixtures.auth import sage_header
 from tests.fixtures.pipeline import Pipeline, app_path, app_yaml
 from tests.support.bus import eventually
+from tests.support.pictures import png
 
 pytestmark = pytest.mark.slow
 
 MiB = 1 << 20
 
 
-def png(width: int = 2, height: int = 2) -> bytes:
-    """A valid PNG, made here (no picture from any real app is copied into the project)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    rows = b"".join(b"\x00" + b"\x20\x90\x40" * width for _ in range(height))
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
-
-
-ICON = png()
+ICON = png(2, 2)
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xff\xd9"
 DESCRIPTION = (
     "# Science\n\nCounts cars at an intersection; if a < b the road is quiet.\n\n"
@@ -54,7 +36,7 @@ DESCRIPTION = (
 )
 HTML_AS_IMAGE = b"<!doctype html><html><body onload='alert(1)'>not a picture</body></html>"
 # Past the builder's default 5 MiB per file; zeros, so git and the test server carry it cheaply.
-OVERSIZED = png() + b"\x00" * (5 * MiB)
+OVERSIZED = png(2, 2) + b"\x00" * (5 * MiB)
 
 
 @dataclass

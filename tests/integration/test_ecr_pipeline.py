@@ -5,64 +5,16 @@ from __future__ import annotations
 
 import uuid
 
-import aiohttp
 import pytest
 
 from sage_common.events import CloudEvent, make_event
 from sage_common.schemas import ArchImage, BuildDone, BuildStarted, ProfileDone
 from tests.fixtures.auth import call
 from tests.support.bus import eventually
-from tests.support.ecr import (
-    EventTap,
-    app_spec,
-    builder_bus,
-    bus_config,
-    handled,
-    running_ecr_on_bus,
-)
+from tests.support.ecr import app_spec, handled
+from tests.support.names import sfx
 
 OUT = ("app.submitted", "review.requested", "app.published", "app.rejected", "build.cancel")
-
-
-def sfx() -> str:
-    return uuid.uuid4().hex[:8]
-
-
-@pytest.fixture(scope="module")
-async def ecr(database_url, amqp_url, auth_settings):
-    config = bus_config(database_url, amqp_url, auth_settings("ecr-api"), "ecr_pipe")
-    async with running_ecr_on_bus(config) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-async def tap(ecr, amqp_url):
-    async with EventTap(amqp_url, ecr.config.exchange, OUT) as t:
-        yield t
-
-
-@pytest.fixture(scope="module")
-async def builder(ecr, amqp_url):
-    async with builder_bus(ecr, amqp_url) as bus:
-        yield bus
-
-
-@pytest.fixture(scope="module")
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture(scope="module")
-async def people(make_user):
-    s = sfx()
-    return {
-        "owner": await make_user(f"owner-{s}"),
-        "stranger": await make_user(f"stranger-{s}"),
-        "reviewer": await make_user(f"reviewer-{s}", groups=["reviewers"]),
-        "admin": await make_user(f"admin-{s}", admin=True),
-        "reviewer_name": f"reviewer-{s}",
-    }
 
 
 class Version:

@@ -24,10 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import secrets
 import shutil
-import sys
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -55,11 +53,11 @@ from tests.fixtures.images import (
 from tests.fixtures.s3 import S3Server
 from tests.support.builder import GitServer, RegistryServer, commit_all, scratch_app
 from tests.support.bus import delete_topology, eventually
+from tests.support.cli import run_sage
 from tests.support.ecr import EventTap
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 MiB = 1 << 20
 # The compose file's builder: rootless buildah needs unshare and mounts; the sandbox a fresh /proc.
 BUILDER_SECURITY = ("seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined")
@@ -107,19 +105,8 @@ class ImageStack:
         self, *args: str, token: str, cwd: Path, within: float = 600, via: int = 0
     ) -> Any:
         """The `sage` command line against gateway `via`; (exit code, stdout, stderr)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SAGE_")}
-        env.update(SAGE_HOST=self.gateways[via].url, SAGE_TIMEOUT="30", SAGE_USER_TOKEN=token)
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "sage_client", *args, cwd=cwd, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(), within)
-        except TimeoutError:
-            proc.kill()
-            out, err = await proc.communicate()
-            raise AssertionError(f"sage {' '.join(args)} ran past {within} s:\n{err!r}") from None
-        return proc.returncode, out.decode(), err.decode()
+        done = await run_sage(self.gateways[via].url, token, *args, cwd=cwd, within=within)
+        return done.code, done.out, done.err
 
     async def api(self, method: str, path: str, *, token: str, **kw: Any) -> tuple[int, Any]:
         async with aiohttp.ClientSession() as http:

@@ -14,13 +14,10 @@ from sage_profiler.service import Profiler, profile
 from sage_profiler.spec import TestData
 from sage_profiler.testdata import StorageHttpSource, TestDataError
 from tests.fixtures.auth import MakeUser
+from tests.fixtures.auth import sage_header as auth
 from tests.fixtures.s3 import RunningStorage
 
 FILES = {"set/input.txt": b"hello", "set/deep/frame.bin": bytes(range(256)) * 64}
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"sage {token}"}
 
 
 @pytest.fixture

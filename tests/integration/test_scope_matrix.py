@@ -24,13 +24,12 @@ from sage_builder.config import Config as BuilderConfig
 from sage_common.scopes import COMMON_SCOPES, missing_scopes, route_key
 from sage_common.web import SCOPES
 from sage_ecr import routes as ecr_routes
-from sage_ecr.config import Config as EcrConfig
 from sage_profiler.app import create_app as create_profiler
 from sage_profiler.config import Config as ProfilerConfig
 from sage_storage import routes as storage_routes
 from tests.fixtures.auth import MakeUser, RunningAuth
 from tests.fixtures.s3 import RunningStorage
-from tests.support.ecr import start_ecr
+from tests.support.ecr import busless_config, start_ecr
 
 # What a token of each scope opens, written out rather than computed: `all` opens everything,
 # `X:admin` opens `X` and `X:read`, `X` opens `X:read`; `other` is a scope no route asks for.
@@ -86,13 +85,7 @@ async def matrix(
     storage_server: RunningStorage,
     make_user: MakeUser,
 ) -> AsyncIterator[Matrix]:
-    config = EcrConfig(
-        database_url=database_url,
-        db_schema=f"ecr_scopes_{uuid.uuid4().hex[:8]}",
-        use_bus=False,
-        **auth_settings("ecr-api"),
-    )
-    ecr = await start_ecr(config)
+    ecr = await start_ecr(busless_config(database_url, auth_settings("ecr-api"), "ecr_scopes"))
     tag = uuid.uuid4().hex[:8]
     # An unapproved user who is no admin: the handlers behind the check change nothing for them.
     tokens = {

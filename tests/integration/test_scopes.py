@@ -7,17 +7,15 @@ scope. The full route-by-scope matrix is test_scope_matrix.py.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
 import pytest
 
-from sage_ecr.config import Config as EcrConfig
 from tests.fixtures.auth import MakeUser, call
 from tests.fixtures.s3 import RunningStorage
-from tests.support.ecr import app_spec, start_ecr
+from tests.support.ecr import app_spec, busless_config, start_ecr
 from tests.support.names import sfx
 
 
@@ -55,13 +53,7 @@ class Services:
 async def services(
     database_url: str, auth_url: str, auth_settings, storage_server: RunningStorage
 ) -> AsyncIterator[Services]:
-    config = EcrConfig(
-        database_url=database_url,
-        db_schema=f"ecr_scopes_{uuid.uuid4().hex[:8]}",
-        use_bus=False,
-        **auth_settings("ecr-api"),
-    )
-    ecr = await start_ecr(config)
+    ecr = await start_ecr(busless_config(database_url, auth_settings("ecr-api"), "ecr_scopes"))
     async with aiohttp.ClientSession() as http:
         yield Services(auth_url, ecr.url, storage_server.url, http)
     await ecr.stop()

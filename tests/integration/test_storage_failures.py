@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -22,13 +21,11 @@ from sage_storage.service import Storage
 from sage_storage.service_upkeep import sweep_once
 from sage_storage.state import STORAGE
 from tests.fixtures.auth import MakeUser
-from tests.fixtures.s3 import RunningStorage, S3Server, start_storage
+from tests.fixtures.auth import sage_header as auth
+from tests.fixtures.s3 import RunningStorage
+from tests.support.bus import eventually
 
 MiB = 1024 * 1024
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"sage {token}"}
 
 
 async def new_bucket(url: str, token: str) -> str:
@@ -38,13 +35,6 @@ async def new_bucket(url: str, token: str) -> str:
     ):
         assert r.status == 200
         return str((await r.json())["id"])
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while not await check():
-        assert time.monotonic() < deadline, "the condition did not come true in time"
-        await asyncio.sleep(0.05)
 
 
 def blobs_under(server: RunningStorage, bucket: str) -> list[str]:
@@ -86,7 +76,7 @@ async def test_client_disconnect_mid_body_leaves_no_object_blob_or_parts(
         rows = await ctx.store.uploads_of(uuid.UUID(bucket))
         return bool(rows) and rows[0]["upload_id"] is not None
 
-    await eventually(multipart_started)
+    await eventually(multipart_started, within=20)
     row = (await ctx.store.uploads_of(uuid.UUID(bucket)))[0]
     assert upload_open(storage_server, row["blob"], row["upload_id"])
     writer.transport.abort()  # the client goes away mid-body
@@ -94,7 +84,7 @@ async def test_client_disconnect_mid_body_leaves_no_object_blob_or_parts(
     async def cleaned() -> bool:
         return not await ctx.store.uploads_of(uuid.UUID(bucket))
 
-    await eventually(cleaned)
+    await eventually(cleaned, within=20)
     assert not upload_open(storage_server, row["blob"], row["upload_id"])
     assert blobs_under(storage_server, bucket) == []
     async with (
@@ -107,21 +97,9 @@ async def test_client_disconnect_mid_body_leaves_no_object_blob_or_parts(
 
 
 @pytest.fixture
-async def private_storage(
-    database_url: str,
-    make_s3_server: Callable[[], S3Server],
-    auth_settings: Callable[[str], dict[str, str]],
-) -> AsyncIterator[RunningStorage]:
+async def private_storage(make_private_storage) -> RunningStorage:
     """A storage service on its own S3 server and schema, free to be broken."""
-    running = await start_storage(
-        database_url,
-        make_s3_server(),
-        auth_settings("storage"),
-        db_schema=f"storage_{uuid.uuid4().hex[:8]}",
-        drain_seconds=30,
-    )
-    yield running
-    await running.stop()
+    return await make_private_storage(drain_seconds=30)
 
 
 async def test_s3_killed_mid_transfer_is_503_then_cleaned_and_working_again(

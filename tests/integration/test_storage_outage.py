@@ -11,7 +11,7 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -21,31 +21,16 @@ from sage_storage.service import Storage
 from sage_storage.service_upkeep import sweep_once
 from sage_storage.state import STORAGE
 from tests.fixtures.auth import MakeUser
-from tests.fixtures.s3 import RunningStorage, S3Server, start_storage
+from tests.fixtures.auth import sage_header as auth
+from tests.fixtures.s3 import RunningStorage
 from tests.support.bus import eventually
 
 MiB = 1024 * 1024
 
 
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"sage {token}"}
-
-
 @pytest.fixture
-async def storage(
-    database_url: str,
-    make_s3_server: Callable[[], S3Server],
-    auth_settings: Callable[[str], dict[str, str]],
-) -> AsyncIterator[RunningStorage]:
-    running = await start_storage(
-        database_url,
-        make_s3_server(),
-        auth_settings("storage"),
-        db_schema=f"storage_{uuid.uuid4().hex[:8]}",
-        garbage_grace_seconds=0,
-    )
-    yield running
-    await running.stop()
+async def storage(make_private_storage) -> RunningStorage:
+    return await make_private_storage(garbage_grace_seconds=0)
 
 
 def swept(kind: str) -> float:

@@ -20,14 +20,11 @@ from sage_storage.service import Storage
 from sage_storage.service_upkeep import sweep_once
 from sage_storage.state import STORAGE
 from tests.fixtures.auth import MakeUser
+from tests.fixtures.auth import sage_header as auth
 from tests.fixtures.s3 import RunningStorage
 
 MiB = 1024 * 1024
 PART = 8 * MiB  # the service's default part size
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"sage {token}"}
 
 
 async def new_bucket(http: aiohttp.ClientSession, url: str, token: str) -> str:

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass
 
 import aio_pika
-from aiohttp import web
 
 from sage_common.bus import Bus, queue_names
 from sage_common.events import CloudEvent
@@ -24,19 +21,9 @@ from sage_common.web import POOL
 from sage_ecr.app import create_app
 from sage_ecr.config import Config
 from tests.support.bus import delete_topology, eventually
+from tests.support.serve import Running, serve
 
-
-@dataclass
-class RunningEcr:
-    """The ECR API answering on `url` until `stop()`."""
-
-    app: web.Application
-    url: str
-    config: Config
-    runner: web.AppRunner
-
-    async def stop(self) -> None:
-        await self.runner.cleanup()
+RunningEcr = Running[Config]
 
 
 def busless_config(
@@ -122,14 +109,7 @@ async def handled(ecr: RunningEcr, *events: CloudEvent) -> None:
 
 async def start_ecr(config: Config) -> RunningEcr:
     """Start the real app on a free loopback port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    runner = web.AppRunner(create_app(config), access_log=None)
-    await runner.setup()
-    await web.SockSite(runner, sock).start()
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    return RunningEcr(app=runner.app, url=url, config=config, runner=runner)
+    return await serve(create_app(config), config)
 
 
 class EventTap:

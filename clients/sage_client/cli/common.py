@@ -75,46 +75,35 @@ def state() -> State:
     return click.get_current_context().ensure_object(State)
 
 
-def _keep(attr: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+def _kept(attr: str, *decls: str, **kw: Any) -> Callable[[F], F]:
+    """An option that only sets `State.<attr>`, so it may stand on the root or on a command."""
+
     def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
         if value not in (None, False):
             setattr(ctx.ensure_object(State), attr, value)
         return value
 
-    return callback
+    return click.option(*decls, expose_value=False, callback=callback, **kw)
 
 
 def global_options(f: F) -> F:
     """`--json`, `--host`, `--token`, `--timeout`, accepted on the root and on every command."""
     options = [
-        click.option(
-            "--json",
-            "json_",
-            is_flag=True,
-            expose_value=False,
-            callback=_keep("json"),
-            help="Print machine-readable JSON on stdout.",
+        _kept(
+            "json", "--json", "json_", is_flag=True, help="Print machine-readable JSON on stdout."
         ),
-        click.option(
+        _kept(
+            "host",
             "--host",
             metavar="URL",
-            expose_value=False,
-            callback=_keep("host"),
             help="Gateway URL [env SAGE_HOST; default http://localhost:8080].",
         ),
-        click.option(
-            "--token",
-            metavar="TOKEN",
-            expose_value=False,
-            callback=_keep("token"),
-            help="User token [env SAGE_USER_TOKEN].",
-        ),
-        click.option(
+        _kept("token", "--token", metavar="TOKEN", help="User token [env SAGE_USER_TOKEN]."),
+        _kept(
+            "timeout",
             "--timeout",
             type=click.FloatRange(min=0.01),
             metavar="SECONDS",
-            expose_value=False,
-            callback=_keep("timeout"),
             help="Seconds to wait for a connection or an answer [env SAGE_TIMEOUT; 30].",
         ),
     ]

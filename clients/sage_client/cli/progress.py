@@ -29,7 +29,6 @@ class TransferBars:
 
     def __init__(self, show: bool, total_bytes: int = 0, files: int = 1) -> None:
         self._console = console(stderr=True)
-        self._show = show
         self._progress = Progress(
             TextColumn("{task.description}", table_column=None),
             BarColumn(),

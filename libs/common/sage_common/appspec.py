@@ -14,7 +14,7 @@ import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Self, get_args
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -37,7 +37,6 @@ MAX_TEST_COPIES = 8  # copies run side by side (`testing.concurrency`)
 MAX_TEST_TIMEOUT_SECONDS = 3600  # the longest `testing.timeout`, in seconds
 
 Architecture = Literal["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm/v6"]
-ARCHITECTURES: tuple[str, ...] = get_args(Architecture)
 Scalar = str | int | float | bool
 
 # Validation context of the lenient reading; a `Rule` holds only without it.

@@ -42,7 +42,6 @@ class EcrRegistryPolicy:
         pushers: frozenset[str] = frozenset({"builder"}),
     ) -> None:
         self._url = ecr_url.rstrip("/") + ACCESS_PATH
-        self._client_id = client_id
         self._secret = client_secret
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._local = AdminAndBuilderPolicy(pushers)

@@ -113,19 +113,12 @@ class S3LogSink:
         self._bucket_checked = True
 
     async def put(self, key: str, data: bytes, *, complete: bool) -> None:
-        if not self._bucket_checked:
-            await self.ensure_bucket()
-        await asyncio.to_thread(
-            self.client.put_object,  # type: ignore[attr-defined]
-            self.bucket,
-            key,
-            io.BytesIO(data),
-            len(data),
-            content_type="text/plain; charset=utf-8",
-            metadata={"complete": "true" if complete else "false"},
-        )
+        metadata = {"complete": "true" if complete else "false"}
+        await self.put_file(key, data, "text/plain; charset=utf-8", metadata=metadata)
 
-    async def put_file(self, key: str, data: bytes, content_type: str) -> None:
+    async def put_file(
+        self, key: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None
+    ) -> None:
         if not self._bucket_checked:
             await self.ensure_bucket()
         await asyncio.to_thread(
@@ -135,6 +128,7 @@ class S3LogSink:
             io.BytesIO(data),
             len(data),
             content_type=content_type,
+            metadata=metadata,
         )
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import struct
-import zlib
 from pathlib import Path
 
 import pytest
@@ -26,24 +24,7 @@ from sage_builder.models import BuildRequest, Platform
 from sage_builder.registry import RegistryClient
 from sage_builder.service import Builder, Job
 from sage_builder.source import GitFetcher
-
-
-def png(width: int = 1, height: int = 1) -> bytes:
-    """A valid PNG of one colour."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    rows = b"".join(b"\x00" + b"\x10\x80\xf0" * width for _ in range(height))
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
-
+from tests.support.pictures import png
 
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + b"\x00" * 32
 GIF = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;"

@@ -40,7 +40,6 @@ GIVEN_BY: dict[Permission, list[str]] = {
 }
 
 GranteeType = Literal["USER", "GROUP"]
-ResourceType = Literal["namespace", "repository"]
 
 
 class Grant(BaseModel):

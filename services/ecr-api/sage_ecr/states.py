@@ -27,7 +27,6 @@ class State(StrEnum):
 
 # States in which a build is under way (a rebuild then cancels it).
 IN_FLIGHT = frozenset({State.SUBMITTED, State.BUILDING, State.PROFILING})
-FINAL = frozenset({State.PUBLISHED})
 
 Fact = Literal["build.started", "build.done", "profile.done"]
 
@@ -71,7 +70,3 @@ def advance(state: State, facts: Facts) -> list[Transition]:
         moves.append(move)
         state = move.target
     return moves
-
-
-def can_review(state: State) -> bool:
-    return state == State.IN_REVIEW

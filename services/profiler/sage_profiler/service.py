@@ -121,7 +121,12 @@ async def profile(p: Profiler, build: BuildDone) -> ProfileDone:
     try:
         async with staged(p.data, spec.test_data(), cfg.work_dir) as data_dir:
             for k, outcome in enumerate(runnable):
-                await _run_arch(p, build, run, outcome, data_dir, concurrency=k == 0)
+                try:
+                    await _measure(p, build, run, outcome, data_dir, concurrency=k == 0)
+                except RunnerUnavailable:
+                    raise  # the engine's fault: the whole profile is retried later
+                except RunnerError as exc:
+                    outcome.error = str(exc)
     except TestDataError as exc:
         reasons.append(f"test data: {exc}")
         runnable = []
@@ -211,23 +216,6 @@ class Run:
     memory_bytes: int
     gpu: bool
     user: str
-
-
-async def _run_arch(
-    p: Profiler,
-    build: BuildDone,
-    run: Run,
-    outcome: ArchOutcome,
-    data_dir: Any,
-    *,
-    concurrency: bool,
-) -> None:
-    try:
-        await _measure(p, build, run, outcome, data_dir, concurrency=concurrency)
-    except RunnerUnavailable:
-        raise  # the engine's fault: the whole profile is retried later
-    except RunnerError as exc:
-        outcome.error = str(exc)
 
 
 async def _measure(
