@@ -113,7 +113,9 @@ async def start_ecr(config: Config) -> RunningEcr:
 
 
 class EventTap:
-    """An exclusive queue bound to `exchange` for `routing_keys`; `get` waits for a match."""
+    """A queue bound to `exchange` for `routing_keys`; `get` waits for a match."""
+
+    EXPIRES_MS = 10 * 60 * 1000
 
     def __init__(self, amqp_url: str, exchange: str, routing_keys: Iterable[str]) -> None:
         self.amqp_url = amqp_url
@@ -121,22 +123,31 @@ class EventTap:
         self.routing_keys = list(routing_keys)
         self.seen: list[CloudEvent] = []
         self._arrived = asyncio.Condition()
-        self._connection: aio_pika.abc.AbstractConnection | None = None
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self._queue: aio_pika.abc.AbstractQueue | None = None
 
     async def __aenter__(self) -> EventTap:
-        self._connection = await aio_pika.connect(self.amqp_url)
+        # A named queue that outlives its connection (for `EXPIRES_MS` unused), on a robust
+        # connection: a loop starved past the heartbeat on a loaded machine drops the connection,
+        # and an exclusive queue would go with it and every event published until it is back.
+        self._connection = await aio_pika.connect_robust(self.amqp_url)
         channel = await self._connection.channel()
         exchange = await channel.declare_exchange(
             self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
         )
-        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        self._queue = await channel.declare_queue(
+            f"test-tap.{uuid.uuid4().hex}", arguments={"x-expires": self.EXPIRES_MS}
+        )
         for key in self.routing_keys:
-            await queue.bind(exchange, key)
-        await queue.consume(self._on_message, no_ack=True)
+            await self._queue.bind(exchange, key)
+        await self._queue.consume(self._on_message, no_ack=True)
         return self
 
     async def __aexit__(self, *_: object) -> None:
         if self._connection is not None:
+            if self._queue is not None:
+                with contextlib.suppress(Exception):
+                    await self._queue.delete(if_unused=False, if_empty=False)
             with contextlib.suppress(Exception):
                 await self._connection.close()
 
