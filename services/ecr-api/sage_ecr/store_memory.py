@@ -16,13 +16,13 @@ from collections.abc import AsyncIterator
 
 from sage_common.events import CloudEvent
 
-from .store import Session
+from .store import PgSession, Session
 from .store_memory_apps import MemoryApps
 from .store_memory_catalogue import Tables
 
 
-class MemorySession(MemoryApps):
-    """One unit of work on `Tables`."""
+class MemorySession(MemoryApps, PgSession):
+    """One unit of work on `Tables`: every method of `PgSession`, none of its SQL."""
 
     async def enqueue(self, event: CloudEvent) -> None:
         self.t.outbox.append(event)
