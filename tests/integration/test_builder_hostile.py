@@ -129,7 +129,10 @@ def assert_nothing_leaked(text: str, service_secrets: dict[str, str]) -> None:
 
 
 def assert_failed(done: BuildDone, error_class: str = "build_failed") -> None:
-    assert (done.status, done.error_class) == ("failure", error_class), (done.error, done.log_tail)
+    assert (done.status, done.error_class) == ("failure", error_class), (
+        done.error,
+        "\n".join(done.log_tail),
+    )
     assert done.images == [] and done.index_digest is None
 
 
@@ -238,7 +241,7 @@ async def victim_image(stack) -> str:
     harness = stack[0]
     victim = await harness.submit("victim/app:1.0", "victim")
     done = await harness.events.done(victim, within=120)
-    assert done.status == "success", (done.error, done.log_tail)
+    assert done.status == "success", (done.error, "\n".join(done.log_tail))
     return done.image
 
 
@@ -266,7 +269,7 @@ async def test_base_images_are_pulled_with_the_submitters_own_rights(
     done, _ = await build(
         stack, "private-base", submitter=admin, build_args={"REGISTRY": registry_server.address}
     )
-    assert done.status == "success", (done.error, done.log_tail)
+    assert done.status == "success", (done.error, "\n".join(done.log_tail))
     text = log_of(s3_server, done)
     assert line("victim-secret", text)
     assert_nothing_leaked(text, service_secrets)
@@ -278,7 +281,7 @@ async def test_tenants_building_the_same_url_share_no_cache(stack, s3_server):
     for tenant in ("mallory", "mallory", "victim"):
         build_id = await harness.submit(f"{tenant}/cachey:1.0", "cache-poison")
         done = await harness.events.done(build_id, within=120)
-        assert done.status == "success", (done.error, done.log_tail)
+        assert done.status == "success", (done.error, "\n".join(done.log_tail))
         logs.append(log_of(s3_server, done))
     # The same tenant's second build reuses its layer; the other tenant starts from nothing.
     assert line("fresh-cache", logs[0]) and "Using cache" in logs[1]
@@ -343,7 +346,7 @@ async def test_an_image_keeps_nothing_of_the_builder_that_a_step_hunted_for(
     stack, s3_server, registry_server, service_secrets
 ):
     done, _ = await build(stack, "secret-hunt")
-    assert done.status == "success", (done.error, done.log_tail)
+    assert done.status == "success", (done.error, "\n".join(done.log_tail))
     repository = done.image.split("/", 1)[1].rsplit(":", 1)[0]
     reader = await reader_as_builder(registry_server, stack[1], service_secrets, repository)
     found = await reader.read_file(repository, done.images[0].digest, "found.txt")
@@ -404,7 +407,7 @@ async def test_the_builder_is_healthy_and_builds_after_the_corpus(stack, s3_serv
                 assert resp.status == 200, (path, await resp.text())
     build_id = await harness.submit(app_id("healthy"), "healthy")
     done = await harness.events.done(build_id, within=120)
-    assert done.status == "success", (done.error_class, done.error, done.log_tail)
+    assert done.status == "success", (done.error_class, done.error, "\n".join(done.log_tail))
 
 
 def line(pattern: str, text: str) -> re.Match[str] | None:

@@ -197,12 +197,25 @@ def _extra_requirements(name: str, extras: set[str]) -> list[str]:
     return found
 
 
+def _parse(source: str) -> ast.Module:
+    """`ast.parse`, again where CPython 3.11 wrongly failed: its AST builder keeps one recursion
+    count for all threads (python/cpython#106905), so a traceback formatted on another thread
+    meanwhile (3.11's tracebacks parse source to place their carets) can raise SystemError."""
+    for attempt in range(3):
+        try:
+            return ast.parse(source)
+        except SystemError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _imports(package_dir: Path) -> set[str]:
     found: set[str] = set()
     for path in package_dir.rglob("*.py"):
         if "testing" in path.relative_to(package_dir).parts or path.stem in ("fakes", "testing"):
             continue  # test helpers: never imported by the running service
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(_parse(path.read_text())):
             if isinstance(node, ast.Import):
                 found |= {a.name.split(".")[0] for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
