@@ -42,6 +42,8 @@ UNSHARE = [
     "--kill-child",
     "--mount-proc",
 ]
+# The parent death signal survives the exec of the shell and of `unshare` (not their forks).
+WITH_THE_BUILDER = ["setpriv", "--pdeathsig", "KILL", "--"]
 # Writes the shell's pid into each cgroup named before `--`, then becomes the command after it.
 _JOIN = 'while [ "$1" != "--" ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
 CGROUP_PARENT = "sage-builds"
@@ -64,16 +66,21 @@ class Sandbox:
         self._works = False
 
     def wrap(self, argv: list[str], cgroups: list[Path]) -> list[str]:
-        """`argv` run inside the sandbox (and in `cgroups`, given by `cgroups()`)."""
+        """`argv` run inside the sandbox (and in `cgroups`, given by `cgroups()`).
+
+        Killed with the builder: `unshare` gets SIGKILL when the builder dies (kill -9, OOM),
+        `--kill-child` passes it to buildah, and the PID namespace takes every step with it, so
+        no orphaned build keeps writing to the layer cache the resumed build uses.
+        """
         inner = [*UNSHARE, *argv]
         if self.rootless:
             # A user namespace mapped from /etc/subuid first, in which the other namespaces and
             # the fresh /proc can be made without privileges.
             inner = [self.buildah, "unshare", "--", *inner]
-        if not cgroups:
-            return inner
-        procs = [str(group / "cgroup.procs") for group in cgroups]
-        return ["/bin/sh", "-c", _JOIN, "sage-sandbox", *procs, "--", *inner]
+        if cgroups:
+            procs = [str(group / "cgroup.procs") for group in cgroups]
+            inner = ["/bin/sh", "-c", _JOIN, "sage-sandbox", *procs, "--", *inner]
+        return [*WITH_THE_BUILDER, *inner]
 
     @contextlib.asynccontextmanager
     async def cgroups(self, name: str) -> AsyncIterator[list[Path]]:
@@ -119,6 +126,7 @@ class Sandbox:
             parent.mkdir(exist_ok=True)
             (parent / "cgroup.subtree_control").write_text("+memory +pids")
             group = parent / name
+            self._remove([group])  # a killed builder's, for the build it left and now resumes
             group.mkdir()
             made.append(group)
             (group / "memory.max").write_text(str(self.memory_bytes))
@@ -132,6 +140,7 @@ class Sandbox:
             if not (root / controller).is_dir():
                 continue
             group = root / controller / CGROUP_PARENT / name
+            self._remove([group])
             group.mkdir(parents=True)
             made.append(group)
             for key, value in limits.items():
@@ -166,7 +175,7 @@ class Sandbox:
         """
         if self._works:
             return None
-        for tool in ("unshare", *([self.buildah] if self.rootless else [])):
+        for tool in ("unshare", "setpriv", *([self.buildah] if self.rootless else [])):
             if shutil.which(tool) is None:
                 return f"{tool} is not installed"
         done = await procs.run(self.wrap(["true"], []), env={"PATH": os.environ.get("PATH", "")})

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 import socket
+import sys
+import time
 import uuid
+from pathlib import Path
 
 from sage_builder import procs
 from sage_builder.sandbox import Sandbox
@@ -43,3 +48,67 @@ async def test_the_pids_limit_stops_forks_inside_the_sandbox():
         assert groups  # tests run as root, who can always make them
         done = await procs.run(sandbox.wrap(["sh", "-c", script], groups))
     assert "all-started" not in done.output and "fork" in done.output.lower()
+
+
+def _alive(marker: str) -> list[int]:
+    """Pids of `sleep marker` processes (not of the sandbox's commands that start them)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes() == f"sleep\0{marker}\0".encode():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+async def _until(check, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        await asyncio.sleep(0.05)
+    return check()
+
+
+def _marked_sleep() -> str:
+    """A `sleep` argument no other process on the machine has: 299.<random digits>."""
+    return f"299.{random.randrange(10**8, 10**9)}"
+
+
+async def test_a_sandboxed_build_dies_with_a_builder_killed_by_sigkill():
+    marker = _marked_sleep()
+    sandbox = Sandbox()
+    async with sandbox.cgroups(f"test-{uuid.uuid4().hex[:8]}") as groups:
+        argv = sandbox.wrap(["sleep", marker], groups)
+        # A stand-in builder: starts the sandbox as the builder does, then is killed -9.
+        spawn = "import subprocess, sys, time; subprocess.Popen(sys.argv[1:]); time.sleep(300)"
+        parent = await asyncio.create_subprocess_exec(sys.executable, "-c", spawn, *argv)
+        try:
+            assert await _until(lambda: bool(_alive(marker))), "the sandboxed step never started"
+            parent.kill()
+            await parent.wait()
+            assert await _until(lambda: not _alive(marker)), "the build outlived its builder"
+        finally:
+            if parent.returncode is None:
+                parent.kill()
+                await parent.wait()
+
+
+async def test_a_killed_builders_cgroup_is_cleared_for_the_resumed_build():
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    sandbox = Sandbox()
+    left = sandbox._make(name)  # as a builder killed mid-build leaves it, a step still in it
+    marker = _marked_sleep()
+    step = await asyncio.create_subprocess_exec(*sandbox.wrap(["sleep", marker], left))
+    try:
+        assert await _until(lambda: bool(_alive(marker)))
+        async with sandbox.cgroups(name) as groups:
+            assert groups == left  # limited again, not built without its cgroup
+            assert await _until(lambda: not _alive(marker)), "the old step still runs"
+            assert (groups[0] / "cgroup.procs").read_text().split() == []
+    finally:
+        if step.returncode is None:
+            step.kill()
+        await step.wait()
