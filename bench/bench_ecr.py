@@ -15,6 +15,7 @@ a cost that grows with the catalogue shows. `bench/_ecr_seed.py` says what the c
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import socket
@@ -22,7 +23,8 @@ import tempfile
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -45,6 +47,7 @@ from sage_ecr.config import Config
 from sage_ecr.models import ListQuery
 from sage_ecr.service import Ecr
 from sage_ecr.state import ECR
+from tests.support.faults import ServiceProcess
 
 ADMIN_DSN = os.environ.get("SAGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 APPS, PAGE, CLIENTS = 1000, 100, 64
@@ -64,6 +67,18 @@ FILTERS = {
 GROWTH = (1_000, 10_000, 100_000)
 GROWN = {"plain": "", "public": "public=true", "search": "q=audio"}
 SAMPLES = 40
+
+
+def _free_port() -> int:
+    with _socket() as sock:
+        return int(sock.getsockname()[1])
+
+
+def _stopper(process: ServiceProcess) -> Callable[[], Awaitable[None]]:
+    async def stop() -> None:
+        await asyncio.to_thread(process.kill)
+
+    return stop
 
 
 def _socket() -> socket.socket:
@@ -262,22 +277,37 @@ async def main() -> list[dict[str, Any]]:
             headers = {"Authorization": f"sage {token}"}
             urls, bodies = await _pages(ecr_url, headers)
             visible = len(urls)
-            # The same service with its listing cache off: every request goes to Postgres.
-            cold_runner, cold_url = await _serve(
+            # The same service with its listing cache off: every request goes to Postgres. As it
+            # ships (`python -m sage_ecr`, its worker processes on one port), and in one process.
+            shipped = ServiceProcess(
+                "sage_ecr",
+                "SAGE_ECR_",
+                Config(**settings, listing_cache_entries=0, port=_free_port()),
+                Path(tempfile.mkdtemp(prefix="bench-ecr-")) / "ecr.log",
+            )
+            shipped.start()
+            cleanup.append(_stopper(shipped))
+            cold_runner, one_url = await _serve(
                 create_app(Config(**settings, listing_cache_entries=0))
             )
             cleanup.append(cold_runner.cleanup)
             bare_runner, bare_url = await _serve(_bare_app(bodies))
             cleanup.append(bare_runner.cleanup)
+            async with aiohttp.ClientSession() as http:
+                await shipped.ready(http)
+            workers, _ = Config(**settings).worker_count()
+            cold_url = shipped.url
             measured = await _load(
                 {
                     "ours": urls,
                     "cold": [cold_url + u.removeprefix(ecr_url) for u in urls],
+                    "one": [one_url + u.removeprefix(ecr_url) for u in urls],
                     "bare": [bare_url + u.removeprefix(ecr_url) for u in urls],
                 },
                 headers,
             )
             ours, cold, bare = measured["ours"], measured["cold"], measured["bare"]
+            one = measured["one"]
 
             who = Principal(username=owner, is_approved=True)
             plain_plan = await _explain(ecr, who, "")
@@ -321,13 +351,21 @@ async def main() -> list[dict[str, Any]]:
             "target": None,
         },
         {
-            "name": "ecr GET /api/apps, listing cache off",
+            "name": f"ecr GET /api/apps, listing cache off ({workers} workers, as it ships)",
             "value": cold["rps"],
             "unit": "req/s",
             "baseline": bare["rps"],
             "ratio": cold["rps"] / bare["rps"],
             "target": ">= 0.3",
             "detail": f"{visible} pages of {PAGE} visible to the viewer\n" + plain_plan,
+        },
+        {
+            "name": "  the same in one process (SAGE_ECR_WORKERS=1)",
+            "value": one["rps"],
+            "unit": "req/s",
+            "baseline": bare["rps"],
+            "ratio": one["rps"] / bare["rps"],
+            "target": None,
         },
         {
             "name": "ecr GET /api/apps p99, listing cache off",

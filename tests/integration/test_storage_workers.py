@@ -1,4 +1,4 @@
-"""`python -m sage_storage` with several worker processes on one port (SO_REUSEPORT).
+"""`python -m sage_storage` and `sage_ecr` with several worker processes on one port (SO_REUSEPORT).
 
 The service runs as it does in production, as a process of its own, on the real Postgres and S3:
 the supervisor starts the workers it was told to, every answer on the port comes from one of them,
@@ -29,11 +29,15 @@ def _workers(pid: int) -> list[int]:
     return [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
 
 
-def _start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def _start(env: dict[str, str], log: Path, module: str = "sage_storage") -> subprocess.Popen[bytes]:
     with open(log, "wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "sage_storage"], env=env, stdout=out, stderr=out, cwd=ROOT
+            [sys.executable, "-m", module], env=env, stdout=out, stderr=out, cwd=ROOT
         )
+
+
+def _text(log: Path) -> str:
+    return log.read_text()
 
 
 def _alive(pids: list[int]) -> list[int]:
@@ -74,16 +78,7 @@ async def test_two_workers_share_the_port_and_their_metrics_and_stop_on_sigterm(
     proc = _start(env, log)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if (await _get(f"{url}/readyz"))[0] == 200:
-                    break
-            except aiohttp.ClientError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            await asyncio.sleep(0.2)
+        await _until_ready(proc, url, log)
         workers = _workers(proc.pid)
         assert len(workers) == 2
         started = log.read_text()
@@ -107,3 +102,57 @@ async def test_two_workers_share_the_port_and_their_metrics_and_stop_on_sigterm(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def _until_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None, _text(log)
+        try:
+            if (await _get(f"{url}/readyz"))[0] == 200:
+                return
+        except aiohttp.ClientError:
+            pass
+        assert time.monotonic() < deadline, _text(log)
+        await asyncio.sleep(0.2)
+
+
+async def test_the_ecr_runs_as_workers_that_die_with_a_supervisor_killed_by_sigkill(
+    database_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "SAGE_ECR_WORKERS": "2",
+        "SAGE_ECR_PORT": str(port),
+        "SAGE_ECR_DATABASE_URL": database_url,
+        "SAGE_ECR_DB_SCHEMA": "ecr_workers",
+        "SAGE_ECR_USE_BUS": "false",
+    }
+    log = tmp_path / "ecr.log"
+    proc = _start(env, log, "sage_ecr")
+    url = f"http://127.0.0.1:{port}"
+    workers: list[int] = []
+    try:
+        await _until_ready(proc, url, log)
+        workers = _workers(proc.pid)
+        assert len(workers) == 2
+        assert re.search(r'"workers": 2, "workers_why": "SAGE_ECR_WORKERS"', _text(log))
+        proc.kill()  # the supervisor alone, as the OOM killer would pick it
+        proc.wait()
+        for _ in range(300):
+            if not _alive(workers):
+                break
+            await asyncio.sleep(0.1)
+        assert not _alive(workers), "workers outlived their supervisor, holding its port"
+        try:
+            status: int | None = (await _get(f"{url}/healthz"))[0]
+        except aiohttp.ClientError:
+            status = None
+        assert status is None, "the port still answers"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in _alive(workers):
+            os.kill(pid, signal.SIGKILL)

@@ -14,7 +14,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -127,7 +127,6 @@ class Apps:
     token: str
     tap: EventTap
     ids: list[str]
-    failed: list[str] = field(default_factory=list)  # ended build_failed (see `until_done`)
 
     async def submit(self, spec: dict[str, Any], *, token: str | None = None) -> str:
         """Submit `spec` (a retry on 503, as a client should; never a 500); return its id."""
@@ -170,17 +169,9 @@ class Apps:
         seen = {(e.subject, e.routing_key) for e in self.tap.seen}
         return all((a, k) in seen for a in self.ids for k in OUT)
 
-    async def until_done(self, within: float = 90, *, or_build_failed: bool = False) -> None:
-        """Every app in review, and every event of it on the exchange (none lost).
-
-        `or_build_failed`: an app whose build failed has ended too; it leaves the apps checked
-        here (the caller says which may fail and why), so what follows checks the others."""
-        states = ("in_review", "build_failed") if or_build_failed else ("in_review",)
-        await eventually(lambda: self.all_in(*states), within=within, every=0.2)
-        if or_build_failed:
-            failed = [a for a in self.ids if (await self.status(a))["state"] == "build_failed"]
-            self.failed.extend(failed)
-            self.ids = [a for a in self.ids if a not in failed]
+    async def until_done(self, within: float = 90) -> None:
+        """Every app in review, and every event of it on the exchange (none lost)."""
+        await eventually(lambda: self.all_in("in_review"), within=within, every=0.2)
         await eventually(self.all_events_seen, within=30)
 
     async def assert_exact(self) -> None:

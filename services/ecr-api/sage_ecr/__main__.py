@@ -1,4 +1,4 @@
-"""`python -m sage_ecr`: run the ECR API."""
+"""`python -m sage_ecr`: run the ECR API, in `workers` processes on one port."""
 
 from sage_common.runner import run_service
 
@@ -6,4 +6,6 @@ from .app import create_app
 from .config import Config
 
 if __name__ == "__main__":
-    run_service("ecr-api", Config(), create_app)  # type: ignore[arg-type]
+    config = Config()
+    workers, why = config.worker_count()
+    run_service("ecr-api", config, create_app, workers=workers, why=why)  # type: ignore[arg-type]

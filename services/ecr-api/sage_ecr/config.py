@@ -1,15 +1,21 @@
 """Configuration of the ECR API, from `SAGE_ECR_*` environment variables."""
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from sage_common.config import ServiceConfig
+from sage_common.runner import worker_count
 
 
 class Config(ServiceConfig):
     model_config = SettingsConfigDict(env_prefix="SAGE_ECR_", extra="ignore")
 
     port: int = 8082
+    # Processes serving the port together (SO_REUSEPORT), each a whole replica: its own event loop,
+    # database pool, listing cache (emptied on every change through Postgres NOTIFY), outbox relay
+    # and consumer. One loop fills one core on uncached listings (`make bench BENCH_ARGS=ecr`).
+    # 0: one per CPU this process may use (affinity, cgroup quota), at most 4.
+    workers: int = Field(0, ge=0, le=64)
     db_schema: str = "ecr"
     # App descriptions are small; anything bigger is refused with 413 before it is parsed.
     max_body_bytes: int = 256 * 1024
@@ -43,3 +49,7 @@ class Config(ServiceConfig):
     build_log_bucket: str = "sage-build-logs"
     # Most bytes of a log sent in one text answer; a reader asks again from the new offset.
     build_log_chunk_bytes: int = 1024 * 1024
+
+    def worker_count(self) -> tuple[int, str]:
+        """How many worker processes to run, and why that many (for the start-up log)."""
+        return worker_count(self.workers, "SAGE_ECR_WORKERS")

@@ -6,13 +6,11 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from sage_common.config import ServiceConfig
-from sage_common.runner import available_cpus
+from sage_common.runner import worker_count
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 S3_MAX_PARTS = 10_000
-# Automatic worker count's ceiling: each worker holds its own database pool.
-MAX_AUTO_WORKERS = 4
 
 
 class Config(ServiceConfig):
@@ -72,14 +70,7 @@ class Config(ServiceConfig):
 
     def worker_count(self) -> tuple[int, str]:
         """How many worker processes to run, and why that many (for the start-up log)."""
-        if self.workers > 0:
-            return self.workers, "SAGE_STORAGE_WORKERS"
-        cpus = available_cpus()
-        count = min(cpus, MAX_AUTO_WORKERS)
-        return count, (
-            f"one per CPU this process may use ({cpus}), at most {MAX_AUTO_WORKERS} "
-            "(SAGE_STORAGE_WORKERS=0)"
-        )
+        return worker_count(self.workers, "SAGE_STORAGE_WORKERS")
 
     def unused_secrets(self) -> set[str]:
         # Storage publishes and consumes no events: it holds no broker account.
