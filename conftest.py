@@ -58,6 +58,7 @@ pytest_plugins = [
     "tests.fixtures.ecr",
     "tests.fixtures.images",
     "tests.fixtures.postgres",
+    "tests.fixtures.rabbitmq",
     "tests.fixtures.profiler",
     "tests.fixtures.registry",
     "tests.fixtures.s3",

@@ -1,11 +1,12 @@
 """The pipeline heals without a human: 20 apps in flight through the ECR API while its database
-restarts, its broker connection is lost, it is killed (-9) and started again, or the auth service
+restarts, the broker restarts, its broker connection is lost, it is killed (-9) and started again, or the auth service
 is killed (-9) and started again, all reach review with each event once and an exact history, and
 the affected service's readiness is out (503, or nothing answering for a killed process) while the
 fault lasts and 200 after: `Readiness` polls `/readyz` the whole time.
 
 The ECR API runs on a private Postgres cluster that the test stops and starts, and reaches the
-broker through a proxy that the test cuts; the builder and profiler are played by the test
+broker through a proxy that the test cuts (the broker runs on, the ECR API alone is cut off), or
+runs with the played workers and the tap on a private RabbitMQ node that the test restarts; the builder and profiler are played by the test
 (tests/support/pipeline_play.py; tests/faults/test_faults_workers.py kills the real ones).
 Each fault prints its time to recover (outage over -> ready, and -> every app in review), which
 `make bench BENCH_ARGS=recovery` reports beside the fault-free time of the same work.
@@ -29,13 +30,14 @@ from sage_common.bus import queue_names
 from sage_ecr.config import Config
 from tests.fixtures.auth import MakeUser
 from tests.fixtures.postgres import PrivatePostgres
+from tests.fixtures.rabbitmq import PrivateRabbitMQ
 from tests.support.bus import TcpProxy, delete_topology, eventually
 from tests.support.ecr import EventTap, app_spec, start_ecr
 from tests.support.faults import DOWN, Readiness, ServiceProcess, free_port
 from tests.support.pipeline_play import OUT, Apps, play
 
 APPS = 20
-Playing = Callable[[str, str, str, aiohttp.ClientSession], Awaitable["Stack"]]
+Playing = Callable[..., Awaitable["Stack"]]
 
 
 @dataclass
@@ -50,13 +52,17 @@ class Stack:
 
 @pytest.fixture
 async def playing(amqp_url: str) -> AsyncIterator[Playing]:
-    """`start(url, exchange, token, http)` -> a Stack whose builder and profiler are played."""
+    """`start(url, exchange, token, http, broker=)` -> a Stack whose builder and profiler are
+    played, on the shared broker or `broker` (a private one the test restarts)."""
     opened: list[tuple[EventTap, asyncio.Task[None]]] = []
 
-    async def start(url: str, exchange: str, token: str, http: aiohttp.ClientSession) -> Stack:
-        tap = await EventTap(amqp_url, exchange, OUT).__aenter__()
+    async def start(
+        url: str, exchange: str, token: str, http: aiohttp.ClientSession, broker: str = ""
+    ) -> Stack:
+        amqp = broker or amqp_url
+        tap = await EventTap(amqp, exchange, OUT, durable=bool(broker)).__aenter__()
         answering = asyncio.Event()
-        player = asyncio.create_task(play(amqp_url, exchange, tap, answering))
+        player = asyncio.create_task(play(amqp, exchange, tap, answering))
         opened.append((tap, player))
         return Stack(url, Apps(http, url, token, tap, []), answering, http)
 
@@ -102,6 +108,38 @@ async def stack(
         await delete_topology(
             amqp_url, exchanges=[config.exchange], queues=queue_names(config.consumer_queue)
         )
+
+
+@pytest.fixture
+async def restarting(
+    make_postgres: Callable[[], PrivatePostgres],
+    make_rabbitmq: Callable[[], PrivateRabbitMQ],
+    auth_settings: Callable[[str], dict[str, str]],
+    make_user: MakeUser,
+    playing: Playing,
+) -> AsyncIterator[tuple[Stack, PrivateRabbitMQ]]:
+    """The ECR API in this process, everything on a private broker that the test restarts."""
+    s = uuid.uuid4().hex[:8]
+    pg, rabbit = await asyncio.gather(
+        asyncio.to_thread(make_postgres), asyncio.to_thread(make_rabbitmq)
+    )
+    config = Config(
+        database_url=pg.dsn,
+        db_schema="ecr",
+        amqp_url=rabbit.url,
+        exchange=f"test.faults.{s}",
+        consumer_queue=f"test.faults.{s}.ecr",
+        outbox_poll_seconds=0.2,
+        stall_seconds=3.0,
+        **auth_settings("ecr-api"),
+    )
+    ecr = await start_ecr(config)
+    try:
+        async with aiohttp.ClientSession() as http:
+            token = await make_user(f"r{s}")
+            yield await playing(ecr.url, config.exchange, token, http, rabbit.url), rabbit
+    finally:
+        await ecr.stop()
 
 
 async def in_flight(stack: Stack) -> None:
@@ -158,6 +196,26 @@ async def test_database_restart_with_apps_in_flight_heals_without_a_human(stack:
         over = time.monotonic()
         watch.assert_out_during(began, restarting, expect=503)
         report("database restart", *await recover(stack, watch, over))
+
+
+async def test_broker_restart_with_apps_in_flight_heals_without_a_human(
+    restarting: tuple[Stack, PrivateRabbitMQ],
+) -> None:
+    stack, rabbit = restarting
+    async with Readiness(stack.http, stack.url).watching() as watch:
+        await in_flight(stack)
+        began = time.monotonic()
+        await asyncio.to_thread(rabbit.stop)  # every connection cut, durable queues kept on disk
+        await asyncio.sleep(4)  # longer than the stall threshold
+        async with stack.http.get(f"{stack.url}/readyz") as r:
+            assert r.status == 503 and "_bus_ready" in (await r.json())["failed"]
+        # The workers' answers go out once the broker is back (they cannot be sent before).
+        stack.answering.set()
+        restarting_at = time.monotonic()  # ready may answer 200 before start() returns
+        await asyncio.to_thread(rabbit.start)
+        over = time.monotonic()
+        watch.assert_out_during(began, restarting_at, expect=503)
+        report("broker restart", *await recover(stack, watch, over))
 
 
 async def test_broker_loss_with_apps_in_flight_heals_without_a_human(stack: Stack) -> None:

@@ -117,8 +117,11 @@ class EventTap:
 
     EXPIRES_MS = 10 * 60 * 1000
 
-    def __init__(self, amqp_url: str, exchange: str, routing_keys: Iterable[str]) -> None:
+    def __init__(
+        self, amqp_url: str, exchange: str, routing_keys: Iterable[str], *, durable: bool = False
+    ) -> None:
         self.amqp_url = amqp_url
+        self.durable = durable  # kept through a broker restart, bindings and all
         self.exchange_name = exchange
         self.routing_keys = list(routing_keys)
         self.seen: list[CloudEvent] = []
@@ -136,7 +139,9 @@ class EventTap:
             self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
         )
         self._queue = await channel.declare_queue(
-            f"test-tap.{uuid.uuid4().hex}", arguments={"x-expires": self.EXPIRES_MS}
+            f"test-tap.{uuid.uuid4().hex}",
+            durable=self.durable,
+            arguments={"x-expires": self.EXPIRES_MS},
         )
         for key in self.routing_keys:
             await self._queue.bind(exchange, key)

@@ -17,10 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import aio_pika
 import aiohttp
 
 from sage_common.bus import Bus
-from sage_common.events import make_event
+from sage_common.events import CloudEvent, make_event
 from sage_common.schemas import ArchImage, BuildDone, BuildStarted, ProfileDone
 from tests.fixtures.auth import call
 from tests.support.bus import eventually
@@ -89,6 +90,9 @@ async def play(
     bus = Bus(amqp_url, exchange=exchange, service="fault-player")
     await bus.connect()
     answered: set[tuple[str, str]] = set()
+    # Each answer's events, made once: one the broker lost in a restart is sent again with the
+    # same id, as the real workers' outboxes do (the consumers drop a copy by id).
+    answers: dict[tuple[str, str], list[CloudEvent]] = {}
     try:
         while True:
             await answering.wait()
@@ -110,9 +114,16 @@ async def play(
                     replies = [profile_done(app_id, build_id)]
                 else:
                     continue
+                events = answers.setdefault(
+                    (kind, build_id),
+                    [make_event("fault-player", data, subject=app_id) for data in replies],
+                )
+                try:
+                    for reply in events:
+                        await bus.publish(reply)
+                except (ConnectionError, aio_pika.exceptions.AMQPError, TimeoutError):
+                    break  # the broker is away (a restart): answer again once it is back
                 answered.add((kind, build_id))
-                for data in replies:
-                    await bus.publish(make_event("fault-player", data, subject=app_id))
             await asyncio.sleep(0.05)
     finally:
         await bus.close()
