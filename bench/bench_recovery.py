@@ -1,9 +1,10 @@
 """Time to recover from each fault, without a human: the fault suite's own scenarios.
 
-Runs `tests/faults/` (20 apps or uploads in flight through: a Postgres restart, a RabbitMQ restart, a broker loss, an
-S3 restart under the storage service and under real builds, and a kill -9 of the ECR API, auth,
-storage, the real builder and the real profiler) and reports what each prints: seconds from the
-end of the outage until `/readyz` answers 200 again, and until all the work in flight is done.
+Runs `tests/faults/` (20 apps or uploads in flight through: a Postgres restart, a RabbitMQ
+restart, a broker loss, an S3 restart under the storage service and under real builds, and a kill
+-9 of the ECR API, auth, storage, the real builder and the real profiler) and reports what each
+prints: seconds from the end of the outage until `/readyz` answers 200 again, and until all the
+work in flight is done.
 
 The baseline of each is the fault-free time of the same work in the same run, which the suite
 measures beside it (`no fault [kind]`: the control tests of the played pipeline and of storage;
