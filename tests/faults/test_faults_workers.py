@@ -3,7 +3,9 @@ through the ECR API: once started again, the work it was doing is picked up agai
 event) and all 20 apps reach review, each event once, histories exact; its readiness is gone while
 it is dead and 200 after. The kill comes once half the apps are in review: the time that half
 took, fault-free, is the baseline the recovery bench compares the rest with. The same 20 builds
-also run through an S3 restart (the builder's logs are the pipeline's use of S3).
+also run through an S3 restart (the builder's logs are the pipeline's use of S3), and each
+worker through a restart of its own Postgres (a private cluster) mid-work: readiness 503 while it
+is down, the work and its outbox carried on by themselves once it is back.
 
 The killed service is a real `python -m sage_builder` (buildah, pushing to a registry that trusts
 the auth service) or `python -m sage_profiler` (the Docker engine, the `load` test app); the ECR
@@ -34,6 +36,7 @@ from sage_ecr.config import Config
 from sage_profiler.config import Config as ProfilerConfig
 from tests.fixtures.auth import MakeUser
 from tests.fixtures.builder import BuilderConfig as MakeBuilderConfig
+from tests.fixtures.postgres import PrivatePostgres
 from tests.fixtures.s3 import S3Server
 from tests.support.builder import GitServer, commit_all, delete_queues, read_log, scratch_app
 from tests.support.bus import delete_topology, eventually
@@ -186,6 +189,69 @@ async def test_builder_killed_mid_build_with_apps_in_flight_heals_once_restarted
         await delete_queues(amqp_url, config)
 
 
+async def database_restart(
+    pg: PrivatePostgres,
+    process: ServiceProcess,
+    run: Run,
+    submitted_at: float,
+    mid_work: Callable[[], Any],
+) -> tuple[float, float, float]:
+    """Once half the apps are in review (the baseline), restart the worker's own Postgres as
+    soon as `mid_work()` is true, down for longer than the stall threshold; (to ready, to all in
+    review, baseline). Readiness must be 503 while it is down and 200 after."""
+    http = run.apps.http
+    async with Readiness(http, process.url).watching() as watch:
+        await eventually(lambda: reviewed(run) >= APPS // 2, within=180, every=0.1)
+        baseline = time.monotonic() - submitted_at
+        await eventually(mid_work, within=60, every=0.05)
+        began = time.monotonic()
+        await asyncio.to_thread(pg.stop)
+        await asyncio.sleep(4)
+        restarting = time.monotonic()
+        await asyncio.to_thread(pg.start)
+        over = time.monotonic()
+        watch.assert_out_during(began, restarting, expect=503)
+        await run.apps.until_done(within=240)
+        to_done = time.monotonic() - over
+        await asyncio.sleep(1)  # time for a duplicate to show, if there were one
+        to_ready = watch.assert_ready_after(over)
+    await run.apps.assert_exact()
+    return to_ready, to_done, baseline
+
+
+async def test_builder_database_restart_mid_build_heals_without_a_human(
+    ecr_run: Callable[..., Any],
+    builder_config: MakeBuilderConfig,
+    make_postgres: Callable[[], PrivatePostgres],
+    git_server: GitServer,
+    amqp_url: str,
+    tmp_path: Path,
+) -> None:
+    pg = await asyncio.to_thread(make_postgres)
+    s = uuid.uuid4().hex[:8]
+    config: BuilderConfig = builder_config(tmp_path / "builder", s)
+    config = config.model_copy(
+        update={"outbox_poll_seconds": 0.2, "stall_seconds": 3.0, "database_url": SecretStr(pg.dsn)}
+    )
+    run = await ecr_run(config.exchange, builder=False, profiler=True)
+    process = ServiceProcess("sage_builder", "SAGE_BUILDER_", config, tmp_path / "builder.log")
+    process.start()
+    try:
+        await process.ready(run.apps.http)
+        source = {"url": git_server.url("steady"), "branch": "main"}
+        source["architectures"] = ["linux/amd64"]
+        submitted_at = time.monotonic()
+        await run.apps.submit_many(APPS, f"faultsd{s}", source=source)
+        tap = run.apps.tap
+        times = await database_restart(pg, process, run, submitted_at, lambda: mid_build(tap))
+        done = [e.parse_data(BuildDone) for e in tap.seen if e.routing_key == "build.done"]
+        assert all(d.status == "success" for d in done), [d.error for d in done]
+        report("database restart", "builder-db", *times)
+    finally:
+        process.kill()
+        await delete_queues(amqp_url, config)
+
+
 def mid_build(tap: EventTap) -> bool:
     """A build started and not done: the builder is at work."""
     started = {e.data["build_id"] for e in tap.seen if e.routing_key == "build.started"}
@@ -213,33 +279,31 @@ def running_builds(ours: set[str]) -> set[str]:
         client.close()
 
 
-async def test_profiler_killed_mid_run_with_apps_in_flight_heals_once_restarted(
-    ecr_run: Callable[..., Any],
-    load_image: str,
-    database_url: str,
-    amqp_url: str,
-    auth_settings: Callable[[str], dict[str, str]],
-    tmp_path: Path,
-) -> None:
-    s = uuid.uuid4().hex[:8]
-    exchange = f"test.faults.{s}"
-    config = ProfilerConfig(
+def profiler_config(
+    exchange: str, database_url: str, amqp_url: str, tmp_path: Path, auth: dict[str, str]
+) -> ProfilerConfig:
+    return ProfilerConfig(
         port=free_port(),
         database_url=database_url,
-        db_schema=f"profiler_faults_{s}",
+        db_schema=f"profiler_faults_{uuid.uuid4().hex[:8]}",
         amqp_url=amqp_url,
         exchange=exchange,
         queue=f"{exchange}.profiler",
         cancel_queue=f"{exchange}.profiler-cancel",
         outbox_poll_seconds=0.2,
+        stall_seconds=3.0,
         pull_policy="never",
         memory_limit_bytes=256 * MiB,
         cpu_limit=1.0,
         default_repetitions=1,
         max_parallel_profiles=2,
         work_dir=tmp_path / "work",
-        **auth_settings("profiler"),
+        **auth,
     )
+
+
+async def profiled_run(ecr_run: Callable[..., Any], exchange: str, load_image: str) -> Run:
+    """A run whose played builder reports the `load` test app as each app's image."""
 
     def made_by_builder(app_id: str, build_id: str) -> BuildDone:
         return BuildDone(
@@ -251,21 +315,40 @@ async def test_profiler_killed_mid_run_with_apps_in_flight_heals_once_restarted(
             testing={"args": ["mem=8", "sleep=1"], "repetitions": 1, "concurrency": 1},
         )
 
-    run = await ecr_run(exchange, builder=True, profiler=False, make_build_done=made_by_builder)
+    return await ecr_run(exchange, builder=True, profiler=False, make_build_done=made_by_builder)
+
+
+def profiles_under_way(run: Run, under_way: set[str]) -> Callable[[], Any]:
+    """A `mid_work` check: a profile's container is running; adds its build ids to `under_way`."""
+
+    async def mid_run() -> bool:
+        seen = run.apps.tap.seen
+        ours = {str(e.data["build_id"]) for e in seen if e.routing_key == "build.done"}
+        under_way.update(await asyncio.to_thread(running_builds, ours))
+        return bool(under_way)
+
+    return mid_run
+
+
+async def test_profiler_killed_mid_run_with_apps_in_flight_heals_once_restarted(
+    ecr_run: Callable[..., Any],
+    load_image: str,
+    database_url: str,
+    amqp_url: str,
+    auth_settings: Callable[[str], dict[str, str]],
+    tmp_path: Path,
+) -> None:
+    exchange = f"test.faults.{uuid.uuid4().hex[:8]}"
+    config = profiler_config(exchange, database_url, amqp_url, tmp_path, auth_settings("profiler"))
+    run = await profiled_run(ecr_run, exchange, load_image)
     process = ServiceProcess("sage_profiler", "SAGE_PROFILER_", config, tmp_path / "prof.log")
     process.start()
     under_way: set[str] = set()
     try:
         await process.ready(run.apps.http)
         submitted_at = time.monotonic()
-        await run.apps.submit_many(APPS, f"faultsp{s}")
-
-        async def mid_run() -> bool:
-            seen = run.apps.tap.seen
-            ours = {str(e.data["build_id"]) for e in seen if e.routing_key == "build.done"}
-            under_way.update(await asyncio.to_thread(running_builds, ours))
-            return bool(under_way)
-
+        await run.apps.submit_many(APPS, f"faultsp{uuid.uuid4().hex[:8]}")
+        mid_run = profiles_under_way(run, under_way)
         times = await kill_and_restart(process, run, submitted_at, mid_run)
         # The work cut off was done again after the restart, and reported once.
         for build_id in under_way:
@@ -278,11 +361,43 @@ async def test_profiler_killed_mid_run_with_apps_in_flight_heals_once_restarted(
         report("profiler kill -9", "profiler", *times)
     finally:
         process.kill()
-        await delete_topology(
-            amqp_url,
-            exchanges=[exchange],
-            queues=[*queue_names(config.queue, RETRY_DELAYS), *queue_names(config.cancel_queue)],
-        )
+        await delete_profiler_queues(amqp_url, config)
+
+
+async def test_profiler_database_restart_mid_run_heals_without_a_human(
+    ecr_run: Callable[..., Any],
+    load_image: str,
+    make_postgres: Callable[[], PrivatePostgres],
+    amqp_url: str,
+    auth_settings: Callable[[str], dict[str, str]],
+    tmp_path: Path,
+) -> None:
+    pg = await asyncio.to_thread(make_postgres)
+    exchange = f"test.faults.{uuid.uuid4().hex[:8]}"
+    config = profiler_config(exchange, pg.dsn, amqp_url, tmp_path, auth_settings("profiler"))
+    run = await profiled_run(ecr_run, exchange, load_image)
+    process = ServiceProcess("sage_profiler", "SAGE_PROFILER_", config, tmp_path / "prof.log")
+    process.start()
+    try:
+        await process.ready(run.apps.http)
+        submitted_at = time.monotonic()
+        await run.apps.submit_many(APPS, f"faultspd{uuid.uuid4().hex[:8]}")
+        mid_run = profiles_under_way(run, set())
+        times = await database_restart(pg, process, run, submitted_at, mid_run)
+        done = [e for e in run.apps.tap.seen if e.routing_key == "profile.done"]
+        assert all(e.data["status"] == "passed" for e in done), [e.data for e in done]
+        report("database restart", "profiler-db", *times)
+    finally:
+        process.kill()
+        await delete_profiler_queues(amqp_url, config)
+
+
+async def delete_profiler_queues(amqp_url: str, config: ProfilerConfig) -> None:
+    await delete_topology(
+        amqp_url,
+        exchanges=[config.exchange],
+        queues=[*queue_names(config.queue, RETRY_DELAYS), *queue_names(config.cancel_queue)],
+    )
 
 
 async def test_s3_restart_under_real_builds_loses_no_build_and_no_log(
