@@ -1,8 +1,9 @@
 """Time to recover from each fault, without a human: the fault suite's own scenarios.
 
 Runs `tests/faults/` (20 apps or uploads in flight through: a Postgres restart, a RabbitMQ
-restart, a broker loss, an S3 restart under the storage service and under real builds, and a kill
--9 of the ECR API, auth, storage, the real builder and the real profiler) and reports what each
+restart, a broker loss, an S3 restart under the storage service and under real builds, a restart
+of the real builder's and profiler's own Postgres, and a kill -9 of the ECR API, auth, storage,
+the real builder and the real profiler) and reports what each
 prints: seconds from the end of the outage until `/readyz` answers 200 again, and until all the
 work in flight is done.
 
