@@ -15,19 +15,9 @@ The apps are amd64 only (arm64 under qemu costs the same on both sides and would
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
-import shutil
 import statistics
-import tempfile
 import time
-import uuid
-from pathlib import Path
 
-import asyncpg
-
-ADMIN_DSN = os.environ.get("SAGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-AMQP_URL = os.environ.get("SAGE_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
 PAIRS = 3
 # The expensive step a real app has (compiling, installing packages): some seconds of CPU and a
 # layer of data. Real apps take minutes here, so the cache's gain below is an understatement.
@@ -59,76 +49,22 @@ def _rows(pipeline: list[float], direct: list[float], first: float, second: floa
     ]
 
 
-async def _database() -> tuple[str, str]:
-    name = f"sage_bench_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return name, f"{ADMIN_DSN.rpartition('/')[0]}/{name}"
-
-
-async def _drop(name: str) -> None:
-    admin = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
 async def main() -> list[dict]:
-    from sage_auth.signing import ensure_keypair
+    from bench._builder_stack import AMQP_URL, builder_stack
     from sage_builder.app import make_builder
     from sage_builder.models import BuildRequest, Platform
     from sage_builder.registry import write_authfile
     from sage_builder.source import locate
-    from tests.fixtures.auth import SERVICE_CLIENTS, start_auth
-    from tests.fixtures.s3 import S3Server
     from tests.support.builder import (
-        GitServer,
         Harness,
-        RegistryServer,
         commit_all,
-        config_for_tests,
-        delete_queues,
-        free_port,
         git,
         running_builder,
         scratch_app,
     )
 
-    db_name, dsn = await _database()
-    tmp = Path(tempfile.mkdtemp(prefix="sage-bench-builder-"))
-    service_secrets = {c: secrets.token_urlsafe(32) for c in SERVICE_CLIENTS}
-    auth = await start_auth(dsn, tmp / "keys", service_secrets)
-    _, cert = ensure_keypair(str(tmp / "keys"))
-    registry = RegistryServer(tmp / "registry", realm=f"{auth.url}/auth/registry/token", cert=cert)
-    gits = GitServer(tmp / "git")
-    s3 = S3Server(tmp / "s3" / "data")
-    suffix = uuid.uuid4().hex[:8]
-    try:
-        for server in (registry, gits, s3):
-            await asyncio.to_thread(server.start)
-        config = config_for_tests(
-            port=free_port(),
-            database_url=dsn,
-            db_schema="builder",
-            amqp_url=AMQP_URL,
-            exchange=f"bench.builder.{suffix}",
-            queue=f"builder.app-submitted.bench.{suffix}",
-            cancel_queue=f"builder.build-cancel.bench.{suffix}",
-            auth_url=auth.url,
-            client_id="builder",
-            client_secret=service_secrets["builder"],
-            work_dir=tmp / "work",
-            registry=registry.address,
-            s3_endpoint=s3.endpoint,
-            s3_access_key=s3.access_key,
-            s3_secret_key=s3.secret_key,
-            log_flush_seconds=1.0,
-            cancel_poll_seconds=1.0,
-        )
+    async with builder_stack("builder") as stack:
+        config, tmp, registry, gits = stack.config, stack.tmp, stack.registry, stack.gits
         work = tmp / "app"
         scratch_app(work, WORK, steps=("COPY stamp /stamp",), extra={"stamp": "0"})
         commit_all(work, "bench app")
@@ -200,15 +136,4 @@ async def main() -> list[dict]:
                 pipeline.append(await through_service(11 + 2 * i))
             first = await through_service(100)
             second = await through_service(None)
-        await delete_queues(AMQP_URL, config)
         return _rows(pipeline, plain, first, second)
-    finally:
-        for server in (registry, gits, s3):
-            await asyncio.to_thread(server.stop)
-        await auth.stop()
-        await _drop(db_name)
-        await asyncio.to_thread(_rmtree, tmp)
-
-
-def _rmtree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

@@ -19,19 +19,10 @@ build, push, log upload, events), which is what could grow worse than linearly w
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 import shutil
-import tempfile
 import time
-import uuid
-from pathlib import Path
 from typing import Any
 
-import asyncpg
-
-ADMIN_DSN = os.environ.get("SAGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-AMQP_URL = os.environ.get("SAGE_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
 SIZES = (1, 20, 100)
 DOCKERFILE = 'FROM scratch\nCOPY busybox /bin/busybox\nCMD ["/bin/busybox", "true"]\n'
 CONCURRENCY = 2
@@ -81,58 +72,11 @@ def _ecr_rows(times: dict[int, float]) -> list[dict[str, Any]]:
 
 
 async def _builder_growth() -> dict[int, float]:
-    from sage_auth.signing import ensure_keypair
-    from tests.fixtures.auth import SERVICE_CLIENTS, start_auth
-    from tests.fixtures.s3 import S3Server
-    from tests.support.builder import (
-        BUSYBOX,
-        GitServer,
-        Harness,
-        RegistryServer,
-        commit_all,
-        config_for_tests,
-        delete_queues,
-        free_port,
-        running_builder,
-    )
+    from bench._builder_stack import AMQP_URL, builder_stack
+    from tests.support.builder import BUSYBOX, Harness, commit_all, running_builder
 
-    db_name = f"sage_bench_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(ADMIN_DSN)
-    await admin.execute(f'CREATE DATABASE "{db_name}"')
-    dsn = f"{ADMIN_DSN.rpartition('/')[0]}/{db_name}"
-    tmp = Path(tempfile.mkdtemp(prefix="sage-bench-pipeline-"))
-    service_secrets = {c: secrets.token_urlsafe(32) for c in SERVICE_CLIENTS}
-    auth = await start_auth(dsn, tmp / "keys", service_secrets)
-    _, cert = ensure_keypair(str(tmp / "keys"))
-    registry = RegistryServer(tmp / "registry", realm=f"{auth.url}/auth/registry/token", cert=cert)
-    gits = GitServer(tmp / "git")
-    s3 = S3Server(tmp / "s3" / "data")
-    suffix = uuid.uuid4().hex[:8]
-    config = None
-    try:
-        for server in (registry, gits, s3):
-            await asyncio.to_thread(server.start)
-        config = config_for_tests(
-            port=free_port(),
-            database_url=dsn,
-            db_schema="builder",
-            amqp_url=AMQP_URL,
-            exchange=f"bench.pipeline.{suffix}",
-            queue=f"builder.app-submitted.bench-pipeline.{suffix}",
-            cancel_queue=f"builder.build-cancel.bench-pipeline.{suffix}",
-            auth_url=auth.url,
-            client_id="builder",
-            client_secret=service_secrets["builder"],
-            work_dir=tmp / "work",
-            registry=registry.address,
-            s3_endpoint=s3.endpoint,
-            s3_access_key=s3.access_key,
-            s3_secret_key=s3.secret_key,
-            concurrency=CONCURRENCY,
-            log_flush_seconds=1.0,
-            cancel_poll_seconds=1.0,
-        )
-
+    async with builder_stack("pipeline", concurrency=CONCURRENCY) as stack:
+        config, tmp, gits = stack.config, stack.tmp, stack.gits
         work = tmp / "app"
         work.mkdir()
         shutil.copy(BUSYBOX["amd64"], work / "busybox")
@@ -162,12 +106,3 @@ async def _builder_growth() -> dict[int, float]:
 
             await queue(["warm"])  # buildah, registry and token service warmed once
             return {n: await queue(batch) for n, batch in names.items()}
-    finally:
-        if config is not None:
-            await delete_queues(AMQP_URL, config)
-        for server in (registry, gits, s3):
-            await asyncio.to_thread(server.stop)
-        await auth.stop()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-        await admin.close()
-        await asyncio.to_thread(shutil.rmtree, tmp, True)
