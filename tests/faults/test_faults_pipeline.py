@@ -73,6 +73,20 @@ async def playing(amqp_url: str) -> AsyncIterator[Playing]:
         await tap.__aexit__()
 
 
+def ecr_config(database_url: str, amqp_url: str, s: str, auth: dict[str, str]) -> Config:
+    """The ECR API's settings here: quick outbox polls, a stall noticed after 3 s."""
+    return Config(
+        database_url=database_url,
+        db_schema="ecr",
+        amqp_url=amqp_url,
+        exchange=f"test.faults.{s}",
+        consumer_queue=f"test.faults.{s}.ecr",
+        outbox_poll_seconds=0.2,
+        stall_seconds=3.0,
+        **auth,
+    )
+
+
 @pytest.fixture
 async def stack(
     make_postgres: Callable[[], PrivatePostgres],
@@ -86,16 +100,7 @@ async def stack(
     pg = make_postgres()
     broker = TcpProxy()
     await broker.open()
-    config = Config(
-        database_url=pg.dsn,
-        db_schema="ecr",
-        amqp_url=broker.url(amqp_url),
-        exchange=f"test.faults.{s}",
-        consumer_queue=f"test.faults.{s}.ecr",
-        outbox_poll_seconds=0.2,
-        stall_seconds=3.0,
-        **auth_settings("ecr-api"),
-    )
+    config = ecr_config(pg.dsn, broker.url(amqp_url), s, auth_settings("ecr-api"))
     ecr = await start_ecr(config)
     try:
         async with aiohttp.ClientSession() as http:
@@ -123,16 +128,7 @@ async def restarting(
     pg, rabbit = await asyncio.gather(
         asyncio.to_thread(make_postgres), asyncio.to_thread(make_rabbitmq)
     )
-    config = Config(
-        database_url=pg.dsn,
-        db_schema="ecr",
-        amqp_url=rabbit.url,
-        exchange=f"test.faults.{s}",
-        consumer_queue=f"test.faults.{s}.ecr",
-        outbox_poll_seconds=0.2,
-        stall_seconds=3.0,
-        **auth_settings("ecr-api"),
-    )
+    config = ecr_config(pg.dsn, rabbit.url, s, auth_settings("ecr-api"))
     ecr = await start_ecr(config)
     try:
         async with aiohttp.ClientSession() as http:

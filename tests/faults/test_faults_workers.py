@@ -16,9 +16,10 @@ Real builds and runs of 20 apps take longer than the rest of the fault suite: `s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -130,26 +131,30 @@ def reviewed(run: Run) -> int:
     return sum(1 for e in run.apps.tap.seen if e.routing_key == "review.requested")
 
 
-async def kill_and_restart(
+async def through_fault(
     process: ServiceProcess,
     run: Run,
     submitted_at: float,
     mid_work: Callable[[], Any],
+    outage: Callable[[], Awaitable[float]],
+    *,
+    expect: int,
+    grace: float = 1.0,
 ) -> tuple[float, float, float]:
     """Once half the apps are in review (the fault-free baseline: seconds since
-    `submitted_at`), kill `process` as soon as `mid_work()` is true and start it again;
-    (to ready, to all in review, baseline)."""
+    `submitted_at`), run `outage()` as soon as `mid_work()` is true: it makes the fault and
+    returns when it began to end it (readiness may be back before it returns). Readiness must
+    answer `expect` during the fault (from `grace` s in) and 200 after; every app must reach
+    review, exactly. (to ready, to all in review, baseline)."""
     http = run.apps.http
     async with Readiness(http, process.url).watching() as watch:
         await eventually(lambda: reviewed(run) >= APPS // 2, within=180, every=0.1)
         baseline = time.monotonic() - submitted_at
         await eventually(mid_work, within=60, every=0.05)
         began = time.monotonic()
-        process.kill()
-        await asyncio.sleep(1)
+        ending = await outage()
         over = time.monotonic()
-        process.start()
-        watch.assert_out_during(began, over, expect=DOWN, grace=0.2)
+        watch.assert_out_during(began, ending, expect=expect, grace=grace)
         await run.apps.until_done(within=240)
         to_done = time.monotonic() - over
         await asyncio.sleep(1)  # time for a duplicate to show, if there were one
@@ -158,35 +163,20 @@ async def kill_and_restart(
     return to_ready, to_done, baseline
 
 
-async def test_builder_killed_mid_build_with_apps_in_flight_heals_once_restarted(
-    ecr_run: Callable[..., Any],
-    builder_config: MakeBuilderConfig,
-    git_server: GitServer,
-    amqp_url: str,
-    tmp_path: Path,
-) -> None:
-    s = uuid.uuid4().hex[:8]
-    config: BuilderConfig = builder_config(tmp_path / "builder", s)
-    config = config.model_copy(update={"outbox_poll_seconds": 0.2})
-    run = await ecr_run(config.exchange, builder=False, profiler=True)
-    process = ServiceProcess("sage_builder", "SAGE_BUILDER_", config, tmp_path / "builder.log")
-    process.start()
-    try:
-        await process.ready(run.apps.http)
-        source = {"url": git_server.url("steady"), "branch": "main"}
-        source["architectures"] = ["linux/amd64"]
-        submitted_at = time.monotonic()
-        await run.apps.submit_many(APPS, f"faultsb{s}", source=source)
-        tap = run.apps.tap
-        # The killed builder's buildah dies with it (the sandbox's parent-death signal), so the
-        # resumed build has the layer cache to itself: every app goes through.
-        times = await kill_and_restart(process, run, submitted_at, lambda: mid_build(tap))
-        killed = await builder_rows(config, "SELECT build_id FROM builds WHERE attempts > 1")
-        assert killed, "no build was under way when the builder was killed"
-        report("builder kill -9", "builder", *times)
-    finally:
+async def kill_and_restart(
+    process: ServiceProcess, run: Run, submitted_at: float, mid_work: Callable[[], Any]
+) -> tuple[float, float, float]:
+    """`process` killed (-9) mid-work and started again a second later, as an orchestrator
+    would; nothing answers meanwhile."""
+
+    async def outage() -> float:
         process.kill()
-        await delete_queues(amqp_url, config)
+        await asyncio.sleep(1)
+        ending = time.monotonic()
+        process.start()
+        return ending
+
+    return await through_fault(process, run, submitted_at, mid_work, outage, expect=DOWN, grace=0.2)
 
 
 async def database_restart(
@@ -196,27 +186,61 @@ async def database_restart(
     submitted_at: float,
     mid_work: Callable[[], Any],
 ) -> tuple[float, float, float]:
-    """Once half the apps are in review (the baseline), restart the worker's own Postgres as
-    soon as `mid_work()` is true, down for longer than the stall threshold; (to ready, to all in
-    review, baseline). Readiness must be 503 while it is down and 200 after."""
-    http = run.apps.http
-    async with Readiness(http, process.url).watching() as watch:
-        await eventually(lambda: reviewed(run) >= APPS // 2, within=180, every=0.1)
-        baseline = time.monotonic() - submitted_at
-        await eventually(mid_work, within=60, every=0.05)
-        began = time.monotonic()
+    """The worker's own Postgres stopped mid-work, for longer than the stall threshold, and
+    started again; readiness 503 meanwhile."""
+
+    async def outage() -> float:
         await asyncio.to_thread(pg.stop)
         await asyncio.sleep(4)
-        restarting = time.monotonic()
+        ending = time.monotonic()
         await asyncio.to_thread(pg.start)
-        over = time.monotonic()
-        watch.assert_out_during(began, restarting, expect=503)
-        await run.apps.until_done(within=240)
-        to_done = time.monotonic() - over
-        await asyncio.sleep(1)  # time for a duplicate to show, if there were one
-        to_ready = watch.assert_ready_after(over)
-    await run.apps.assert_exact()
-    return to_ready, to_done, baseline
+        return ending
+
+    return await through_fault(process, run, submitted_at, mid_work, outage, expect=503)
+
+
+@contextlib.asynccontextmanager
+async def builds_in_flight(
+    ecr_run: Callable[..., Any],
+    config: BuilderConfig,
+    git_server: GitServer,
+    amqp_url: str,
+    tmp_path: Path,
+) -> AsyncIterator[tuple[ServiceProcess, Run, float]]:
+    """A real `python -m sage_builder` on `config`, the 20 apps submitted to it through the ECR
+    API: (the builder, the run, when they were submitted)."""
+    run = await ecr_run(config.exchange, builder=False, profiler=True)
+    process = ServiceProcess("sage_builder", "SAGE_BUILDER_", config, tmp_path / "builder.log")
+    process.start()
+    try:
+        await process.ready(run.apps.http)
+        source = {"url": git_server.url("steady"), "branch": "main"}
+        source["architectures"] = ["linux/amd64"]
+        submitted_at = time.monotonic()
+        await run.apps.submit_many(APPS, f"faultsb{uuid.uuid4().hex[:8]}", source=source)
+        yield process, run, submitted_at
+    finally:
+        process.kill()
+        await delete_queues(amqp_url, config)
+
+
+async def test_builder_killed_mid_build_with_apps_in_flight_heals_once_restarted(
+    ecr_run: Callable[..., Any],
+    builder_config: MakeBuilderConfig,
+    git_server: GitServer,
+    amqp_url: str,
+    tmp_path: Path,
+) -> None:
+    config: BuilderConfig = builder_config(tmp_path / "builder", uuid.uuid4().hex[:8])
+    config = config.model_copy(update={"outbox_poll_seconds": 0.2})
+    async with builds_in_flight(ecr_run, config, git_server, amqp_url, tmp_path) as at_work:
+        process, run, submitted_at = at_work
+        # The killed builder's buildah dies with it (the sandbox's parent-death signal), so the
+        # resumed build has the layer cache to itself: every app goes through.
+        times = await kill_and_restart(process, run, submitted_at, lambda: mid_build(run.apps.tap))
+        killed = await builder_rows(config, "SELECT build_id FROM builds WHERE attempts > 1")
+        assert killed, "no build was under way when the builder was killed"
+        report("builder kill -9", "builder", *times)
 
 
 async def test_builder_database_restart_mid_build_heals_without_a_human(
@@ -228,28 +252,17 @@ async def test_builder_database_restart_mid_build_heals_without_a_human(
     tmp_path: Path,
 ) -> None:
     pg = await asyncio.to_thread(make_postgres)
-    s = uuid.uuid4().hex[:8]
-    config: BuilderConfig = builder_config(tmp_path / "builder", s)
+    config: BuilderConfig = builder_config(tmp_path / "builder", uuid.uuid4().hex[:8])
     config = config.model_copy(
         update={"outbox_poll_seconds": 0.2, "stall_seconds": 3.0, "database_url": SecretStr(pg.dsn)}
     )
-    run = await ecr_run(config.exchange, builder=False, profiler=True)
-    process = ServiceProcess("sage_builder", "SAGE_BUILDER_", config, tmp_path / "builder.log")
-    process.start()
-    try:
-        await process.ready(run.apps.http)
-        source = {"url": git_server.url("steady"), "branch": "main"}
-        source["architectures"] = ["linux/amd64"]
-        submitted_at = time.monotonic()
-        await run.apps.submit_many(APPS, f"faultsd{s}", source=source)
+    async with builds_in_flight(ecr_run, config, git_server, amqp_url, tmp_path) as at_work:
+        process, run, submitted_at = at_work
         tap = run.apps.tap
         times = await database_restart(pg, process, run, submitted_at, lambda: mid_build(tap))
         done = [e.parse_data(BuildDone) for e in tap.seen if e.routing_key == "build.done"]
         assert all(d.status == "success" for d in done), [d.error for d in done]
         report("database restart", "builder-db", *times)
-    finally:
-        process.kill()
-        await delete_queues(amqp_url, config)
 
 
 def mid_build(tap: EventTap) -> bool:
