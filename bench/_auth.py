@@ -9,12 +9,12 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from bench._sage_servers import free_port
 from sage_auth import service as auth_service
 from sage_auth.app import create_app as create_auth_app
 from sage_auth.config import Config as AuthConfig
 from sage_auth.models import CreateUser
 from sage_auth.state import STORE
+from tests.support.ports import free_port
 
 
 @asynccontextmanager

@@ -22,7 +22,8 @@ from typing import Any
 
 import asyncpg
 
-from bench._sage_servers import child_server, free_port
+from bench._sage_servers import child_server
+from tests.support.ports import free_port
 
 MYSQL_HOST = os.environ.get("SAGE_BENCH_MYSQL_HOST", "127.0.0.1")
 MYSQL_PORT = os.environ.get("SAGE_BENCH_MYSQL_PORT", "3306")

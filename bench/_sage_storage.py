@@ -31,7 +31,8 @@ import aiohttp
 
 from bench._load import closed_loop, latency_ms
 from bench._sage_ecr import MYSQL_HOST, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER
-from bench._sage_servers import child_server, free_port
+from bench._sage_servers import child_server
+from tests.support.ports import free_port
 
 SMALL, SMALL_ROUNDS = 64 * 1024, 3
 AT_ONCE = (50, 200)  # uploads started together

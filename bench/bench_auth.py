@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import secrets
-import socket
 import statistics
 import sys
 import tempfile
@@ -32,6 +31,7 @@ import asyncpg
 from aiohttp import web
 
 from bench._load import closed_loop
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_DSN = os.environ.get("SAGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -113,14 +113,8 @@ def serve(kind: str, port: int, *args: str) -> None:
 
 
 # ------------------------------------------------------------------------- the harness ----
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def _start(kind: str, *args: str, ready_path: str = "/healthz") -> tuple[Any, str]:
-    port = _free_port()
+    port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

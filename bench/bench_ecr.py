@@ -48,6 +48,7 @@ from sage_ecr.models import ListQuery
 from sage_ecr.service import Ecr
 from sage_ecr.state import ECR
 from tests.support.faults import ServiceProcess
+from tests.support.ports import free_port
 
 ADMIN_DSN = os.environ.get("SAGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 APPS, PAGE, CLIENTS = 1000, 100, 64
@@ -67,11 +68,6 @@ FILTERS = {
 GROWTH = (1_000, 10_000, 100_000)
 GROWN = {"plain": "", "public": "public=true", "search": "q=audio"}
 SAMPLES = 40
-
-
-def _free_port() -> int:
-    with _socket() as sock:
-        return int(sock.getsockname()[1])
 
 
 def _stopper(process: ServiceProcess) -> Callable[[], Awaitable[None]]:
@@ -282,7 +278,7 @@ async def main() -> list[dict[str, Any]]:
             shipped = ServiceProcess(
                 "sage_ecr",
                 "SAGE_ECR_",
-                Config(**settings, listing_cache_entries=0, port=_free_port()),
+                Config(**settings, listing_cache_entries=0, port=free_port()),
                 Path(tempfile.mkdtemp(prefix="bench-ecr-")) / "ecr.log",
             )
             shipped.start()

@@ -20,7 +20,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -30,6 +29,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tests.support.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 MB = 1_000_000
 SIZE_TARGET_MB = 200.0
@@ -37,12 +38,6 @@ READY_TARGET_S = 5.0
 ADMIN_DSN = os.environ.get("SAGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_URL = os.environ.get("SAGE_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
 BUILDER_SECURITY = ("seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined")
-
-
-def _port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _docker(*args: str, timeout: float = 120) -> str:
@@ -118,7 +113,7 @@ def _measure() -> list[dict[str, Any]]:
     base, _, _ = ADMIN_DSN.rpartition("/")
     dsn = f"{base}/{database}"
     _psql(ADMIN_DSN, f'CREATE DATABASE "{database}"')
-    s3_port = _port()
+    s3_port = free_port()
     access, secret = "bench", secrets.token_hex(16)
     rclone = subprocess.Popen(
         [str(ROOT / ".venv/bin/rclone"), "serve", "s3", "--addr", f"127.0.0.1:{s3_port}",
@@ -137,7 +132,7 @@ def _measure() -> list[dict[str, Any]]:
         ):  # fmt: skip
             image = f"{os.environ.get('IMAGE_PREFIX', 'sage')}/{service}:{os.environ.get('IMAGE_TAG', 'dev')}"
             size = int(_docker("image", "inspect", "--format", "{{.Size}}", image)) / MB
-            port = _port()
+            port = free_port()
             env = {
                 f"{prefix}ENVIRONMENT": "development",
                 f"{prefix}HOST": "127.0.0.1",

@@ -37,10 +37,11 @@ from bench import _sage_ecr as theirs
 from bench import _sage_storage
 from bench._auth import running_auth
 from bench._load import closed_loop
-from bench._sage_servers import child_server, free_port
+from bench._sage_servers import child_server
 from sage_ecr.app import create_app
 from sage_ecr.config import Config
 from sage_ecr.state import ECR
+from tests.support.ports import free_port
 
 ADMIN_DSN = os.environ.get("SAGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 APPS, PAGE, CLIENTS = 1000, 100, 32

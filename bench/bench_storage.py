@@ -20,7 +20,6 @@ import hashlib
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from sage_auth.app import create_app as create_auth_app
 from sage_auth.config import Config as AuthConfig
 from sage_auth.models import CreateUser
 from sage_auth.state import STORE
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_DSN = os.environ.get("SAGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -59,12 +59,6 @@ ROUNDS = 2
 # Which parts to run (SAGE_BENCH_STORAGE_PARTS=small for the small uploads alone, a minute):
 # `big` the 1 GiB stream, `small` the 200 small uploads, `listing` the listing's growth.
 PARTS = frozenset(os.environ.get("SAGE_BENCH_STORAGE_PARTS", "big,small,listing").split(","))
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _block() -> bytes:
@@ -400,7 +394,7 @@ async def running(storage_env: dict[str, str] | None = None) -> AsyncIterator[Ru
     dsn = ADMIN_DSN.rpartition("/")[0] + f"/{database}"
     work = Path(tempfile.mkdtemp(prefix="sage-bench-storage-"))
     s3 = {
-        "endpoint": f"127.0.0.1:{_port()}",
+        "endpoint": f"127.0.0.1:{free_port()}",
         "access": "bench" + secrets.token_hex(6),
         "secret": secrets.token_urlsafe(24),
     }
@@ -424,7 +418,7 @@ async def running(storage_env: dict[str, str] | None = None) -> AsyncIterator[Ru
         stack.callback(_stop, rclone)
         await _wait_http(f"http://{s3['endpoint']}/", rclone)
 
-        auth_port = _port()
+        auth_port = free_port()
         auth_url = f"http://127.0.0.1:{auth_port}"
         auth_config = AuthConfig(
             database_url=dsn,
@@ -441,7 +435,7 @@ async def running(storage_env: dict[str, str] | None = None) -> AsyncIterator[Ru
         await auth_service.create_user(store, None, CreateUser(username=user, is_approved=True))
         token = (await auth_service.issue_token(store, user, "bench", ["all"], 1)).token
 
-        port = _port()
+        port = free_port()
         env = {
             "SAGE_STORAGE_DATABASE_URL": dsn,
             "SAGE_STORAGE_PORT": str(port),

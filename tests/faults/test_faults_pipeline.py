@@ -33,8 +33,9 @@ from tests.fixtures.postgres import PrivatePostgres
 from tests.fixtures.rabbitmq import PrivateRabbitMQ
 from tests.support.bus import TcpProxy, delete_topology, eventually
 from tests.support.ecr import EventTap, app_spec, start_ecr
-from tests.support.faults import DOWN, Readiness, ServiceProcess, free_port
+from tests.support.faults import DOWN, Readiness, ServiceProcess
 from tests.support.pipeline_play import OUT, Apps, play
+from tests.support.ports import free_port
 
 APPS = 20
 Playing = Callable[..., Awaitable["Stack"]]

@@ -31,7 +31,8 @@ from sage_storage.config import Config
 from tests.fixtures.auth import MakeUser
 from tests.fixtures.s3 import S3Server
 from tests.support.bus import eventually
-from tests.support.faults import DOWN, Readiness, ServiceProcess, free_port
+from tests.support.faults import DOWN, Readiness, ServiceProcess
+from tests.support.ports import free_port
 
 MiB = 1 << 20
 UPLOADS = 20

@@ -42,8 +42,9 @@ from tests.fixtures.s3 import S3Server
 from tests.support.builder import GitServer, commit_all, delete_queues, read_log, scratch_app
 from tests.support.bus import delete_topology, eventually
 from tests.support.ecr import EventTap, start_ecr
-from tests.support.faults import DOWN, Readiness, ServiceProcess, free_port
+from tests.support.faults import DOWN, Readiness, ServiceProcess
 from tests.support.pipeline_play import OUT, Apps, play
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.slow
 APPS = 20

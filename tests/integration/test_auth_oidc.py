@@ -28,6 +28,7 @@ from sage_auth.state import STORE
 from sage_common.auth import token_hash
 from tests.fixtures.auth import call, free_socket, start_auth
 from tests.support.names import uniq
+from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 OIDC_DIR = REPO / "services" / "auth" / "tests" / "oidc"
@@ -59,11 +60,6 @@ async def oidc_modules() -> Path:
     out, _ = await asyncio.wait_for(proc.communicate(), timeout=600)
     assert proc.returncode == 0, out.decode()[-2000:]
     return target
-
-
-def free_port() -> int:
-    with free_socket() as sock:
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,10 @@ from sage_common.bus import Bus
 from sage_common.events import make_event
 from sage_common.schemas import AppDeleted, AppSource, AppSubmitted, ArchImage, DeletedBuild
 from sage_common.web import POOL
-from tests.support.builder import delete_queues, free_port, running_builder
+from tests.support.builder import delete_queues, running_builder
 from tests.support.bus import delete_topology, eventually
 from tests.support.ecr import EventTap
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.slow
 

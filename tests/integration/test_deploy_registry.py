@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -28,16 +27,11 @@ import yaml
 
 from sage_auth.config import Config as AuthConfig
 from sage_auth.signing import Signer
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_CONFIG = ROOT / "deploy/registry/config.yml"
 K8S_CONFIG = ROOT / "deploy/k8s/base/registry/config.yml"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _status(url: str, token: str | None = None) -> tuple[int, Message]:
@@ -56,7 +50,7 @@ def serve(config: dict[str, Any], workdir: Path, env: dict[str, str]) -> Iterato
     """Run docker-registry on `config`; yield its base URL once /debug/health answers."""
     binary = shutil.which("docker-registry")
     assert binary, "docker-registry (Debian) is installed by scripts/setup.sh"
-    port, debug = _free_port(), _free_port()
+    port, debug = free_port(), free_port()
     config["http"]["addr"] = f"127.0.0.1:{port}"
     config["http"]["debug"]["addr"] = f"127.0.0.1:{debug}"
     path = workdir / "config.yml"

@@ -35,9 +35,10 @@ from sage_profiler.app import create_app as create_profiler
 from sage_profiler.config import Config as ProfilerConfig
 from tests.fixtures.auth import RunningAuth, start_auth
 from tests.fixtures.s3 import S3Server, start_storage
-from tests.support.builder import config_for_tests, delete_queues, free_port, running_builder
+from tests.support.builder import config_for_tests, delete_queues, running_builder
 from tests.support.bus import delete_topology
 from tests.support.ecr import start_ecr
+from tests.support.ports import free_port
 
 EXAMPLES = int(os.environ.get("SAGE_FUZZ_EXAMPLES", "25"))
 SEED = 20261202

@@ -18,15 +18,10 @@ import pytest
 
 from sage_ecr.config import Config
 from tests.support.ecr import start_ecr
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PORTAL = "http://localhost:3000"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def render(var: Path, port: int, upstreams: dict[int, int]) -> Path:

@@ -22,10 +22,11 @@ from sage_common.work import RETRY_DELAYS as PROFILER_RETRY_DELAYS
 from sage_ecr.config import Config as EcrConfig
 from sage_profiler.app import create_app as create_profiler
 from sage_profiler.config import Config as ProfilerConfig
-from tests.support.builder import config_for_tests, delete_queues, free_port
+from tests.support.builder import config_for_tests, delete_queues
 from tests.support.bus import delete_topology
 from tests.support.ecr import app_spec, start_ecr
 from tests.support.names import sfx
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 JSON, PROBLEM = "application/json", "application/problem+json"

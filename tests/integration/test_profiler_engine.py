@@ -31,6 +31,7 @@ from sage_profiler.cgroup import detect
 from sage_profiler.config import Config
 from sage_profiler.runner import RunnerUnavailable, RunSpec
 from sage_profiler.runner_docker import DockerRunner, tls_client
+from tests.support.ports import free_port
 from tests.support.testapps import build_load_image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,17 +48,11 @@ class Engine:
     work: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def engine() -> Iterator[Engine]:
     # Short paths: containerd's socket lives under the exec root, and a socket path is short.
     base = Path(tempfile.mkdtemp(prefix="spe-"))
-    port = _free_port()
+    port = free_port()
     prefix = f"sage-profiler-engine-{base.name[4:]}"
     env = {
         **os.environ,

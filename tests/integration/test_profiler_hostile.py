@@ -34,6 +34,7 @@ from sage_profiler.app import create_app
 from sage_profiler.cgroup import detect
 from sage_profiler.config import Config
 from sage_profiler.runner_docker import LABEL
+from tests.support.ports import free_port
 
 MiB = 1 << 20
 CORPUS = Path(__file__).resolve().parents[1] / "hostile" / "profiles"
@@ -104,12 +105,6 @@ def images() -> Iterator[dict[str, str]]:
 def ordinary(images: dict[str, str]) -> str:
     """A well-behaved app: the `root` image with nothing hostile left once it runs unprivileged."""
     return images["root"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Profiles:

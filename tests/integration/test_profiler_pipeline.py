@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from sage_common.work import RETRY_DELAYS
 from sage_profiler.app import create_app
 from sage_profiler.config import Config
 from sage_profiler.runner_docker import LABEL
+from tests.support.ports import free_port
 from tests.support.testapps import build_load_image
 
 MiB = 1 << 20
@@ -187,12 +187,6 @@ async def test_a_duplicated_delivery_gives_one_profile(
     assert len(dup) == 1 and dup[0].status == "failed"
     assert "exited 4, expected 0" in dup[0].reason
     assert await stored_profiles(settings, f"dup-{unique}") == 1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def containers_of(build_id: str, *, running: bool) -> list[Any]:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.fixtures.s3 import S3Server, free_port
+from tests.fixtures.s3 import S3Server
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,12 +28,6 @@ from pydantic import BaseModel, SecretStr
 
 ROOT = Path(__file__).resolve().parents[2]
 DOWN = 0  # what `Readiness` records when nothing answers (the process is gone)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def config_env(prefix: str, config: BaseModel) -> dict[str, str]:

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import aiohttp
 
+from tests.support.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[3]
 BUSYBOX = {arch: ROOT / "var" / "busybox" / arch / "busybox" for arch in ("amd64", "arm64")}
 _GIT_ENV = {
@@ -34,12 +36,6 @@ _GIT_ENV = {
     "GIT_CONFIG_NOSYSTEM": "1",
     "GIT_CONFIG_GLOBAL": os.devnull,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 20.0) -> None:
