@@ -102,10 +102,6 @@ class MemoryObjectStore:
         self._check("abort_multipart")
         self.uploads.pop(upload_id, None)
 
-    async def upload_exists(self, key: str, upload_id: str) -> bool:
-        self._check("upload_exists")
-        return upload_id in self.uploads
-
     async def open(self, key: str, offset: int = 0, length: int | None = None) -> BlobReader:
         self._check("open")
         blob = self.blobs.get(key)
@@ -124,7 +120,3 @@ class MemoryObjectStore:
         self._check("delete")
         for key in keys:
             self.blobs.pop(key, None)
-
-    async def list_keys(self, prefix: str) -> list[str]:
-        self._check("list_keys")
-        return sorted(k for k in self.blobs if k.startswith(prefix))

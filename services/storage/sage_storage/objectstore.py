@@ -71,14 +71,8 @@ class ObjectStore(Protocol):
     async def abort_multipart(self, key: str, upload_id: str) -> None:
         """Drop an upload and its parts; an upload that is already gone is not an error."""
 
-    async def upload_exists(self, key: str, upload_id: str) -> bool:
-        """Whether the multipart upload is still open (its parts still held)."""
-
     async def open(self, key: str, offset: int = 0, length: int | None = None) -> BlobReader:
         """Stream a blob, or `length` bytes of it from `offset`; `BlobMissing` if absent."""
 
     async def delete(self, keys: list[str]) -> None:
         """Delete blobs; keys that are already gone are not an error."""
-
-    async def list_keys(self, prefix: str) -> list[str]:
-        """Every blob key under `prefix` (for checks and clean-up, not for user listings)."""

@@ -231,13 +231,6 @@ class S3ObjectStore:
         except UploadMissing:
             pass
 
-    async def upload_exists(self, key: str, upload_id: str) -> bool:
-        try:
-            await self._call("part listing", self.client._list_parts, self._bucket, key, upload_id)
-        except UploadMissing:
-            return False
-        return True
-
     async def open(self, key: str, offset: int = 0, length: int | None = None) -> BlobReader:
         response = await self._call(
             "download",
@@ -281,15 +274,6 @@ class S3ObjectStore:
             if failed:
                 log.error("object store kept %d blobs on delete: %s", len(failed), failed[0].code)
                 raise Unavailable("the object store failed to delete, try again")
-
-    async def list_keys(self, prefix: str) -> list[str]:
-        return await self._call(
-            "listing",
-            lambda: [
-                o.object_name
-                for o in self.client.list_objects(self._bucket, prefix=prefix, recursive=True)
-            ],
-        )
 
 
 def _meta_headers(metadata: dict[str, str]) -> dict[str, str]:
