@@ -211,16 +211,46 @@ def _parse(source: str) -> ast.Module:
 
 
 def _imports(package_dir: Path) -> set[str]:
+    """Top-level modules imported by the package's code (test helpers left out) and by every
+    module of sage_common that it uses, directly or through other sage_common modules."""
+    common = ROOT / "libs" / "common" / "sage_common"
     found: set[str] = set()
-    for path in package_dir.rglob("*.py"):
-        if "testing" in path.relative_to(package_dir).parts or path.stem in ("fakes", "testing"):
-            continue  # test helpers: never imported by the running service
+    files = [p for p in package_dir.rglob("*.py") if not _test_helper(p.relative_to(package_dir))]
+    seen: set[Path] = set()
+    while files:
+        path = files.pop()
+        if path in seen:
+            continue
+        seen.add(path)
         for node in ast.walk(_parse(path.read_text())):
             if isinstance(node, ast.Import):
-                found |= {a.name.split(".")[0] for a in node.names}
+                names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                found.add(node.module.split(".")[0])
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and path.is_relative_to(common):
+                base = path.parent.parents[node.level - 2] if node.level > 1 else path.parent
+                rel = base.relative_to(common.parent).parts
+                module = ".".join(rel + tuple((node.module or "").split(".")) if node.module else rel)
+                names = [module] + [f"{module}.{a.name}" for a in node.names]
+            else:
+                continue
+            found |= {n.split(".")[0] for n in names}
+            files += [f for n in names if n.startswith("sage_common") and (f := _source(n))]
     return found
+
+
+def _test_helper(relative: Path) -> bool:
+    """Test helpers: never imported by the running service."""
+    return "testing" in relative.parts or relative.stem in ("fakes", "testing")
+
+
+def _source(module: str) -> Path | None:
+    """The file of a sage_common module (or package), None for a name inside a module."""
+    path = ROOT / "libs" / "common" / Path(*module.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def test_every_imported_module_is_installed_in_the_image(image: tuple[str, list[Stage]]) -> None:

@@ -1,7 +1,7 @@
 """S3 errors as the services read them, whichever S3 server answers (MinIO, `rclone serve s3`).
 
 Each service turns them into its own domain errors at its adapter; what an error *is* (its S3
-code) is read here, once.
+code) is read here, once. Imported only by services that depend on `minio` themselves.
 """
 
 from __future__ import annotations
