@@ -230,7 +230,7 @@ def _imports(package_dir: Path) -> set[str]:
             elif isinstance(node, ast.ImportFrom) and path.is_relative_to(common):
                 base = path.parent.parents[node.level - 2] if node.level > 1 else path.parent
                 rel = base.relative_to(common.parent).parts
-                module = ".".join(rel + tuple((node.module or "").split(".")) if node.module else rel)
+                module = ".".join(rel + tuple(node.module.split(".")) if node.module else rel)
                 names = [module] + [f"{module}.{a.name}" for a in node.names]
             else:
                 continue
