@@ -181,8 +181,21 @@ class Apps:
         return all((a, k) in seen for a in self.ids for k in OUT)
 
     async def until_done(self, within: float = 90) -> None:
-        """Every app in review, and every event of it on the exchange (none lost)."""
-        await eventually(lambda: self.all_in("in_review"), within=within, every=0.2)
+        """Every app in review, and every event of it on the exchange (none lost). A failed
+        build of one of them fails at once, with its error and log tail."""
+
+        async def in_review() -> bool:
+            failed = [
+                (d["app_id"], d.get("error_class"), d.get("error"), d.get("log_tail"))
+                for e in self.tap.seen
+                if e.routing_key == "build.done"
+                and (d := e.data)["app_id"] in self.ids
+                and d["status"] == "failure"
+            ]
+            assert not failed, ("a build failed", failed)
+            return await self.all_in("in_review")
+
+        await eventually(in_review, within=within, every=0.2)
         await eventually(self.all_events_seen, within=30)
 
     async def assert_exact(self) -> None:

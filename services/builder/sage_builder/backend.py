@@ -63,7 +63,8 @@ class BuildBackend(Protocol):
         ...
 
     async def release(self, request: BuildRequest, images: list[ArchResult], store: Path) -> None:
-        """Drop the build's own names from the store; its layers stay as the repository's cache."""
+        """The build's images stay in the store as the repository's layer cache; its own names go
+        at the next `tidy`."""
         ...
 
     async def tidy(self, store: Path) -> None:

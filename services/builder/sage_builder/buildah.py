@@ -28,6 +28,8 @@ from .procs import LineSink
 from .sandbox import Sandbox
 
 log = logging.getLogger(__name__)
+BUILD_NAME = "localhost/sage-build:"  # a build's own images and index, by build id
+NAME_FORMAT = "{{.Name}}:{{.Tag}}"
 _ERROR_RE = re.compile(r"^(?:Error|error):\s*(.+)$")
 BASE_NAME = "org.opencontainers.image.base.name"
 BASE_DIGEST = "org.opencontainers.image.base.digest"
@@ -121,7 +123,7 @@ class BuildahBackend:
         return await procs.run([*self._base(store, driver), *args], env=self._env(store), sink=log)
 
     def _name(self, request: BuildRequest, what: str) -> str:
-        return f"localhost/sage-build:{what}-{request.build_id}"
+        return f"{BUILD_NAME}{what}-{request.build_id}"
 
     async def pull(
         self,
@@ -328,19 +330,27 @@ class BuildahBackend:
             return digest
 
     async def tidy(self, store: Path) -> None:
-        """With no build using `store`: remove working containers a stopped build left, unmount."""
+        """With no build using `store`: remove working containers a stopped build left, drop the
+        builds' own names (released or left by a killed builder), unmount."""
         await self._run(store, ["rm", "--all"], None)
+        listed = await self._run(store, ["images", "--noheading", "--format", NAME_FORMAT], None)
+        names = {line.strip() for line in listed.output.splitlines()}  # a row per name
+        for name in sorted(n for n in names if n.startswith(BUILD_NAME)):
+            # One at a time, and a list with `manifest rm`: buildah 1.28's `rmi` of several names
+            # of one image removes the image, and of a list removes the image it holds.
+            index = name.startswith(f"{BUILD_NAME}index-")
+            await self._run(store, ["manifest", "rm", name] if index else ["rmi", name], None)
         await asyncio.to_thread(unmount_under, store)
 
     async def release(self, request: BuildRequest, images: list[ArchResult], store: Path) -> None:
-        await self._run(store, ["manifest", "rm", self._name(request, "index")], None)
+        """Keep the newest image of each platform under a stable name, so the final step's layer
+        stays cached. The build's own names go when the store is idle (`tidy`), not now: an image
+        whose last name went would be deleted, and a build beside this one may have just found it
+        in its layer cache (it then fails: "locating new copy of image ...: image not known")."""
         for image in images:
-            # Keep the newest image of each platform under a stable name, so the final step's
-            # layer stays cached; the build's own name goes.
             await self._run(
                 store, ["tag", image.local_ref, f"localhost/sage-cache:{image.platform.tag}"], None
             )
-            await self._run(store, ["rmi", image.local_ref], None)
 
 
 def _bytes(size: str) -> int:
