@@ -172,7 +172,7 @@ class BuildahBackend:
         return [str(t) for t in config.get("OnBuild") or []]
 
     def _build_args(
-        self, request: BuildRequest, checkout: Checkout, platform: Platform, name: str
+        self, request: BuildRequest, checkout: Checkout, platform: Platform, iidfile: Path
     ) -> list[str]:
         period = 100_000
         args = [
@@ -201,8 +201,11 @@ class BuildahBackend:
             f"--tls-verify={'true' if self.tls_verify else 'false'}",
             "-f",
             str(checkout.dockerfile),
-            "-t",
-            name,
+            # The image by its id, never a name: two builds whose last step came from the cache
+            # name the same image, and buildah 1.28 writes an image's names back whole, so one
+            # build's name can vanish under it ("locating just-written image ...: image not known").
+            "--iidfile",
+            str(iidfile),
         ]
         for key, value in sorted(request.build_args.items()):
             args += ["--build-arg", f"{key}={value}"]
@@ -216,23 +219,25 @@ class BuildahBackend:
         store: Path,
         log: LineSink,
     ) -> ArchResult:
-        name = self._name(request, platform.tag)
         emulated = platform.architecture != native_architecture()
         log(f"== building {platform}{' under emulation (qemu)' if emulated else ''}")
-        args = self._build_args(request, checkout, platform, name)
-        if self.sandbox is None:
-            done = await self._run(store, args, log)
-        else:
-            reason = await self.sandbox.check()
-            if reason is not None:
-                raise BuildFailure("build_failed", f"the build sandbox cannot run: {reason}")
-            done = await self._sandboxed(request, platform, store, args, log)
-        if done.returncode != 0:
+        with tempfile.TemporaryDirectory(dir=self._env(store)["TMPDIR"]) as tmp:
+            iidfile = Path(tmp) / "image-id"
+            args = self._build_args(request, checkout, platform, iidfile)
+            if self.sandbox is None:
+                done = await self._run(store, args, log)
+            else:
+                reason = await self.sandbox.check()
+                if reason is not None:
+                    raise BuildFailure("build_failed", f"the build sandbox cannot run: {reason}")
+                done = await self._sandboxed(request, platform, store, args, log)
+            image = iidfile.read_text().strip().removeprefix("sha256:") if iidfile.exists() else ""
+        if done.returncode != 0 or not image:
             why = _last_error(done.output, "buildah build failed")
             if "exited on file size limit exceeded" in done.output:
                 why += f" (a RUN step wrote a file over the limit of {self.max_file_bytes} bytes)"
             raise BuildFailure("build_failed", f"{platform}: {why}")
-        return ArchResult(platform, name, emulated, await self._base_images(store, name))
+        return ArchResult(platform, image, emulated, await self._base_images(store, image))
 
     async def _sandboxed(
         self,
@@ -344,9 +349,9 @@ class BuildahBackend:
 
     async def release(self, request: BuildRequest, images: list[ArchResult], store: Path) -> None:
         """Keep the newest image of each platform under a stable name, so the final step's layer
-        stays cached. The build's own names go when the store is idle (`tidy`), not now: an image
-        whose last name went would be deleted, and a build beside this one may have just found it
-        in its layer cache (it then fails: "locating new copy of image ...: image not known")."""
+        stays cached. Builds refer to their images by id; the names a build does make (its index)
+        go when the store is idle (`tidy`): an image whose last name goes is deleted, and a build
+        beside this one may have just found it in its layer cache."""
         for image in images:
             await self._run(
                 store, ["tag", image.local_ref, f"localhost/sage-cache:{image.platform.tag}"], None

@@ -1,20 +1,23 @@
-"""A build's own image names in a repository's buildah store: kept while builds may run beside
-it, dropped when the store is idle. Real buildah on a vfs store of FROM-scratch images.
+"""Image names in a repository's buildah store, with builds beside each other (real, sandboxed).
 
-Dropping a build's name at once deleted the image when that was its last name, while a build
-beside it had just found that very image in its layer cache: it then failed with "locating new
-copy of image ...: image not known" (seen under a database restart with 20 builds of one
-repository)."""
+Two builds of one repository whose last step came from the layer cache end on the same image.
+Each named it (`-t`), and buildah 1.28 writes an image's names back whole, so one build's name
+could vanish under it: "locating just-written image ...: image not known" (seen under a
+database restart, with 20 builds of one repository queued). Builds now refer to their images by
+id, and the names a build does make are dropped only when no build uses the store: an image
+whose last name goes is deleted, even one a build beside it just took from its cache."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 
 import pytest
 
 from sage_builder.buildah import BuildahBackend
-from sage_builder.models import ArchResult, BuildRequest, Platform
+from sage_builder.models import ArchResult, BuildRequest, Checkout, Platform
+from tests.support.builder.servers import BUSYBOX
 
 pytestmark = pytest.mark.skipif(shutil.which("buildah") is None, reason="needs buildah")
 
@@ -57,7 +60,7 @@ async def names(backend: BuildahBackend, store: Path) -> dict[str, str]:
 
 @pytest.fixture
 def backend() -> BuildahBackend:
-    return BuildahBackend(storage_driver="vfs", sandbox=False)
+    return BuildahBackend()  # as the builder ships it: sandboxed, overlay where it works
 
 
 async def test_release_keeps_every_image_a_build_beside_it_may_reuse(
@@ -99,3 +102,34 @@ async def test_tidy_drops_the_builds_names_and_keeps_the_cache(
 
     # a's image had no other name: it goes; b's stays under the cache name; the index goes.
     assert await names(backend, tmp_path) == {"localhost/sage-cache:linux-amd64": kept}
+
+
+async def test_builds_ending_on_one_cached_image_at_once_each_get_it(
+    backend: BuildahBackend, tmp_path: Path
+) -> None:
+    context = tmp_path / "src"
+    context.mkdir()
+    shutil.copy(BUSYBOX["amd64"], context / "busybox")
+    (context / "Dockerfile").write_text('FROM scratch\nCOPY busybox /bin/busybox\nCMD ["sh"]\n')
+    checkout = Checkout(context, "c0ffee", context, context / "Dockerfile", "")
+    store = tmp_path / "store"
+    first = await backend.build(request("first"), checkout, AMD64, store, lambda _: None)
+    for round_ in range(10):
+        # Builds ending on the cached image while finished builds point the cache name at it.
+        builds = [
+            backend.build(request(f"r{round_}b{n}"), checkout, AMD64, store, lambda _: None)
+            for n in range(3)
+        ]
+        releases = [backend.release(request("first"), [first], store) for _ in range(3)]
+        built = (await asyncio.gather(*builds, *releases))[:3]
+        assert {await image_id(backend, store, b.local_ref) for b in built} == {
+            await image_id(backend, store, first.local_ref)
+        }
+
+
+async def image_id(backend: BuildahBackend, store: Path, ref: str) -> str:
+    """The id of the image `ref` names (or is)."""
+    fmt = ["--noheading", "--no-trunc", "--format", "{{.ID}}"]
+    done = await backend._run(store, ["images", *fmt, ref], None)
+    assert done.returncode == 0, done.output
+    return done.output.strip().removeprefix("sha256:")
