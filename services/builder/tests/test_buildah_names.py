@@ -19,8 +19,6 @@ from sage_builder.buildah import BuildahBackend
 from sage_builder.models import ArchResult, BuildRequest, Checkout, Platform
 from tests.support.builder.servers import BUSYBOX
 
-pytestmark = pytest.mark.skipif(shutil.which("buildah") is None, reason="needs buildah")
-
 AMD64 = Platform.parse("linux/amd64")
 
 
