@@ -92,10 +92,9 @@ async def list_objects(
             entries.append(entry)
             if isinstance(entry, str):
                 folder = entry
+            # Past the last entry, and so past its folder's rest: never back to a folder
+            # (rows after it in this batch were listed already).
             lower = _past(entry if isinstance(entry, str) else entry.key)
-        else:
-            if rows and folder is not None:
-                lower = _past(folder)
     return _answer(bucket, prefix, entries, truncated, size, token, recursive)
 
 

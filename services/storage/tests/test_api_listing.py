@@ -109,3 +109,22 @@ async def test_folders_fuller_than_a_batch_fold_into_one_entry_each_page_after_p
             break
         query["ContinuationToken"] = page["NextContinuationToken"]
     assert sorted(seen) == ["a.txt", "b-sibling.txt", "b/", "c/", "d/", "z.txt"]
+
+
+async def test_keys_after_a_folder_in_one_full_batch_are_listed_once(api: Api) -> None:
+    import uuid
+
+    alice, bucket_id = await _filled(api)
+    # One batch of rows (1,000) ends on keys after a folder: a/..., b/..., d/4.txt, then e/
+    # with 990 keys, then e1.txt..e3.txt and z.txt. The walk must not go back to the folder.
+    await api.storage.store.pool.execute(
+        """INSERT INTO objects (bucket_id, key, blob, size, sha256, content_type)
+           SELECT $1, k, 'seed-' || k, 1, '', 'text/plain'
+           FROM unnest(ARRAY(SELECT 'e/' || lpad(i::text, 5, '0') FROM generate_series(1, 990) i)
+                       || ARRAY['e1.txt', 'e2.txt', 'e3.txt']) AS k""",
+        uuid.UUID(bucket_id),
+    )
+    body = await _list(api, alice, bucket_id)
+    keys = ["a.txt", "b-sibling.txt", "e1.txt", "e2.txt", "e3.txt", "z.txt"]
+    assert [c["Key"] for c in body["Contents"]] == keys
+    assert body["CommonPrefixes"] == [{"Prefix": "b/"}, {"Prefix": "d/"}, {"Prefix": "e/"}]
