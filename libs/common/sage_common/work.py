@@ -33,6 +33,16 @@ D_contra = TypeVar("D_contra", bound=EventData, contravariant=True)
 RETRY_DELAYS = (5.0, 30.0, 120.0)
 
 
+# What a poll meets while its database restarts; InternalClientError: a pooled connection lost
+# mid-query (MagicStack/asyncpg#1069). The supervisor counts the failure, the loop goes on.
+_POLL_FAILURES = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+
+
 class Cancelled(Exception):
     """The job was cancelled while its work ran (the work is stopped)."""
 
@@ -183,7 +193,7 @@ class Jobs:
             await asyncio.sleep(self.poll_seconds)
             try:
                 await self.poll_once()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except _POLL_FAILURES as exc:
                 self.loop.failed(exc)
                 log.warning("cancel poll failed", extra={"error": type(exc).__name__})
             else:

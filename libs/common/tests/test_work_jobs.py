@@ -56,3 +56,28 @@ async def test_a_build_cancelled_while_waiting_goes_on_without_a_slot():
 async def _enter(jobs: Jobs, job) -> None:
     async with jobs.slot(job):
         pass
+
+
+async def test_the_cancel_poll_rides_out_a_connection_lost_mid_restart():
+    import asyncpg
+
+    class Flaky(Jobs):
+        def __init__(self) -> None:
+            super().__init__(None, concurrency=1, poll_seconds=0.001)  # type: ignore[arg-type]
+            self.failures = [asyncpg.InternalClientError("no connection"), ConnectionResetError()]
+            self.polled = asyncio.Event()
+
+        async def poll_once(self) -> None:
+            if self.failures:
+                raise self.failures.pop(0)
+            self.polled.set()
+
+    jobs = Flaky()
+    task = asyncio.create_task(jobs._poll())
+    try:
+        await asyncio.wait_for(jobs.polled.wait(), 1)
+        await asyncio.sleep(0.01)
+        assert not task.done()  # the loop went on; it was never left to its supervisor
+        assert jobs.loop.last_error is None  # a good pass since
+    finally:
+        task.cancel()
