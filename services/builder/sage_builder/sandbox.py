@@ -87,10 +87,10 @@ class Sandbox:
         """Cgroups for one build, removed (their processes killed) afterwards; [] where none."""
         made: list[Path] = []
         try:
-            made = await asyncio.to_thread(self._make, name)
+            await asyncio.to_thread(self._make, name, made)
         except OSError as exc:
             log.debug("no build cgroup", extra={"error": str(exc)})
-            await asyncio.to_thread(self._remove, made)
+            await asyncio.to_thread(self._remove, made)  # the part made before the failure
             made = []
         try:
             yield made
@@ -118,9 +118,9 @@ class Sandbox:
                         return True
         return False
 
-    def _make(self, name: str) -> list[Path]:
+    def _make(self, name: str, made: list[Path]) -> list[Path]:
+        """Make the build's cgroups, each put in `made` as soon as it exists; `made` again."""
         root = self.cgroup_root
-        made: list[Path] = []
         if (root / "cgroup.controllers").exists():  # cgroup v2
             parent = root / CGROUP_PARENT
             parent.mkdir(exist_ok=True)

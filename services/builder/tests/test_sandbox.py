@@ -99,7 +99,7 @@ async def test_a_sandboxed_build_dies_with_a_builder_killed_by_sigkill():
 async def test_a_killed_builders_cgroup_is_cleared_for_the_resumed_build():
     name = f"test-{uuid.uuid4().hex[:8]}"
     sandbox = Sandbox()
-    left = sandbox._make(name)  # as a builder killed mid-build leaves it, a step still in it
+    left = sandbox._make(name, [])  # as a builder killed mid-build leaves it, a step still in it
     marker = _marked_sleep()
     step = await asyncio.create_subprocess_exec(*sandbox.wrap(["sleep", marker], left))
     try:
@@ -112,3 +112,13 @@ async def test_a_killed_builders_cgroup_is_cleared_for_the_resumed_build():
         if step.returncode is None:
             step.kill()
         await step.wait()
+
+
+async def test_a_cgroup_refused_half_way_is_not_left_behind():
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    sandbox = Sandbox(pids=-5)  # the kernel refuses the pids limit, after the memory one
+    async with sandbox.cgroups(name) as groups:
+        assert groups == []
+    places = [Path(), Path("memory"), Path("pids")]  # cgroup v2; v1's two controllers
+    left = [sandbox.cgroup_root / p / "sage-builds" / name for p in places]
+    assert not [group for group in left if group.exists()]
