@@ -28,7 +28,7 @@ from pydantic import (
     ValidationInfo,
 )
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import PydanticCustomError, core_schema
+from pydantic_core import PydanticKnownError, core_schema
 
 # What the profiler honours in an app's `testing`, and so the most the ECR accepts: one source,
 # so that nothing submitted is cut down without a word.
@@ -73,25 +73,13 @@ class Rule:
         if isinstance(info.context, Mapping) and info.context.get(_LENIENT):
             return value
         if self.ge is not None and value < self.ge:
-            raise PydanticCustomError(
-                "greater_than_equal",
-                "Input should be greater than or equal to {ge}",
-                {"ge": self.ge},
-            )
+            raise PydanticKnownError("greater_than_equal", {"ge": self.ge})
         if self.gt is not None and value <= self.gt:
-            raise PydanticCustomError(
-                "greater_than", "Input should be greater than {gt}", {"gt": self.gt}
-            )
+            raise PydanticKnownError("greater_than", {"gt": self.gt})
         if self.le is not None and value > self.le:
-            raise PydanticCustomError(
-                "less_than_equal", "Input should be less than or equal to {le}", {"le": self.le}
-            )
+            raise PydanticKnownError("less_than_equal", {"le": self.le})
         if self.pattern is not None and not re.fullmatch(self.pattern, value):
-            raise PydanticCustomError(
-                "string_pattern_mismatch",
-                "String should match pattern '{pattern}'",
-                {"pattern": self.pattern},
-            )
+            raise PydanticKnownError("string_pattern_mismatch", {"pattern": self.pattern})
         return value
 
 

@@ -13,12 +13,12 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Protocol
 
 import aiohttp
 from aiohttp import web
-from aiohttp.typedefs import Middleware
+from aiohttp.typedefs import Handler, Middleware
 from pydantic import BaseModel, Field
 
 from .errors import Forbidden, Unauthorized, Unavailable
@@ -171,18 +171,14 @@ class IntrospectionClient:
 
 
 PRINCIPAL_KEY: web.RequestKey[Principal | None] = web.RequestKey("sage.principal")
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def auth_middleware(
     introspector: Callable[[], Introspector],
     scopes: RouteScopes | None = None,
 ) -> Middleware:
-    """Put the caller's principal (or None for anonymous) on the request; 401 for bad tokens.
-
-    With `scopes`, a token must hold the scope its route needs (403 otherwise), and a user is an
-    admin here only when the token also holds `scopes.admin`.
-    """
+    """Put the caller's principal (None: anonymous) on the request; 401 for bad tokens. With
+    `scopes`, 403 unless the token holds its route's scope, and admin only with `scopes.admin`."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:

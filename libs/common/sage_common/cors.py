@@ -13,12 +13,10 @@ characters (`http://localhost:*`, `https://*.sagecontinuum.org`); a lone `*` all
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 
 from aiohttp import hdrs, web
-from aiohttp.typedefs import Middleware
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+from aiohttp.typedefs import Handler, Middleware
 
 ALLOW_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 # Always allowed request headers, besides the CORS-safelisted ones a browser sends unasked.
@@ -124,11 +122,8 @@ async def _on_prepare(request: web.Request, response: web.StreamResponse) -> Non
 
 
 def enable_cors(app: web.Application, origins: Iterable[str]) -> None:
-    """Install CORS on `app` for `origins` (nothing at all when there are none: CORS off).
-
-    Call before the app starts, with the middleware list still open; the CORS middleware goes
-    first, so a preflight is answered before any other middleware (auth included) sees it.
-    """
+    """Install CORS on `app` for `origins` (none: CORS off), before it starts. Its middleware goes
+    first, so a preflight is answered before any other middleware (auth included) sees it."""
     policy = OriginPolicy(origins)
     if not policy:
         return

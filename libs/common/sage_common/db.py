@@ -12,7 +12,6 @@ import logging
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 
@@ -47,11 +46,8 @@ async def create_pool(
     reset_sessions: bool = True,
 ) -> asyncpg.Pool:
     """A pool whose connections see `schema` first and decode json/jsonb to Python values.
-
-    A connection given back is reset (advisory locks released, settings and LISTENs undone) with a
-    query of its own, one more round trip per use. `reset_sessions=False` skips it for a service
-    whose code leaves no session state behind (it releases what it takes in `finally`).
-    """
+    `reset_sessions=False` skips resetting a connection given back (advisory locks, settings,
+    LISTENs: a round trip per use), for code that releases what it takes in `finally`."""
     _check_schema(schema)
     pool = await asyncpg.create_pool(
         dsn,
@@ -73,11 +69,7 @@ async def create_pool(
 
 
 def _migration_files(directory: Path) -> list[tuple[str, Path]]:
-    found = []
-    for path in sorted(directory.glob("*.sql")):
-        if _FILE_RE.match(path.name):
-            found.append((path.stem, path))
-    return found
+    return [(p.stem, p) for p in sorted(directory.glob("*.sql")) if _FILE_RE.match(p.name)]
 
 
 async def migrate(pool: asyncpg.Pool, schema: str, *directories: Path) -> list[str]:
@@ -121,7 +113,3 @@ async def ping(pool: asyncpg.Pool) -> None:
     """Raise if the database does not answer a trivial query within a short time."""
     async with pool.acquire(timeout=2) as conn:
         await conn.fetchval("SELECT 1", timeout=2)
-
-
-def record(row: asyncpg.Record | None) -> dict[str, Any] | None:
-    return dict(row) if row is not None else None

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 
 log = logging.getLogger(__name__)
@@ -116,18 +116,15 @@ def problem_response(
     )
 
 
-def _is_unavailable(exc: BaseException) -> bool:
-    return isinstance(
-        exc,
-        (
-            asyncpg.exceptions.CannotConnectNowError,
-            asyncpg.exceptions.ConnectionDoesNotExistError,
-            asyncpg.exceptions.TooManyConnectionsError,
-            asyncpg.exceptions.InterfaceError,
-            ConnectionError,
-            TimeoutError,
-        ),
-    )
+# A dependency down or overloaded: answered 503, for the caller to try again.
+_UNAVAILABLE = (
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.InterfaceError,
+    ConnectionError,
+    TimeoutError,
+)
 
 
 NUL_MESSAGE = "text may not contain the NUL character (\\u0000)"
@@ -153,25 +150,15 @@ def refused_data_detail(exc: BaseException) -> str | None:
     return None
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every exception into problem+json; log unexpected ones, leak nothing about them."""
     try:
         return await handler(request)
     except ProblemError as exc:
-        return problem_response(
-            exc.status, exc.title, exc.detail, errors=exc.errors, headers=exc.headers
-        )
+        error = exc
     except ValidationError as exc:
-        return problem_response(
-            422,
-            "Unprocessable Content",
-            "the request is not valid",
-            errors=validation_errors(exc),
-        )
+        error = Unprocessable("the request is not valid", errors=validation_errors(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -184,14 +171,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         refused = refused_data_detail(exc)
         if refused is not None:
             log.info("input refused by the database: %s", type(exc).__name__)
-            return problem_response(422, "Unprocessable Content", refused)
-        if _is_unavailable(exc):
+            error = Unprocessable(refused)
+        elif isinstance(exc, _UNAVAILABLE):
             log.warning("dependency unavailable: %s", type(exc).__name__)
-            return problem_response(
-                503,
-                "Service Unavailable",
-                "a dependency is unavailable, try again",
-                headers={"Retry-After": "5"},
-            )
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return problem_response(500, "Internal Server Error", "Internal Server Error")
+            error = Unavailable("a dependency is unavailable, try again")
+        else:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            error = ProblemError()
+    return problem_response(
+        error.status, error.title, error.detail, errors=error.errors, headers=error.headers
+    )

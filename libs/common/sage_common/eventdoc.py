@@ -17,7 +17,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from sage_common import schemas
+from sage_common.bus.grants import PUBLISHES
 from sage_common.events import CloudEvent, EventData
+from sage_common.schemas import Ceilings, Concurrency, NodeFit, Period, Recommended
 
 INTRO = """\
 # Events
@@ -96,31 +98,22 @@ def _schema(model: type[BaseModel]) -> str:
     return json.dumps(model.model_json_schema(mode="serialization"), indent=2, sort_keys=True)
 
 
-def _events() -> list[type[EventData]]:
-    found: list[type[EventData]] = []
-    for obj in vars(schemas).values():
-        if isinstance(obj, type) and issubclass(obj, EventData) and obj is not EventData:
-            if getattr(obj, "routing_key", ""):
-                found.append(obj)
+def event_models() -> list[type[EventData]]:
+    """Every event model in `sage_common.schemas`, in routing-key order."""
+    found = [
+        obj
+        for obj in vars(schemas).values()
+        if isinstance(obj, type) and issubclass(obj, EventData) and obj.routing_key
+    ]
     return sorted(found, key=lambda m: m.routing_key)
 
 
-EMITTERS = {
-    "app.submitted": "ecr-api",
-    "build.started": "builder",
-    "build.done": "builder",
-    "build.cancel": "ecr-api",
-    "profile.done": "profiler",
-    "review.requested": "ecr-api",
-    "app.published": "ecr-api",
-    "app.rejected": "ecr-api",
-    "app.deleted": "ecr-api",
-    "app.images_deleted": "builder",
-}
+# Who emits each event: the broker's grants (`PUBLISHES`) are the one source.
+EMITTERS = {key: service for service, keys in PUBLISHES.items() for key in keys}
 
 
 def render() -> str:
-    events = _events()
+    events = event_models()
     table = "\n".join(
         f"| `{m.routing_key}` | `{m.event_type()}` | {EMITTERS.get(m.routing_key, '')} | "
         f"[`{m.__name__}`](#{m.__name__.lower()}) |"
@@ -136,15 +129,8 @@ def render() -> str:
         data={"app_id": "alice/counter:1.0.0", "...": "..."},
     ).model_dump(mode="json")
     parts = [INTRO.format(table=table, envelope=json.dumps(example, indent=2))]
-    shapes: list[type[BaseModel]] = [
-        schemas.Recommended,
-        schemas.NodeFit,
-        schemas.Concurrency,
-        schemas.Period,
-        schemas.Ceilings,
-    ]
-    models: list[type[BaseModel]] = [*events, *shapes]
-    for model in models:
+    shapes: list[type[BaseModel]] = [Recommended, NodeFit, Concurrency, Period, Ceilings]
+    for model in [*events, *shapes]:
         doc = (model.__doc__ or "").strip().splitlines()
         heading = f"`{model.routing_key}`" if issubclass(model, EventData) else "shape"
         parts.append(

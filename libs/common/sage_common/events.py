@@ -51,8 +51,7 @@ class CloudEvent(BaseModel):
 
     @property
     def routing_key(self) -> str:
-        name = self.type.removeprefix(TYPE_PREFIX)
-        return name.rsplit(".v", 1)[0]
+        return self.type.removeprefix(TYPE_PREFIX).rsplit(".v", 1)[0]
 
     def parse_data(self, model: builtins.type[_D]) -> _D:
         return model.model_validate(self.data)

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
+from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -57,8 +56,6 @@ EVENT_LAG = Histogram(
 )
 OUTBOX_PENDING = Gauge("sage_outbox_pending", "Outbox rows not yet published", ["service"])
 EVENTS_PUBLISHED = Counter("sage_events_published_total", "Events published", ["service", "type"])
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _route_name(request: web.Request) -> str:

@@ -48,6 +48,14 @@ def _unique(used: set[str], name: str) -> str:
     return candidate
 
 
+def _content(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, Any]:
+    """A JSON body of `model`; its schema, and those it refers to, go into `schemas`."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas[model.__name__] = schema
+    schemas.update(schema.pop("$defs", {}))
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}
+
+
 def build_document(app: web.Application, title: str) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     schemas: dict[str, Any] = {}
@@ -79,24 +87,12 @@ def build_document(app: web.Application, title: str) -> dict[str, Any]:
         }
         if meta.get("tags"):
             op["tags"] = meta["tags"]
-        for key in ("request", "response"):
-            model = meta.get(key)
-            if model is None:
-                continue
-            schemas[model.__name__] = model.model_json_schema(
-                ref_template="#/components/schemas/{model}"
-            )
-            schemas.update(schemas[model.__name__].pop("$defs", {}))
-            ref = {"$ref": f"#/components/schemas/{model.__name__}"}
-            content = {"application/json": {"schema": ref}}
-            if key == "request":
-                op["requestBody"] = {"required": True, "content": content}
-            else:
-                op["responses"][str(meta.get("status", 200))] = {
-                    "description": "OK",
-                    "content": content,
-                }
-        if not any(k.startswith("2") for k in op["responses"]):
+        if meta.get("request") is not None:
+            op["requestBody"] = {"required": True, "content": _content(meta["request"], schemas)}
+        if meta.get("response") is not None:
+            ok = {"description": "OK", "content": _content(meta["response"], schemas)}
+            op["responses"][str(meta.get("status", 200))] = ok
+        else:
             op["responses"]["200"] = {"description": "OK"}
         paths.setdefault(path, {})[route.method.lower()] = op
     return {

@@ -93,19 +93,15 @@ def _serve(
 
 
 def _worker(name: str, config: ServiceConfig, create_app: CreateApp, supervisor: int) -> None:
+    """Serve as one worker, SIGTERMed when its supervisor dies, even by SIGKILL, so no orphan
+    keeps serving the port that the restarted service binds (Linux's parent-death signal)."""
     setup_logging(name, config.log_level)
-    _die_with(supervisor)
-    _serve(name, config, create_app, reuse_port=True)
-
-
-def _die_with(supervisor: int) -> None:
-    """SIGTERM this worker when its supervisor dies, even by SIGKILL, so no orphan keeps
-    serving the port that the restarted service binds (Linux's parent-death signal)."""
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
         log.warning("workers will outlive a killed supervisor", extra={"errno": ctypes.get_errno()})
     if os.getppid() != supervisor:  # it died before the signal was asked for
         os.kill(os.getpid(), signal.SIGTERM)
+    _serve(name, config, create_app, reuse_port=True)
 
 
 def run_service(

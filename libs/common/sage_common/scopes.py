@@ -67,10 +67,8 @@ class RouteScopes:
         self._table = {route_key(m, p): s for (m, p), s in {**COMMON_SCOPES, **table}.items()}
 
     def _key(self, method: str, path: str) -> RouteKey | None:
-        for key in (route_key(method, path), route_key("*", path)):
-            if key in self._table:
-                return key
-        return None
+        keys = (route_key(method, path), route_key("*", path))
+        return next((key for key in keys if key in self._table), None)
 
     def declares(self, method: str, path: str) -> bool:
         return self._key(method, path) is not None
@@ -95,17 +93,12 @@ class RouteScopes:
             raise Forbidden(f"this token's scopes do not include {wanted}")
 
 
-def declared_routes(app: web.Application) -> list[RouteKey]:
-    """Every (method, path pattern) the app routes, as written in its route table."""
-    keys = []
-    for route in app.router.routes():
-        resource = route.resource
-        if resource is None or route.method in ("HEAD", "OPTIONS"):
-            continue
-        keys.append((route.method, resource.canonical))
-    return keys
-
-
 def missing_scopes(app: web.Application, scopes: RouteScopes) -> list[RouteKey]:
     """The app's routes the table does not declare (each refuses every token)."""
-    return [(m, p) for m, p in declared_routes(app) if not scopes.declares(m, p)]
+    return [
+        (route.method, route.resource.canonical)
+        for route in app.router.routes()
+        if route.resource is not None
+        and route.method not in ("HEAD", "OPTIONS")
+        and not scopes.declares(route.method, route.resource.canonical)
+    ]

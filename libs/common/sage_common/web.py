@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from pydantic import BaseModel
 
 from . import db
@@ -48,7 +49,6 @@ BUS = web.AppKey("bus", Bus)
 SCOPES = web.AppKey("scopes", RouteScopes)
 
 ReadyCheck = Callable[[web.Application], Awaitable[None]]
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 M = TypeVar("M", bound=BaseModel)
 JSON_TYPE = "application/json"
@@ -88,20 +88,15 @@ def json_response(
 def json_text_response(
     text: str | bytes, *, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
-    """JSON already encoded, as `Content-Type: application/json` exactly.
-
-    RFC 8259 defines no charset parameter (JSON is UTF-8), and the SAGE edge scheduler refuses any
-    other value; aiohttp's `text=` would add `; charset=utf-8`, so the body goes out as bytes.
-    """
+    """JSON already encoded, as `Content-Type: application/json` exactly: bytes, as aiohttp's
+    `text=` adds `; charset=utf-8`, which RFC 8259 lacks and the SAGE edge scheduler refuses."""
     body = text.encode() if isinstance(text, str) else text
     return web.Response(body=body, status=status, content_type=JSON_TYPE, headers=headers)
 
 
 def with_trailing_slashes(routes: Iterable[web.RouteDef]) -> list[web.RouteDef]:
-    """`routes`, and each again with a trailing slash (SAGE's Flask services answer both forms).
-
-    The copies are unnamed and left out of the OpenAPI document, which shows each route once.
-    """
+    """`routes`, and each again with a trailing slash (SAGE's Flask services answer both forms);
+    the copies are unnamed and left out of the OpenAPI document, which shows each route once."""
     given = list(routes)
     aliases = [
         web.RouteDef(r.method, r.path + "/", r.handler, {**r.kwargs, "name": None})
@@ -287,9 +282,7 @@ def bus_context(
     relay: bool = True,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     """Connect the bus, start the outbox relay and the consumers `consumers(app)` builds; stop all.
-
-    Append it to `app.cleanup_ctx` after the database context (the relay and consumers need POOL).
-    """
+    Append it to `app.cleanup_ctx` after the database context: the relay and consumers need POOL."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         config, service = app[CONFIG], app[SERVICE]
@@ -359,12 +352,11 @@ def create_service_app(
 ) -> web.Application:
     """The common frame of a service; the caller adds its own cleanup contexts and consumers.
 
-    Pass `introspector` to check tokens locally (the auth service does); otherwise the service asks
-    the auth service at `config.auth_url` with its client credentials. In production, a
-    config with an empty or known default secret raises `InsecureConfig` here, before anything
-    starts. `scopes` is the route -> scope table (sage_common.scopes): a route missing from it
-    refuses every token. A user is an admin in this service only with a token holding
-    `admin_scope` (None: as the user is). `reset_sessions=False`: see `db.create_pool`.
+    `introspector` checks tokens locally (as the auth service does); without it, the service asks
+    `config.auth_url` with its client credentials. In production, an empty or known default secret
+    raises `InsecureConfig` here, before anything starts. `scopes` is the route -> scope table
+    (sage_common.scopes): a route missing from it refuses every token. A user is an admin here only
+    with a token holding `admin_scope` (None: as the user is). `reset_sessions`: `db.create_pool`.
     """
     weak = config.check_secrets()
     if weak:

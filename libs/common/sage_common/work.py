@@ -208,15 +208,13 @@ class CancelConsumer(Consumer):
         super().__init__(pool, bus, name=name, routing_keys=["build.cancel"], prefetch=8)
         self.jobs = jobs
 
-    async def handle(self, conn: asyncpg.Connection, event: CloudEvent) -> None:
+    async def process(self, event: CloudEvent) -> None:
         data = event.parse_data(BuildCancelled)
         reason = f"cancelled by {data.requested_by}"
-        await request_cancel(conn, data.build_id, data.app_id, reason, data.requested_by)
-
-    async def process(self, event: CloudEvent) -> None:
-        await super().process(event)  # committed first: work not yet begun then sees it
-        data = event.parse_data(BuildCancelled)
-        if self.jobs.cancel(data.build_id, f"cancelled by {data.requested_by}"):
+        async with self.transaction(event) as conn:
+            await request_cancel(conn, data.build_id, data.app_id, reason, data.requested_by)
+        # Committed first: work not yet begun then sees it.
+        if self.jobs.cancel(data.build_id, reason):
             log.info("work cancelled", extra={"build_id": data.build_id, "by": data.requested_by})
 
 

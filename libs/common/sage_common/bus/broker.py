@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aio_pika
@@ -36,7 +36,7 @@ CONTENT_TYPE = "application/cloudevents+json"
 
 _LOST = (AMQPConnectionError, ChannelClosed, ChannelInvalidStateError, ConnectionError)
 
-ReconnectHook = Callable[[], Awaitable[None] | None]
+ReconnectHook = Callable[[], None]
 
 
 class PublishRefused(PermissionError):
@@ -124,9 +124,7 @@ class Bus:
     async def _on_reconnect(self, *_: Any) -> None:
         log.info("bus reconnected", extra={"exchange": self.exchange_name})
         for hook in self._reconnect_hooks:
-            result = hook()
-            if result is not None:
-                await result
+            hook()
 
     async def publish(self, event: CloudEvent, *, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """Publish `event` under its routing key and wait for the broker's confirm."""

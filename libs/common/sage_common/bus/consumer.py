@@ -44,7 +44,6 @@ from aio_pika.abc import (
     AbstractRobustExchange,
     AbstractRobustQueue,
     ConsumerTag,
-    DeliveryMode,
 )
 from aiormq.abc import DeliveredMessage
 from aiormq.exceptions import ChannelPreconditionFailed
@@ -62,7 +61,7 @@ from .envelope import (
     lag_seconds,
     parse_envelope,
 )
-from .queues import DEFAULT_DELIVERY_LIMIT, declare_main_queue
+from .queues import DEFAULT_DELIVERY_LIMIT, copy_message, declare_main_queue
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -70,7 +69,7 @@ T = TypeVar("T")
 # Failures that say a dependency is down rather than that the event is bad.
 _OUTAGES = (
     asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up
+    asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up (not a cancel)
     asyncpg.TooManyConnectionsError,
     asyncpg.exceptions.ConnectionDoesNotExistError,  # the connection died mid-query
     ConnectionError,  # refused, reset: the database (or another service) is not there
@@ -92,9 +91,7 @@ def queue_names(name: str, retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS)
 
 class Consumer:
     """Subclass per consumer; override `handle`, or `process` for slow work outside a transaction.
-
-    Each instance consumes one durable queue named `name`; run one per service replica.
-    """
+    Each instance consumes one durable queue named `name`; run one per service replica."""
 
     def __init__(
         self,
@@ -157,7 +154,6 @@ class Consumer:
         """Declare the queues and bindings, then consume with `prefetch` messages in flight."""
         channel = await self.bus.channel(prefetch=self.prefetch)
         self._channel = channel
-        await self.bus.declare_exchange(channel)
         # Auto-delete: it goes when the queues bound to it are deleted.
         requeue = await channel.declare_exchange(
             self.requeue_exchange_name, aio_pika.ExchangeType.DIRECT, durable=True, auto_delete=True
@@ -266,14 +262,9 @@ class Consumer:
             await self.handle(conn, event)
 
     def is_transient(self, exc: Exception) -> bool:
-        """Whether `exc` is an outage, not the event's fault: the message waits, uncounted.
-
-        Such a failure never uses up a retry, so a database restart dead-letters nothing.
-        Subclasses add their own dependencies' outages (a registry, a container engine).
-        """
-        if isinstance(exc, asyncpg.QueryCanceledError):
-            return False
-        return isinstance(exc, _OUTAGES)
+        """Whether `exc` is an outage, not the event's fault: the message waits without using up a
+        retry, so a database restart dead-letters nothing. Subclasses add their dependencies'."""
+        return isinstance(exc, _OUTAGES) and not isinstance(exc, asyncpg.QueryCanceledError)
 
     async def seen(self, event_id: str) -> bool:
         """Whether this consumer already recorded `event_id` (to skip slow work on a redelivery)."""
@@ -322,11 +313,8 @@ class Consumer:
                 self._inflight.discard(task)
 
     async def outlast(self, step: Callable[[], Awaitable[T]], ctx: dict[str, Any]) -> T:
-        """Await `step()` until it does not fail with an outage (retried in place, backing off).
-
-        A subclass wraps the last step of slow work in it (recording a finished build), so that
-        a database restart at that moment does not redo the work.
-        """
+        """Await `step()` until it does not fail with an outage (retried in place, backing off);
+        around the last step of slow work, so a database restart then does not redo the work."""
         pause = self.transient_pause
         waiting = False
         try:
@@ -415,14 +403,7 @@ class Consumer:
         headers = failure_headers(
             message.headers, error=error, consumer=self.name, routing_key=message.routing_key or ""
         )
-        copy = aio_pika.Message(
-            message.body,
-            headers=headers,
-            content_type=message.content_type,
-            delivery_mode=DeliveryMode.PERSISTENT,
-            message_id=message.message_id,
-            app_id=message.app_id,
-        )
+        copy = copy_message(message, headers)
         result = await requeue.publish(copy, queue, mandatory=True, timeout=10)
         if isinstance(result, DeliveredMessage):
             raise RuntimeError(f"queue {queue} is missing; message not moved")

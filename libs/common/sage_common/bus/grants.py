@@ -20,6 +20,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from ..events import EventData
 from ..schemas import (
     AppDeleted,
     AppImagesDeleted,
@@ -34,21 +35,19 @@ from ..schemas import (
 )
 
 EXCHANGE = "sage.events"
+
+
+def _keys(*models: type[EventData]) -> tuple[str, ...]:
+    return tuple(m.routing_key for m in models)
+
+
 # The routing keys each service publishes; no one else may publish them.
 PUBLISHES: Mapping[str, tuple[str, ...]] = {
-    "ecr-api": tuple(
-        m.routing_key
-        for m in (
-            AppSubmitted,
-            BuildCancelled,
-            ReviewRequested,
-            AppPublished,
-            AppRejected,
-            AppDeleted,
-        )
+    "ecr-api": _keys(
+        AppSubmitted, BuildCancelled, ReviewRequested, AppPublished, AppRejected, AppDeleted
     ),
-    "builder": (BuildStarted.routing_key, BuildDone.routing_key, AppImagesDeleted.routing_key),
-    "profiler": (ProfileDone.routing_key,),
+    "builder": _keys(BuildStarted, BuildDone, AppImagesDeleted),
+    "profiler": _keys(ProfileDone),
 }
 
 
@@ -60,10 +59,6 @@ def user_name(service: str) -> str:
 def password_variable(service: str) -> str:
     """The environment variable holding that user's password (compose, Kubernetes, dev stack)."""
     return f"RABBITMQ_{service.upper().replace('-', '_')}_PASSWORD"
-
-
-def _either(names: Iterable[str]) -> str:
-    return "|".join(re.escape(n) for n in names)
 
 
 @dataclass(frozen=True)
@@ -111,7 +106,7 @@ def grant_for(
         configure=resources,
         write=resources,
         read=resources,
-        topic_write=rf"^({_either(keys)})$" if keys else "^$",
+        topic_write=f"^({'|'.join(map(re.escape, keys))})$" if keys else "^$",
         topic_read=".*",
     )
 

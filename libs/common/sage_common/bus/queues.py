@@ -24,9 +24,11 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import (
     AbstractExchange,
+    AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustChannel,
     AbstractRobustQueue,
+    HeadersType,
 )
 from aiormq.exceptions import ChannelClosed, ChannelPreconditionFailed
 
@@ -131,20 +133,24 @@ async def _migrate(
     )
 
 
+def copy_message(message: AbstractIncomingMessage, headers: HeadersType) -> aio_pika.Message:
+    """`message` to publish again, persistent, with its id, producer and type, and `headers`."""
+    return aio_pika.Message(
+        message.body,
+        headers=headers,
+        content_type=message.content_type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=message.message_id,
+        app_id=message.app_id,
+    )
+
+
 async def _move(requeue: AbstractExchange, source: AbstractQueue, target: str) -> int:
     """Move every message of `source` to the queue `target` (bound to the consumer's `requeue`
     exchange by its name), each confirmed before its ack."""
     count = 0
     while (message := await source.get(no_ack=False, fail=False)) is not None:
-        copy = aio_pika.Message(
-            message.body,
-            headers=message.headers,
-            content_type=message.content_type,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=message.message_id,
-            app_id=message.app_id,
-        )
-        await requeue.publish(copy, target, timeout=10)
+        await requeue.publish(copy_message(message, message.headers), target, timeout=10)
         await message.ack()
         count += 1
     return count
