@@ -34,14 +34,10 @@ def _run(work: Callable[[Store, Config], Awaitable[T]]) -> T:
 
     async def go() -> T:
         config = Config()
-        pool = await db.create_pool(
-            config.database_url.get_secret_value(), config.db_schema, min_size=1, max_size=2
-        )
-        try:
+        url = config.database_url.get_secret_value()
+        async with await db.create_pool(url, config.db_schema, min_size=1, max_size=2) as pool:
             await db.migrate(pool, config.db_schema, MIGRATIONS)
             return await work(Store(pool), config)
-        finally:
-            await pool.close()
 
     try:
         return asyncio.run(go())
@@ -93,17 +89,11 @@ def user_add(
     """Add a user; for an existing user, set the flags given (and say so)."""
 
     async def work(store: Store, config: Config) -> User:
-        body = CreateUser(
-            username=username,
-            name=name or "",
-            email=email or "",
-            is_admin=bool(admin),
-            is_approved=bool(approved),
-        )
+        changes = UpdateUser(name=name, email=email, is_admin=admin, is_approved=approved)
+        body = CreateUser(username=username, **changes.model_dump(exclude_none=True))
         try:
             return await service.create_user(store, None, body)
         except Conflict:
-            changes = UpdateUser(name=name, email=email, is_admin=admin, is_approved=approved)
             click.echo(f"user {username} exists already; updating what was given", err=True)
             return await service.update_user(store, None, username, changes)
 
@@ -196,11 +186,8 @@ def token_add(username: str, token_name: str, scopes: tuple[str, ...], days: int
     """Make a token for USERNAME and print it, and nothing else, on stdout."""
 
     async def work(store: Store, config: Config) -> str:
-        expires_at = service.token_expiry(
-            days, default_days=config.token_default_days, max_days=config.token_max_days
-        )
-        await store.get_user(username)
-        wanted = list(scopes) or ["all"]
+        expires_at = service.token_expiry(days, config)
+        wanted = list(scopes) or ["all"]  # an unknown user is refused by the insert (NotFound)
         new = await service.issue_token(store, username, token_name, wanted, expires_at=expires_at)
         return new.token
 

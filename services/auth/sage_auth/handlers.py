@@ -49,14 +49,7 @@ async def create_token(request: web.Request) -> web.Response:
 async def mint_token(request: web.Request, who: Principal) -> web.Response:
     """A token for `who` as the `CreateToken` body asks (the token route and the login session's)."""
     body = await read_json(request, CreateToken)
-    config = request.app[AUTH_CONFIG]
-    new = await service.create_token(
-        request.app[STORE],
-        who,
-        body,
-        default_days=config.token_default_days,
-        max_days=config.token_max_days,
-    )
+    new = await service.create_token(request.app[STORE], who, body, request.app[AUTH_CONFIG])
     return json_response(new, status=201, headers={"Cache-Control": "no-store"})
 
 
@@ -68,22 +61,31 @@ async def list_tokens(request: web.Request) -> web.Response:
     return json_response(tokens)
 
 
-def _uuid(value: str, what: str) -> UUID:
-    try:
-        return UUID(value)
-    except ValueError:
-        raise NotFound(f"no such {what}") from None
-
-
 @describe(status=204, tags=["tokens"])
 async def revoke_token(request: web.Request) -> web.Response:
     """Revoke the caller's token (an admin: anyone's); it stops working within the cache TTL."""
     who = require_principal(request)
-    token_id = _uuid(request.match_info["token_id"], "token")
+    try:
+        token_id = UUID(request.match_info["token_id"])
+    except ValueError:
+        raise NotFound("no such token") from None
     hashed = await service.revoke_token(request.app[STORE], who, token_id)
     if hashed is not None:
         request.app[LOCAL].forget(hashed)
     return web.Response(status=204)
+
+
+def basic_credentials(request: web.Request) -> tuple[str, str] | None:
+    """The user and password of the request's HTTP Basic credentials; None without them."""
+    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else None
 
 
 def _service_client(request: web.Request) -> str:
@@ -92,16 +94,12 @@ def _service_client(request: web.Request) -> str:
         "token_info needs service credentials (HTTP Basic client_id:secret)",
         headers={"WWW-Authenticate": 'Basic realm="sage-auth"'},
     )
-    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "basic":
+    credentials = basic_credentials(request)
+    if credentials is None:
         raise unauthorized
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
-        client_id, sep, secret = decoded.partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        raise unauthorized from None
+    client_id, secret = credentials
     expected = request.app[AUTH_CONFIG].service_clients.get(client_id)
-    if not sep or expected is None or is_known_default(expected.get_secret_value()):
+    if expected is None or is_known_default(expected.get_secret_value()):
         raise unauthorized
     if not hmac.compare_digest(secret.encode(), expected.get_secret_value().encode()):
         raise unauthorized
@@ -168,10 +166,7 @@ async def get_user(request: web.Request) -> web.Response:
     """One user with their groups, in SAGE's form too: oneself, or anyone for admins and
     service accounts; `~self` is the caller."""
     who = require_principal(request)
-    username = request.match_info["username"]
-    if username == "~self":
-        return await handlers_sage.get_self(request)
-    user = await service.get_user(request.app[STORE], who, username)
+    user = await service.get_user(request.app[STORE], who, request.match_info["username"])
     return json_response(sage_user(request, user))
 
 

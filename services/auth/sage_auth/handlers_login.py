@@ -33,7 +33,7 @@ PAGE = """<!doctype html>
 <pre id="out"></pre>
 <script>
 document.getElementById("mint").onclick = async () => {{
-  const r = await fetch("token_url", {{method: "POST",
+  const r = await fetch("session/tokens", {{method: "POST",
     headers: {{"Content-Type": "application/json"}},
     body: JSON.stringify({{name: "browser " + new Date().toISOString()}})}});
   const b = await r.json();
@@ -42,7 +42,7 @@ document.getElementById("mint").onclick = async () => {{
 }};
 </script>
 </body></html>
-""".replace("token_url", "session/tokens")
+"""
 
 
 def _login(request: web.Request) -> Login:
@@ -50,6 +50,21 @@ def _login(request: web.Request) -> Login:
     if login is None:
         raise NotFound("institutional login is not configured here (SAGE_AUTH_OIDC_ISSUER)")
     return login
+
+
+def _own_cookie(
+    request: web.Request, response: web.StreamResponse, name: str, value: str, max_age: int
+) -> None:
+    """A cookie for the auth service's own paths, out of reach of scripts."""
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path="/auth",
+        httponly=True,
+        samesite="Lax",
+        secure=request.app[AUTH_CONFIG].secure_cookies,
+    )
 
 
 def _browser_binding(request: web.Request) -> str:
@@ -66,16 +81,9 @@ async def login(request: web.Request) -> web.Response:
     browser = _browser_binding(request)
     target = request.query.get("next") or request.query.get("callback")
     url = await flow.begin(target, browser)
-    config = request.app[AUTH_CONFIG]
     response = web.Response(status=303, headers={"Location": url, "Cache-Control": "no-store"})
-    response.set_cookie(
-        LOGIN_COOKIE,
-        browser,
-        max_age=config.login_state_seconds,
-        path="/auth",
-        httponly=True,
-        samesite="Lax",
-        secure=config.secure_cookies,
+    _own_cookie(
+        request, response, LOGIN_COOKIE, browser, request.app[AUTH_CONFIG].login_state_seconds
     )
     return response
 
@@ -104,15 +112,7 @@ async def callback(request: web.Request) -> web.Response:
         response = web.Response(text=body, content_type="text/html")
     config = request.app[AUTH_CONFIG]
     max_age = config.session_hours * 3600
-    response.set_cookie(
-        COOKIE,
-        done.session,
-        max_age=max_age,
-        path="/auth",
-        httponly=True,
-        samesite="Lax",
-        secure=config.secure_cookies,
-    )
+    _own_cookie(request, response, COOKIE, done.session, max_age)
     # The portal reads these two with document.cookie: not HttpOnly, on the shared domain.
     for name, value in ((TOKEN_COOKIE, done.portal_token.token), (USER_COOKIE, user.username)):
         response.set_cookie(

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-
 from aiohttp import web
 
 from sage_common.auth import Principal, principal
@@ -13,36 +10,23 @@ from sage_common.openapi import describe
 from sage_common.web import json_response
 
 from . import service_registry
+from .handlers import basic_credentials
 from .state import AUTH_CONFIG, POLICY, SIGNER, STORE
 
 
-def _basic_user(request: web.Request) -> str | None:
-    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        return base64.b64decode(encoded.strip(), validate=True).decode().partition(":")[0]
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-
-
 def _caller(request: web.Request) -> tuple[Principal | None, str | None]:
-    """The caller, and the user it acts for when a service account logs in as `client+user`.
-
-    A service account logging in with Basic must give its own client_id as user; the builder may
-    add `+username` to ask a pull token on that user's behalf.
-    """
+    """The caller, and the user it acts for: a service account logging in with Basic gives its own
+    client_id as user, and the builder may add `+username` to ask a pull token on their behalf."""
     who = principal(request)
-    if who is not None and who.is_service:
-        user = _basic_user(request)
-        if user is not None and user != who.client_id:
-            client, plus, behalf = user.partition("+")
-            if not (plus and behalf and client == who.client_id) or (
-                client not in service_registry.ON_BEHALF_CLIENTS
-            ):
-                raise Unauthorized("wrong client id for these credentials")
-            return who, behalf
-    return who, None
+    credentials = basic_credentials(request)
+    if who is None or not who.is_service or credentials is None or credentials[0] == who.client_id:
+        return who, None
+    client, plus, behalf = credentials[0].partition("+")
+    if not (plus and behalf and client == who.client_id) or (
+        client not in service_registry.ON_BEHALF_CLIENTS
+    ):
+        raise Unauthorized("wrong client id for these credentials")
+    return who, behalf
 
 
 @describe(tags=["registry"])

@@ -84,7 +84,7 @@ class LocalIntrospector:
         client_id = self._services.get(hashed)
         if client_id is not None:
             return service.service_principal(client_id)
-        found = await service.introspect(self.store, hashed)
+        found = await self.store.lookup_token(hashed)
         if found is None:
             return None
         principal, token_id = found

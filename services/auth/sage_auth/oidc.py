@@ -18,18 +18,10 @@ from sage_common.errors import ProblemError, Unavailable
 
 log = logging.getLogger(__name__)
 
-ALLOWED_ALGORITHMS = {
-    "RS256",
-    "RS384",
-    "RS512",
-    "PS256",
-    "PS384",
-    "PS512",
-    "ES256",
-    "ES384",
-    "ES512",
-    "EdDSA",
-}
+# Signatures by the provider's published keys only: no HMAC (our client secret), no "none".
+ALLOWED_ALGORITHMS = frozenset(
+    "RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA".split()
+)
 
 
 class LoginFailed(ProblemError):
@@ -71,8 +63,7 @@ class OidcProvider:
             async with self._session.get(url, headers=headers) as resp:
                 if resp.status != 200:
                     raise Unavailable(f"the identity provider answered {resp.status}")
-                body: dict[str, Any] = await resp.json(content_type=None)
-                return body
+                return await resp.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             log.warning("identity provider unreachable: %s", type(exc).__name__)
             raise Unavailable("the identity provider is unreachable") from None

@@ -12,6 +12,7 @@ from uuid import UUID
 from sage_common.auth import Principal, token_hash
 from sage_common.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
 
+from .config import Config
 from .models import (
     CreateGroup,
     CreateToken,
@@ -27,11 +28,6 @@ from .store import Store
 
 TOKEN_PREFIX = "sage_"  # noqa: S105 - a prefix, not a secret
 ADMIN_SCOPE = "auth:admin"
-
-
-def new_token_secret() -> str:
-    """A user token: a recognisable prefix and 256 random bits, URL-safe."""
-    return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
 def service_principal(client_id: str) -> Principal:
@@ -59,15 +55,7 @@ async def whoami(store: Store, who: Principal) -> Whoami:
             username=who.username, is_admin=False, is_approved=True, groups=[], scopes=who.scopes
         )
     user = await store.get_user(who.username)
-    return Whoami(
-        username=user.username,
-        name=user.name,
-        email=user.email,
-        is_admin=user.is_admin,
-        is_approved=user.is_approved,
-        groups=user.groups,
-        scopes=who.scopes,
-    )
+    return Whoami(**user.model_dump(), scopes=who.scopes)
 
 
 # ------------------------------------------------------------------------------ tokens ----
@@ -81,36 +69,23 @@ async def issue_token(
     expires_at: datetime | None = None,
 ) -> NewToken:
     """Make and store a token for `username` (lasting `days`, or until `expires_at`); the only
-    moment the token itself exists."""
-    secret = new_token_secret()
+    moment the token itself exists: a recognisable prefix and 256 random bits, URL-safe."""
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     if expires_at is None:
         expires_at = datetime.now(UTC) + timedelta(days=days or 1)
     scopes = sorted(set(scopes))
     row = await store.insert_token(token_hash(secret), username, name, scopes, expires_at)
-    return NewToken(
-        id=row["id"],
-        name=name,
-        token=secret,
-        scopes=scopes,
-        expires_at=expires_at,
-        created_at=row["created_at"],
-    )
+    return NewToken(**dict(row), name=name, token=secret, scopes=scopes, expires_at=expires_at)
 
 
 def token_expiry(
-    requested_days: int | None,
-    *,
-    default_days: int,
-    max_days: int,
-    parent_exp: int | None = None,
-    now: datetime | None = None,
+    requested_days: int | None, config: Config, parent_exp: int | None = None
 ) -> datetime:
     """When a new token expires. It never outlives the token or session that makes it: a
     default lifetime is cut to the parent's expiry, an explicit longer one is refused (422)."""
-    if requested_days is not None and requested_days > max_days:
-        raise Unprocessable(f"a token may live at most {max_days} days")
-    now = now or datetime.now(UTC)
-    expires = now + timedelta(days=requested_days or default_days)
+    if requested_days is not None and requested_days > config.token_max_days:
+        raise Unprocessable(f"a token may live at most {config.token_max_days} days")
+    expires = datetime.now(UTC) + timedelta(days=requested_days or config.token_default_days)
     if parent_exp is not None:
         limit = datetime.fromtimestamp(parent_exp, UTC)
         if expires > limit:
@@ -124,9 +99,7 @@ def token_expiry(
     return expires
 
 
-async def create_token(
-    store: Store, who: Principal, body: CreateToken, *, default_days: int, max_days: int
-) -> NewToken:
+async def create_token(store: Store, who: Principal, body: CreateToken, config: Config) -> NewToken:
     """A new token for the caller, with at most the caller's own scopes and lifetime."""
     _require_person(who)
     if body.scopes is None:
@@ -136,9 +109,7 @@ async def create_token(
         if beyond:
             raise Forbidden(f"this token cannot grant scopes it lacks: {', '.join(sorted(beyond))}")
         scopes = list(body.scopes)
-    expires_at = token_expiry(
-        body.expires_in_days, default_days=default_days, max_days=max_days, parent_exp=who.exp
-    )
+    expires_at = token_expiry(body.expires_in_days, config, who.exp)
     return await issue_token(store, who.username, body.name, scopes, expires_at=expires_at)
 
 
@@ -162,22 +133,6 @@ async def revoke_token(store: Store, who: Principal, token_id: UUID) -> str | No
     if token is None or not (mine or (who.is_admin and who.has_scope(ADMIN_SCOPE))):
         raise NotFound("no such token")
     return await store.revoke_token(token_id)
-
-
-async def introspect(store: Store, hashed: str) -> tuple[Principal, UUID] | None:
-    """The principal behind a live token (by its hash) and the token's id; None otherwise."""
-    row = await store.lookup_token(hashed)
-    if row is None:
-        return None
-    principal = Principal(
-        username=row["username"],
-        groups=list(row["groups"]),
-        is_admin=row["is_admin"],
-        is_approved=row["is_approved"],
-        scopes=list(row["scopes"]),
-        exp=int(row["expires_at"].timestamp()),
-    )
-    return principal, row["id"]
 
 
 # ---------------------------------------------------------------------- users and groups ----

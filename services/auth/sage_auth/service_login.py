@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -72,33 +72,25 @@ class Finished:
     next_path: str
 
 
+@dataclass
 class Login:
     """The login flow against one provider, over the login tables."""
 
-    def __init__(
-        self,
-        store: LoginStore,
-        provider: OidcProvider,
-        *,
-        state_seconds: int,
-        session_hours: int,
-        return_hosts: frozenset[str] = frozenset(),
-        cookie_domain: str = "",
-    ) -> None:
-        self.store = store
-        self.provider = provider
-        self._state_seconds = state_seconds
-        self._session_hours = session_hours
-        self._return_hosts = return_hosts
-        self._cookie_domain = cookie_domain
+    store: LoginStore
+    provider: OidcProvider
+    _: KW_ONLY
+    state_seconds: int
+    session_hours: int
+    return_hosts: frozenset[str] = frozenset()
+    cookie_domain: str = ""
 
     async def begin(self, next_path: str | None, browser: str) -> str:
         """Remember a new login (state, nonce, PKCE verifier, bound to the `browser` cookie's
         value) and give the provider's URL for it."""
-        if next_path and not return_allowed(next_path, self._return_hosts, self._cookie_domain):
+        if next_path and not return_allowed(next_path, self.return_hosts, self.cookie_domain):
             raise BadRequest("next must be a path on this site or a URL of the portal's domain")
         state, nonce, verifier = (secrets.token_urlsafe(32) for _ in range(3))
-        expires = datetime.now(UTC) + timedelta(seconds=self._state_seconds)
+        expires = datetime.now(UTC) + timedelta(seconds=self.state_seconds)
         await self.store.insert_state(
             token_hash(state), nonce, verifier, next_path or "", expires, token_hash(browser)
         )
@@ -121,7 +113,7 @@ class Login:
             claims = {**extra, **claims}  # what the signed ID token says wins
         user = await self._user_for(claims)
         session = secrets.token_urlsafe(32)
-        expires = datetime.now(UTC) + timedelta(hours=self._session_hours)
+        expires = datetime.now(UTC) + timedelta(hours=self.session_hours)
         portal = await service.issue_token(
             self.store.users, user.username, PORTAL_TOKEN_NAME, ["all"], expires_at=expires
         )
@@ -129,11 +121,9 @@ class Login:
         return Finished(user, session, portal, pending["next_path"])
 
     async def _user_for(self, claims: dict[str, Any]) -> User:
-        """The user linked to this identity; on first login, a new unapproved one.
-
-        An existing account is linked only when its email is the provider's verified email and
-        it has no identity at this provider yet; otherwise a free username is chosen.
-        """
+        """The user linked to this identity; on first login, a new unapproved one. An existing
+        account is linked only when its email is the provider's verified email and it has no
+        identity at this provider yet; otherwise a free username is chosen."""
         issuer, subject = self.provider.issuer, str(claims["sub"])
         known = await self.store.identity_user(issuer, subject)
         if known is not None:

@@ -1,10 +1,9 @@
 """Registry tokens: the Docker registry v2 token protocol, answered with JWTs the registry trusts.
 
-Which actions a caller gets is a `RegistryPolicy`: by default `EcrRegistryPolicy`
-(`service_registry_ecr.py`) asks the ECR API; `AdminAndBuilderPolicy` (`SAGE_AUTH_REGISTRY_POLICY=local`)
-lets administrators and the builder's service account push and pull, the profiler's pull (it tests
-every image built), and gives everyone else (and anonymous callers) a token with no access at all.
-Only the builder also gets `delete`: it removes the images of deleted app versions.
+Which actions a caller gets is a `RegistryPolicy`: `EcrRegistryPolicy` (the default) asks the ECR
+API; `AdminAndBuilderPolicy` (`SAGE_AUTH_REGISTRY_POLICY=local`) serves admins, the builder (also
+`delete`: it removes the images of deleted app versions) and the profiler (it tests every image
+built); everyone else, anonymous callers too, gets a token with no access at all.
 """
 
 from __future__ import annotations
@@ -12,7 +11,8 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -42,8 +42,10 @@ class Access:
     name: str
     actions: tuple[str, ...]
 
-    def claim(self) -> dict[str, Any]:
-        return {"type": self.type, "name": self.name, "actions": list(self.actions)}
+    def limited(self, allowed: Collection[str]) -> Access | None:
+        """This access with only the `allowed` actions; None when none is left."""
+        actions = tuple(a for a in self.actions if a in allowed)
+        return Access(self.type, self.name, actions) if actions else None
 
 
 def parse_scopes(values: list[str]) -> list[Access]:
@@ -61,28 +63,18 @@ def parse_scopes(values: list[str]) -> list[Access]:
     return wanted
 
 
-def pull_only(wanted: list[Access]) -> list[Access]:
-    """`wanted` with every action but `pull` dropped: what a token on someone's behalf may ask."""
-    return [Access(a.type, a.name, ("pull",)) for a in wanted if "pull" in a.actions]
-
-
 async def on_behalf(
     store: Store, username: str, wanted: list[Access]
 ) -> tuple[Principal | None, list[Access]]:
     """Who a token on `username`'s behalf is decided for (the user, for the registry only; an
     unknown user is nobody), and what it may ask: pull only, so exactly what that user may read.
     """
+    pulls = [Access(a.type, a.name, ("pull",)) for a in wanted if "pull" in a.actions]
     try:
         user = await store.get_user(username)
     except NotFound:
-        return None, pull_only(wanted)
-    return Principal(
-        username=user.username,
-        groups=list(user.groups),
-        is_admin=user.is_admin,
-        is_approved=user.is_approved,
-        scopes=[REGISTRY_SCOPE],
-    ), pull_only(wanted)
+        return None, pulls
+    return Principal(**user.model_dump(), scopes=[REGISTRY_SCOPE]), pulls
 
 
 class RegistryPolicy(Protocol):
@@ -91,18 +83,13 @@ class RegistryPolicy(Protocol):
     async def grant(self, who: Principal | None, wanted: list[Access]) -> list[Access]: ...
 
 
+@dataclass(frozen=True)
 class AdminAndBuilderPolicy:
     """Admins get what they ask; the builder may push, pull and delete, the profiler pull."""
 
-    def __init__(
-        self,
-        pushers: frozenset[str] = frozenset({"builder"}),
-        pullers: frozenset[str] = frozenset({"profiler"}),
-        deleters: frozenset[str] = frozenset({"builder"}),
-    ) -> None:
-        self._pushers = pushers
-        self._pullers = pullers
-        self._deleters = deleters
+    pushers: frozenset[str] = frozenset({"builder"})
+    pullers: frozenset[str] = frozenset({"profiler"})
+    deleters: frozenset[str] = frozenset({"builder"})
 
     async def grant(self, who: Principal | None, wanted: list[Access]) -> list[Access]:
         if who is None:
@@ -111,20 +98,16 @@ class AdminAndBuilderPolicy:
             return list(wanted)
         if not who.is_service:
             return []
-        if who.client_id in self._pushers:
+        if who.client_id in self.pushers:
             allowed: tuple[str, ...] = ("pull", "push")
-        elif who.client_id in self._pullers:
+        elif who.client_id in self.pullers:
             allowed = ("pull",)
         else:
             return []
-        if who.client_id in self._deleters:
+        if who.client_id in self.deleters:
             allowed += ("delete",)
-        granted = []
-        for access in wanted:
-            actions = tuple(a for a in access.actions if a in allowed)
-            if access.type == "repository" and actions:
-                granted.append(Access(access.type, access.name, actions))
-        return granted
+        granted = (a.limited(allowed) for a in wanted if a.type == "repository")
+        return [a for a in granted if a is not None]
 
 
 async def issue_token(
@@ -148,7 +131,7 @@ async def issue_token(
         "nbf": now - 10,
         "iat": now,
         "jti": secrets.token_urlsafe(16),
-        "access": [a.claim() for a in granted],
+        "access": [asdict(a) for a in granted],
     }
     token = signer.sign(claims)
     return {

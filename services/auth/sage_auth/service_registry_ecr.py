@@ -1,10 +1,8 @@
 """Registry access decided by the ECR API: who may pull or push follows the catalogue's ACLs.
 
-For every repository scope a caller asks for, the auth service asks the ECR API
-(`GET /api/registry/access`) with its own service secret, and grants only the actions that are both
-asked for and allowed. Admins (with a token scoped for the registry) and the builder are decided
-here, as before, so building and administration never wait on the ECR. When the ECR cannot answer,
-everyone else gets nothing for that repository (fail closed).
+Per repository scope asked for, `GET /api/registry/access` with this service's own secret; only
+actions both asked for and allowed are granted, and nothing when the ECR cannot answer (fail
+closed). Admins with a registry-scoped token and the builder are decided here, never waiting on it.
 """
 
 from __future__ import annotations
@@ -45,7 +43,6 @@ class EcrRegistryPolicy:
         self._secret = client_secret
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._local = AdminAndBuilderPolicy(pushers)
-        self._pushers = pushers
         self._session: aiohttp.ClientSession | None = None
         if not client_secret:
             log.warning(
@@ -61,19 +58,15 @@ class EcrRegistryPolicy:
     async def grant(self, who: Principal | None, wanted: list[Access]) -> list[Access]:
         if who is not None and (
             (who.is_admin and who.has_scope(REGISTRY_SCOPE))
-            or (who.is_service and who.client_id in self._pushers)
+            or (who.is_service and who.client_id in self._local.pushers)
         ):
             return await self._local.grant(who, wanted)
         # A token not meant for the registry acts for nobody there: it pulls what anyone may.
         asker = who if who is not None and who.has_scope(REGISTRY_SCOPE) else None
         repositories = [a for a in wanted if a.type == "repository"]
         answers = await asyncio.gather(*(self._allowed(asker, a.name) for a in repositories))
-        granted = []
-        for access, allowed in zip(repositories, answers, strict=True):
-            actions = tuple(a for a in access.actions if a in allowed)
-            if actions:
-                granted.append(Access(access.type, access.name, actions))
-        return granted
+        granted = (a.limited(allowed) for a, allowed in zip(repositories, answers, strict=True))
+        return [a for a in granted if a is not None]
 
     async def _allowed(self, asker: Principal | None, repository: str) -> frozenset[str]:
         """The registry actions the ECR allows `asker` on `repository`; none if it cannot say."""
@@ -85,10 +78,7 @@ class EcrRegistryPolicy:
                 admin="true" if asker.is_admin else "false",
             )
         try:
-            body = await self._ask(params)
-            actions = body.get("actions")
-            if not isinstance(actions, list):
-                raise EcrUnanswered("an answer without actions")
+            actions = await self._ask(params)
         except EcrUnanswered as exc:
             log.warning(
                 "registry access for %s refused: the ECR API gave no answer (%s)", repository, exc
@@ -96,7 +86,8 @@ class EcrRegistryPolicy:
             return frozenset()
         return frozenset(a for a in actions if a in REGISTRY_ACTIONS)
 
-    async def _ask(self, params: dict[str, str]) -> dict[str, Any]:
+    async def _ask(self, params: dict[str, str]) -> list[Any]:
+        """The actions in the ECR's answer; EcrUnanswered when there is no usable answer."""
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         headers = {"Authorization": f"sage {self._secret}", "Accept": "application/json"}
@@ -109,4 +100,6 @@ class EcrRegistryPolicy:
             raise EcrUnanswered(type(exc).__name__) from None
         if not isinstance(body, dict):
             raise EcrUnanswered("an answer that is not an object")
-        return body
+        if not isinstance(actions := body.get("actions"), list):
+            raise EcrUnanswered("an answer without actions")
+        return actions

@@ -24,6 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from jwt.utils import base64url_encode, to_base64url_uint
 
 KEY_FILE = "registry.key"
 CERT_FILE = "registry.crt"
@@ -105,24 +106,21 @@ def ensure_keypair(directory: str | Path) -> tuple[Path, Path]:
     return key_path, cert_path
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 class Signer:
     """Signs JWTs RS256 with the registry key; the header carries the certificate (`x5c`)."""
 
     def __init__(self, key_path: Path, cert_path: Path) -> None:
         self._key = _load_key(key_path)
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-        self.cert_path = cert_path
         self._x5c = [base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()]
         numbers = self._key.public_key().public_numbers()
-        n = numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")
-        e = numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big")
-        self._jwk = {"e": _b64url(e), "kty": "RSA", "n": _b64url(n)}
+        self._jwk = {
+            "e": to_base64url_uint(numbers.e).decode(),
+            "kty": "RSA",
+            "n": to_base64url_uint(numbers.n).decode(),
+        }
         canonical = json.dumps(self._jwk, separators=(",", ":"), sort_keys=True).encode()
-        self.kid = _b64url(hashlib.sha256(canonical).digest())  # RFC 7638 thumbprint
+        self.kid = base64url_encode(hashlib.sha256(canonical).digest()).decode()  # RFC 7638
 
     @classmethod
     def from_dir(cls, directory: str | Path) -> Signer:
@@ -139,18 +137,12 @@ class Signer:
             "keys": [{**self._jwk, "kid": self.kid, "use": "sig", "alg": "RS256", "x5c": self._x5c}]
         }
 
-    @property
-    def public_key(self) -> rsa.RSAPublicKey:
-        return self._key.public_key()
-
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] != "ensure":
         print("usage: python -m sage_auth.signing ensure DIR", file=sys.stderr)
         return 2
-    key_path, cert_path = ensure_keypair(argv[1])
-    print(key_path)
-    print(cert_path)
+    print(*ensure_keypair(argv[1]), sep="\n")
     return 0
 
 

@@ -9,6 +9,7 @@ from uuid import UUID
 
 import asyncpg
 
+from sage_common.auth import Principal
 from sage_common.errors import Conflict, NotFound
 
 from .models import Group, Token, User
@@ -32,6 +33,8 @@ LOOKUP = """SELECT t.id, t.username, t.scopes, t.expires_at, u.is_admin, u.is_ap
                                WHERE m.username = t.username ORDER BY m.group_name) AS groups
                   FROM tokens t JOIN users u ON u.username = t.username
                   WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > now()"""
+REVOKE = """UPDATE tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL
+            RETURNING token_hash"""
 
 
 class Store:
@@ -65,8 +68,7 @@ class Store:
         return User(**dict(row))
 
     async def list_users(self) -> list[User]:
-        rows = await self.pool.fetch(_USER + " ORDER BY u.username")
-        return [User(**dict(r)) for r in rows]
+        return [User(**dict(r)) for r in await self.pool.fetch(_USER + " ORDER BY u.username")]
 
     async def update_user(self, username: str, changes: dict[str, Any]) -> User:
         allowed = {"name", "email", "is_admin", "is_approved"}
@@ -132,7 +134,7 @@ class Store:
         self, token_hash: str, username: str, name: str, scopes: list[str], expires_at: datetime
     ) -> asyncpg.Record:
         try:
-            row = await self.pool.fetchrow(
+            return await self.pool.fetchrow(
                 "INSERT INTO tokens (token_hash, username, name, scopes, expires_at)"
                 " VALUES ($1, $2, $3, $4, $5) RETURNING id, created_at",
                 token_hash,
@@ -143,8 +145,6 @@ class Store:
             )
         except asyncpg.ForeignKeyViolationError:
             raise NotFound(f"no user {username}") from None
-        assert row is not None
-        return row
 
     async def list_tokens(self, username: str) -> list[Token]:
         rows = await self.pool.fetch(_LISTED + " WHERE username = $1 ORDER BY created_at", username)
@@ -156,16 +156,14 @@ class Store:
 
     async def revoke_token(self, token_id: UUID) -> str | None:
         """Mark the token revoked; its hash (for cache eviction), or None if it was not live."""
-        value: str | None = await self.pool.fetchval(
-            "UPDATE tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL"
-            " RETURNING token_hash",
-            token_id,
-        )
-        return value
+        return await self.pool.fetchval(REVOKE, token_id)
 
-    async def lookup_token(self, token_hash: str) -> asyncpg.Record | None:
-        row: asyncpg.Record | None = await self.pool.fetchrow(LOOKUP, token_hash)
-        return row
+    async def lookup_token(self, token_hash: str) -> tuple[Principal, UUID] | None:
+        """The principal behind a live token (by its hash) and the token's id; None otherwise."""
+        row = await self.pool.fetchrow(LOOKUP, token_hash)
+        if row is None:
+            return None
+        return Principal(**dict(row), exp=int(row["expires_at"].timestamp())), row["id"]
 
     async def touch_tokens(self, used: Sequence[tuple[UUID, datetime]]) -> None:
         """Record last uses in one statement (they are batched, never written per request)."""

@@ -11,13 +11,14 @@ from sage_common.auth import Principal
 from sage_common.errors import Conflict
 
 from .models import User
-from .store import Store
+from .store import REVOKE, Store
 
 _SESSION = """SELECT u.username, u.is_admin, u.is_approved, s.expires_at,
                      ARRAY(SELECT m.group_name FROM memberships m
                            WHERE m.username = u.username ORDER BY m.group_name) AS groups
               FROM sessions s JOIN users u ON u.username = s.username
               WHERE s.session_hash = $1 AND s.expires_at > now()"""
+_LINK = "INSERT INTO identities (issuer, subject, username) VALUES ($1, $2, $3)"
 
 
 class LoginStore:
@@ -51,7 +52,7 @@ class LoginStore:
 
     async def take_state(self, state_hash: str) -> asyncpg.Record | None:
         """The pending login for this state, removed so it serves once; None if unknown or stale."""
-        row: asyncpg.Record | None = await self.pool.fetchrow(
+        row = await self.pool.fetchrow(
             "DELETE FROM login_states WHERE state_hash = $1"
             " RETURNING nonce, code_verifier, next_path, browser_hash,"
             " expires_at > now() AS fresh",
@@ -60,10 +61,9 @@ class LoginStore:
         return row if row is not None and row["fresh"] else None
 
     async def identity_user(self, issuer: str, subject: str) -> str | None:
-        value: str | None = await self.pool.fetchval(
+        return await self.pool.fetchval(
             "SELECT username FROM identities WHERE issuer = $1 AND subject = $2", issuer, subject
         )
-        return value
 
     async def has_identity(self, username: str, issuer: str) -> bool:
         return bool(
@@ -73,12 +73,7 @@ class LoginStore:
         )
 
     async def link(self, username: str, issuer: str, subject: str) -> None:
-        await self.pool.execute(
-            "INSERT INTO identities (issuer, subject, username) VALUES ($1, $2, $3)",
-            issuer,
-            subject,
-            username,
-        )
+        await self.pool.execute(_LINK, issuer, subject, username)
 
     async def create_user_with_identity(
         self, username: str, name: str, email: str, issuer: str, subject: str
@@ -94,12 +89,7 @@ class LoginStore:
                 )
             except asyncpg.UniqueViolationError:
                 raise Conflict(f"user {username} already exists") from None
-            await conn.execute(
-                "INSERT INTO identities (issuer, subject, username) VALUES ($1, $2, $3)",
-                issuer,
-                subject,
-                username,
-            )
+            await conn.execute(_LINK, issuer, subject, username)
         return await self.users.get_user(username)
 
     async def insert_session(
@@ -124,14 +114,7 @@ class LoginStore:
         row = await self.pool.fetchrow(_SESSION, session_hash)
         if row is None:
             return None
-        return Principal(
-            username=row["username"],
-            groups=list(row["groups"]),
-            is_admin=row["is_admin"],
-            is_approved=row["is_approved"],
-            scopes=["all"],
-            exp=int(row["expires_at"].timestamp()),
-        )
+        return Principal(**dict(row), scopes=["all"], exp=int(row["expires_at"].timestamp()))
 
     async def end_session(self, session_hash: str) -> str | None:
         """Delete the session and revoke its portal token; that token's hash when it was live."""
@@ -141,9 +124,4 @@ class LoginStore:
             )
             if token_id is None:
                 return None
-            hashed: str | None = await conn.fetchval(
-                "UPDATE tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL"
-                " RETURNING token_hash",
-                token_id,
-            )
-            return hashed
+            return await conn.fetchval(REVOKE, token_id)
