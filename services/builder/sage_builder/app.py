@@ -35,15 +35,11 @@ log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def credentials(config: Config) -> Credentials | None:
-    """The builder's service account, which the auth service turns into registry tokens."""
-    secret = config.client_secret.get_secret_value()
-    return Credentials(config.client_id, secret) if config.client_id and secret else None
-
-
 def make_builder(config: Config) -> Builder:
     """A Builder wired from configuration (also what the benchmark drives directly)."""
-    creds = credentials(config)
+    # The builder's service account, which the auth service turns into registry tokens.
+    secret = config.client_secret.get_secret_value()
+    creds = Credentials(config.client_id, secret) if config.client_id and secret else None
     s3 = Minio(
         config.s3_endpoint,
         config.s3_access_key,

@@ -26,11 +26,8 @@ class BuildBackend(Protocol):
         log: LineSink,
         authfile: Path | None,
     ) -> list[tuple[str, str]]:
-        """Pull `images` for `platform` into `store`, with the submitter's rights in `authfile`.
-
-        No authfile: anonymously, what anyone may read. Raise `BuildFailure` when one fails.
-        Return the ONBUILD triggers the pulled images carry, as (image, instruction).
-        """
+        """Pull `images` for `platform` into `store`, with the submitter's rights in `authfile` or
+        anonymously, or raise `BuildFailure`; the ONBUILD triggers they carry, as (image, step)."""
         ...
 
     async def build(
@@ -41,10 +38,7 @@ class BuildBackend(Protocol):
         store: Path,
         log: LineSink,
     ) -> ArchResult:
-        """Build `platform`'s image, sandboxed, from pulled images only.
-
-        Raise `BuildFailure("build_failed", ...)` when it fails.
-        """
+        """Build `platform`'s image, sandboxed, from pulled images only; `build_failed` if not."""
         ...
 
     async def push(
@@ -56,10 +50,8 @@ class BuildBackend(Protocol):
         log: LineSink,
         authfile: Path | None,
     ) -> str:
-        """Push every image and an index of them to `destination`; return the index digest.
-
-        Raise `BuildFailure("push_failed", ...)` when the registry cannot take them.
-        """
+        """Push every image and an index of them to `destination`; the index digest (or
+        `push_failed` when the registry cannot take them)."""
         ...
 
     async def release(self, request: BuildRequest, images: list[ArchResult], store: Path) -> None:
@@ -80,7 +72,6 @@ class FakeBackend:
         self.pushed: list[str] = []
         self.fail_build: str | None = None
         self.push_failures = 0
-        self.tidied: list[Path] = []
         self.pulled: list[tuple[str, str]] = []
         self.triggers: dict[str, list[str]] = {}
         self.stores: list[Path] = []
@@ -134,4 +125,4 @@ class FakeBackend:
         return None
 
     async def tidy(self, store: Path) -> None:
-        self.tidied.append(store)
+        return None

@@ -1,17 +1,16 @@
 """The buildah backend: one sandboxed `buildah build` per platform (foreign ones under qemu), one push.
 
 Each tenant's source repository has its own buildah storage (`LayerCache`), so `--layers` reuses
-that repository's layers. The base images a Dockerfile names are pulled first, with the
-submitter's own rights (a pull token the auth service issues on their behalf); then `buildah
-build` runs inside a `Sandbox` (no network, its own PID namespace and /proc, memory and pids
-cgroups) with chroot or oci isolation for RUN steps, limits on file sizes and the disk a build
-may fill, and no credentials at all. The index is pushed afterwards,
-outside the sandbox, with the builder's credentials (docs/adr/0010-build-sandbox.md).
+that repository's layers. Base images are pulled first, with the submitter's own rights; `buildah
+build` then runs in a `Sandbox` (sandbox.py) with no credentials at all, under limits on memory,
+pids, file sizes and disk; the index is pushed afterwards, outside it, with the builder's
+credentials (docs/adr/0010-build-sandbox.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -20,6 +19,7 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from . import procs
 from .cache import directory_size, unmount_under
@@ -70,7 +70,7 @@ class BuildahBackend:
         self.memory, self.cpus, self.nproc = memory, cpus, nproc
         self.max_file_bytes, self.disk_bytes = max_file_bytes, disk_bytes
         self.disk_poll_seconds = disk_poll_seconds
-        self.tls_verify = tls_verify
+        self.tls_flag = f"--tls-verify={'true' if tls_verify else 'false'}"
         # Off only for the benchmark's baseline ("today's" build): the service always sandboxes.
         self.sandbox = (
             Sandbox(buildah=buildah, memory_bytes=_bytes(memory), pids=nproc) if sandbox else None
@@ -79,30 +79,22 @@ class BuildahBackend:
         self._probe_lock = asyncio.Lock()
 
     def _base(self, store: Path, driver: str) -> list[str]:
-        return [
-            self.buildah,
-            "--root",
-            str(store / "storage"),
-            "--runroot",
-            str(store / "run"),
-            "--storage-driver",
-            driver,
-        ]
+        root, runroot = str(store / "storage"), str(store / "run")
+        return [self.buildah, "--root", root, "--runroot", runroot, "--storage-driver", driver]
 
     async def driver(self, scratch: Path) -> str:
         """The storage driver: as configured, or for "auto" overlay where it works, else vfs."""
         if self.storage_driver != "auto":
             return self.storage_driver
-        if self._driver is None:
-            async with self._probe_lock:
-                if self._driver is None:
-                    probe = scratch / "driver-probe"
-                    done = await procs.run(
-                        [*self._base(probe, "overlay"), "info"], env=self._env(probe)
-                    )
-                    await asyncio.to_thread(shutil.rmtree, probe, True)
-                    self._driver = "overlay" if done.returncode == 0 else "vfs"
-                    log.info("buildah storage driver chosen", extra={"driver": self._driver})
+        async with self._probe_lock:
+            if self._driver is None:
+                probe = scratch / "driver-probe"
+                done = await procs.run(
+                    [*self._base(probe, "overlay"), "info"], env=self._env(probe)
+                )
+                await asyncio.to_thread(shutil.rmtree, probe, True)
+                self._driver = "overlay" if done.returncode == 0 else "vfs"
+                log.info("buildah storage driver chosen", extra={"driver": self._driver})
         return self._driver
 
     def _env(self, store: Path) -> dict[str, str]:
@@ -122,9 +114,6 @@ class BuildahBackend:
         driver = await self.driver(store.parent)
         return await procs.run([*self._base(store, driver), *args], env=self._env(store), sink=log)
 
-    def _name(self, request: BuildRequest, what: str) -> str:
-        return f"{BUILD_NAME}{what}-{request.build_id}"
-
     async def pull(
         self,
         images: Sequence[str],
@@ -133,43 +122,32 @@ class BuildahBackend:
         log: LineSink,
         authfile: Path | None,
     ) -> list[tuple[str, str]]:
-        """Pull the base images for `platform`: with the submitter's rights, or anonymously.
-
-        Return their ONBUILD triggers (Docker-format images keep them), which the build would run.
-        """
+        """Pull the base images for `platform`, with the submitter's rights or anonymously; their
+        ONBUILD triggers (Docker-format images keep them), which the build would run."""
+        auth = ["--authfile", str(authfile)] if authfile is not None else []
+        args = ["pull", "--platform", str(platform), self.tls_flag, "--retry", "1", *auth]
         triggers: list[tuple[str, str]] = []
         for image in images:
             log(f"== pulling {image} for {platform}")
-            args = [
-                "pull",
-                "--platform",
-                str(platform),
-                f"--tls-verify={'true' if self.tls_verify else 'false'}",
-                "--retry",
-                "1",
-                *(["--authfile", str(authfile)] if authfile is not None else []),
-                image,
-            ]
-            done = await self._run(store, args, log)
+            done = await self._run(store, [*args, image], log)
             if done.returncode != 0:
                 why = _last_error(done.output, "the registry refused it")
                 raise BuildFailure(
                     "build_failed", f"{platform}: base image {image} could not be pulled: {why}"
                 )
-            triggers += [(image, t) for t in await self._onbuild(store, image)]
+            inspected = await self._inspect(store, image)
+            if inspected is None:
+                raise BuildFailure("build_failed", f"base image {image} could not be inspected")
+            config = (inspected.get("Docker") or {}).get("config") or {}
+            triggers += [(image, str(t)) for t in config.get("OnBuild") or []]
         return triggers
 
-    async def _onbuild(self, store: Path, image: str) -> list[str]:
+    async def _inspect(self, store: Path, image: str) -> dict[str, Any] | None:
+        """What `buildah inspect` says of a local image; None when it cannot say."""
         done = await self._run(store, ["inspect", "--type", "image", image], None)
-        if done.returncode != 0:
-            raise BuildFailure("build_failed", f"base image {image} could not be inspected")
-        try:
-            config = (json.loads(done.output).get("Docker") or {}).get("config") or {}
-        except ValueError:
-            raise BuildFailure(
-                "build_failed", f"base image {image} could not be inspected"
-            ) from None
-        return [str(t) for t in config.get("OnBuild") or []]
+        with contextlib.suppress(ValueError):
+            return json.loads(done.output) if done.returncode == 0 else None
+        return None
 
     def _build_args(
         self, request: BuildRequest, checkout: Checkout, platform: Platform, iidfile: Path
@@ -198,7 +176,7 @@ class BuildahBackend:
             "--ulimit",
             f"fsize={self.max_file_bytes}:{self.max_file_bytes}",
             *(f"--cap-drop={cap}" for cap in DROPPED_CAPS),
-            f"--tls-verify={'true' if self.tls_verify else 'false'}",
+            self.tls_flag,
             "-f",
             str(checkout.dockerfile),
             # The image by its id, never a name: two builds whose last step came from the cache
@@ -240,12 +218,7 @@ class BuildahBackend:
         return ArchResult(platform, image, emulated, await self._base_images(store, image))
 
     async def _sandboxed(
-        self,
-        request: BuildRequest,
-        platform: Platform,
-        store: Path,
-        args: list[str],
-        log: LineSink,
+        self, request: BuildRequest, platform: Platform, store: Path, args: list[str], log: LineSink
     ) -> procs.Completed:
         """`buildah build` in the sandbox, stopped when the disk it fills passes the limit."""
         assert self.sandbox is not None
@@ -280,17 +253,12 @@ class BuildahBackend:
                     build.cancel()
                     await asyncio.gather(build, return_exceptions=True)
 
-    async def _base_images(self, store: Path, name: str) -> dict[str, str]:
-        done = await self._run(store, ["inspect", "--type", "image", name], None)
-        if done.returncode != 0:
-            return {}
-        try:
-            manifest = json.loads(json.loads(done.output).get("Manifest") or "{}")
-        except ValueError:
-            return {}
-        notes = manifest.get("annotations") or {}
-        if BASE_NAME in notes and BASE_DIGEST in notes:
-            return {notes[BASE_NAME]: notes[BASE_DIGEST]}
+    async def _base_images(self, store: Path, image: str) -> dict[str, str]:
+        inspected = await self._inspect(store, image) or {}
+        with contextlib.suppress(ValueError):
+            notes = json.loads(inspected.get("Manifest") or "{}").get("annotations") or {}
+            if BASE_NAME in notes and BASE_DIGEST in notes:
+                return {notes[BASE_NAME]: notes[BASE_DIGEST]}
         return {}
 
     async def push(
@@ -302,7 +270,7 @@ class BuildahBackend:
         log: LineSink,
         authfile: Path | None,
     ) -> str:
-        index = self._name(request, "index")
+        index = f"{BUILD_NAME}index-{request.build_id}"
         await self._run(store, ["manifest", "rm", index], None)  # a redelivered build's leftover
         steps = [["manifest", "create", index]]
         steps += [["manifest", "add", index, image.local_ref] for image in images]
@@ -314,14 +282,7 @@ class BuildahBackend:
                 )
         with tempfile.TemporaryDirectory(dir=store / "tmp") as tmp:
             digestfile = Path(tmp) / "digest"
-            args = [
-                "manifest",
-                "push",
-                "--all",
-                f"--tls-verify={'true' if self.tls_verify else 'false'}",
-                "--digestfile",
-                str(digestfile),
-            ]
+            args = ["manifest", "push", "--all", self.tls_flag, "--digestfile", str(digestfile)]
             if authfile is not None:
                 args += ["--authfile", str(authfile)]
             log(f"== pushing {len(images)} image(s) and their index to {destination}")

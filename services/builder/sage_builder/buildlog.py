@@ -18,6 +18,9 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Protocol
 
+from minio import Minio
+from minio.helpers import DictType
+
 from sage_common.redact import redact_urls
 
 log = logging.getLogger(__name__)
@@ -48,10 +51,6 @@ class Scrubber:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
 
-    def add(self, secret: str) -> None:
-        if secret and len(secret) >= 4 and secret not in self._secrets:
-            self._secrets = sorted([*self._secrets, secret], key=len, reverse=True)
-
     def __call__(self, line: str) -> str:
         for secret in self._secrets:
             line = line.replace(secret, "***")
@@ -61,15 +60,18 @@ class Scrubber:
         return line
 
 
-class LogSink(Protocol):
-    """Where a build log is kept; `put` replaces the whole object. `put_file` keeps the build's
-    other files (its ecr-meta folder) in the same place."""
+class FileSink(Protocol):
+    """Where a build's files are kept: its log, and its ecr-meta folder (`metafiles`)."""
 
     def location(self, key: str) -> str: ...
 
-    async def put(self, key: str, data: bytes, *, complete: bool) -> None: ...
-
     async def put_file(self, key: str, data: bytes, content_type: str) -> None: ...
+
+
+class LogSink(FileSink, Protocol):
+    """Where a build log is kept; `put` replaces the whole object."""
+
+    async def put(self, key: str, data: bytes, *, complete: bool) -> None: ...
 
 
 class MemoryLogSink:
@@ -95,9 +97,8 @@ class MemoryLogSink:
 class S3LogSink:
     """Build logs in the builder's S3 bucket, written through the minio client in a thread."""
 
-    def __init__(self, client: object, bucket: str) -> None:
-        self.client = client
-        self.bucket = bucket
+    def __init__(self, client: Minio, bucket: str) -> None:
+        self.client, self.bucket = client, bucket
         self._bucket_checked = False
 
     def location(self, key: str) -> str:
@@ -105,24 +106,21 @@ class S3LogSink:
 
     async def ensure_bucket(self) -> None:
         """Make the log bucket when it does not exist yet."""
-        await asyncio.to_thread(self._ensure_bucket)
-
-    def _ensure_bucket(self) -> None:
-        if not self.client.bucket_exists(self.bucket):  # type: ignore[attr-defined]
-            self.client.make_bucket(self.bucket)  # type: ignore[attr-defined]
+        if not await asyncio.to_thread(self.client.bucket_exists, self.bucket):
+            await asyncio.to_thread(self.client.make_bucket, self.bucket)
         self._bucket_checked = True
 
     async def put(self, key: str, data: bytes, *, complete: bool) -> None:
-        metadata = {"complete": "true" if complete else "false"}
+        metadata: DictType = {"complete": "true" if complete else "false"}
         await self.put_file(key, data, "text/plain; charset=utf-8", metadata=metadata)
 
     async def put_file(
-        self, key: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None
+        self, key: str, data: bytes, content_type: str, metadata: DictType | None = None
     ) -> None:
         if not self._bucket_checked:
             await self.ensure_bucket()
         await asyncio.to_thread(
-            self.client.put_object,  # type: ignore[attr-defined]
+            self.client.put_object,
             self.bucket,
             key,
             io.BytesIO(data),
@@ -165,9 +163,6 @@ class BuildLog:
 
     def tail(self) -> list[str]:
         return list(self._tail)
-
-    def text(self) -> str:
-        return self._buffer.decode("utf-8", "replace")
 
     def __call__(self, line: str) -> None:
         """Add one line (the `procs.LineSink` shape)."""

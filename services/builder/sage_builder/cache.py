@@ -2,9 +2,9 @@
 
 A repository's second build finds its layers in its own storage (`buildah build --layers`), so
 builds of unrelated repositories never share or evict each other's layers mid-build. Tenants (ECR
-namespaces) building the same URL get separate caches: a layer one of them made, or a file a
-RUN step left in the store, never reaches another's image. When the
-caches together pass the cap, whole caches go, the least recently used first, never one in use.
+namespaces) building the same URL get separate caches: a layer one of them made, or a file a RUN
+step left in the store, never reaches another's image. When the caches together pass the cap,
+whole caches go, the least recently used first, never one in use.
 """
 
 from __future__ import annotations
@@ -46,29 +46,22 @@ def directory_size(path: Path) -> int:
     return total
 
 
-def _mounts_under(path: Path) -> list[str]:
-    """Mount points at or below `path` (an overlay a killed buildah left mounted), deepest first."""
-    prefix = str(path.resolve())
-    found = []
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                point = line.split()[4].replace("\\040", " ")
-                if point == prefix or point.startswith(prefix + "/"):
-                    found.append(point)
-    except OSError:
-        return []
-    return sorted(found, key=len, reverse=True)
-
-
 def _touch(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     (path / _STAMP).touch()
 
 
 def unmount_under(path: Path) -> None:
-    """Detach what is mounted inside a cache before it is deleted, so nothing beneath is touched."""
-    for point in _mounts_under(path):
+    """Detach what is mounted at or below `path` (an overlay a killed buildah left mounted),
+    deepest first, before it is deleted, so nothing beneath is touched."""
+    prefix = str(path.resolve())
+    try:
+        with open("/proc/self/mountinfo") as f:
+            points = [line.split()[4].replace("\\040", " ") for line in f]
+    except OSError:
+        return
+    inside = [p for p in points if p == prefix or p.startswith(prefix + "/")]
+    for point in sorted(inside, key=len, reverse=True):
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)  # noqa: S603, S607
 
 
@@ -85,11 +78,8 @@ class LayerCache:
 
     @contextlib.asynccontextmanager
     async def use(self, url: str, tenant: str = "") -> AsyncIterator[Path]:
-        """The storage directory for `tenant`'s `url`, protected from eviction while held.
-
-        When its last user here lets go, `on_idle` tidies it (what a cancelled or killed build
-        left mounted); a new user waits for that to finish.
-        """
+        """The storage directory for `tenant`'s `url`, safe from eviction while held; when its last
+        user here lets go, `on_idle` tidies what a stopped build left, before a new user gets it."""
         key = cache_key(url, tenant)
         path = self.root / key
         tidy_lock = self._tidying.setdefault(key, asyncio.Lock())
@@ -111,9 +101,7 @@ class LayerCache:
                     except Exception:  # noqa: BLE001 - tidying is best effort
                         log.warning("layer cache tidy failed", extra={"cache": key}, exc_info=True)
         async with self._lock:
-            self._in_use[key] -= 1
-            if not self._in_use[key]:
-                del self._in_use[key]
+            self._in_use -= Counter([key])  # a key whose count reaches 0 goes
         await self.evict()
 
     async def evict(self) -> list[str]:

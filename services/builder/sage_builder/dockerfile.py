@@ -14,6 +14,7 @@ and whether a RUN step bind-mounts the context (whose links are then checked).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -28,17 +29,9 @@ from .models import BuildFailure
 SCRATCH = "scratch"
 # buildah's automatic platform ARGs: platform strings, never a URL.
 _PLATFORM_ARGS = {
-    name: "linux/amd64"
-    for name in (
-        "TARGETPLATFORM",
-        "TARGETOS",
-        "TARGETARCH",
-        "TARGETVARIANT",
-        "BUILDPLATFORM",
-        "BUILDOS",
-        "BUILDARCH",
-        "BUILDVARIANT",
-    )
+    f"{side}{what}": "linux/amd64"
+    for side in ("TARGET", "BUILD")
+    for what in ("PLATFORM", "OS", "ARCH", "VARIANT")
 }
 _VAR_RE = re.compile(
     r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-+?])[^}]*)?\}|([A-Za-z_][A-Za-z0-9_]*))"
@@ -99,22 +92,17 @@ def _flags(value: str) -> tuple[list[tuple[str, str]], str]:
 def _words(rest: str) -> list[str]:
     """The arguments of COPY/ADD in JSON or shell form."""
     if rest.startswith("["):
-        try:
+        with contextlib.suppress(ValueError):
             parsed = json.loads(rest)
-        except ValueError:
-            raise refuse(f"malformed JSON arguments: {rest[:80]!r}") from None
-        if isinstance(parsed, list) and all(isinstance(p, str) for p in parsed):
-            return parsed
+            if isinstance(parsed, list) and all(isinstance(p, str) for p in parsed):
+                return parsed
         raise refuse(f"malformed JSON arguments: {rest[:80]!r}")
     return [str(w) for w in WordSplitter(rest).split(dequote=True)]
 
 
 def _mount_options(text: str) -> dict[str, str]:
-    options = {}
-    for part in text.split(","):
-        key, _, value = part.partition("=")
-        options[key.strip().lower()] = value.strip()
-    return options
+    parts = (part.partition("=") for part in text.split(","))
+    return {key.strip().lower(): value.strip() for key, _, value in parts}
 
 
 @dataclass

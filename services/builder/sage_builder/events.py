@@ -1,9 +1,6 @@
-"""The builder's consumers: `app.submitted` runs a build, `build.cancel` stops one,
-`app.deleted` deletes a deleted version's images.
-
-Wiring only: the use cases are in `service_builds.py` (run by `sage_common.work`) and
-`service_images.py`.
-"""
+"""The builder's consumers, wiring only: `app.submitted` runs a build (`service_builds.py`, on
+`sage_common.work`), `build.cancel` stops one, `app.deleted` deletes a deleted version's images
+(`service_images.py`)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,10 @@
 """An app's `ecr-meta/` folder: the science description, icon and images that the portal shows.
 
-SAGE's ECR fetched `ecr-meta/ecr-icon.jpg`, `ecr-science-image.jpg` and
-`ecr-science-description.md` from the repository when an app was submitted. Here the builder reads
-them from the checkout it builds (the app's `directory` first, then the repository's root), keeps
-only the names below, refuses links, special files, oversized files and content that is not what
-the name promises, and stores what passes beside the build log. A refused file is a warning in
-the build log, never a failed build (SAGE did not fail a submission over a missing picture).
+SAGE's ECR fetched them from the repository at submission; the builder reads them from the
+checkout it builds (the app's `directory` first, then the root), keeps only the names below,
+refuses links, special files, oversized files and content unlike its name, and stores what passes
+beside the build log. A refused file is a warning in the log, never a failed build (SAGE did not
+fail a submission over a missing picture).
 """
 
 from __future__ import annotations
@@ -20,10 +19,10 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from sage_common.schemas import MetaFile
 
+from .buildlog import FileSink
 from .models import BuildRequest, Checkout
 
 log = logging.getLogger(__name__)
@@ -81,16 +80,11 @@ def kind_of(name: str) -> str | None:
 
 def _order(name: str) -> tuple[int, int, int]:
     """Description, icon, then images (`ecr-science-image` first, then by number); by extension."""
-    kind = kind_of(name)
-    ext = name.rpartition(".")[2]
-    rank = IMAGE_EXTENSIONS.index(ext) if ext in IMAGE_EXTENSIONS else 0
-    if kind == "science_description":
-        return (0, 0, 0)
-    if kind == "thumbnail":
-        return (1, 0, rank)
+    kind = ("science_description", "thumbnail", "image").index(kind_of(name) or "image")
     match = _IMAGE_RE.match(name)
     number = int(match.group(1)) + 1 if match and match.group(1) else 0
-    return (2, number, rank)
+    ext = name.rpartition(".")[2]
+    return (kind, number, IMAGE_EXTENSIONS.index(ext) if ext in IMAGE_EXTENSIONS else 0)
 
 
 def sniff_image(data: bytes) -> str | None:
@@ -107,11 +101,8 @@ def sniff_image(data: bytes) -> str | None:
 
 
 def clean_markdown(data: bytes) -> bytes:
-    """UTF-8 text with any raw HTML turned into visible text (`<` of a tag becomes `&lt;`).
-
-    The portal renders the description as HTML; SAGE's ECR escaped tags (bleach) for the same
-    reason. Markdown itself, and a `<` that starts no tag (`a < b`), are kept as written.
-    """
+    """UTF-8 text with raw HTML made visible (a tag's `<` becomes `&lt;`): the portal renders it as
+    HTML (SAGE's ECR escaped tags with bleach for that). Markdown and a lone `<` (`a < b`) stay."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -137,8 +128,7 @@ def check(name: str, data: bytes) -> Accepted:
 
 def find_folder(root: Path, context: Path, warn: Callable[[str], None]) -> Path | None:
     """The `ecr-meta` folder of the app's directory, else of the repository's root; never a link."""
-    candidates = [context / FOLDER, root / FOLDER] if context != root else [root / FOLDER]
-    for folder in candidates:
+    for folder in dict.fromkeys([context / FOLDER, root / FOLDER]):
         try:
             info = folder.lstat()
         except FileNotFoundError:
@@ -217,14 +207,6 @@ def collect(
         total += len(found.data)
         accepted.append(found)
     return accepted
-
-
-class FileSink(Protocol):
-    """Where the files go: the builder's bucket, beside the build logs (`buildlog.S3LogSink`)."""
-
-    def location(self, key: str) -> str: ...
-
-    async def put_file(self, key: str, data: bytes, content_type: str) -> None: ...
 
 
 def meta_key(request: BuildRequest, name: str) -> str:

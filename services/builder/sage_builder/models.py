@@ -20,9 +20,6 @@ _ARCH_ALIASES = {
     "aarch64": "arm64",
     "armv7l": "arm",
     "armhf": "arm",
-    "ppc64le": "ppc64le",
-    "s390x": "s390x",
-    "riscv64": "riscv64",
 }
 _PLATFORM_RE = re.compile(r"^[a-z0-9_-]+$")
 
@@ -135,13 +132,3 @@ class PushResult:
     reference: str  # registry/namespace/name:version
     index_digest: str
     digests: dict[str, str]  # platform string -> manifest digest
-
-
-@dataclass
-class BuildResult:
-    """Everything a successful build reports."""
-
-    commit: str
-    push: PushResult
-    archs: list[ArchResult]
-    provenance: dict[str, Any]

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-
-log = logging.getLogger(__name__)
 
 LineSink = Callable[[str], None]
 TERM_GRACE_SECONDS = 10.0
@@ -28,9 +25,7 @@ class Completed:
     output: str
 
 
-async def _pump(
-    stream: asyncio.StreamReader, sink: LineSink | None, keep: list[str] | None
-) -> None:
+async def _pump(stream: asyncio.StreamReader, sink: LineSink | None, keep: list[str]) -> None:
     while True:
         try:
             raw = await stream.readline()
@@ -39,8 +34,7 @@ async def _pump(
         if not raw:
             return
         line = raw.decode("utf-8", "replace").rstrip("\r\n")
-        if keep is not None:
-            keep.append(line)
+        keep.append(line)
         if sink is not None:
             sink(line)
 
@@ -64,7 +58,6 @@ async def run(
     sink: LineSink | None = None,
     env: Mapping[str, str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
-    keep_output: bool = True,
 ) -> Completed:
     """Run `argv` to its end, feeding each output line to `sink`; stop the child if cancelled."""
     proc = await asyncio.create_subprocess_exec(
@@ -79,7 +72,7 @@ async def run(
     lines: list[str] = []
     assert proc.stdout is not None
     try:
-        await _pump(proc.stdout, sink, lines if keep_output else None)
+        await _pump(proc.stdout, sink, lines)
         returncode = await proc.wait()
     except BaseException:
         await asyncio.shield(_stop(proc))

@@ -7,10 +7,12 @@ are the ones the registry serves, not what the local store thought it sent.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +77,17 @@ class RegistryClient:
         self.token_url, self.service, self.creds = token_url, service, creds
         self.timeout = aiohttp.ClientTimeout(total=timeout)
 
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[aiohttp.ClientSession]:
+        """A client session; a registry that cannot be reached raises RegistryError, saying why."""
+        try:
+            async with aiohttp.ClientSession(timeout=self.timeout) as session:
+                yield session
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise RegistryError(
+                f"the registry at {self.base} is unreachable ({_why(exc)})"
+            ) from None
+
     async def token(self, session: aiohttp.ClientSession, repository: str, actions: str) -> str:
         """A registry JWT for `repository` with `actions` (e.g. `pull` or `pull,push`)."""
         assert self.creds is not None
@@ -89,33 +102,25 @@ class RegistryClient:
             raise RegistryError("the auth service answered no registry token")
         return str(token)
 
+    async def authorization(
+        self, session: aiohttp.ClientSession, repository: str, actions: str
+    ) -> dict[str, str]:
+        """The header that grants `actions` on `repository`; none without credentials."""
+        if self.creds is None:
+            return {}
+        return {"Authorization": f"Bearer {await self.token(session, repository, actions)}"}
+
     async def ping(self) -> None:
         """Raise RegistryError (saying why) unless the registry answers its API root."""
-        try:
-            async with aiohttp.ClientSession(timeout=self.timeout) as session:
-                async with session.get(f"{self.base}/v2/") as resp:
-                    if resp.status not in (200, 401):
-                        raise RegistryError(f"the registry answered {resp.status} at /v2/")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise RegistryError(
-                f"the registry at {self.base} is unreachable ({_why(exc)})"
-            ) from None
+        async with self.session() as session, session.get(f"{self.base}/v2/") as resp:
+            if resp.status not in (200, 401):
+                raise RegistryError(f"the registry answered {resp.status} at /v2/")
 
     async def index(self, repository: str, reference: str) -> tuple[str, dict[str, str]]:
         """The index digest and `{platform: manifest digest}` of `repository:reference`."""
-        try:
-            return await self._index(repository, reference)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise RegistryError(
-                f"the registry at {self.base} is unreachable ({_why(exc)})"
-            ) from None
-
-    async def _index(self, repository: str, reference: str) -> tuple[str, dict[str, str]]:
-        accept = ", ".join(INDEX_TYPES)
-        async with aiohttp.ClientSession(timeout=self.timeout) as session:
-            headers = {"Accept": accept}
-            if self.creds is not None:
-                headers["Authorization"] = f"Bearer {await self.token(session, repository, 'pull')}"
+        async with self.session() as session:
+            auth = await self.authorization(session, repository, "pull")
+            headers = {"Accept": ", ".join(INDEX_TYPES), **auth}
             url = f"{self.base}/v2/{repository}/manifests/{reference}"
             async with session.get(url, headers=headers) as resp:
                 if resp.status != 200:
@@ -128,14 +133,11 @@ class RegistryClient:
             raise RegistryError(
                 f"{repository}:{reference} is a {media or 'manifest'}, not an index"
             )
-        body = json.loads(raw)
         digests: dict[str, str] = {}
-        for entry in body.get("manifests", []):
+        for entry in json.loads(raw).get("manifests", []):
             plat = entry.get("platform") or {}
-            name = "/".join(
-                p for p in (plat.get("os"), plat.get("architecture"), plat.get("variant")) if p
-            )
-            digests[name] = entry["digest"]
+            parts = (plat.get("os"), plat.get("architecture"), plat.get("variant"))
+            digests["/".join(p for p in parts if p)] = entry["digest"]
         return "sha256:" + hashlib.sha256(raw).hexdigest(), digests
 
 

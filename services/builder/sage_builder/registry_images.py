@@ -10,9 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-import aiohttp
-
-from .registry import RegistryClient, RegistryError, _why
+from .registry import RegistryClient, RegistryError
 
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 # A registry path as the catalogue makes them: `namespace/name`, two Docker path components.
@@ -44,26 +42,17 @@ class ImageRemover:
         done = Removal()
         if not digests:
             return done
-        try:
-            async with aiohttp.ClientSession(timeout=self.client.timeout) as session:
-                headers = {}
-                if self.client.creds is not None:
-                    token = await self.client.token(session, repository, "delete")
-                    headers["Authorization"] = f"Bearer {token}"
-                for digest in digests:
-                    url = f"{self.client.base}/v2/{repository}/manifests/{digest}"
-                    async with session.delete(url, headers=headers) as resp:
-                        if resp.status in (200, 202):
-                            done.deleted.append(digest)
-                        elif resp.status == 404:
-                            done.absent.append(digest)
-                        else:
-                            raise RegistryError(
-                                f"the registry answered {resp.status} deleting "
-                                f"{repository}@{digest}"
-                            )
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise RegistryError(
-                f"the registry at {self.client.base} is unreachable ({_why(exc)})"
-            ) from None
+        async with self.client.session() as session:
+            headers = await self.client.authorization(session, repository, "delete")
+            for digest in digests:
+                url = f"{self.client.base}/v2/{repository}/manifests/{digest}"
+                async with session.delete(url, headers=headers) as resp:
+                    if resp.status in (200, 202):
+                        done.deleted.append(digest)
+                    elif resp.status == 404:
+                        done.absent.append(digest)
+                    else:
+                        raise RegistryError(
+                            f"the registry answered {resp.status} deleting {repository}@{digest}"
+                        )
         return done

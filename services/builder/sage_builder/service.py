@@ -27,15 +27,7 @@ from .cache import LayerCache
 from .dockerfile import check_triggers
 from .dockerfile import plan as dockerfile_plan
 from .metafiles import MetaLimits, import_files
-from .models import (
-    ArchResult,
-    BuildFailure,
-    BuildRequest,
-    BuildResult,
-    Checkout,
-    Platform,
-    PushResult,
-)
+from .models import ArchResult, BuildFailure, BuildRequest, Checkout, Platform, PushResult
 from .registry import USER_RE, Credentials, RegistryClient, RegistryError, write_authfile
 from .source import GitFetcher, check_context, locate
 
@@ -128,46 +120,40 @@ class Builder:
         # Registries base images may come from: our own (pulled with anyone's rights) and these.
         self.base_registries = [registry, *base_registries]
 
-    def scrubber(self) -> Scrubber:
-        return Scrubber([self.creds.password, self.creds.basic] if self.creds else [])
-
-    def new_log(self, request: BuildRequest) -> BuildLog:
-        return BuildLog(self.sink, log_key(request), self.scrubber(), **self.log_options)
-
-    async def run(
-        self, request: BuildRequest, job: Job, build_log: BuildLog | None = None
-    ) -> BuildDone:
+    async def run(self, request: BuildRequest, job: Job) -> BuildDone:
         """Build, push and describe the outcome; cancels and timeouts become failures too."""
         started = time.monotonic()
         progress = Progress()
-        blog = build_log or self.new_log(request)
+        secrets = [self.creds.password, self.creds.basic] if self.creds else []
+        blog = BuildLog(self.sink, log_key(request), Scrubber(secrets), **self.log_options)
         async with blog:
             blog(f"build {request.build_id} of {request.app_id} from {request.url}")
             try:
-                result = await supervise(
+                done = await supervise(
                     self.build_and_push(request, blog, progress), job, self.timeout
                 )
-                done = _success(request, result)
                 blog(f"build succeeded: {done.image}@{done.index_digest}")
             except BuildFailure as failure:
                 blog(f"build failed ({failure.error_class}): {failure.message}")
-                done = _failure(request, failure, progress, blog.tail())
+                done = _failure(request, failure, blog.tail())
             except Exception as exc:  # noqa: BLE001 - one result for every build, even on a builder bug
                 log.exception("build crashed", extra={"build_id": request.build_id})
-                blog(f"build failed: internal builder error ({type(exc).__name__})")
-                crash = BuildFailure(
-                    "build_failed", f"internal builder error ({type(exc).__name__})"
-                )
-                done = _failure(request, crash, progress, blog.tail())
+                why = f"internal builder error ({type(exc).__name__})"
+                blog(f"build failed: {why}")
+                done = _failure(request, BuildFailure("build_failed", why), blog.tail())
         done.duration_seconds = round(time.monotonic() - started, 3)
         done.log_location = blog.location if blog.uploaded else None
+        # What the build learned however it ended, and the app's parts the profiler reads.
+        done.commit, done.provenance = progress.commit, progress.provenance
         done.meta_files = progress.meta_files
+        done.testing, done.hardware = request.testing, request.hardware
         return done
 
     async def build_and_push(
         self, request: BuildRequest, blog: BuildLog, progress: Progress
-    ) -> BuildResult:
-        """The pipeline itself; raises `BuildFailure` for every way it can go wrong."""
+    ) -> BuildDone:
+        """The pipeline itself, to a successful `build.done`; raises `BuildFailure` for every way
+        it can go wrong."""
         if not APP_ID_RE.match(request.app_id):
             raise BuildFailure("build_failed", f"{request.app_id!r} is not namespace/name:version")
         if not request.platforms:
@@ -217,7 +203,7 @@ class Builder:
                 destination = f"{self.registry}/{request.repository}:{request.version}"
                 push = await self._push(request, images, destination, store, blog, authfile)
                 await self.backend.release(request, images, store)
-            return BuildResult(checkout.commit, push, images, progress.provenance)
+            return _success(request, push, images)
         finally:
             await asyncio.shield(asyncio.to_thread(shutil.rmtree, workdir, True))
 
@@ -235,10 +221,8 @@ class Builder:
     def _pull_authfile(
         self, request: BuildRequest, directory: Path, images: Sequence[str]
     ) -> Path | None:
-        """Credentials that pull our registry's images with the submitter's rights; else none.
-
-        Without a submitter the pull is anonymous: what anyone may read.
-        """
+        """Credentials that pull our registry's images with the submitter's rights; without a
+        submitter, none: the pull is anonymous (what anyone may read)."""
         if self.creds is None or not images or not USER_RE.match(request.submitter):
             return None
         creds = self.creds.on_behalf(request.submitter)
@@ -253,7 +237,7 @@ class Builder:
         blog: BuildLog,
         authfile: Path | None,
     ) -> PushResult:
-        last: BuildFailure | None = None
+        last = ""  # why the last attempt failed
         for attempt in range(1, self.push_attempts + 1):
             try:
                 await self.backend.push(request, images, destination, store, blog, authfile)
@@ -267,60 +251,49 @@ class Builder:
                     )
                 return PushResult(destination, digest, digests)
             except RegistryError as exc:
-                last = BuildFailure("push_failed", str(exc))
+                last = str(exc)
             except BuildFailure as exc:
                 if exc.error_class != "push_failed":
                     raise
-                last = exc
+                last = exc.message
                 try:  # say why, where the push tool could not
                     await self.registry_client.ping()
                 except RegistryError as down:
-                    last = BuildFailure("push_failed", str(down))
+                    last = str(down)
             if attempt < self.push_attempts:
                 delay = self.push_backoff * 2 ** (attempt - 1)
-                blog(f"push attempt {attempt} failed ({last.message}); retrying in {delay:.0f}s")
+                blog(f"push attempt {attempt} failed ({last}); retrying in {delay:.0f}s")
                 await asyncio.sleep(delay)
-        assert last is not None
         raise BuildFailure(
             "push_failed",
-            f"the registry did not take the image in {self.push_attempts} attempts: {last.message}",
+            f"the registry did not take the image in {self.push_attempts} attempts: {last}",
         )
 
 
-def _success(request: BuildRequest, result: BuildResult) -> BuildDone:
+def _success(request: BuildRequest, push: PushResult, archs: list[ArchResult]) -> BuildDone:
     return BuildDone(
         app_id=request.app_id,
         build_id=request.build_id,
         status="success",
-        commit=result.commit,
-        image=result.push.reference,
-        index_digest=result.push.index_digest,
+        image=push.reference,
+        index_digest=push.index_digest,
         images=[
             ArchImage(
                 architecture=str(arch.platform),
-                digest=result.push.digests[str(arch.platform)],
+                digest=push.digests[str(arch.platform)],
                 emulated=arch.emulated,
             )
-            for arch in result.archs
+            for arch in archs
         ],
-        provenance=result.provenance,
-        testing=request.testing,
-        hardware=request.hardware,
     )
 
 
-def _failure(
-    request: BuildRequest, failure: BuildFailure, progress: Progress, tail: list[str]
-) -> BuildDone:
+def _failure(request: BuildRequest, failure: BuildFailure, tail: list[str]) -> BuildDone:
     return BuildDone(
         app_id=request.app_id,
         build_id=request.build_id,
         status="failure",
-        commit=progress.commit,
         error_class=failure.error_class,
         error=redact_urls(failure.message),
         log_tail=tail,
-        provenance=progress.provenance,
-        testing=request.testing,
-        hardware=request.hardware,
     )

@@ -1,9 +1,6 @@
-"""The builder's use cases on the bus: claim a submitted build, run it, record its one result.
-
-`sage_common.work.WorkConsumer` calls them: claiming (with `build.started`, and superseding the
-app's older builds) is one short transaction, the build runs outside any, and its result is
-recorded with `build.done` in another. A redelivery finds the build running (it starts over) or
-finished (nothing is done), so a build id has one `build.done` however often it is delivered.
+"""The builder's `Worker` of `app.submitted` (docs/patterns.md, "Workers"): claim a build with
+`build.started` (superseding the app's older builds), run it, and record its one `build.done`
+however often the event is delivered: a redelivery starts a running build over, or does nothing.
 """
 
 from __future__ import annotations
@@ -37,8 +34,8 @@ RUNNING = Gauge("sage_builder_running_builds", "Builds in progress on this node"
 class Builds:
     """Builds each submitted app version once (the `Worker` of `app.submitted`)."""
 
-    def __init__(self, builder: Builder, store: Store, *, source: str = SOURCE) -> None:
-        self.builder, self.store, self.source = builder, store, source
+    def __init__(self, builder: Builder, store: Store) -> None:
+        self.builder, self.store = builder, store
 
     async def accept(self, conn: asyncpg.Connection, data: AppSubmitted) -> Accepted[BuildRequest]:
         request = request_from_event(data)
@@ -53,7 +50,7 @@ class Builds:
                 started_at=datetime.now(UTC),
                 log_location=self.builder.sink.location(log_key(request)),
             )
-            await self.store.enqueue(conn, make_event(self.source, started, subject=request.app_id))
+            await self.store.enqueue(conn, make_event(SOURCE, started, subject=request.app_id))
         extra = {"app_id": request.app_id, "build_id": request.build_id, "claim": state}
         log.info("build accepted", extra=extra)
         stop = dict.fromkeys(older, f"superseded by build {request.build_id}")
@@ -68,7 +65,7 @@ class Builds:
     ) -> bool:
         recorded = await self.store.finish(conn, done)
         if recorded:
-            await self.store.enqueue(conn, make_event(self.source, done, subject=request.app_id))
+            await self.store.enqueue(conn, make_event(SOURCE, done, subject=request.app_id))
         return recorded
 
     def finished(self, request: BuildRequest, done: BuildDone | None, recorded: bool) -> None:

@@ -1,14 +1,8 @@
-"""The consumer of `app.deleted`: delete the version's images from the registry, then confirm.
+"""The use cases of `app.deleted`: fence the version's builds, delete what they pushed, confirm.
 
-Its builds are first fenced (recorded as deleted and cancelled, in one transaction), so a late
-`app.submitted` pushes nothing; while one of them, or a build of another version of the same
-repository, still runs, the event is retried with back-off. A digest that a live version of the
-repository also pushed (the layer cache makes identical rebuilds) is kept; deletions in one
-repository are serialised, so the last version to go deletes it. The manifests are then deleted by
-digest, each index before the manifests it lists, outside any transaction; `app.images_deleted`
-is queued in the transaction that records the event, so a redelivery is a no-op. A registry that
-cannot be reached or refuses fails the event: retried with back-off, then dead-lettered, and the
-catalogue keeps the names held meanwhile.
+A digest that a live version of the repository also pushed (the layer cache makes identical
+rebuilds) is kept; a build still running, or a registry that cannot be reached or refuses, fails
+the event, which is retried with back-off (docs/adr/0011-deleted-images.md gives every step's why).
 """
 
 from __future__ import annotations
@@ -42,10 +36,8 @@ class BuildStillRunning(Exception):
 class ImageDeletions:
     """Deletes the images of deleted app versions (the use cases of `app.deleted`)."""
 
-    def __init__(
-        self, store: Store, remover: ImageRemover, jobs: Jobs, *, source: str = SOURCE
-    ) -> None:
-        self.store, self.remover, self.jobs, self.source = store, remover, jobs, source
+    def __init__(self, store: Store, remover: ImageRemover, jobs: Jobs) -> None:
+        self.store, self.remover, self.jobs = store, remover, jobs
 
     async def delete(self, data: AppDeleted, deletion_id: str) -> AppImagesDeleted:
         """Fence the version's builds, then delete what they pushed and no live version uses."""
@@ -79,7 +71,7 @@ class ImageDeletions:
 
     async def answer(self, conn: asyncpg.Connection, answer: AppImagesDeleted) -> None:
         """Queue `app.images_deleted` (in the transaction that records the event)."""
-        await self.store.enqueue(conn, make_event(self.source, answer, subject=answer.app_id))
+        await self.store.enqueue(conn, make_event(SOURCE, answer, subject=answer.app_id))
 
     def finished(self, answer: AppImagesDeleted) -> None:
         """After the answer is committed: the log line."""
@@ -97,9 +89,6 @@ class ImageDeletions:
 def _ordered(data: AppDeleted, pushed: Pushed) -> list[str]:
     """Every digest to delete, once: what the catalogue knew and what this builder recorded
     (a build that finished after the deletion), indexes before the manifests they list."""
-    indexes, manifests = list(pushed.indexes), list(pushed.manifests)
-    for build in data.builds:
-        if build.index_digest:
-            indexes.append(build.index_digest)
-        manifests += [image.digest for image in build.images]
+    indexes = [*pushed.indexes, *(b.index_digest for b in data.builds if b.index_digest)]
+    manifests = [*pushed.manifests, *(i.digest for b in data.builds for i in b.images)]
     return list(dict.fromkeys([*indexes, *manifests]))

@@ -1,8 +1,9 @@
 """Fetch an app's source with git: the branch, tag or commit asked, with submodules, nothing else.
 
 Only https is allowed, plus plain http/git to hosts named in configuration (a test's loopback
-server); the same allow-list binds submodules. A URL with credentials in it is refused. The build directory and Dockerfile must resolve
-inside the checkout, so `..` and symlinks cannot reach the builder's own files.
+server); the same allow-list binds submodules. A URL with credentials in it is refused. The build
+directory and Dockerfile must resolve inside the checkout, so `..` and symlinks cannot reach the
+builder's own files.
 """
 
 from __future__ import annotations
@@ -50,9 +51,8 @@ def check_url(url: str, insecure_hosts: Sequence[str]) -> str:
 
 def _protocol_config(url: str) -> list[str]:
     """git -c options that allow https, and the URL's own scheme, and no other transport."""
-    schemes = {"https", urlsplit(url).scheme}
     opts = ["-c", "protocol.allow=never"]
-    for scheme in sorted(schemes):
+    for scheme in sorted({"https", urlsplit(url).scheme}):
         opts += ["-c", f"protocol.{scheme}.allow=always"]
     return opts
 
@@ -70,22 +70,13 @@ def _git_env(home: Path) -> dict[str, str]:
     }
 
 
-def _prepare(dest: Path) -> Path:
-    """Make a private HOME beside the (future) checkout directory; return it."""
-    home = dest.parent / (dest.name + ".home")
-    home.mkdir(parents=True)
-    return home
-
-
 def inside(root: Path, relative: str) -> Path | None:
     """`root/relative` resolved, when it stays within `root` (symlinks followed); else None."""
     if os.path.isabs(relative) or "\x00" in relative:
         return None
     root = root.resolve()
     target = (root / relative).resolve()
-    if target != root and root not in target.parents:
-        return None
-    return target
+    return target if target.is_relative_to(root) else None
 
 
 def locate(root: Path, commit: str, directory: str, dockerfile: str) -> Checkout:
@@ -109,32 +100,24 @@ def locate(root: Path, commit: str, directory: str, dockerfile: str) -> Checkout
 
 
 def check_context(checkout: Checkout) -> None:
-    """Refuse a context whose symlinks leave it; called when a RUN step bind-mounts from it.
-
-    buildah resolves a bind mount's source on the host, following symlinks, so a link to `/etc`
-    would put the builder's own files into the build. COPY and ADD stay inside the context anyway.
-    """
+    """Refuse a context whose symlinks leave it, when a RUN step bind-mounts it: buildah resolves
+    a bind mount's source on the host, following links, so a link to `/etc` would put the
+    builder's own files into the build (COPY and ADD stay inside the context anyway)."""
     root = checkout.context
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             path = Path(dirpath) / name
-            if path.is_symlink():
-                target = path.resolve()
-                if target != root and root not in target.parents:
-                    raise BuildFailure(
-                        "build_failed",
-                        f"a RUN step bind-mounts the build context, and "
-                        f"{path.relative_to(root)} links outside it: refused",
-                    )
+            if path.is_symlink() and not path.resolve().is_relative_to(root):
+                raise BuildFailure(
+                    "build_failed",
+                    f"a RUN step bind-mounts the build context, and "
+                    f"{path.relative_to(root)} links outside it: refused",
+                )
 
 
 class GitFetcher:
-    """Fetches a request's source into a directory with the git command line.
-
-    With a `cache` (a bare repository in the repository's layer cache) the objects stay between
-    builds: unchanged source is checked out as a worktree without transferring anything. Any
-    trouble with the cache falls back to a fresh fetch.
-    """
+    """Fetches a request's source with git. With a `cache` (a bare repository in the layer cache)
+    unchanged source is checked out as a worktree with no transfer; trouble there fetches afresh."""
 
     def __init__(self, insecure_hosts: Sequence[str] = (), timeout: float = 300.0) -> None:
         self.insecure_hosts = list(insecure_hosts)
@@ -155,7 +138,9 @@ class GitFetcher:
                 raise BuildFailure("source_unreachable", f"not a valid git {name}: {ref!r}")
         if request.commit is not None and not _SHA_RE.match(request.commit):
             raise BuildFailure("source_unreachable", f"not a commit id: {request.commit!r}")
-        env, opts = _git_env(_prepare(dest)), _protocol_config(url)
+        home = dest.parent / (dest.name + ".home")  # a private HOME beside the checkout
+        home.mkdir(parents=True)
+        env, opts = _git_env(home), _protocol_config(url)
         commit = None
         try:
             async with asyncio.timeout(self.timeout):
@@ -174,14 +159,13 @@ class GitFetcher:
     async def _cached(self, git: Git, url: str, request: BuildRequest, dest: Path) -> str | None:
         """Fetch into the bare cache and add `dest` as its worktree; None if that failed."""
         cache = git.cwd
-        lock = self._locks.setdefault(cache, asyncio.Lock())
         # One ref per source ref (or commit) keeps its last commit reachable: unchanged source
         # then fetches nothing at all.
         if request.commit:
             keep = f"refs/sage/commits/{request.commit}"
         else:
             keep = "refs/sage/" + _ref(request).removeprefix("refs/")
-        async with lock:
+        async with self._locks.setdefault(cache, asyncio.Lock()):
             try:
                 await asyncio.to_thread(_init_cache, cache, self.timeout)
                 if not (cache / "HEAD").exists():
@@ -201,25 +185,20 @@ class GitFetcher:
             except BuildFailure:
                 git.log("the cached clone could not be used; fetching afresh")
                 return None
-        work = Git(dest, git.env, git.opts, git.log)
-        await _submodules(work)
-        return (await work("rev-parse", "HEAD")).strip()
+        return await _head(Git(dest, git.env, git.opts, git.log))
 
     async def _checkout(self, git: Git, url: str, request: BuildRequest) -> str:
         await git("init", "-q", ".")
         await git("remote", "add", "origin", url)
         ref = _ref(request)
-        if request.commit and not await git.ok(
-            "fetch", "-q", "--depth", "1", "origin", request.commit
-        ):
+        if not request.commit:
+            await git("fetch", "-q", "--depth", "1", "origin", ref, what=f"{ref} from {url}")
+        elif not await git.ok("fetch", "-q", "--depth", "1", "origin", request.commit):
             # A server that refuses a bare commit: fetch the whole ref, find the commit in it.
             await git("fetch", "-q", "origin", ref, what=f"{ref} from {url}")
-        elif not request.commit:
-            await git("fetch", "-q", "--depth", "1", "origin", ref, what=f"{ref} from {url}")
         target = request.commit or "FETCH_HEAD"
         await git("checkout", "-q", "--detach", target, what=f"commit {target}")
-        await _submodules(git)
-        return (await git("rev-parse", "HEAD")).strip()
+        return await _head(git)
 
 
 def _ref(request: BuildRequest) -> str:
@@ -230,9 +209,11 @@ def _ref(request: BuildRequest) -> str:
     return "HEAD"
 
 
-async def _submodules(git: Git) -> None:
+async def _head(git: Git) -> str:
+    """The commit checked out in `git`'s tree, once its submodules are fetched."""
     if (git.cwd / ".gitmodules").exists():
         await git("submodule", "update", "--init", "--recursive", "--depth", "1", what="submodules")
+    return (await git("rev-parse", "HEAD")).strip()
 
 
 def _empty_dir(path: Path) -> None:
