@@ -48,39 +48,27 @@ def _ecr_context(config: Config):  # type: ignore[no-untyped-def]
     return ctx
 
 
-def _logs_context(config: Config, reader: LogReader | None):  # type: ignore[no-untyped-def]
-    """The build log reader; S3 is not asked at start, so an S3 outage only affects logs."""
+def _s3_context(config: Config, log_reader: LogReader | None):  # type: ignore[no-untyped-def]
+    """The readers of the builder's bucket (build logs, ecr-meta files); S3 is not asked at
+    start, so an S3 outage only affects those routes."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         logs = BuildLogs(
-            reader=reader or S3LogReader.from_config(config),
+            reader=log_reader or S3LogReader.from_config(config),
             bucket=config.build_log_bucket,
             chunk_bytes=config.build_log_chunk_bytes,
         )
-        app[BUILD_LOGS] = logs
+        files = MetaFiles(reader=S3LogReader.from_config(config), bucket=config.build_log_bucket)
+        app[BUILD_LOGS], app[META_FILES] = logs, files
         yield
+        await files.reader.close()
         await logs.reader.close()
 
     return ctx
 
 
-def _meta_context(config: Config):  # type: ignore[no-untyped-def]
-    """The reader of ecr-meta files, in the builder's bucket like the logs."""
-
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        files = MetaFiles(reader=S3LogReader.from_config(config), bucket=config.build_log_bucket)
-        app[META_FILES] = files
-        yield
-        await files.reader.close()
-
-    return ctx
-
-
 def create_app(
-    config: Config,
-    *,
-    introspector: Introspector | None = None,
-    log_reader: LogReader | None = None,
+    config: Config, *, introspector: Introspector | None = None, log_reader: LogReader | None = None
 ) -> web.Application:
     """The ECR API; `introspector` checks tokens without the auth service (benchmarks),
     `log_reader` reads build logs from elsewhere than S3 (unit tests)."""
@@ -97,10 +85,9 @@ def create_app(
         # own connection, the migrations unlock in `finally`): skip the reset after every use.
         reset_sessions=False,
     )
-    app.middlewares.append(invalidate_on_write())
+    app.middlewares.append(invalidate_on_write)
     app.cleanup_ctx.append(_ecr_context(config))
-    app.cleanup_ctx.append(_logs_context(config, log_reader))
-    app.cleanup_ctx.append(_meta_context(config))
+    app.cleanup_ctx.append(_s3_context(config, log_reader))
     app.cleanup_ctx.append(listener_context(config.listing_cache_entries))
     if config.use_bus:
         app.cleanup_ctx.append(bus_context(consumers))

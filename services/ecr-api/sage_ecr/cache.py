@@ -1,11 +1,8 @@
-"""A per-process cache of listing pages, emptied whenever the catalogue changes anywhere.
+"""A per-process cache of the listings schedulers and portals reread, emptied on any change.
 
-Schedulers and portals read the same listings over and over; without a cache each read is a
-Postgres round trip. Triggers on the catalogue tables `NOTIFY sage_catalogue.<schema>` when their
-transaction commits (whoever wrote: any replica, the event consumer, an operator's SQL); every
-replica LISTENs and empties its cache. A write through this process also empties it at once, so
-a client reads its own writes. A page computed while the catalogue changed is not kept (the
-generation moved on), and while the LISTEN connection is down nothing is cached at all.
+The catalogue's triggers `NOTIFY sage_catalogue.<schema>` on commit, whoever wrote, and every
+replica LISTENs; a write here also empties it at once (clients read their own writes). A page
+computed while the catalogue changed is not kept, and nothing is cached while LISTEN is down.
 `docs/adr/0005-app-state-machine.md` explains the trade-off.
 """
 
@@ -30,6 +27,8 @@ from .state import LISTING_CACHE
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PING_SECONDS = 5.0  # how often the LISTEN connection is checked
+MAX_BACKOFF = 30.0  # the longest wait before reconnecting
 
 
 class ListingCache:
@@ -53,8 +52,7 @@ class ListingCache:
         """Keep `body` unless the catalogue changed since `generation` was read."""
         if not self.enabled or generation != self.generation or len(body) > self.max_bytes // 8:
             return
-        old = self._entries.pop(key, None)
-        self._bytes -= len(old) if old is not None else 0
+        self._bytes -= len(self._entries.pop(key, b""))
         self._entries[key] = body
         self._bytes += len(body)
         while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
@@ -93,22 +91,14 @@ def cached_listing(handler: Handler) -> Handler:
     return wrapper
 
 
-def invalidate_on_write() -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+@web.middleware
+async def invalidate_on_write(request: web.Request, handler: Handler) -> web.StreamResponse:
     """After any request that may have changed the catalogue here, empty this process's cache."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        finally:
-            if request.method not in ("GET", "HEAD", "OPTIONS"):
-                request.app[LISTING_CACHE].invalidate()
-
-    return middleware
-
-
-def channel(schema: str) -> str:
-    return f"sage_catalogue.{schema}"
+    try:
+        return await handler(request)
+    finally:
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            request.app[LISTING_CACHE].invalidate()
 
 
 def listener_name(schema: str) -> str:
@@ -116,9 +106,7 @@ def listener_name(schema: str) -> str:
     return f"sage-{schema}-catalogue-listener"
 
 
-def listener_context(  # type: ignore[no-untyped-def]
-    max_entries: int, *, ping_seconds: float = 5.0, max_backoff: float = 30.0
-):
+def listener_context(max_entries: int):  # type: ignore[no-untyped-def]
     """Cleanup context: the cache, and the LISTEN connection that keeps it honest."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
@@ -128,32 +116,20 @@ def listener_context(  # type: ignore[no-untyped-def]
             yield  # caching off: the cache stays disabled
             return
         config = app[CONFIG]
-        listener = supervise(
-            app,
-            Supervised(
-                "ecr-catalogue-listener",
-                lambda: _listen(
-                    config.database_url.get_secret_value(),
-                    config.db_schema,
-                    cache,
-                    ping_seconds,
-                    max_backoff,
-                ),
-            ),
-        )
+        dsn = config.database_url.get_secret_value()
+        listen = Supervised("ecr-catalogue-listener", lambda: _listen(dsn, config.db_schema, cache))
+        listener = supervise(app, listen)
         yield
         await listener.stop()
 
     return ctx
 
 
-async def _listen(
-    dsn: str, schema: str, cache: ListingCache, ping_seconds: float, max_backoff: float
-) -> None:
+async def _listen(dsn: str, schema: str, cache: ListingCache) -> None:
     backoff = 0.5
     while True:
         try:
-            await _listen_once(dsn, schema, cache, ping_seconds)
+            await _listen_once(dsn, schema, cache)
             backoff = 0.5
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             log.warning(
@@ -161,10 +137,10 @@ async def _listen(
                 extra={"error": type(exc).__name__},
             )
         await asyncio.sleep(backoff)
-        backoff = min(backoff * 2, max_backoff)
+        backoff = min(backoff * 2, MAX_BACKOFF)
 
 
-async def _listen_once(dsn: str, schema: str, cache: ListingCache, ping_seconds: float) -> None:
+async def _listen_once(dsn: str, schema: str, cache: ListingCache) -> None:
     """Cache while one LISTEN connection lives; stop caching the moment it is lost."""
     conn = await asyncpg.connect(
         dsn, timeout=5, server_settings={"application_name": listener_name(schema)}
@@ -172,14 +148,14 @@ async def _listen_once(dsn: str, schema: str, cache: ListingCache, ping_seconds:
     lost = asyncio.Event()
     try:
         conn.add_termination_listener(lambda _conn: lost.set())
-        await conn.add_listener(channel(schema), cache.invalidate)
+        await conn.add_listener(f"sage_catalogue.{schema}", cache.invalidate)
         cache.invalidate()
         cache.enabled = True
         while not lost.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(lost.wait(), ping_seconds)
+                await asyncio.wait_for(lost.wait(), PING_SECONDS)
             if not lost.is_set():
-                await conn.execute("SELECT 1", timeout=ping_seconds)
+                await conn.execute("SELECT 1", timeout=PING_SECONDS)
     finally:
         cache.enabled = False
         cache.invalidate()

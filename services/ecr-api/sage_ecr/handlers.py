@@ -11,7 +11,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel
 
 from sage_common import db
-from sage_common.auth import principal
+from sage_common.auth import Principal, principal
 from sage_common.errors import BadRequest, PayloadTooLarge
 from sage_common.openapi import describe
 from sage_common.web import POOL, json_response, json_text_response
@@ -41,11 +41,11 @@ def _ecr(request: web.Request) -> Ecr:
     return request.app[ECR]
 
 
-def _text(body: str | bytes, status: int = 200) -> web.Response:
-    return json_text_response(body, status=status)
-
-
 _HOST_RE = re.compile(r"^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
+
+
+def _text(body: str | bytes) -> web.Response:
+    return json_text_response(body)
 
 
 def _base_url(request: web.Request) -> str:
@@ -66,6 +66,16 @@ def _base_url(request: web.Request) -> str:
 def _path(request: web.Request) -> tuple[str, str, str]:
     m = request.match_info
     return m["namespace"], m["name"], m["version"]
+
+
+def _caller(request: web.Request) -> tuple[Ecr, Principal | None]:
+    """What every use case takes first: the context and the caller."""
+    return _ecr(request), principal(request)
+
+
+def _on_app(request: web.Request) -> tuple[Ecr, Principal | None, str, str, str]:
+    """The use case's first arguments for the app version the path names."""
+    return *_caller(request), *_path(request)
 
 
 def _too_large(ecr: Ecr) -> PayloadTooLarge:
@@ -127,11 +137,7 @@ async def submit(request: web.Request) -> web.Response:
     if "version" in request.match_info:
         given.update(zip(("namespace", "name", "version"), _path(request), strict=True))
     submission = service_submit.validate_spec(data, given)
-    return _text(
-        await service_submit.submit(
-            _ecr(request), principal(request), submission, force=fields.force
-        )
-    )
+    return _text(await service_submit.submit(*_caller(request), submission, force=fields.force))
 
 
 @cached_listing
@@ -140,29 +146,23 @@ async def list_apps(request: web.Request) -> web.Response:
     query = ListQuery.model_validate(dict(request.query))
     m = request.match_info
     return _text(
-        await service.list_apps(
-            _ecr(request), principal(request), query, m.get("namespace"), m.get("name")
-        )
+        await service.list_apps(*_caller(request), query, m.get("namespace"), m.get("name"))
     )
 
 
 async def get_app(request: web.Request) -> web.Response:
     """One app version."""
-    return _text(await service.get_app(_ecr(request), principal(request), *_path(request)))
+    return _text(await service.get_app(*_on_app(request)))
 
 
 async def delete_app(request: web.Request) -> web.Response:
     """Delete an app version (a frozen one: administrators only)."""
-    return json_response(
-        await service.delete_app(_ecr(request), principal(request), *_path(request))
-    )
+    return json_response(await service.delete_app(*_on_app(request)))
 
 
 async def app_status(request: web.Request) -> web.Response:
     """Pipeline state and its history."""
-    return json_response(
-        await service_pipeline.status(_ecr(request), principal(request), *_path(request))
-    )
+    return json_response(await service_pipeline.status(*_on_app(request)))
 
 
 def _wants_text(request: web.Request, query: build_logs.LogQuery) -> bool:
@@ -177,16 +177,16 @@ async def app_logs(request: web.Request) -> web.Response:
     """The build log: JSON (where it is, its tail), or the text from `offset` (`?format=text`)."""
     query = build_logs.LogQuery.model_validate(dict(request.query))
     if not _wants_text(request, query):
-        return json_response(
-            await service_pipeline.logs(_ecr(request), principal(request), *_path(request))
-        )
-    page = await build_logs.read_log(
-        _ecr(request), request.app[BUILD_LOGS], principal(request), *_path(request), query.offset
-    )
-    return _log_text(page)
+        return json_response(await service_pipeline.logs(*_on_app(request)))
+    return await _log_text(request, query.offset)
 
 
-def _log_text(page: build_logs.LogPage) -> web.Response:
+async def _log_text(
+    request: web.Request, offset: int, build_number: int | None = None
+) -> web.Response:
+    ecr, who = _caller(request)
+    logs = request.app[BUILD_LOGS]
+    page = await build_logs.read_log(ecr, logs, who, *_path(request), offset, build_number)
     headers = {
         "X-Build-Complete": "true" if page.complete else "false",
         "X-Build-Number": str(page.build_number),
@@ -232,51 +232,33 @@ async def meta_file(request: web.Request) -> web.StreamResponse:
 
 async def app_profile(request: web.Request) -> web.Response:
     """The profiler's report."""
-    return json_response(
-        await service_pipeline.profile(_ecr(request), principal(request), *_path(request))
-    )
+    return json_response(await service_pipeline.profile(*_on_app(request)))
 
 
 @describe(request=ReviewDecision, tags=["review"])
 async def review(request: web.Request) -> web.Response:
     """Approve or reject a version in review."""
     body = await _json_body(request, ReviewDecision)
-    return _text(
-        await service_pipeline.review(_ecr(request), principal(request), *_path(request), body)
-    )
+    return _text(await service_pipeline.review(*_on_app(request), body))
 
 
 async def get_build(request: web.Request) -> web.Response:
     """The current build (`result`: SUCCESS, FAILURE, or null while running; `url`: its address)."""
-    return json_response(
-        await service_pipeline.get_build(
-            _ecr(request), principal(request), *_path(request), _base_url(request)
-        )
-    )
+    return json_response(await service_pipeline.get_build(*_on_app(request), _base_url(request)))
 
 
 async def build_console(request: web.Request) -> web.Response:
     """One build's log as text (what SAGE's portal opens as a build's `url` + `console`)."""
     query = build_logs.LogQuery.model_validate(dict(request.query))
     number = BuildNumber.model_validate({"build_number": request.match_info["build_number"]})
-    page = await build_logs.read_log(
-        _ecr(request),
-        request.app[BUILD_LOGS],
-        principal(request),
-        *_path(request),
-        query.offset,
-        number.build_number,
-    )
-    return _log_text(page)
+    return await _log_text(request, query.offset, number.build_number)
 
 
 @describe(tags=["apps"])
 async def set_frozen(request: web.Request) -> web.Response:
     """Freeze or unfreeze a version: `?frozen=true|false`, administrators only (as in SAGE)."""
     query = FrozenQuery.model_validate(dict(request.query))
-    return json_response(
-        await service.set_frozen(_ecr(request), principal(request), *_path(request), query.frozen)
-    )
+    return json_response(await service.set_frozen(*_on_app(request), query.frozen))
 
 
 async def sage_root(request: web.Request) -> web.Response:
@@ -292,34 +274,32 @@ async def healthy(request: web.Request) -> web.Response:
 
 async def rebuild(request: web.Request) -> web.Response:
     """Build the version again (new build id); not for frozen versions."""
-    return json_response(
-        await service_pipeline.rebuild(_ecr(request), principal(request), *_path(request))
-    )
+    return json_response(await service_pipeline.rebuild(*_on_app(request)))
 
 
 @cached_listing
 async def list_namespaces(request: web.Request) -> web.Response:
     """Namespaces you may read."""
-    return json_response(await service.list_namespaces(_ecr(request), principal(request)))
+    return json_response(await service.list_namespaces(*_caller(request)))
 
 
 @describe(request=NamespaceCreate, tags=["namespaces"])
 async def create_namespace(request: web.Request) -> web.Response:
     """Claim a namespace."""
     body = await _json_body(request, NamespaceCreate)
-    return json_response(await service.create_namespace(_ecr(request), principal(request), body))
+    return json_response(await service.create_namespace(*_caller(request), body))
 
 
 async def get_namespace(request: web.Request) -> web.Response:
     """A namespace and the repositories in it you may read."""
     ns = request.match_info["namespace"]
-    return json_response(await service.get_namespace(_ecr(request), principal(request), ns))
+    return json_response(await service.get_namespace(*_caller(request), ns))
 
 
 async def delete_namespace(request: web.Request) -> web.Response:
     """Delete an empty namespace."""
     ns = request.match_info["namespace"]
-    return json_response(await service.delete_namespace(_ecr(request), principal(request), ns))
+    return json_response(await service.delete_namespace(*_caller(request), ns))
 
 
 @cached_listing
@@ -327,26 +307,20 @@ async def list_repositories(request: web.Request) -> web.Response:
     """Repositories you may read (SAGE's filters; `view=permissions` adds their grants)."""
     query = RepositoryQuery.model_validate(dict(request.query))
     ns = request.match_info.get("namespace")
-    return json_response(
-        await service.list_repositories(_ecr(request), principal(request), query, ns)
-    )
+    return json_response(await service.list_repositories(*_caller(request), query, ns))
 
 
 async def get_repository(request: web.Request) -> web.Response:
     """A repository and its versions."""
     m = request.match_info
-    return _text(
-        await service.get_repository(_ecr(request), principal(request), m["namespace"], m["name"])
-    )
+    return _text(await service.get_repository(*_caller(request), m["namespace"], m["name"]))
 
 
 async def delete_repository(request: web.Request) -> web.Response:
     """Delete a repository with no versions."""
     m = request.match_info
     return json_response(
-        await service.delete_repository(
-            _ecr(request), principal(request), m["namespace"], m["name"]
-        )
+        await service.delete_repository(*_caller(request), m["namespace"], m["name"])
     )
 
 
@@ -354,9 +328,7 @@ async def get_permissions(request: web.Request) -> web.Response:
     """The access control list of a namespace or repository."""
     m = request.match_info
     return json_response(
-        await service.get_permissions(
-            _ecr(request), principal(request), m["namespace"], m.get("name")
-        )
+        await service.get_permissions(*_caller(request), m["namespace"], m.get("name"))
     )
 
 
@@ -366,15 +338,11 @@ async def change_permissions(request: web.Request) -> web.Response:
     body = await _json_body(request, PermissionChange)
     m = request.match_info
     return json_response(
-        await service.change_permissions(
-            _ecr(request), principal(request), m["namespace"], m.get("name"), body
-        )
+        await service.change_permissions(*_caller(request), m["namespace"], m.get("name"), body)
     )
 
 
 async def registry_access(request: web.Request) -> web.Response:
     """Registry actions a user may take on a repository (for the auth service)."""
     query = RegistryAccessQuery.model_validate(dict(request.query))
-    return json_response(
-        await service_pipeline.registry_access(_ecr(request), principal(request), query)
-    )
+    return json_response(await service_pipeline.registry_access(*_caller(request), query))

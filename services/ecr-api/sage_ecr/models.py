@@ -41,7 +41,6 @@ class ListQuery(BaseModel):
     architecture: Architecture | None = None
     gpu: Literal["required", "optional", "none", "true", "false"] | None = None
     q: str | None = Field(default=None, max_length=256)
-    view: str | None = None
 
     @model_validator(mode="after")
     def _published_is_a_state(self) -> ListQuery:

@@ -93,14 +93,6 @@ class HistoryEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class PushedBuild:
-    """A build of a version about to be deleted, and its `build.done` data (what it pushed)."""
-
-    build_id: uuid.UUID
-    done: dict[str, Any] | None
-
-
-@dataclass(frozen=True, slots=True)
 class Deletion:
     """A deleted version whose images the builder has not yet confirmed gone."""
 

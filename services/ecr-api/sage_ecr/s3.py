@@ -1,8 +1,6 @@
-"""Reading build logs (and ecr-meta files) from the builder's S3 bucket through the `minio`
-client, on a few threads.
-
-The client is synchronous, so each call runs on a small pool of its own. S3 errors stop here: a
-missing bucket or key is `None` (no log yet), anything else is `Unavailable` (503, Retry-After).
+"""Reading build logs and ecr-meta files from the builder's bucket (`minio`, synchronous, so on
+a small thread pool of its own). S3 errors stop here: a missing bucket or key is `None` (no log
+yet), anything else is `Unavailable` (503, Retry-After).
 """
 
 from __future__ import annotations
@@ -53,12 +51,10 @@ class S3Stream:
         self.size = int(response.headers.get("Content-Length", "-1"))
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        """The bytes, piece by piece; the caller closes the stream."""
         loop = asyncio.get_running_loop()
-        try:
-            while data := await loop.run_in_executor(self._pool, self._response.read, CHUNK_BYTES):
-                yield data
-        finally:
-            await self.close()
+        while data := await loop.run_in_executor(self._pool, self._response.read, CHUNK_BYTES):
+            yield data
 
     async def close(self) -> None:
         self._response.close()

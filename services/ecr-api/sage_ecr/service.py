@@ -1,6 +1,5 @@
-"""The catalogue's use cases: submit, show, list, delete, namespaces, repositories, permissions.
+"""The catalogue's use cases: show, list, delete, namespaces, repositories, permissions.
 
-Plain functions over the store; each opens the one unit of work its rules need. No aiohttp, no SQL.
 Documents come back as JSON text where they are stored as such, so listings are not re-encoded.
 """
 
@@ -22,7 +21,7 @@ from .service_access import Policy
 from .spec import AppSpec
 from .states import State
 from .store import Session, Store
-from .store_catalogue import RepoFilter
+from .store_catalogue import RepoFilter, Viewer
 
 
 @dataclass
@@ -124,25 +123,16 @@ async def list_apps(
     after = cursor.decode(query.continue_, mark, 3) if query.continue_ else None
     async with ecr.store.read() as tx:
         page = await tx.list_apps(access.viewer(who, ecr.policy), flt, after, query.limit)
-    token = cursor.encode(page.more_after, mark) if page.more_after else None
-    return b"".join(
-        (
-            b'{"pagination":{"continuationToken":',
-            json.dumps(token).encode(),
-            b'},"data":[',
-            page.data,
-            b"]}",
-        )
-    )
+    token = json.dumps(cursor.encode(page.more_after, mark) if page.more_after else None)
+    return b'{"pagination":{"continuationToken":%b},"data":[%b]}' % (token.encode(), page.data)
 
 
 # ---- namespaces and repositories
 
 
 async def list_namespaces(ecr: Ecr, who: Principal | None) -> dict[str, Any]:
-    v = access.viewer(who, ecr.policy)
     async with ecr.store.read() as tx:
-        found = await tx.list_namespaces(v.username, v.groups, v.everything)
+        found = await tx.list_namespaces(access.viewer(who, ecr.policy))
     return {"data": [views.namespace_view(n) for n in found]}
 
 
@@ -160,10 +150,9 @@ async def create_namespace(
 
 
 async def get_namespace(ecr: Ecr, who: Principal | None, ns: str) -> dict[str, Any]:
-    v = access.viewer(who, ecr.policy)
     async with ecr.store.read() as tx:
         namespace = await access.namespace_for(tx, who, ecr.policy, ns, Permission.READ)
-        repos = await tx.list_repositories(ns, v.username, v.groups, v.everything)
+        repos = await tx.list_repositories(ns, access.viewer(who, ecr.policy))
     return {
         **views.namespace_view(namespace),
         "repositories": [views.repository_view(r) for r in repos],
@@ -184,7 +173,6 @@ async def list_repositories(
 ) -> dict[str, Any]:
     """Repositories the caller may read, filtered as SAGE filters them; `view=permissions` adds
     each one's `permissions` (see `_visible_grants`)."""
-    v = access.viewer(who, ecr.policy)
     flt = RepoFilter(
         owner=_owner(who, query.owner),
         public=query.public,
@@ -193,7 +181,7 @@ async def list_repositories(
     )
     async with ecr.store.read() as tx:
         repos = await tx.list_repositories(
-            ns or query.namespace, v.username, v.groups, v.everything, flt
+            ns or query.namespace, access.viewer(who, ecr.policy), flt
         )
         data = [views.repository_view(r) for r in repos]
         if query.view == "permissions" and repos:
@@ -219,15 +207,10 @@ def _visible_grants(
 async def get_repository(ecr: Ecr, who: Principal | None, ns: str, name: str) -> str:
     async with ecr.store.read() as tx:
         repo = await access.repository_for(tx, who, ecr.policy, ns, name, Permission.READ)
-        page = await tx.list_apps(
-            apps.Viewer(None, everything=True),
-            apps.AppFilter(namespace=ns, name=name),
-            None,
-            10_000,
-        )
-    versions = page.data.decode()
+        sees_all = Viewer(None, everything=True)
+        page = await tx.list_apps(sees_all, apps.AppFilter(namespace=ns, name=name), None, 10_000)
     head = json.dumps(views.repository_view(repo))[:-1]
-    return f'{head},"versions":[{versions}]}}'
+    return f'{head},"versions":[{page.data.decode()}]}}'
 
 
 async def delete_repository(ecr: Ecr, who: Principal | None, ns: str, name: str) -> dict[str, int]:
@@ -243,12 +226,7 @@ async def delete_repository(ecr: Ecr, who: Principal | None, ns: str, name: str)
 
 
 async def _acl_target(
-    tx: Session,
-    ecr: Ecr,
-    who: Principal | None,
-    ns: str,
-    name: str | None,
-    need: Permission,
+    tx: Session, ecr: Ecr, who: Principal | None, ns: str, name: str | None, need: Permission
 ) -> tuple[str, str, str]:
     """(resource type, resource name, owner) of the ACL the caller may use with `need`."""
     if name is None:

@@ -13,10 +13,10 @@ from sage_common.auth import Principal
 from sage_common.errors import Forbidden, NotFound, Unauthorized
 
 from . import acl
-from . import store_apps as apps
 from .acl import Permission
 from .records import App, Namespace, Repository
 from .store import Session
+from .store_catalogue import Viewer
 from .views import app_id
 
 
@@ -52,12 +52,10 @@ def require_submitter(who: Principal | None) -> Principal:
     return who
 
 
-def viewer(who: Principal | None, policy: Policy) -> apps.Viewer:
+def viewer(who: Principal | None, policy: Policy) -> Viewer:
     if who is None:
-        return apps.Viewer(username=None)
-    return apps.Viewer(
-        who.username, list(who.groups), acl.reads_everything(who, policy.reviewers_group)
-    )
+        return Viewer(username=None)
+    return Viewer(who.username, list(who.groups), acl.reads_everything(who, policy.reviewers_group))
 
 
 async def on_repository(
@@ -102,12 +100,7 @@ async def app_for(
 
 
 async def repository_for(
-    tx: Session,
-    who: Principal | None,
-    policy: Policy,
-    namespace: str,
-    name: str,
-    need: Permission,
+    tx: Session, who: Principal | None, policy: Policy, namespace: str, name: str, need: Permission
 ) -> Repository:
     repo = await tx.get_repository(namespace, name)
     granted = await on_repository(tx, who, policy, namespace, name) if repo else frozenset()
@@ -119,23 +112,14 @@ async def repository_for(
 
 
 async def namespace_for(
-    tx: Session,
-    who: Principal | None,
-    policy: Policy,
-    namespace: str,
-    need: Permission,
+    tx: Session, who: Principal | None, policy: Policy, namespace: str, need: Permission
 ) -> Namespace:
     """The namespace if the caller holds `need`; also visible through a readable repository."""
     row = await tx.get_namespace(namespace)
     granted = await on_namespace(tx, who, policy, namespace) if row else frozenset()
     visible = bool(granted & _reveals(need))
     if row is not None and not visible:
-        who_view = viewer(who, policy)
-        visible = bool(
-            await tx.list_repositories(
-                namespace, who_view.username, who_view.groups, who_view.everything
-            )
-        )
+        visible = bool(await tx.list_repositories(namespace, viewer(who, policy)))
     if row is None or not visible:
         raise NotFound(f"no namespace {namespace}")
     if need not in granted and need != Permission.READ:

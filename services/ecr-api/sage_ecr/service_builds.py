@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from sage_common.auth import Principal
 from sage_common.errors import Conflict
-from sage_common.events import EventData, make_event
+from sage_common.events import CloudEvent, EventData, make_event
 from sage_common.schemas import (
     AppPublished,
     AppRejected,
@@ -36,9 +36,11 @@ log = logging.getLogger(__name__)
 SOURCE = "ecr-api"
 
 
-async def emit(tx: Session, data: EventData, subject: str) -> None:
+async def emit(tx: Session, data: EventData, subject: str) -> CloudEvent:
     """Queue an event in the caller's transaction; the outbox relay publishes it after commit."""
-    await tx.enqueue(make_event(SOURCE, data, subject=subject))
+    event = make_event(SOURCE, data, subject=subject)
+    await tx.enqueue(event)
+    return event
 
 
 async def refresh_doc(tx: Session, app_id: int) -> None:
@@ -47,15 +49,13 @@ async def refresh_doc(tx: Session, app_id: int) -> None:
     assert app is not None
     build = await tx.get_build(app.build_id)
     doc = views.app_doc(app, build)
-    doc.update(await service_meta.doc_fields(tx, app))
+    doc.update(views.meta_fields(app, await tx.meta_files(app.id)))
     await tx.save_doc(app_id, doc, views.DOC_VERSION)
 
 
 async def refresh_stale_docs(store: Store, *, batch: int = 200) -> int:
-    """Recompute the stored documents made by an older `views.app_doc`; how many were.
-
-    Run at start: replicas starting together share the work (locked rows are skipped).
-    """
+    """Recompute the stored documents made by an older `views.app_doc`; how many were. Run at
+    start: replicas starting together share the work (locked rows are skipped)."""
     count = 0
     while True:
         async with store.transaction() as tx:
@@ -106,10 +106,8 @@ async def start_build(tx: Session, app: App, requested_by: str, cause: str) -> i
 
 
 async def register(tx: Session, app: App, requested_by: str, cause: str) -> None:
-    """Keep the (locked) version out of the pipeline: `registered`, no current build.
-
-    What an unapproved user's submission gets, as in SAGE; an approved user (or the owner, once
-    approved) starts its build with `POST /api/builds/...`."""
+    """Keep the (locked) version out of the pipeline: `registered`, no current build, as SAGE
+    does with an unapproved user's submission; an approved user builds it (`POST /api/builds`)."""
     await cancel_build(tx, app, requested_by)
     await tx.update_app(app.id, state=State.REGISTERED.value, build_id=None)
     previous = None if cause == "submitted" else app.state
@@ -139,17 +137,18 @@ async def review(tx: Session, app: App, who: Principal, decision: str, comment: 
         raise Conflict(f"{app.ident} is {app.state}, not in review")
     build = await tx.get_build(app.build_id)
     done = (build.done if build else None) or {}
-    if decision == "approve":
-        target = State.PUBLISHED
-        await tx.update_app(
-            app.id,
-            state=target.value,
-            frozen=True,
-            reviewer=who.username,
-            review_comment=comment,
-            reviewed_at=datetime.now(UTC),
-        )
-        event: EventData = AppPublished(
+    approved = decision == "approve"
+    target = State.PUBLISHED if approved else State.REJECTED
+    await tx.update_app(
+        app.id,
+        state=target.value,
+        reviewer=who.username,
+        review_comment=comment,
+        reviewed_at=datetime.now(UTC),
+        frozen=approved or app.frozen,
+    )
+    event: EventData = (
+        AppPublished(
             app_id=app.ident,
             reviewer=who.username,
             comment=comment,
@@ -157,16 +156,9 @@ async def review(tx: Session, app: App, who: Principal, decision: str, comment: 
             index_digest=done.get("index_digest"),
             images=done.get("images", []),
         )
-    else:
-        target = State.REJECTED
-        await tx.update_app(
-            app.id,
-            state=target.value,
-            reviewer=who.username,
-            review_comment=comment,
-            reviewed_at=datetime.now(UTC),
-        )
-        event = AppRejected(app_id=app.ident, reviewer=who.username, comment=comment)
+        if approved
+        else AppRejected(app_id=app.ident, reviewer=who.username, comment=comment)
+    )
     await tx.add_history(
         app.id,
         app.state,
@@ -196,7 +188,8 @@ async def on_build_done(tx: Session, data: BuildDone, event_id: str) -> None:
         return await tx.record_done(build_id, data.status, data.model_dump(mode="json"), event_id)
 
     async def keep_meta_files(app: App, build_id: uuid.UUID) -> None:
-        await service_meta.record(tx, app, build_id, data.meta_files)
+        files = service_meta.accepted(app, build_id, data.meta_files)
+        await tx.replace_meta_files(app.id, build_id, files)
 
     await _apply(tx, data.app_id, data.build_id, record, keep_meta_files)
 
@@ -273,9 +266,8 @@ async def _apply(
 
 def _event_of(build: Build, cause: str) -> str | None:
     """The id of the event that recorded `cause` (`build.started`, ...) on the build."""
-    events = {
+    return {
         "build.started": build.started_event,
         "build.done": build.done_event,
         "profile.done": build.profile_event,
-    }
-    return events[cause]
+    }[cause]

@@ -1,11 +1,8 @@
-"""The images of deleted versions: the catalogue asks the builder to delete them from the registry
-and keeps their names unclaimable until it confirms.
+"""The images of deleted versions: the builder deletes them; their names stay unclaimable until then.
 
 Registry access follows the catalogue's names, so an image left behind would be readable by
-whoever claimed the same namespace or repository next. Deleting a version queues `app.deleted` (in
-the deleting transaction) with every digest its builds pushed and records a pending deletion;
-until the builder answers `app.images_deleted`, nobody, the former owner included, may claim that
-version, its repository's name or its namespace's name again (docs/adr/0011-deleted-images.md).
+whoever claimed the name next: until `app.images_deleted` confirms, nobody, the former owner
+included, may claim that version, repository or namespace (docs/adr/0011-deleted-images.md).
 """
 
 from __future__ import annotations
@@ -14,15 +11,13 @@ import logging
 import uuid
 
 from sage_common.errors import Conflict
-from sage_common.events import make_event
 from sage_common.schemas import AppDeleted, AppImagesDeleted, DeletedBuild
 
-from . import views
+from . import service_builds, views
 from .records import App
 from .store import Session
 
 log = logging.getLogger(__name__)
-SOURCE = "ecr-api"
 
 
 async def forget(tx: Session, app: App, requested_by: str) -> None:
@@ -44,8 +39,7 @@ async def forget(tx: Session, app: App, requested_by: str) -> None:
         requested_by=requested_by,
         builds=builds,
     )
-    event = make_event(SOURCE, data, subject=app.ident)
-    await tx.enqueue(event)
+    event = await service_builds.emit(tx, data, app.ident)
     await tx.add_deletion(
         uuid.UUID(event.id), app.namespace, app.name, app.version, app.owner, requested_by
     )

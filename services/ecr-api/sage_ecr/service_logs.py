@@ -1,9 +1,8 @@
-"""The build log as text, read from the builder's bucket while the build runs, by byte offset.
+"""The build log as text, read from the builder's bucket by byte offset while the build runs.
 
-A follower sends the number of bytes it already has and gets only what came after. The log is
-complete once the ECR has recorded the build's `build.done`: the builder writes its last bytes
-before it sends that event. (The object's own `complete: true` mark is not trusted for this: a
-builder that stops mid-build marks the log complete and another replica then builds it again.)
+The log is complete once `build.done` is recorded (the builder writes its last bytes first); the
+object's `complete: true` mark is not trusted: a builder stopped mid-build sets it, then another
+replica builds again.
 """
 
 from __future__ import annotations
@@ -52,7 +51,6 @@ class BuildLogs:
 class LogPage:
     """Bytes of one build's log from `offset`, and what a follower needs to go on."""
 
-    app_id: str
     build_id: str | None
     build_number: int
     offset: int
@@ -76,12 +74,9 @@ def log_key(namespace: str, name: str, version: str, build_id: str) -> str:
 
 
 def where(logs: BuildLogs, build: Build, ns: str, name: str, version: str) -> tuple[str, str]:
-    """(bucket, key): the location `build.done` or `build.started` reported, else where the
-    builder is documented to write it (a builder that says nothing).
-
-    A reported location is believed only inside the builder's bucket, under this version's
-    prefix: an event is no reason to read any other object the ECR's S3 keys reach.
-    """
+    """(bucket, key): where the build's events said the log is, else the documented place; an
+    event is believed only under this version's prefix in the builder's bucket (an event is no
+    reason to read any other object the ECR's S3 keys reach)."""
     location = str(views.log_location(build) or "")
     bucket, _, key = location.removeprefix("s3://").partition("/")
     prefix = log_prefix(ns, name, version)
@@ -112,12 +107,9 @@ async def read_log(
     offset: int,
     build_number: int | None = None,
 ) -> LogPage:
-    """The log of the current build (or of build `build_number`) from `offset` (READ on the app;
-    404 for whoever may not read it, and for a build number it never had).
-
-    No log yet is an empty page. A finished build whose log never reached S3 (the builder goes on
-    through an S3 outage) answers the last lines that `build.done` carried instead.
-    """
+    """The log of the current build (or build `build_number`) from `offset`; none yet is an empty
+    page, and a finished build whose log never reached S3 (the builder goes on through an outage)
+    answers the tail `build.done` carried."""
     async with ecr.store.read() as tx:
         app = await access.app_for(tx, who, ecr.policy, ns, name, version, Permission.READ)
         if build_number is None:
@@ -126,10 +118,8 @@ async def read_log(
             build = await tx.get_build_by_number(app.id, build_number)
             if build is None:
                 raise NotFound(f"{app.ident} has no build {build_number}")
-    ident = app.ident
     if build is None:
-        return LogPage(ident, None, app.build_number, offset, b"", 0, complete=True)
-    build_id = str(build.build_id)
+        return LogPage(None, app.build_number, offset, b"", 0, complete=True)
     done = build.done or {}
     finished = build.done_event is not None or bool(done)
     bucket, key = where(logs, build, ns, name, version)
@@ -137,9 +127,7 @@ async def read_log(
     if found is None and finished:
         text = _tail_text(done)
         found = LogObject(text[offset : offset + logs.chunk_bytes], len(text), True)
-    if found is None:
-        # No log yet, or one being rewritten: S3 servers may show no object for a moment while
-        # it is replaced. Either way nothing is new; a follower keeps what it has.
-        return LogPage(ident, build_id, build.build_number, offset, b"", offset, finished)
-    data, size = found.data, found.size
-    return LogPage(ident, build_id, build.build_number, offset, data, size, finished)
+    # None: no log yet, or one being rewritten (S3 servers may show no object for a moment while
+    # it is replaced). Either way nothing is new; a follower keeps what it has.
+    data, size = (found.data, found.size) if found else (b"", offset)
+    return LogPage(str(build.build_id), build.build_number, offset, data, size, finished)

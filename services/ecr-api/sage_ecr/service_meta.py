@@ -1,9 +1,8 @@
 """An app version's ecr-meta files: recorded from `build.done`, listed in the app document, served.
 
-The builder checks the files and stores them beside its logs (docs/builder.md); the ECR keeps what
-`build.done` reports for the version's current build, after checks of its own: a known kind, a
-content type it may send, a plain file name, and a location under that very build's prefix. It
-serves them only from the builder's bucket, to whoever may read the app (404 to anyone else).
+The ECR checks what the builder reports (a known kind, a content type it may send, a plain name,
+a location under that very build's prefix; docs/builder.md) and serves files only from the
+builder's bucket, to whoever may read the app (404 to anyone else).
 """
 
 from __future__ import annotations
@@ -11,9 +10,8 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from sage_common.auth import Principal
 from sage_common.errors import NotFound
@@ -23,10 +21,10 @@ from . import service_access as access
 from . import views
 from .acl import Permission
 from .records import App, MetaFileRow
+from .s3 import S3LogReader, S3Stream
 
 if TYPE_CHECKING:
     from .service import Ecr
-    from .store import Session
 
 log = logging.getLogger(__name__)
 
@@ -42,29 +40,11 @@ CONTENT_TYPES = (
 _NAME_RE = re.compile(r"^ecr-[a-z0-9-]{1,64}\.[a-z]{2,4}$")
 
 
-class MetaStream(Protocol):
-    """An object being read from the store: its length, then its bytes in pieces."""
-
-    size: int
-
-    def chunks(self) -> AsyncIterator[bytes]: ...
-
-    async def close(self) -> None: ...
-
-
-class MetaReader(Protocol):
-    """Opens objects in the builder's bucket (S3 in the service)."""
-
-    async def open(self, bucket: str, key: str) -> MetaStream | None: ...
-
-    async def close(self) -> None: ...
-
-
 @dataclass(frozen=True)
 class MetaFiles:
     """The reader and the one bucket files are served from (the builder's)."""
 
-    reader: MetaReader
+    reader: S3LogReader
     bucket: str
 
 
@@ -73,7 +53,7 @@ class Download:
     """A file found and readable: its record, and its bytes unless the caller has them already."""
 
     file: MetaFileRow
-    stream: MetaStream | None
+    stream: S3Stream | None
 
     @property
     def etag(self) -> str:
@@ -125,16 +105,6 @@ def accepted(app: App, build_id: uuid.UUID, files: list[MetaFile]) -> list[MetaF
             MetaFileRow(f.name, f.kind, f.content_type, f.size, f.sha256, f.location, build_id)
         )
     return rows
-
-
-async def record(tx: Session, app: App, build_id: uuid.UUID, files: list[MetaFile]) -> None:
-    """The version's files become those the current build's `build.done` reported."""
-    await tx.replace_meta_files(app.id, build_id, accepted(app, build_id, files))
-
-
-async def doc_fields(tx: Session, app: App) -> dict[str, Any]:
-    """`thumbnail`, `images` and `science_description` of the app document."""
-    return views.meta_fields(app, await tx.meta_files(app.id))
 
 
 async def open_file(

@@ -1,8 +1,7 @@
 """Submitting an app version: read the description as SAGE authors write it, store it, start it.
 
-A description is validated leniently (`spec_sage` first, then the strict model) and every problem
-is listed in one 422. An approved user's version enters the pipeline; an unapproved user's is
-stored as `registered` and waits, as in SAGE, until an approved user builds it.
+Every problem of a description is listed in one 422; an unapproved user's version waits as
+`registered`, as in SAGE, until an approved user builds it.
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
-"""The app description (`sage.yaml`): what a scientist submits, and its strict JSON Schema.
+"""The app description (`sage.yaml`): SAGE's app spec plus `hardware`, `provenance`, `testing`.
 
-It keeps every field of the SAGE ECR app spec and adds `hardware`, `provenance` and `testing`; the
-two that travel the bus to the builder and the profiler are defined in `sage_common.appspec`.
 The models forbid unknown fields, so the schema served to editors is strict; the server reads
-SAGE's looser forms first (`spec_sage`), setting unknown fields aside to keep them. `docs/app-spec.md`
-describes each field and the name rules.
+SAGE's looser forms first (`spec_sage`). `docs/app-spec.md` describes each field.
 """
 
 from __future__ import annotations
@@ -16,7 +13,6 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from sage_common.appspec import Architecture, Hardware, InputId, Scalar, Testing
 
 from .spectypes import (
-    INPUT_TYPES,
     DataLink,
     GitUrl,
     HttpUrl,
@@ -29,7 +25,6 @@ from .spectypes import (
 )
 
 InputType = Literal["boolean", "int", "long", "float", "double", "string", "File", "Directory"]
-assert set(InputType.__args__) == set(INPUT_TYPES)  # type: ignore[attr-defined]
 
 
 class _Strict(BaseModel):
@@ -164,18 +159,14 @@ def cross_check(spec: AppSpec) -> list[dict[str, Any]]:
                 ["hardware", "architectures", i],
                 f"{arch} is not built: add it to source.architectures",
             )
-    if spec.testing is not None:
+    if (testing := spec.testing) is not None:
         types = {item.id: item.type for item in spec.inputs}
-        for key, value in spec.testing.inputs.items():
+        for key, value in testing.inputs.items():
             if key not in types:
                 problem(["testing", "inputs", key], f"no input named {key!r} is declared in inputs")
             elif not value_fits(types[key], value):
                 problem(["testing", "inputs", key], f"not a valid {types[key]}")
-        if (
-            spec.testing.timeout
-            and spec.testing.period
-            and spec.testing.timeout > spec.testing.period
-        ):
+        if testing.timeout and testing.period and testing.timeout > testing.period:
             problem(
                 ["testing", "timeout"], "a test that may outlast the period cannot prove the period"
             )

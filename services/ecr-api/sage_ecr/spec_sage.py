@@ -1,11 +1,8 @@
 """Read an app description as SAGE authors write it, before the strict model sees it.
 
-Published `sage.yaml` and `sage.json` files use forms the model does not: `testing` under
-`source`, empty strings for fields left out, the old `sources: [...]` list or a `url#branch#file`
-string, fields this ECR does not know. Here they become the model's shape, each change that the
-author should know about noted as a warning; unknown fields are set aside (to be stored and shown
-as they were written), and the request's own namespace, name, version, url and branch fill in or
-replace the file's.
+Published files use forms the model does not (`testing` under `source`, "" for absent fields,
+the old `sources: [...]` or `url#branch#file`, unknown fields): here they take the model's shape,
+with a warning for each change and unknown fields set aside to be stored as written.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
-"""The small value types of the app description: names, versions, links.
-
-Each is an `Annotated` type, so the rule lives in one place and shows up in the JSON Schema. Those of
-`testing` and `hardware` (sizes, durations, input ids, bucket links) are the bus's contract, in
-`sage_common.appspec`.
+"""The small value types of the app description: names, versions, links (those of `testing` and
+`hardware` are the bus's contract, in `sage_common.appspec`). Each is an `Annotated` type, so the
+rule lives in one place and shows up in the JSON Schema.
 """
 
 from __future__ import annotations
@@ -23,7 +21,6 @@ _TAG_RE = re.compile(TAG_PATTERN)
 # The versions that sort numerically: one to four numbers (an optional leading `v`), then an
 # optional pre-release after `-`, which sorts before the release as in semver.
 _NUMERIC_RE = re.compile(r"^[vV]?(\d{1,10}(?:\.\d{1,10}){0,3})(?:-([A-Za-z0-9._-]+))?$")
-INPUT_TYPES = ("boolean", "int", "long", "float", "double", "string", "File", "Directory")
 
 _NAME_RE = re.compile(NAME_PATTERN)
 NAME_RULE = (

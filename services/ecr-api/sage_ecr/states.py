@@ -1,9 +1,7 @@
-"""The pipeline state of one app version, derived from what is known about its current build.
+"""The pipeline state of one app version, derived from the facts recorded on its current build.
 
-Events are recorded as facts on the build they name (started, built, profiled) and the state only
-ever moves forward from those facts. So a duplicate adds nothing, a late `build.started` after
-`build.done` changes nothing, and a `profile.done` that overtakes its `build.done` waits as a fact
-until the build's result arrives. Events about any build but the current one change no state.
+The state only moves forward from the facts, so a duplicate or a late `build.started` changes
+nothing, and a `profile.done` that overtakes its `build.done` waits as a fact until it arrives.
 """
 
 from __future__ import annotations

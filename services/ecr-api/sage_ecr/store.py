@@ -1,8 +1,7 @@
 """The store the ECR's use cases take: a session per unit of work, its SQL split by topic.
 
-`async with store.transaction() as tx:` gives a session whose writes and the events it queues
-(`tx.enqueue`, the outbox) commit together or not at all; `store.read()` a session outside any
-transaction. `PgStore` runs on Postgres (`store_*.py`); `memory.py` is the fake for unit tests.
+`store.transaction()` gives a session whose writes and queued events (the outbox) commit together
+or not at all; `store.read()` one outside any transaction; `store_memory.py` is the fake.
 """
 
 from __future__ import annotations
@@ -27,10 +26,8 @@ from .store_meta import MetaSql
 
 
 class PgSession(CatalogueSql, AppsSql, ListingSql, BuildsSql, ImagesSql, MetaSql):
-    """What a use case may read and write in one unit of work, one `*Sql` class per topic.
-
-    The session on one Postgres connection; the caller holds its transaction (a consumer's
-    `handle` wraps the one the bus opened to record the event id)."""
+    """What a use case may read and write in one unit of work, one `*Sql` class per topic, on one
+    Postgres connection whose transaction the caller holds."""
 
     async def enqueue(self, event: CloudEvent) -> None:
         """Queue an event in this unit of work; it is published only if the work commits."""

@@ -1,19 +1,12 @@
-"""SQL for app versions and their stored documents (the listing: `store_listing`)."""
+"""SQL for app versions and their stored documents (served with `public`: `store_listing`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, TypeAlias
-
-import asyncpg
+from dataclasses import dataclass
+from typing import Any
 
 from .records import App
-from .store_catalogue import (
-    OnConnection,
-    public_repository,
-)
-
-Conn: TypeAlias = asyncpg.Connection
+from .store_catalogue import OnConnection
 
 _APP = """a.id, a.namespace, a.name, a.version, a.version_key, a.owner, a.spec, a.state,
     a.frozen, a.build_number, a.build_id, a.reviewer, a.review_comment, a.reviewed_at,
@@ -21,20 +14,6 @@ _APP = """a.id, a.namespace, a.name, a.version, a.version_key, a.owner, a.spec, 
 _SEARCH = """setweight(to_tsvector('english', $1), 'A')
     || setweight(to_tsvector('english', $2), 'A')
     || setweight(to_tsvector('english', $3), 'B')"""
-# The stored document plus `public`, as JSON text (never decoded into Python on the way out);
-# `doc` is `json`, not `jsonb`, so its text (and key order) is kept as written.
-_PUBLIC = public_repository("a.namespace", "a.name")
-_DOC = f"""(left(a.doc::text, -1) || ', "public": '
-    || CASE WHEN {_PUBLIC} THEN 'true' ELSE 'false' END || '}}')"""
-
-
-@dataclass
-class Viewer:
-    """The caller as the listing SQL needs it."""
-
-    username: str | None
-    groups: list[str] = field(default_factory=list)
-    everything: bool = False
 
 
 @dataclass
@@ -127,19 +106,9 @@ class AppsSql(OnConnection):
         row = await self.conn.fetchrow(f"SELECT {_APP} FROM apps a WHERE a.id = $1{lock}", app_id)
         return App(**row) if row else None
 
-    async def app_document(self, app_id: int) -> str:
-        """The stored document with `public` added, as JSON text."""
-        text: str = await self.conn.fetchval(
-            f"""SELECT {_DOC}
-                FROM apps a WHERE a.id = $1""",
-            app_id,
-        )
-        return text
-
     async def update_app(self, app_id: int, **values: Any) -> None:
         """Set columns (names come from the service, never from a request) and touch `updated_at`."""
-        names = list(values)
-        assignments = ", ".join(f"{n} = ${i}" for i, n in enumerate(names, start=2))
+        assignments = ", ".join(f"{n} = ${i}" for i, n in enumerate(values, start=2))
         await self.conn.execute(
             f"UPDATE apps SET {assignments}, updated_at = now() WHERE id = $1",
             app_id,

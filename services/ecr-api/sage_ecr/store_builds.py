@@ -39,46 +39,31 @@ class BuildsSql(OnConnection):
         )
         return Build(**row) if row else None
 
+    async def _record_once(self, build_id: uuid.UUID, event: str, sets: str, *values: Any) -> bool:
+        """Set `sets` on the build unless its `event` column is set already; whether it was not."""
+        status = await self.conn.execute(
+            f"UPDATE builds SET {sets} WHERE build_id = $1 AND {event} IS NULL", build_id, *values
+        )
+        return status.endswith(" 1")
+
     async def record_started(
         self, build_id: uuid.UUID, at: datetime, event_id: str, log_location: str | None = None
     ) -> bool:
         """Note that the build started, and where its live log is; False when that was known."""
-        status = await self.conn.execute(
-            """UPDATE builds SET started_at = $2, started_event = $3, log_location = $4
-               WHERE build_id = $1 AND started_event IS NULL""",
-            build_id,
-            at,
-            event_id,
-            log_location,
-        )
-        return status.endswith(" 1")
+        sets = "started_at = $2, started_event = $3, log_location = $4"
+        return await self._record_once(build_id, "started_event", sets, at, event_id, log_location)
 
     async def record_done(
         self, build_id: uuid.UUID, status: str, data: dict[str, Any], event_id: str
     ) -> bool:
-        result = await self.conn.execute(
-            """UPDATE builds SET status = $2, done = $3, done_event = $4, finished_at = now()
-               WHERE build_id = $1 AND done_event IS NULL""",
-            build_id,
-            status,
-            data,
-            event_id,
-        )
-        return result.endswith(" 1")
+        sets = "status = $2, done = $3, done_event = $4, finished_at = now()"
+        return await self._record_once(build_id, "done_event", sets, status, data, event_id)
 
     async def record_profile(
         self, build_id: uuid.UUID, status: str, data: dict[str, Any], event_id: str
     ) -> bool:
-        result = await self.conn.execute(
-            """UPDATE builds
-               SET profile_status = $2, profile = $3, profile_event = $4, profiled_at = now()
-               WHERE build_id = $1 AND profile_event IS NULL""",
-            build_id,
-            status,
-            data,
-            event_id,
-        )
-        return result.endswith(" 1")
+        sets = "profile_status = $2, profile = $3, profile_event = $4, profiled_at = now()"
+        return await self._record_once(build_id, "profile_event", sets, status, data, event_id)
 
     # ---- history
 

@@ -1,11 +1,9 @@
-"""SQL for namespaces, repositories and their access control lists (asyncpg, `$n` parameters).
-
-The SQL fragments of the access rule are shared with the app listing (`store_apps`).
-"""
+"""SQL for namespaces, repositories and their access control lists; the access rule's SQL
+fragments are shared with the app listing (`store_listing`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -57,6 +55,15 @@ def shared_repository(namespace: str, name: str, owner: str, u: str, g: str) -> 
 
 
 @dataclass
+class Viewer:
+    """The caller as the listing SQL needs it."""
+
+    username: str | None
+    groups: list[str] = field(default_factory=list)
+    everything: bool = False
+
+
+@dataclass
 class RepoFilter:
     """SAGE's listing filters (`GET /api/repositories`); see docs/ecr.md."""
 
@@ -94,6 +101,18 @@ class CatalogueSql(OnConnection):
         )
         return Namespace(**row) if row else None
 
+    async def _give_owner(self, created: bool | None, kind: str, name: str, owner: str) -> bool:
+        """Give the owner of a resource just `created` FULL_CONTROL; whether it was created."""
+        if created:
+            owns = Grant(grantee_type="USER", grantee=owner, permission=Permission.FULL_CONTROL)
+            await self.add_grant(kind, name, owns)
+        return bool(created)
+
+    async def _delete_grants_of(self, kind: str, name: str) -> None:
+        await self.conn.execute(
+            "DELETE FROM permissions WHERE resource_type = $1 AND resource_name = $2", kind, name
+        )
+
     async def create_namespace(self, name: str, owner: str) -> bool:
         """Claim `name` for `owner` with FULL_CONTROL; False when it is already taken."""
         created = await self.conn.fetchval(
@@ -102,30 +121,17 @@ class CatalogueSql(OnConnection):
             name,
             owner,
         )
-        if created:
-            await self.add_grant(
-                "namespace",
-                name,
-                Grant(grantee_type="USER", grantee=owner, permission=Permission.FULL_CONTROL),
-            )
-        return bool(created)
+        return await self._give_owner(created, "namespace", name, owner)
 
     async def delete_namespace(self, name: str) -> None:
-        await self.conn.execute(
-            "DELETE FROM permissions WHERE resource_type = 'namespace' AND resource_name = $1", name
-        )
+        await self._delete_grants_of("namespace", name)
         await self.conn.execute("DELETE FROM namespaces WHERE name = $1", name)
 
     async def count_repositories(self, namespace: str) -> int:
-        return int(
-            await self.conn.fetchval(
-                "SELECT count(*) FROM repositories WHERE namespace = $1", namespace
-            )
-        )
+        sql = "SELECT count(*) FROM repositories WHERE namespace = $1"
+        return int(await self.conn.fetchval(sql, namespace))
 
-    async def list_namespaces(
-        self, username: str | None, groups: list[str], everything: bool
-    ) -> list[Namespace]:
+    async def list_namespaces(self, viewer: Viewer) -> list[Namespace]:
         """Namespaces the viewer may read, directly or through one of their repositories."""
         rows = await self.conn.fetch(
             f"""SELECT n.name, n.owner FROM namespaces n
@@ -137,9 +143,9 @@ class CatalogueSql(OnConnection):
                             AND left(p.resource_name, length(n.name) + 1) = n.name || '/'))
                       AND {_NAMES_VIEWER.format(u="$1", g="$2")})
                 ORDER BY n.name""",
-            username,
-            groups,
-            everything,
+            viewer.username,
+            viewer.groups,
+            viewer.everything,
             READERS,
         )
         return [Namespace(**r) for r in rows]
@@ -163,40 +169,23 @@ class CatalogueSql(OnConnection):
             name,
             owner,
         )
-        if created:
-            await self.add_grant(
-                "repository",
-                f"{namespace}/{name}",
-                Grant(grantee_type="USER", grantee=owner, permission=Permission.FULL_CONTROL),
-            )
-        return bool(created)
+        return await self._give_owner(created, "repository", f"{namespace}/{name}", owner)
 
     async def delete_repository(self, namespace: str, name: str) -> None:
-        await self.conn.execute(
-            "DELETE FROM permissions WHERE resource_type = 'repository' AND resource_name = $1",
-            f"{namespace}/{name}",
-        )
+        await self._delete_grants_of("repository", f"{namespace}/{name}")
         await self.conn.execute(
             "DELETE FROM repositories WHERE namespace = $1 AND name = $2", namespace, name
         )
 
     async def count_apps(self, namespace: str, name: str) -> int:
-        return int(
-            await self.conn.fetchval(
-                "SELECT count(*) FROM apps WHERE namespace = $1 AND name = $2", namespace, name
-            )
-        )
+        sql = "SELECT count(*) FROM apps WHERE namespace = $1 AND name = $2"
+        return int(await self.conn.fetchval(sql, namespace, name))
 
     async def list_repositories(
-        self,
-        namespace: str | None,
-        username: str | None,
-        groups: list[str],
-        everything: bool,
-        flt: RepoFilter | None = None,
+        self, namespace: str | None, viewer: Viewer, flt: RepoFilter | None = None
     ) -> list[Repository]:
         flt = flt or RepoFilter()
-        args: list[Any] = [namespace, username, groups, everything]
+        args: list[Any] = [namespace, viewer.username, viewer.groups, viewer.everything]
         where = [
             "($1::text IS NULL OR r.namespace = $1)",
             readable_repository(
@@ -222,17 +211,7 @@ class CatalogueSql(OnConnection):
     # ---- access control lists
 
     async def grants(self, resource_type: str, resource_name: str) -> list[Grant]:
-        rows = await self.conn.fetch(
-            """SELECT grantee_type, grantee, permission FROM permissions
-               WHERE resource_type = $1 AND resource_name = $2
-               ORDER BY grantee_type, grantee, permission""",
-            resource_type,
-            resource_name,
-        )
-        return [
-            Grant(grantee_type=r["grantee_type"], grantee=r["grantee"], permission=r["permission"])
-            for r in rows
-        ]
+        return (await self.grants_of(resource_type, [resource_name]))[resource_name]
 
     async def grants_of(self, resource_type: str, names: list[str]) -> dict[str, list[Grant]]:
         """The grants of each resource of `resource_type` named in `names`, in one query."""

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import uuid
 
-from .records import Deletion, PushedBuild
+from .records import Build, Deletion
 from .store_catalogue import OnConnection
 
 
 class ImagesSql(OnConnection):
     """What a version's builds pushed, and the deletions the builder has yet to confirm."""
 
-    async def pushed_builds(self, app_id: int) -> list[PushedBuild]:
-        """Every build of the version, oldest first, with its `build.done` data (or None)."""
+    async def pushed_builds(self, app_id: int) -> list[Build]:
+        """Every build of the version, oldest first; `done` says what each pushed."""
         rows = await self.conn.fetch(
-            "SELECT build_id, done FROM builds WHERE app_id = $1 ORDER BY build_number", app_id
+            "SELECT * FROM builds WHERE app_id = $1 ORDER BY build_number", app_id
         )
-        return [PushedBuild(**r) for r in rows]
+        return [Build(**r) for r in rows]
 
     async def add_deletion(
         self,

@@ -1,4 +1,4 @@
-"""SQL for the catalogue listing: one keyset page of the documents a viewer may read, as JSON bytes.
+"""SQL for the documents as served: one app's, and a keyset page of those a viewer may read.
 
 Postgres hands each stored document over as bytes with `public` already spliced in, one row per
 version in keyset order; Python only joins them with commas. One row per document, not one value
@@ -13,9 +13,10 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from .store_apps import AppFilter, Viewer
+from .store_apps import AppFilter
 from .store_catalogue import (
     OnConnection,
+    Viewer,
     public_repository,
     readable_repository,
     shared_repository,
@@ -110,16 +111,17 @@ def listing_sql(
 
 
 class ListingSql(OnConnection):
+    async def app_document(self, app_id: int) -> str:
+        """The stored document with `public` added, as JSON text."""
+        doc: bytes = await self.conn.fetchval(f"SELECT {_DOC} FROM apps a WHERE a.id = $1", app_id)
+        return doc.decode()
+
     async def list_apps(
         self, viewer: Viewer, flt: AppFilter, after: list[str] | None, limit: int
     ) -> Page:
         """Up to `limit` documents the viewer may read after `after`, in keyset order."""
         sql, args = listing_sql(viewer, flt, after, limit)
         rows = await self.conn.fetch(sql, *args)
-        if len(rows) <= limit:
-            return Page(data=b",".join([row[0] for row in rows]), more_after=None)
-        last = rows[limit - 1]
-        return Page(
-            data=b",".join([row[0] for row in rows[:limit]]),
-            more_after=[last["namespace"], last["name"], last["version_key"]],
-        )
+        last = rows[limit - 1] if len(rows) > limit else None
+        more_after = [last["namespace"], last["name"], last["version_key"]] if last else None
+        return Page(data=b",".join([row[0] for row in rows[:limit]]), more_after=more_after)

@@ -1,10 +1,8 @@
 """An in-memory `Store` for the use cases' unit tests: the same sessions as `PgStore`, on lists.
 
-It keeps what the use cases rely on: ids and build numbers, the owner's grant on a new name, the
-access rule of the listings, rows that go with their version, the outbox, and a transaction that
-leaves nothing behind when its block raises. Not kept: row locks (a unit test runs one thing at a
-time) and Postgres' full-text search (`q` matches when every word is in the searched text).
-`tests/integration/test_ecr_store_contract.py` runs the same use cases on both, so they agree.
+Not kept: row locks (a unit test runs one thing at a time) and Postgres' full-text search (`q`
+matches when every word is in the searched text). `tests/integration/test_ecr_store_contract.py`
+runs the same use cases on both, so they agree.
 """
 
 from __future__ import annotations

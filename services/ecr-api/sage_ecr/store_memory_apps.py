@@ -7,10 +7,12 @@ import json
 import uuid
 from dataclasses import fields, replace
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
-from .records import App, Build, Deletion, HistoryEntry, MetaFileRow, PushedBuild
-from .store_apps import AppFilter, Viewer
+from .records import App, Build, Deletion, HistoryEntry, MetaFileRow
+from .store_apps import AppFilter
+from .store_catalogue import Viewer
 from .store_listing import Page
 from .store_memory_catalogue import MemoryCatalogue, now
 
@@ -132,9 +134,7 @@ class MemoryApps(MemoryCatalogue):
     # ---- builds and history
 
     async def insert_build(self, app_id: int, build_number: int, requested_by: str) -> Build:
-        if any(
-            (b.app_id, b.build_number) == (app_id, build_number) for b in self.t.builds.values()
-        ):
+        if await self.get_build_by_number(app_id, build_number) is not None:
             raise ValueError(f"app {app_id} has a build {build_number} already")
         build = Build(uuid.uuid4(), app_id, build_number, requested_by, now())
         self.t.builds[build.build_id] = build
@@ -194,9 +194,9 @@ class MemoryApps(MemoryCatalogue):
 
     # ---- images of deleted versions, ecr-meta files
 
-    async def pushed_builds(self, app_id: int) -> list[PushedBuild]:
-        builds = sorted((b for b in self.t.builds.values() if b.app_id == app_id), key=_number)
-        return [PushedBuild(b.build_id, b.done) for b in builds]
+    async def pushed_builds(self, app_id: int) -> list[Build]:
+        builds = sorted(self.t.builds.values(), key=attrgetter("build_number"))
+        return [b for b in builds if b.app_id == app_id]
 
     async def add_deletion(
         self,
@@ -235,7 +235,3 @@ class MemoryApps(MemoryCatalogue):
 
     async def meta_file(self, app_id: int, file_name: str) -> MetaFileRow | None:
         return next((f for f in self.t.meta.get(app_id, []) if f.file_name == file_name), None)
-
-
-def _number(build: Build) -> int:
-    return build.build_number

@@ -1,7 +1,5 @@
-"""The in-memory store's tables, and its namespaces, repositories, grants and access rule.
-
-What `store_catalogue.py` does in SQL, on lists (`store_memory.py` says what the fake keeps).
-"""
+"""The in-memory store's tables, and what `store_catalogue.py` does in SQL (namespaces,
+repositories, grants, the access rule) on lists; `store_memory.py` says what the fake keeps."""
 
 from __future__ import annotations
 
@@ -14,17 +12,8 @@ from typing import Any
 from sage_common.events import CloudEvent
 
 from .acl import ALL_USERS, GIVEN_BY, Grant, Permission
-from .records import (
-    App,
-    Build,
-    Deletion,
-    HistoryEntry,
-    MetaFileRow,
-    Namespace,
-    Repository,
-)
-from .store_apps import Viewer
-from .store_catalogue import RepoFilter
+from .records import App, Build, Deletion, HistoryEntry, MetaFileRow, Namespace, Repository
+from .store_catalogue import RepoFilter, Viewer
 
 READERS = GIVEN_BY[Permission.READ]
 GrantRow = tuple[str, str, str, str, str]  # resource type and name, grantee type, grantee, perm
@@ -164,11 +153,7 @@ class MemoryCatalogue:
     async def count_repositories(self, namespace: str) -> int:
         return sum(1 for ns, _ in self.t.repositories if ns == namespace)
 
-    async def list_namespaces(
-        self, username: str | None, groups: list[str], everything: bool
-    ) -> list[Namespace]:
-        viewer = Viewer(username, groups, everything)
-
+    async def list_namespaces(self, viewer: Viewer) -> list[Namespace]:
         def visible(ns: str) -> bool:
             return self._granted("namespace", ns, viewer) or any(
                 self._granted("repository", f"{ns}/{name}", viewer)
@@ -176,7 +161,9 @@ class MemoryCatalogue:
                 if n == ns
             )
 
-        found = [n for name, n in sorted(self.t.namespaces.items()) if everything or visible(name)]
+        found = [
+            n for name, n in sorted(self.t.namespaces.items()) if viewer.everything or visible(name)
+        ]
         return [Namespace(n.name, n.owner) for n in found]
 
     async def get_repository(self, namespace: str, name: str) -> Repository | None:
@@ -198,14 +185,9 @@ class MemoryCatalogue:
         return sum(1 for a in self.t.apps.values() if (a.namespace, a.name) == (namespace, name))
 
     async def list_repositories(
-        self,
-        namespace: str | None,
-        username: str | None,
-        groups: list[str],
-        everything: bool,
-        flt: RepoFilter | None = None,
+        self, namespace: str | None, viewer: Viewer, flt: RepoFilter | None = None
     ) -> list[Repository]:
-        flt, viewer = flt or RepoFilter(), Viewer(username, groups, everything)
+        flt = flt or RepoFilter()
         found = []
         for (ns, name), repo in sorted(self.t.repositories.items()):
             public = self._public(ns, name)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import astuple, replace
 
 from .records import MetaFileRow
 from .store_catalogue import OnConnection
+
+# The columns of `MetaFileRow`, in the order of its fields.
+_FILE = "file_name, kind, content_type, size, sha256, location, build_id"
 
 
 class MetaSql(OnConnection):
@@ -17,37 +21,20 @@ class MetaSql(OnConnection):
         """The version's files become those of `build_id` (its newest build that finished)."""
         await self.conn.execute("DELETE FROM meta_files WHERE app_id = $1", app_id)
         await self.conn.executemany(
-            """INSERT INTO meta_files (app_id, file_name, kind, content_type, size, sha256, location,
-                                       build_id, position)
+            f"""INSERT INTO meta_files (app_id, {_FILE}, position)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
-            [
-                (
-                    app_id,
-                    f.file_name,
-                    f.kind,
-                    f.content_type,
-                    f.size,
-                    f.sha256,
-                    f.location,
-                    build_id,
-                    i,
-                )
-                for i, f in enumerate(files)
-            ],
+            [(app_id, *astuple(replace(f, build_id=build_id)), i) for i, f in enumerate(files)],
         )
 
     async def meta_files(self, app_id: int) -> list[MetaFileRow]:
         rows = await self.conn.fetch(
-            """SELECT file_name, kind, content_type, size, sha256, location, build_id
-               FROM meta_files WHERE app_id = $1 ORDER BY position""",
-            app_id,
+            f"SELECT {_FILE} FROM meta_files WHERE app_id = $1 ORDER BY position", app_id
         )
         return [MetaFileRow(**r) for r in rows]
 
     async def meta_file(self, app_id: int, file_name: str) -> MetaFileRow | None:
         row = await self.conn.fetchrow(
-            """SELECT file_name, kind, content_type, size, sha256, location, build_id
-               FROM meta_files WHERE app_id = $1 AND file_name = $2""",
+            f"SELECT {_FILE} FROM meta_files WHERE app_id = $1 AND file_name = $2",
             app_id,
             file_name,
         )

@@ -56,9 +56,7 @@ SAGE_UNUSED = ("depends_on", "baseCommand", "arguments")
 
 def iso(moment: datetime | None) -> str | None:
     """SAGE's time format: `2020-05-06T18:41:19Z`."""
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
 
 
 def app_id(namespace: str, name: str, version: str) -> str:
@@ -106,12 +104,9 @@ def text_items(value: Any) -> list[str]:
 
 
 def source_view(source: dict[str, Any], build: Build | None) -> dict[str, Any]:
-    """`source` as SAGE shows it: `branch`/`tag` "" when unset, `git_commit` the commit built.
-
-    `git_commit` is the commit the current build checked out (a pinned `commit` until then, else
-    ""); `commit` stays what the description pinned. Credentials in `url` (stored before they
-    were refused) are shown as `***`.
-    """
+    """`source` as SAGE shows it: `branch`/`tag` "" when unset, `git_commit` the commit the
+    current build checked out (else the pinned `commit`, else ""); credentials in `url` (stored
+    before they were refused) shown as `***`."""
     done = (build.done if build else None) or {}
     shown = dict(source)
     if isinstance(shown.get("url"), str):
@@ -210,21 +205,18 @@ def build_url(base_url: str, app: App, build_number: int) -> str:
 
 
 def outcome_view(build: Build | None) -> dict[str, Any]:
-    """Why the current build stands where it does: its error and the profile's verdict, in short.
-
-    So that `status` answers "why did it fail" without a second request (`/logs`, `/profile`).
-    """
-    done = (build.done if build else None) or {}
-    profile = (build.profile if build else None) or {}
+    """The current build's error and the profile's verdict, in short: `status` answers "why did
+    it fail" without a second request (`/logs`, `/profile`)."""
+    if build is None:
+        return {"build": None, "profile": None}
+    done, profile = build.done or {}, build.profile or {}
     return {
         "build": {
             "build_id": str(build.build_id),
             "status": build.status,
             "error_class": done.get("error_class"),
             "error": done.get("error"),
-        }
-        if build
-        else None,
+        },
         "profile": {"status": profile.get("status"), "reason": profile.get("reason")}
         if profile
         else None,
