@@ -30,12 +30,8 @@ def make_runner(config: Config) -> DockerRunner | KubernetesRunner:
     """The runner `config.runner` names: the local Docker engine (default) or Kubernetes Jobs."""
     if config.runner == "kubernetes":
         return KubernetesRunner.from_config(config)
-    auth = None
-    if config.registry_username:
-        auth = {
-            "username": config.registry_username,
-            "password": config.registry_password.get_secret_value(),
-        }
+    password = config.registry_password.get_secret_value()
+    auth = {"username": config.registry_username, "password": password}
     return DockerRunner(
         base_url=config.docker_url,
         tls_dir=config.docker_tls_dir,
@@ -44,7 +40,7 @@ def make_runner(config: Config) -> DockerRunner | KubernetesRunner:
         sample_hz=config.sample_hz,
         pull_policy=config.pull_policy,
         registries=tuple(config.pull_registries),
-        registry_auth=auth,
+        registry_auth=auth if config.registry_username else None,
         gpu=open_gpu() if config.gpu == "auto" else None,
     )
 

@@ -7,28 +7,17 @@ peak memory and CPU time read from the parent after the exit are exact, not samp
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 USER_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+# Every v1 hierarchy the engine may make a run's cgroup in: `remove` clears each.
 _V1_CONTROLLERS = (
-    "memory",
-    "cpu",
-    "cpuacct",
-    "pids",
-    "blkio",
-    "cpuset",
-    "devices",
-    "freezer",
-    "perf_event",
-    "net_cls",
-    "net_prio",
-    "hugetlb",
-    "systemd",
-    "rdma",
-    "misc",
-)
+    "memory cpu cpuacct pids blkio cpuset devices freezer perf_event net_cls net_prio hugetlb "
+    "systemd rdma misc"
+).split()
 
 
 @dataclass(frozen=True)
@@ -63,31 +52,28 @@ def parse_flat_keyed(text: str) -> dict[str, int]:
     return out
 
 
-def _read(path: Path) -> str:
-    return path.read_text()
+def _keyed(path: Path) -> dict[str, int]:
+    """A flat-keyed file the kernel may not have (empty then)."""
+    return parse_flat_keyed(path.read_text()) if path.exists() else {}
 
 
 def _read_int(path: Path) -> int:
-    return int(_read(path).strip())
+    return int(path.read_text())
 
 
 def _cpu_max(cpus: float, period_us: int = 100_000) -> tuple[int, int]:
     return max(1000, int(cpus * period_us)), period_us
 
 
+@dataclass(frozen=True)
 class CgroupV1:
     """Legacy hierarchy: one tree per controller (`memory/`, `cpu/`, `cpuacct/`, ...)."""
 
+    root: Path
     version = 1
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
 
     def _dir(self, controller: str, rel: str) -> Path:
         return self.root / controller / rel.strip("/")
-
-    def exists(self, rel: str) -> bool:
-        return self._dir("memory", rel).is_dir()
 
     def totals(self, rel: str) -> Totals:
         mem = self._dir("memory", rel)
@@ -97,30 +83,22 @@ class CgroupV1:
             user = _read_int(acct / "cpuacct.usage_user") / 1e9
             system = _read_int(acct / "cpuacct.usage_sys") / 1e9
         else:  # older kernels: ticks of USER_HZ only
-            stat = parse_flat_keyed(_read(acct / "cpuacct.stat"))
+            stat = parse_flat_keyed((acct / "cpuacct.stat").read_text())
             user, system = stat.get("user", 0) / USER_HZ, stat.get("system", 0) / USER_HZ
         # v1 splits user/system by sampling ticks; only the total is exact, so scale the split.
         if user + system > 0:
             user, system = usage * user / (user + system), usage * system / (user + system)
-        throttle = self.throttling(rel)
-        oom = parse_flat_keyed(_read(mem / "memory.oom_control")).get("oom_kill", 0)
+        throttle = _keyed(self._dir("cpu", rel) / "cpu.stat")  # by this cgroup's own quota
+        oom = parse_flat_keyed((mem / "memory.oom_control").read_text())
         return Totals(
             peak_memory_bytes=_read_int(mem / "memory.max_usage_in_bytes"),
             cpu_seconds=usage,
             cpu_user_seconds=user,
             cpu_system_seconds=system,
-            throttled_seconds=throttle[0],
-            nr_throttled=throttle[1],
-            oom_kills=oom,
+            throttled_seconds=throttle.get("throttled_time", 0) / 1e9,
+            nr_throttled=throttle.get("nr_throttled", 0),
+            oom_kills=oom.get("oom_kill", 0),
         )
-
-    def throttling(self, rel: str) -> tuple[float, int]:
-        """Seconds throttled and periods throttled by this cgroup's own CPU quota."""
-        path = self._dir("cpu", rel) / "cpu.stat"
-        if not path.exists():
-            return 0.0, 0
-        stat = parse_flat_keyed(_read(path))
-        return stat.get("throttled_time", 0) / 1e9, stat.get("nr_throttled", 0)
 
     def reading(self, rel: str) -> Reading:
         return Reading(
@@ -159,50 +137,34 @@ class CgroupV1:
             _rmdir_tree(top)
 
 
+@dataclass(frozen=True)
 class CgroupV2:
     """Unified hierarchy: one tree; controllers enabled per level in `cgroup.subtree_control`."""
 
+    root: Path
     version = 2
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
 
     def _dir(self, rel: str) -> Path:
         return self.root / rel.strip("/")
 
-    def exists(self, rel: str) -> bool:
-        return self._dir(rel).is_dir()
-
     def totals(self, rel: str) -> Totals:
         d = self._dir(rel)
-        cpu = parse_flat_keyed(_read(d / "cpu.stat"))
-        events = (
-            parse_flat_keyed(_read(d / "memory.events")) if (d / "memory.events").exists() else {}
-        )
-        peak_file = d / "memory.peak"
-        exact = peak_file.exists()
-        peak = _read_int(peak_file) if exact else _read_int(d / "memory.current")
+        cpu = parse_flat_keyed((d / "cpu.stat").read_text())
+        exact = (d / "memory.peak").exists()
         return Totals(
-            peak_memory_bytes=peak,
+            peak_memory_bytes=_read_int(d / ("memory.peak" if exact else "memory.current")),
             cpu_seconds=cpu.get("usage_usec", 0) / 1e6,
             cpu_user_seconds=cpu.get("user_usec", 0) / 1e6,
             cpu_system_seconds=cpu.get("system_usec", 0) / 1e6,
             throttled_seconds=cpu.get("throttled_usec", 0) / 1e6,
             nr_throttled=cpu.get("nr_throttled", 0),
-            oom_kills=events.get("oom_kill", 0),
+            oom_kills=_keyed(d / "memory.events").get("oom_kill", 0),
             peak_exact=exact,
         )
 
-    def throttling(self, rel: str) -> tuple[float, int]:
-        path = self._dir(rel) / "cpu.stat"
-        if not path.exists():
-            return 0.0, 0
-        stat = parse_flat_keyed(_read(path))
-        return stat.get("throttled_usec", 0) / 1e6, stat.get("nr_throttled", 0)
-
     def reading(self, rel: str) -> Reading:
         d = self._dir(rel)
-        cpu = parse_flat_keyed(_read(d / "cpu.stat"))
+        cpu = parse_flat_keyed((d / "cpu.stat").read_text())
         return Reading(
             memory_bytes=_read_int(d / "memory.current"), cpu_seconds=cpu.get("usage_usec", 0) / 1e6
         )
@@ -215,8 +177,8 @@ class CgroupV2:
     ) -> None:
         """Make the cgroup with memory, cpu and pids enabled on the path to it, and its ceilings."""
         parts = [p for p in rel.strip("/").split("/") if p]
-        wanted = {"memory", "cpu", "pids"}
-        available = set(_read(self.root / "cgroup.controllers").split()) & wanted
+        available = set((self.root / "cgroup.controllers").read_text().split())
+        available &= {"memory", "cpu", "pids"}
         current = self.root
         for part in parts:
             _enable(current, available)
@@ -239,7 +201,7 @@ def _enable(directory: Path, controllers: set[str]) -> None:
     """Enable `controllers` for the children of `directory`, writing only what is missing: a
     profiler given a delegated subtree (not root) may not write the levels above it."""
     control = directory / "cgroup.subtree_control"
-    current = set(_read(control).split()) if control.exists() else set()
+    current = set(control.read_text().split()) if control.exists() else set()
     missing = controllers - current
     if missing:
         control.write_text(" ".join(f"+{c}" for c in sorted(missing)))
@@ -257,9 +219,7 @@ def detect(root: Path = Path("/sys/fs/cgroup")) -> Cgroups:
 
 def _procs_under(top: Path) -> list[int]:
     pids: list[int] = []
-    if not top.is_dir():
-        return pids
-    for procs in top.rglob("cgroup.procs"):
+    for procs in top.rglob("cgroup.procs"):  # none when `top` is gone
         try:
             pids.extend(int(x) for x in procs.read_text().split())
         except (OSError, ValueError):
@@ -270,12 +230,7 @@ def _procs_under(top: Path) -> list[int]:
 def _rmdir_tree(top: Path) -> None:
     if not top.is_dir():
         return
-    for path in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-        try:
+    below = (p for p in top.rglob("*") if p.is_dir())
+    for path in sorted([top, *below], key=lambda p: -len(p.parts)):  # the deepest first
+        with contextlib.suppress(OSError):
             path.rmdir()
-        except OSError:
-            pass
-    try:
-        top.rmdir()
-    except OSError:
-        pass

@@ -10,10 +10,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Config, NodeProfile
+from .config import Config, MiB, NodeProfile
 from .runner import RunResult
-
-MiB = 1 << 20
 
 
 @dataclass
@@ -99,12 +97,9 @@ def node_fit(
         elif "memory_limit_bytes" not in recommended:
             entry |= {"copies": None, "limited_by": "unknown"}
         else:
-            by_mem = (node.memory_bytes - node.reserved_memory_bytes) // recommended[
-                "memory_limit_bytes"
-            ]
-            by_cpu = math.floor(
-                (node.cpus - node.reserved_cpus) / recommended["cpu_request"] + 1e-9
-            )
+            limit, request = recommended["memory_limit_bytes"], recommended["cpu_request"]
+            by_mem = (node.memory_bytes - node.reserved_memory_bytes) // limit
+            by_cpu = math.floor((node.cpus - node.reserved_cpus) / request + 1e-9)
             entry |= {
                 "copies": int(max(0, min(by_mem, by_cpu))),
                 "limited_by": "memory" if by_mem <= by_cpu else "cpu",
@@ -116,9 +111,11 @@ def node_fit(
 
 
 def concurrency(
-    outcome: ArchOutcome, copies: int, expected_exit: int, config: Config, timeout: float
+    outcome: ArchOutcome | None, copies: int, expected_exit: int, config: Config, timeout: float
 ) -> dict[str, Any]:
     """Did every copy pass side by side, and how much slower than alone (mean wall ratio)?"""
+    if outcome is None:
+        return {"copies": copies, "tested": False, "reason": "nothing ran"}
     if outcome.together is None:
         return {
             "copies": copies,

@@ -6,6 +6,7 @@ answers None and runs carry no GPU figures.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from dataclasses import dataclass
@@ -38,14 +39,12 @@ class GpuMonitor:
         """What `pids` use now; None when none of them holds a GPU context."""
         if not pids:
             return None
-        nvml = self._nvml
         memory = 0
         utilization = 0.0
         found = False
         with self._lock:
             for index, handle in enumerate(self._handles):
-                procs = _processes(nvml, handle)
-                used = [p for p in procs if p.pid in pids]
+                used = [p for p in _processes(self._nvml, handle) if p.pid in pids]
                 if not used:
                     continue
                 found = True
@@ -75,16 +74,9 @@ def _processes(nvml: Any, handle: Any) -> list[Any]:
     return procs
 
 
-_monitor: GpuMonitor | None = None
-_tried = False
-
-
+@functools.cache
 def open_gpu() -> GpuMonitor | None:
     """The process-wide monitor, or None when NVML or a GPU is missing (asked once)."""
-    global _monitor, _tried
-    if _tried:
-        return _monitor
-    _tried = True
     try:
         import pynvml  # type: ignore[import-not-found,import-untyped,unused-ignore]
     except ImportError:
@@ -96,10 +88,7 @@ def open_gpu() -> GpuMonitor | None:
     except Exception as exc:  # noqa: BLE001 - NVMLError_LibraryNotFound, DriverNotLoaded, ...
         log.info("NVML unavailable (%s): GPU use is not measured", type(exc).__name__)
         return None
-    if monitor.device_count == 0:
-        return None
-    _monitor = monitor
-    return monitor
+    return monitor if monitor.device_count else None
 
 
 def gpu_unavailable_reason() -> str | None:

@@ -1,10 +1,8 @@
 """A small client of the Kubernetes REST API for the Jobs runner: plain aiohttp, a bearer token.
 
-In a pod it reads the service account's token (again every minute: the kubelet rotates it), CA
-and namespace from their standard files; elsewhere (tests, a profiler outside the cluster) it is
-given a URL and a token. API errors become the runner's: an outage or overload (connection
-refused, 5xx, 429) is `RunnerUnavailable`, worth a retry; a refusal (403, 422, ...) is a
-`KubeApiError` carrying the API server's own message.
+In a pod the service account's token is re-read every minute (the kubelet rotates it). An outage
+or overload (connection refused, 5xx, 429) is `RunnerUnavailable`, worth a retry; a refusal (403,
+422, ...) is a `RunnerError` carrying the API server's own message.
 """
 
 from __future__ import annotations
@@ -24,14 +22,6 @@ SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 TOKEN_REREAD_SECONDS = 60.0
 _BINARY = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40}
 _DECIMAL = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "": 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
-
-
-class KubeApiError(RunnerError):
-    """The API server refused a request; `status` is its HTTP status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def quantity(value: str) -> float:
@@ -152,4 +142,4 @@ def _error(status: int, what: str, text: str) -> RunnerError:
     message = f"the Kubernetes API answered {status} to {what}: {str(detail)[:500]}"
     if status >= 500 or status == 429:
         return RunnerUnavailable(message)
-    return KubeApiError(status, message)
+    return RunnerError(message)

@@ -6,7 +6,7 @@ Pure functions from `RunSpec`s to the Job's JSON, so what is sent can be read an
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -16,7 +16,6 @@ RUN_LABEL = "sage.org/profile-run"  # the NetworkPolicies give pods with it no n
 OWNER_LABEL = "sage.org/profiler-owner"  # the profiler pod that made the Job
 ARCH_LABEL = "kubernetes.io/arch"
 GPU_RESOURCE = "nvidia.com/gpu"
-_ARCHES = {"linux/amd64": "amd64", "linux/arm64": "arm64", "linux/arm/v7": "arm"}
 
 
 @dataclass(frozen=True)
@@ -36,9 +35,7 @@ class JobSettings:
 
 
 def arch_label(platform: str) -> str:
-    """The node label value (`arm64`) of an OCI platform (`linux/arm64`)."""
-    if platform in _ARCHES:
-        return _ARCHES[platform]
+    """The node label value (`arm64`, `arm`) of an OCI platform (`linux/arm64`, `linux/arm/v7`)."""
     return platform.split("/")[1] if "/" in platform else platform
 
 
@@ -54,17 +51,14 @@ def job_manifest(
     *,
     shared: tuple[int, float] | None = None,
 ) -> dict[str, Any]:
-    """The Job running `specs` side by side (containers `c0`, `c1`, ...) on a `platform` node.
-
-    `shared` is the ceiling (memory bytes, CPUs) copies share: a pod-level limit where the cluster
-    has pod-level resources, otherwise split evenly between the containers.
-    """
+    """The Job running `specs` side by side (containers `c0`, `c1`, ...) on a `platform` node;
+    `shared` (memory bytes, CPUs) is a pod-level ceiling, or else split evenly between them."""
     first = specs[0]
-    if shared is not None and not settings.pod_level_resources:
-        memory, cpus = shared[0] // len(specs), shared[1] / len(specs)
-        specs = [_clamped(s, memory, cpus) for s in specs]
-    elif shared is not None:
-        specs = [_clamped(s, shared[0], shared[1]) for s in specs]
+    if shared is not None:
+        memory, cpus = shared
+        if not settings.pod_level_resources:
+            memory, cpus = memory // len(specs), cpus / len(specs)
+        specs = [s.within(memory, cpus) for s in specs]
     labels = {
         RUN_LABEL: "true",
         OWNER_LABEL: settings.owner,
@@ -77,12 +71,8 @@ def job_manifest(
     ]
     data_path = _data_path(first, settings)
     if data_path is not None:
-        volumes.append(
-            {
-                "name": "data",
-                "persistentVolumeClaim": {"claimName": settings.data_claim, "readOnly": True},
-            }
-        )
+        claim = {"claimName": settings.data_claim, "readOnly": True}
+        volumes.append({"name": "data", "persistentVolumeClaim": claim})
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -138,17 +128,12 @@ def pod_security(user: str | None) -> dict[str, Any]:
             "a run as root cannot be made on Kubernetes: the profiling namespace enforces Pod "
             'Security "restricted", which admits no pod running as root'
         )
-    context: dict[str, Any] = {
+    return {
         "seccompProfile": {"type": "RuntimeDefault"},
         "runAsNonRoot": True,
         "runAsUser": int(uid),
         "runAsGroup": int(gid or uid),
     }
-    return context
-
-
-def _clamped(spec: RunSpec, memory: int, cpus: float) -> RunSpec:
-    return replace(spec, memory_bytes=min(spec.memory_bytes, memory), cpus=min(spec.cpus, cpus))
 
 
 def _container(name: str, spec: RunSpec, data_path: str | None) -> dict[str, Any]:

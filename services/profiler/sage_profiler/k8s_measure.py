@@ -85,9 +85,7 @@ def add_samples(metrics: dict[str, Any], tracks: list[Track], now: float) -> Non
 def check_pod_ended(pod: dict[str, Any], tracks: list[Track]) -> None:
     """A pod that ended while a container never finished was evicted or lost its node."""
     status = pod.get("status") or {}
-    if status.get("phase") in ("Failed", "Succeeded") and any(
-        t.terminated is None and t.timed_out_after is None for t in tracks
-    ):
+    if status.get("phase") in ("Failed", "Succeeded") and not all(t.done for t in tracks):
         why = f"{status.get('reason', '')}: {status.get('message', '')}".strip(": ")
         raise RunnerError(f"the run's pod ended before its containers did ({why or 'no reason'})")
 

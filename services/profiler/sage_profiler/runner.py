@@ -1,12 +1,12 @@
 """What the profiler asks of a place that runs containers, and what it gets back.
 
-The Docker engine implements it here (`runner_docker.py`); a Kubernetes Jobs runner can stand behind
-the same protocol. A runner reports what happened; the conclusions are drawn elsewhere.
+`runner_docker.py` and `runner_k8s.py` implement it; a runner reports what happened, and the
+conclusions are drawn in `conclude.py`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -34,6 +34,11 @@ class RunSpec:
     user: str | None = UNPRIVILEGED_USER  # numeric uid:gid; None: the image's own (may be root)
     gpu: bool = False
     labels: dict[str, str] = field(default_factory=dict)
+
+    def within(self, memory_bytes: int, cpus: float) -> RunSpec:
+        """This run under a shared ceiling: none of its own limits above the ceiling's."""
+        memory_bytes, cpus = min(self.memory_bytes, memory_bytes), min(self.cpus, cpus)
+        return replace(self, memory_bytes=memory_bytes, cpus=cpus)
 
 
 @dataclass(frozen=True)
@@ -89,30 +94,23 @@ class Runner(Protocol):
 
     def native_architectures(self) -> set[str]:
         """Architectures (`linux/amd64`) this runner runs without emulation."""
-        ...
 
     def emulated_architectures(self) -> set[str]:
         """Architectures it can run under emulation (timings then don't count)."""
-        ...
 
     def has_gpu(self) -> bool:
         """Whether containers can be given an NVIDIA GPU (and its use measured)."""
-        ...
 
     async def prepare(self, image: str, platform: str | None) -> None:
         """Make the image available (pull it) before any timed run."""
-        ...
 
     async def run(self, spec: RunSpec) -> RunResult:
         """Run one container to its end (or its timeout) and measure it."""
-        ...
 
     async def run_together(
         self, specs: list[RunSpec], *, memory_bytes: int, cpus: float
     ) -> list[RunResult]:
         """Start the containers side by side under one shared ceiling; one result each, in order."""
-        ...
 
     async def cleanup(self) -> int:
         """Remove containers and cgroups an earlier, killed profiler left; return how many."""
-        ...

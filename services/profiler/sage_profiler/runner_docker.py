@@ -7,13 +7,13 @@ its exit; copies run side by side share `<prefix>/<run>`, where the shared ceili
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import platform
 import socket
 import time
 import uuid
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -44,13 +44,6 @@ API_VERSION = "1.41"  # Docker 20.10
 _QEMU = {"qemu-aarch64": "linux/arm64", "qemu-arm": "linux/arm/v7", "qemu-x86_64": "linux/amd64"}
 
 
-def docker_time(value: str) -> float:
-    """Docker's RFC 3339 time with nanoseconds, as a Unix timestamp."""
-    head, _, frac = value.rstrip("Z").partition(".")
-    base = datetime.fromisoformat(head + "+00:00").timestamp()
-    return base + (float("0." + frac) if frac else 0.0)
-
-
 def registry_of(image: str) -> str:
     """The registry host of an image reference (`docker.io` when none is named)."""
     first, sep, _ = image.partition("/")
@@ -59,34 +52,23 @@ def registry_of(image: str) -> str:
     return "docker.io"
 
 
-def engine_tls(tls_dir: Path | None) -> TLSConfig | bool:
-    """Mutual TLS to an engine over TCP: its CA, and the profiler's client certificate and key."""
+def tls_client(base_url: str, tls_dir: Path | None) -> docker.DockerClient:
+    """A client of the engine at `base_url`; with `tls_dir`, over mutual TLS trusting the engine's
+    CA alone: requests would otherwise take REQUESTS_CA_BUNDLE (and proxies) from the environment,
+    so the API version is fixed (no request before `trust_env` is off) at Docker 20.10's, which
+    every later engine serves."""
     if tls_dir is None:
-        return False
+        return docker.DockerClient(base_url=base_url, max_pool_size=64)
     files = {name: tls_dir / f"{name}.pem" for name in ("ca", "cert", "key")}
     missing = [str(f) for f in files.values() if not f.is_file()]
     if missing:
         raise RunnerUnavailable(f"the engine's TLS files are missing: {', '.join(missing)}")
-    return TLSConfig(
+    tls = TLSConfig(
         client_cert=(str(files["cert"]), str(files["key"])), ca_cert=str(files["ca"]), verify=True
     )
-
-
-def tls_client(base_url: str, tls_dir: Path | None) -> docker.DockerClient:
-    """A client of the engine at `base_url`. Over TLS it trusts the engine's CA alone: requests
-    would otherwise swap in REQUESTS_CA_BUNDLE (and proxies) from the environment, so the API
-    version is fixed (no request before `trust_env` is off) at Docker 20.10's, which engines
-    since then all serve."""
-    tls = engine_tls(tls_dir)
-    if not tls:
-        return docker.DockerClient(base_url=base_url, max_pool_size=64)
     client = docker.DockerClient(base_url=base_url, tls=tls, max_pool_size=64, version=API_VERSION)
     client.api.trust_env = False
     return client
-
-
-def owner_token() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class DockerRunner:
@@ -127,7 +109,7 @@ class DockerRunner:
         self.registry_auth = registry_auth
         self.gpu = gpu
         self.binfmt_dir = binfmt_dir
-        self.owner = owner_token()
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self.registries = registries
 
     def close(self) -> None:
@@ -172,30 +154,26 @@ class DockerRunner:
             raise RunnerUnavailable(f"cannot pull {image}: {exc}") from None
 
     async def run(self, spec: RunSpec) -> RunResult:
-        run = f"{self.prefix}/{uuid.uuid4().hex[:16]}"
-        try:
-            return (await self._run_many([spec], run))[0]
-        finally:
-            await asyncio.to_thread(self.cgroups.remove, run)
+        return (await self._run_many([spec]))[0]
 
     async def run_together(
         self, specs: list[RunSpec], *, memory_bytes: int, cpus: float
     ) -> list[RunResult]:
-        run = f"{self.prefix}/{uuid.uuid4().hex[:16]}"
-        try:
-            await asyncio.to_thread(self.cgroups.create, run, memory_bytes=memory_bytes, cpus=cpus)
-            # A child's CPU quota may not exceed its parent's (v1 refuses it): clamp to the group.
-            clamped = [
-                replace(s, cpus=min(s.cpus, cpus), memory_bytes=min(s.memory_bytes, memory_bytes))
-                for s in specs
-            ]
-            return await self._run_many(clamped, run)
-        finally:
-            await asyncio.to_thread(self.cgroups.remove, run)
+        # A child's CPU quota may not exceed its parent's (v1 refuses it): clamp to the group.
+        clamped = [s.within(memory_bytes, cpus) for s in specs]
+        return await self._run_many(clamped, memory_bytes=memory_bytes, cpus=cpus)
 
-    async def _run_many(self, specs: list[RunSpec], run: str) -> list[RunResult]:
+    async def _run_many(
+        self, specs: list[RunSpec], *, memory_bytes: int | None = None, cpus: float | None = None
+    ) -> list[RunResult]:
+        """Run `specs` in one parent cgroup, under the shared ceiling when one is given."""
+        run = f"{self.prefix}/{uuid.uuid4().hex[:16]}"
         made: list[tuple[Any, Sampler, float]] = []
         try:
+            if memory_bytes is not None:
+                await asyncio.to_thread(
+                    self.cgroups.create, run, memory_bytes=memory_bytes, cpus=cpus
+                )
             for k, spec in enumerate(specs):
                 made.append(await asyncio.to_thread(self._create, spec, f"{run}/c{k}"))
             for container, sampler, _ in made:
@@ -218,21 +196,13 @@ class DockerRunner:
             for container, sampler, _ in made:
                 sampler.stop()
                 await asyncio.to_thread(self._remove, container)
+            await asyncio.to_thread(self.cgroups.remove, run)
 
     def _create(self, spec: RunSpec, rel: str) -> tuple[Any, Sampler, float]:
-        volumes = {}
-        if spec.data_dir is not None:
-            volumes[str(spec.data_dir)] = {"bind": spec.data_mount, "mode": "ro"}
-        extra: dict[str, Any] = {}
-        if spec.gpu:
-            extra["device_requests"] = [
-                docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])
-            ]
-        if spec.user:
-            extra["user"] = spec.user
         # The CPU ceiling sits on the run's own cgroup, not the container's: its throttling
         # counters then outlive the container and are read exactly, like the other totals.
         self.cgroups.create(rel, cpus=spec.cpus)
+        all_gpus = docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])
         requested = time.time()
         container = self.client.containers.create(
             spec.image,
@@ -249,14 +219,17 @@ class DockerRunner:
             mem_limit=spec.memory_bytes,
             memswap_limit=spec.memory_bytes,
             cgroup_parent="/" + rel,
-            volumes=volumes,
+            volumes={str(spec.data_dir): {"bind": spec.data_mount, "mode": "ro"}}
+            if spec.data_dir is not None
+            else {},
             labels={
                 **spec.labels,
                 LABEL: "1",
                 f"{LABEL}.owner": self.owner,
                 f"{LABEL}.cgroup": rel,
             },
-            **extra,
+            user=spec.user or None,  # None: the image's own
+            device_requests=[all_gpus] if spec.gpu else None,
         )
         return container, Sampler(self.cgroups, rel, hz=self.hz, gpu=self.gpu), requested
 
@@ -268,15 +241,15 @@ class DockerRunner:
             container.wait(timeout=spec.timeout_seconds)
         except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
             timed_out = True
-            try:
+            with contextlib.suppress(APIError):  # it ended just now
                 container.kill()
-            except APIError:
-                pass  # it ended just now
             container.wait(timeout=60)
         sampler.stop()
         container.reload()
         state = container.attrs["State"]
-        started, finished = docker_time(state["StartedAt"]), docker_time(state["FinishedAt"])
+        # RFC 3339 with nanoseconds, read to the microsecond: far finer than any run.
+        started = datetime.fromisoformat(state["StartedAt"]).timestamp()
+        finished = datetime.fromisoformat(state["FinishedAt"]).timestamp()
         totals = self.cgroups.totals(sampler.rel)
         exit_code = state.get("ExitCode")
         return RunResult(

@@ -1,8 +1,7 @@
 """The Runner on Kubernetes: one Job per run through the API server, followed to its end.
 
-`k8s_job` writes the Job, `k8s_measure` reads what it did; this module drives the API: create,
-poll the Job and its pod (and the Metrics API for the series), stop a run at its timeout, read the
-log tail, delete.
+`k8s_job` writes the Job and `k8s_measure` reads what it did; this module drives the API, and
+stops a run at its timeout.
 """
 
 from __future__ import annotations
@@ -18,14 +17,7 @@ from urllib.parse import quote
 from .config import Config, in_cluster_api
 from .k8s_api import SERVICE_ACCOUNT, KubeApi
 from .k8s_job import OWNER_LABEL, RUN_LABEL, JobSettings, job_manifest
-from .k8s_measure import (
-    Track,
-    add_samples,
-    check_pod_ended,
-    deadline_exceeded,
-    observe,
-    result_of,
-)
+from .k8s_measure import Track, add_samples, check_pod_ended, deadline_exceeded, observe, result_of
 from .runner import RunnerError, RunResult, RunSpec
 from .runner_docker import registry_of
 
@@ -153,10 +145,10 @@ class KubernetesRunner:
         try:
             tracks = [Track(spec, f"c{k}") for k, spec in enumerate(specs)]
             pod = await self._follow(name, tracks, platform)
-            logs = [await self._log_tail(pod, t.name) for t in tracks] if pod else []
+            logs = [await self._log_tail(pod, t.name) if pod else [] for t in tracks]
             return [
-                result_of(t, requested, self.poll, logs[k] if logs else [])
-                for k, t in enumerate(tracks)
+                result_of(t, requested, self.poll, tail)
+                for t, tail in zip(tracks, logs, strict=True)
             ]
         finally:
             await self._delete(name)
@@ -180,17 +172,12 @@ class KubernetesRunner:
             if pod is not None:
                 pod_name = pod["metadata"]["name"]
                 observe(pod, tracks, now)
-            if pod is not None and not all(t.done for t in tracks):
                 check_pod_ended(pod, tracks)
-            if deadline_exceeded(job):
-                for t in tracks:
-                    if not t.done:
-                        ran = now - t.seen_running if t.seen_running is not None else 0.0
-                        t.timed_out_after = ran
+            expired = deadline_exceeded(job)  # stops every container not done yet
             for t in tracks:
-                if not t.done and t.seen_running is not None:
-                    if now - t.seen_running >= t.spec.timeout_seconds:
-                        t.timed_out_after = now - t.seen_running
+                ran = now - t.seen_running if t.seen_running is not None else None
+                if not t.done and (expired or (ran is not None and ran >= t.spec.timeout_seconds)):
+                    t.timed_out_after = ran or 0.0
             if all(t.done for t in tracks):
                 return pod_name
             if any(t.seen_running is None for t in tracks) and now > start_by:

@@ -9,9 +9,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
 
 from sage_common.appspec import Hardware
 from sage_common.schemas import (
@@ -30,7 +29,7 @@ from . import conclude
 from .conclude import ArchOutcome
 from .config import Config
 from .runner import Runner, RunnerError, RunnerUnavailable, RunResult, RunSpec
-from .spec import TestingSpec, UserRefused, ceilings, parse_testing
+from .spec import TestingSpec, UserRefused, ceilings
 from .testdata import TestDataError, TestDataSource, staged
 
 log = logging.getLogger(__name__)
@@ -81,10 +80,8 @@ def targets(
     skipped: list[ArchitectureOutcome] = []
     for arch, digest in images:
         ref = image_ref(build.image or "", digest)
-        if arch in native:
-            runnable.append(ArchOutcome(arch, emulated=False, image=ref))
-        elif arch in emulated and config.run_emulated:
-            runnable.append(ArchOutcome(arch, emulated=True, image=ref))
+        if arch in native or (arch in emulated and config.run_emulated):
+            runnable.append(ArchOutcome(arch, emulated=arch not in native, image=ref))
         else:
             skipped.append(
                 ArchitectureOutcome(
@@ -95,19 +92,15 @@ def targets(
     return runnable, skipped
 
 
-def _wants_gpu(hardware: Hardware, spec: TestingSpec) -> bool:
-    return spec.gpu or hardware.gpu in ("required", "optional")
-
-
 async def profile(p: Profiler, build: BuildDone) -> ProfileDone:
     """Run, measure and judge `build` (a successful one); never raises for the app's failures."""
     cfg = p.config
     started, t0 = datetime.now(UTC), time.monotonic()
-    spec, hardware = parse_testing(build.testing), Hardware.read(build.hardware)
+    spec, hardware = TestingSpec.read(build.testing), Hardware.read(build.hardware)
     limits = ceilings(hardware, cfg)
     runnable, arch_report = targets(build, p.runner, cfg)
     reasons: list[str] = spec.over_limits()
-    gpu = _wants_gpu(hardware, spec) and p.runner.has_gpu()
+    wants_gpu = spec.gpu or hardware.gpu in ("required", "optional")
     try:
         user = spec.user_for(cfg)
     except UserRefused as exc:
@@ -117,12 +110,31 @@ async def profile(p: Profiler, build: BuildDone) -> ProfileDone:
             for o in runnable
         ]
         runnable, user = [], cfg.run_as_user
-    run = Run(spec=spec, memory_bytes=limits.memory_bytes, gpu=gpu, user=user)
+    timeout, expected = spec.timeout_for(cfg), spec.expected_exit_code
     try:
         async with staged(p.data, spec.test_data(), cfg.work_dir) as data_dir:
+            base = RunSpec(
+                image="",  # each architecture's own, set in `_measure`
+                command=spec.entrypoint(),
+                args=spec.arguments(),
+                env=spec.env | ({"SAGE_TEST_DATA": DATA_MOUNT} if data_dir is not None else {}),
+                data_dir=data_dir,
+                data_mount=DATA_MOUNT,
+                timeout_seconds=timeout,
+                memory_bytes=limits.memory_bytes,
+                cpus=cfg.cpu_limit,
+                pids_limit=cfg.pids_limit,
+                tmpfs_bytes=cfg.tmpfs_bytes,
+                user=user,
+                gpu=wants_gpu and p.runner.has_gpu(),
+                labels={
+                    "org.sagecontinuum.app": build.app_id,
+                    "org.sagecontinuum.build": build.build_id,
+                },
+            )
             for k, outcome in enumerate(runnable):
                 try:
-                    await _measure(p, build, run, outcome, data_dir, concurrency=k == 0)
+                    await _measure(p, spec, base, outcome, concurrency=k == 0)
                 except RunnerUnavailable:
                     raise  # the engine's fault: the whole profile is retried later
                 except RunnerError as exc:
@@ -130,8 +142,8 @@ async def profile(p: Profiler, build: BuildDone) -> ProfileDone:
     except TestDataError as exc:
         reasons.append(f"test data: {exc}")
         runnable = []
-    timeout, expected = spec.timeout_for(cfg), spec.expected_exit_code
     runs: list[TestRun] = []
+    passing: list[tuple[ArchOutcome, RunResult]] = []
     for outcome in runnable:
         arch_report.append(
             ArchitectureOutcome(
@@ -148,6 +160,8 @@ async def profile(p: Profiler, build: BuildDone) -> ProfileDone:
             runs.append(_test_run(outcome, rep, result, why))
             if why:
                 reasons.append(f"{outcome.architecture} repetition {rep}: {why}")
+            else:
+                passing.append((outcome, result))
     if not runnable and not reasons:
         reasons.append("no architecture of the image can run here")
     if limits.memory_from == "maximum" and any(r.oom_killed for r in runs):
@@ -156,30 +170,19 @@ async def profile(p: Profiler, build: BuildDone) -> ProfileDone:
             f"at most {limits.memory_bytes}"
         )
 
-    native = [o for o in runnable if not o.emulated]
-    passing_native = [
-        r for o in native for r in o.runs if not conclude.run_failure(r, expected, 0, timeout)
-    ]
+    passing_native = [r for o, r in passing if not o.emulated]
     recommended = conclude.recommend(passing_native, cfg)
     images_arches = [_platform(i.architecture) for i in build.images] or sorted(
         o.architecture for o in runnable
     )
-    fit = conclude.node_fit(
-        recommended, cfg.node_profiles, images_arches, _wants_gpu(hardware, spec)
-    )
+    fit = conclude.node_fit(recommended, cfg.node_profiles, images_arches, wants_gpu)
     first = runnable[0] if runnable else None
-    together: dict[str, Any] = (
-        conclude.concurrency(first, spec.copies_for(cfg), expected, cfg, timeout)
-        if first
-        else {"copies": spec.copies_for(cfg), "tested": False, "reason": "nothing ran"}
-    )
+    together = conclude.concurrency(first, spec.copies_for(cfg), expected, cfg, timeout)
     if together.get("tested") and not together.get("all_passed"):
         failed = together["copies"] - together["passed"]
         detail = "; ".join(f"copy {i}: {w}" for i, w in together["failures"].items())
         reasons.append(f"{failed} of {together['copies']} copies failed side by side ({detail})")
-    timed = passing_native or [
-        r for o in runnable for r in o.runs if not conclude.run_failure(r, expected, 0, timeout)
-    ]
+    timed = passing_native or [r for _, r in passing]
     period = conclude.period(timed, spec.period, cfg, emulated=not passing_native)
     if period.get("met") is False and not period["emulated"]:
         reasons.append(
@@ -207,60 +210,31 @@ async def profile(p: Profiler, build: BuildDone) -> ProfileDone:
     )
 
 
-@dataclass(frozen=True)
-class Run:
-    """How every run of one profile is made: the test, its memory ceiling, the GPU or not, and
-    the numeric uid:gid it runs as."""
-
-    spec: TestingSpec
-    memory_bytes: int
-    gpu: bool
-    user: str
-
-
 async def _measure(
-    p: Profiler,
-    build: BuildDone,
-    run: Run,
-    outcome: ArchOutcome,
-    data_dir: Any,
-    *,
-    concurrency: bool,
+    p: Profiler, spec: TestingSpec, base: RunSpec, outcome: ArchOutcome, *, concurrency: bool
 ) -> None:
-    cfg, spec = p.config, run.spec
+    """The repetitions of one architecture, then (`concurrency`) its copies side by side."""
     platform = outcome.architecture if outcome.emulated else None
     await p.runner.prepare(outcome.image, platform)
-    env = dict(spec.env)
-    if data_dir is not None:
-        env["SAGE_TEST_DATA"] = DATA_MOUNT
-    base = RunSpec(
+    one = replace(
+        base,
         image=outcome.image,
-        command=spec.entrypoint(),
-        args=spec.arguments(),
-        env=env,
         platform=platform,
         architecture=outcome.architecture,
-        data_dir=data_dir,
-        data_mount=DATA_MOUNT,
-        timeout_seconds=spec.timeout_for(cfg),
-        memory_bytes=run.memory_bytes,
-        cpus=cfg.cpu_limit,
-        pids_limit=cfg.pids_limit,
-        tmpfs_bytes=cfg.tmpfs_bytes,
-        user=run.user,
-        gpu=run.gpu and not outcome.emulated,
-        labels={"org.sagecontinuum.app": build.app_id, "org.sagecontinuum.build": build.build_id},
+        gpu=base.gpu and not outcome.emulated,
     )
-    for _ in range(spec.repetitions_for(cfg)):
-        outcome.runs.append(await p.runner.run(base))
-    copies = spec.copies_for(cfg)
-    timeout = spec.timeout_for(cfg)
+    for _ in range(spec.repetitions_for(p.config)):
+        outcome.runs.append(await p.runner.run(one))
+    copies = spec.copies_for(p.config)
     solo_ok = all(
-        not conclude.run_failure(r, spec.expected_exit_code, 0, timeout) for r in outcome.runs
+        not conclude.run_failure(r, spec.expected_exit_code, 0, one.timeout_seconds)
+        for r in outcome.runs
     )
     if concurrency and copies > 1 and solo_ok:
         outcome.together = await p.runner.run_together(
-            [base] * copies, memory_bytes=cfg.concurrency_memory_bytes, cpus=cfg.concurrency_cpus
+            [one] * copies,
+            memory_bytes=p.config.concurrency_memory_bytes,
+            cpus=p.config.concurrency_cpus,
         )
 
 

@@ -1,11 +1,9 @@
-"""The profiler's use cases on the bus: accept a finished build, profile it, record the profile.
+"""The profiler's use cases on the bus, called by `sage_common.work.WorkConsumer`.
 
-`sage_common.work.WorkConsumer` calls them. Only a successful build not yet profiled is accepted;
-the profile runs outside any transaction, and storing it with `profile.done` is one short
-transaction. The profile id is derived from the build id and the row is unique per build, so
-however often a build is delivered, one profile and one `profile.done` come out. A cancelled
-build (a rebuild superseded it) gets no profile and no `profile.done`, also when its
-`build.done` comes after the cancel: the ECR keeps nothing of a superseded build's profile.
+The profile id derives from the build id and the row is unique per build, so however often a
+build is delivered, one profile and one `profile.done` come out. A cancelled build (a rebuild
+superseded it) gets neither, also when its `build.done` comes after the cancel: the ECR keeps
+nothing of a superseded build's profile.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
-"""The app's `testing` and `hardware` as the profiler reads them from `build.done`, and what it does
-with them.
+"""The app's `testing` and `hardware` from `build.done`, and what the profiler makes of them.
 
-The contract is `sage_common.appspec`: the ECR API validates a description against the same models
-when it is submitted; here they are read leniently (`Testing.read`: older spellings, unknown fields
-ignored, no limit refused). Repetitions, copies and the timeout are held to the limits the ECR
-validates against; anything over them is reported (`over_limits`), never cut down without a word.
-`hardware.min_memory` raises the memory ceiling (`ceilings`).
+The models are `sage_common.appspec`'s, which the ECR validates strictly; here they are read
+leniently (`Testing.read`), and what asks beyond the ECR's limits runs at the limit and is
+reported (`over_limits`), never cut down without a word.
 """
 
 from __future__ import annotations
@@ -19,6 +16,7 @@ from sage_common.appspec import (
     MAX_TEST_COPIES,
     MAX_TEST_REPETITIONS,
     MAX_TEST_TIMEOUT_SECONDS,
+    USER_PATTERN,
     Hardware,
     Testing,
     parse_bytes,
@@ -36,22 +34,10 @@ class TestData(BaseModel):
     bucket: str
     prefix: str = ""
 
-    @classmethod
-    def parse(cls, value: Any) -> TestData | None:
-        if value is None or value == "":
-            return None
-        if isinstance(value, str):
-            ref = value.removeprefix("sage://")
-            bucket, _, prefix = ref.partition("/")
-            return cls(bucket=bucket, prefix=prefix)
-        return cls.model_validate(value)
-
 
 class TestingSpec(Testing):
-    """`testing` with what the profiler makes of it: the container's command, limits, user.
-
-    Field names follow the ECR app description's `testing` (durations in seconds); read one with
-    `TestingSpec.read` (`parse_testing`)."""
+    """`testing` (durations in seconds) with what the profiler makes of it: the container's
+    command, limits, user."""
 
     # Not in the ECR's model, which sets them aside and passes them on as written; honoured here:
     # the test's environment, and a GPU even where `hardware.gpu` asks none.
@@ -64,7 +50,11 @@ class TestingSpec(Testing):
         return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else value
 
     def test_data(self) -> TestData | None:
-        return TestData.parse(self.data)
+        """The `sage://bucket/prefix` link (`Testing.read` makes every form one) as a `TestData`."""
+        if not self.data:
+            return None
+        bucket, _, prefix = self.data.removeprefix("sage://").partition("/")
+        return TestData(bucket=bucket, prefix=prefix)
 
     def entrypoint(self) -> list[str] | None:
         """What replaces the image's entrypoint: `command` when `mask_entrypoint`, else nothing."""
@@ -80,9 +70,7 @@ class TestingSpec(Testing):
             flag = key if key.startswith("-") else f"--{key}"
             if value is True:
                 out.append(flag)
-            elif value is False or value is None:
-                continue
-            else:
+            elif value is not False and value is not None:
                 out += [flag, str(value)]
         return out
 
@@ -104,7 +92,7 @@ class TestingSpec(Testing):
             return config.run_as_user
         if asked.lower() == "root":
             asked = "0:0"
-        if not _NUMERIC_USER.match(asked):
+        if not re.match(USER_PATTERN, asked):  # "root" is "0:0" by now
             raise UserRefused(
                 f"testing.user {asked[:64]!r} is neither root nor a numeric uid[:gid]: a named "
                 "user cannot be shown not to be root"
@@ -118,10 +106,8 @@ class TestingSpec(Testing):
         return f"{int(uid)}:{int(gid or uid)}"
 
     def over_limits(self) -> list[str]:
-        """What the description asks beyond what the profiler runs, in words (empty: nothing).
-
-        The ECR refuses such descriptions; one stored before the limits, or sent by another
-        producer, still gets its runs at the limit, and the profile says what was not done."""
+        """What it asks beyond the ECR's limits (a description stored before them, or another
+        producer's), in words: the runs go ahead at the limit, and the profile says so."""
         found = []
         if self.timeout is not None and self.timeout > MAX_TEST_TIMEOUT_SECONDS:
             found.append(
@@ -144,9 +130,6 @@ class TestingSpec(Testing):
 
 class UserRefused(ValueError):
     """`testing.user` asks for a user this profiler will not run tests as."""
-
-
-_NUMERIC_USER = re.compile(r"^\d{1,10}(:\d{1,10})?$")
 
 
 def size_bytes(value: Any) -> int | None:
@@ -180,8 +163,3 @@ def ceilings(hardware: Hardware, config: Config) -> Ceilings:
         default_memory_bytes=default,
         max_memory_bytes=most,
     )
-
-
-def parse_testing(raw: dict[str, Any] | None) -> TestingSpec:
-    """The description in `build.done` (or the defaults: run the image as it is, once per rep)."""
-    return TestingSpec.read(raw)

@@ -1,8 +1,7 @@
 """Test data: a bucket (and prefix) of the SAGE object store, copied to a local directory.
 
-Fetched through the storage service's HTTP API (`GET /api/v1/objects/{bucket}/{prefix}/?recursive`
-to list, `GET /api/v1/objects/{bucket}/{key}` to download) with the profiler's token, so the
-object store's permissions apply. The directory is then mounted read-only into the container.
+Fetched through the storage service's HTTP API with the profiler's token, so the object store's
+permissions apply; the directory is then mounted read-only into the container.
 """
 
 from __future__ import annotations
@@ -39,7 +38,6 @@ class TestDataUnavailable(Exception):
 class TestDataSource(Protocol):
     async def fetch(self, data: TestData, dest: Path) -> int:
         """Copy every object under the prefix into `dest`; return the bytes copied."""
-        ...
 
 
 def safe_relative(key: str) -> PurePosixPath:
@@ -90,7 +88,8 @@ class StorageHttpSource:
         found: list[tuple[str, int]] = []
         while True:
             async with http.get(url, params=params) as resp:
-                body = await self._json(resp, f"sage://{bucket}/{prefix}")
+                await self._check(resp, f"sage://{bucket}/{prefix}")
+                body: dict[str, Any] = await resp.json()
             found += [(c["Key"], int(c.get("Size", 0))) for c in body.get("Contents") or []]
             token = body.get("NextContinuationToken")
             if not body.get("IsTruncated") or not token:
@@ -106,11 +105,6 @@ class StorageHttpSource:
             with target.open("wb") as out:  # noqa: ASYNC230 - chunks are small, the disk is local
                 async for chunk in resp.content.iter_chunked(1 << 20):
                     out.write(chunk)
-
-    async def _json(self, resp: aiohttp.ClientResponse, what: str) -> dict[str, Any]:
-        await self._check(resp, what)
-        body: dict[str, Any] = await resp.json()
-        return body
 
     async def _check(self, resp: aiohttp.ClientResponse, what: str) -> None:
         if resp.status == 200:

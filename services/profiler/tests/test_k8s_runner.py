@@ -211,6 +211,17 @@ async def kube() -> AsyncIterator[tuple[StandIn, str]]:
     await server.close()
 
 
+_made: list[KubernetesRunner] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_runners() -> AsyncIterator[None]:
+    """Every runner a test makes is closed after it (each holds an HTTP session)."""
+    yield
+    while _made:
+        await _made.pop().close()
+
+
 def make(url: str, tmp_path: Path, **kw: Any) -> KubernetesRunner:
     settings = JobSettings(
         owner="profiler-abc",
@@ -220,7 +231,7 @@ def make(url: str, tmp_path: Path, **kw: Any) -> KubernetesRunner:
         start_timeout_seconds=kw.pop("start", 60.0),
         ttl_seconds=600,
     )
-    return KubernetesRunner(
+    runner = KubernetesRunner(
         KubeApi(url, token=TOKEN),
         NS,
         settings,
@@ -229,6 +240,8 @@ def make(url: str, tmp_path: Path, **kw: Any) -> KubernetesRunner:
         registries=("registry.example.org",),
         **kw,
     )
+    _made.append(runner)
+    return runner
 
 
 def spec(**kw: Any) -> RunSpec:
@@ -394,6 +407,7 @@ async def test_a_refused_job_is_a_clear_failure_and_an_outage_is_retryable(
     wrong = KubernetesRunner(
         KubeApi(url, token="wrong"), NS, JobSettings(owner="p"), architectures={"linux/arm64"}
     )
+    _made.append(wrong)
     with pytest.raises(RunnerError, match="401"):
         await wrong.ping()
     assert not api.created

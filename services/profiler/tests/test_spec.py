@@ -12,13 +12,13 @@ from sage_common.appspec import (
     Hardware,
 )
 from sage_profiler.config import Config
-from sage_profiler.spec import TestData, ceilings, parse_testing, size_bytes
+from sage_profiler.spec import TestData, TestingSpec, ceilings, size_bytes
 
 MiB = 1 << 20
 
 
 def test_ecr_testing_section_is_read_with_durations_in_seconds() -> None:
-    spec = parse_testing(
+    spec = TestingSpec.read(
         {
             "command": ["python3", "main.py"],
             "args": ["--fast"],
@@ -41,7 +41,7 @@ def test_ecr_testing_section_is_read_with_durations_in_seconds() -> None:
 
 
 def test_sage_input_ids_with_dashes_become_their_flags() -> None:
-    spec = parse_testing(
+    spec = TestingSpec.read(
         {"inputs": {"sampling-interval": 5, "out_dir": "/tmp", "-ip": "10.0.0.1", "no-cuda": True}}
     )
     assert spec.arguments() == [
@@ -56,19 +56,19 @@ def test_sage_input_ids_with_dashes_become_their_flags() -> None:
 
 
 def test_mask_entrypoint_makes_the_command_the_entrypoint() -> None:
-    spec = parse_testing({"command": "/bin/load mem=1", "mask_entrypoint": True, "args": ["x"]})
+    spec = TestingSpec.read({"command": "/bin/load mem=1", "mask_entrypoint": True, "args": ["x"]})
     assert spec.entrypoint() == ["/bin/load", "mem=1"]
     assert spec.arguments() == ["x"]
 
 
 def test_repetitions_and_copies_up_to_the_shared_limits_are_run_as_asked() -> None:
-    spec = parse_testing({"repetitions": MAX_TEST_REPETITIONS, "concurrency": MAX_TEST_COPIES})
+    spec = TestingSpec.read({"repetitions": MAX_TEST_REPETITIONS, "concurrency": MAX_TEST_COPIES})
     assert spec.repetitions_for(Config()) == 10 and spec.copies_for(Config()) == 8
     assert spec.over_limits() == []
 
 
 def test_asking_beyond_the_limits_runs_at_the_limit_and_says_so() -> None:
-    spec = parse_testing({"repetitions": 50, "concurrency": 64, "timeout": 7200})
+    spec = TestingSpec.read({"repetitions": 50, "concurrency": 64, "timeout": 7200})
     assert spec.repetitions_for(Config()) == MAX_TEST_REPETITIONS
     assert spec.copies_for(Config()) == MAX_TEST_COPIES
     assert spec.timeout_for(Config()) == MAX_TEST_TIMEOUT_SECONDS
@@ -82,9 +82,9 @@ def test_asking_beyond_the_limits_runs_at_the_limit_and_says_so() -> None:
 
 
 def test_a_timeout_up_to_the_limit_is_run_as_asked_and_absent_gets_the_default() -> None:
-    spec = parse_testing({"timeout": MAX_TEST_TIMEOUT_SECONDS})
+    spec = TestingSpec.read({"timeout": MAX_TEST_TIMEOUT_SECONDS})
     assert spec.timeout_for(Config()) == MAX_TEST_TIMEOUT_SECONDS and spec.over_limits() == []
-    assert parse_testing({"timeout": None}).timeout_for(Config(default_timeout_seconds=42)) == 42
+    assert TestingSpec.read({"timeout": None}).timeout_for(Config(default_timeout_seconds=42)) == 42
     with pytest.raises(ValidationError):
         Config(default_timeout_seconds=MAX_TEST_TIMEOUT_SECONDS + 1)
 
@@ -128,7 +128,7 @@ def test_min_memory_raises_the_ceiling_up_to_the_maximum() -> None:
 
 def test_no_description_means_the_image_as_it_is_with_defaults() -> None:
     config = Config(default_repetitions=3, default_timeout_seconds=120)
-    spec = parse_testing(None)
+    spec = TestingSpec.read(None)
     assert spec.arguments() == [] and spec.entrypoint() is None and spec.test_data() is None
     assert spec.repetitions_for(config) == 3 and spec.timeout_for(config) == 120
     assert spec.copies_for(config) == 1 and spec.period is None
