@@ -1,9 +1,6 @@
-"""Who may do what with a bucket: grants, what each permission implies, and the answer when not.
-
-Rules (DESIGN.md, "Identity and access"): FULL_CONTROL implies all; WRITE implies READ; WRITE_ACP
-implies READ_ACP. Admins and the owner pass every check. A caller who may not read the bucket
-gets 404 for anything it lacks, so private buckets stay invisible; a caller who may read it but
-lacks the permission gets 403, or 401 when anonymous (a token might help).
+"""Who may do what with a bucket (DESIGN.md, "Identity and access"): what each permission
+implies, and the answer when one is lacking. A caller who may not read the bucket gets 404, so
+private buckets stay invisible; one who may gets 403, or 401 when anonymous (a token might help).
 """
 
 from __future__ import annotations
@@ -29,10 +26,7 @@ _IMPLIES: dict[str, frozenset[str]] = {
 
 def effective(granted: Iterable[str]) -> frozenset[str]:
     """Every permission that the granted ones amount to."""
-    out: set[str] = set()
-    for permission in granted:
-        out |= _IMPLIES.get(permission, frozenset())
-    return frozenset(out)
+    return frozenset().union(*(_IMPLIES.get(permission, ()) for permission in granted))
 
 
 def grantee_groups(who: Principal | None) -> list[str]:

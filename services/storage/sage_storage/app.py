@@ -10,14 +10,15 @@ from aiohttp import web
 
 from sage_common.auth import Introspector
 from sage_common.errors import Unavailable
-from sage_common.web import POOL, READY_CHECKS, create_service_app
+from sage_common.supervise import Supervised
+from sage_common.web import POOL, READY_CHECKS, create_service_app, supervise
 
 from .config import Config
 from .objectstore import ObjectStore
 from .routes import ADMIN, SCOPES, routes
 from .s3 import S3ObjectStore
 from .service import Storage
-from .service_upkeep import sweeper_context
+from .service_upkeep import sweep_forever
 from .state import STORAGE
 from .store import Store
 
@@ -47,7 +48,8 @@ def create_app(
 
     async def storage_context(app: web.Application) -> AsyncIterator[None]:
         store = S3ObjectStore(config) if objects is None else objects
-        app[STORAGE] = Storage(Store(app[POOL]), store, config)
+        storage = Storage(Store(app[POOL]), store, config)
+        app[STORAGE] = storage
 
         async def object_store_ready(app: web.Application) -> None:
             await store.ensure_bucket()
@@ -57,11 +59,12 @@ def create_app(
             await store.ensure_bucket()
         except Unavailable:
             log.warning("the object store is unreachable at start-up; /readyz retries")
+        sweeper = supervise(app, Supervised("storage-sweeper", lambda: sweep_forever(storage)))
         yield
+        await sweeper.stop()
         close = getattr(store, "close", None)
         if objects is None and close is not None:
             await close()
 
     app.cleanup_ctx.append(storage_context)
-    app.cleanup_ctx.append(sweeper_context(STORAGE))
     return app

@@ -1,19 +1,15 @@
-"""Group commit in the service: calls that arrive while one is running go together in the next.
+"""Group commit: calls arriving while one runs go together in the next; a lone call runs at once.
 
-Every commit of an upload into one bucket updates that bucket's row, so those transactions run one
-after another, each waiting for its own WAL flush; 200 small uploads at once would wait for 200
-flushes in a row. A `Batcher` runs the first call at once and gathers every call that arrives
-meanwhile into the next one, so a burst costs a few transactions whatever its size, and a lone
-call waits for nothing. Reads batch the same way (a bucket's lookup for one caller, asked by every
-request): a call joins only a query that has not started yet, so it still sees every change made
-before it arrived, and 200 requests at once cost a few queries instead of queueing 20 deep for the
-pool's connections.
+Commits into one bucket all update its row, so they run one after another, each waiting for its
+own WAL flush (200 small uploads at once: 200 flushes in a row); batched, a burst costs a few
+transactions. Reads batch too (a bucket's lookup for one caller): a call joins only a query that
+has not started, so it sees every change made before it arrived, and 200 requests cost a few
+queries instead of queueing 20 deep for the pool's connections.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -32,9 +28,7 @@ class Batcher(Generic[K, I, R]):
 
     async def submit(self, key: K, item: I) -> R:
         """The result for `item`, from the next batch of `key` (or raises what that batch raised).
-
-        Cancelling the caller does not take the item out: its batch may already be running.
-        """
+        Cancelling the caller does not take the item out: its batch may already be running."""
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queued.setdefault(key, []).append((item, future))
         if key not in self._running:
@@ -64,9 +58,3 @@ class Batcher(Generic[K, I, R]):
             for _, future in left:  # only when cancelled (at shutdown): nothing ran them
                 if not future.done():
                     future.cancel()
-
-    async def close(self) -> None:
-        for task in list(self._running.values()):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task

@@ -1,5 +1,4 @@
 """HTTP in and out for buckets and their permissions; objects are in handlers_objects.py.
-
 Every success is 200, bucket creation included: SAGE clients take any other status as a failure.
 """
 
@@ -17,7 +16,6 @@ from sage_common.web import json_response, refuse_nul
 
 from . import service, service_upkeep
 from .models import CreateBucket, Grant, UpdateBucket
-from .service import Storage
 from .state import STORAGE
 
 _FALSE = {"false", "0", "no", "off"}
@@ -25,23 +23,17 @@ _FALSE = {"false", "0", "no", "off"}
 
 def flag(request: web.Request, name: str) -> bool:
     """A present-or-absent query flag: `?name`, `?name=True`, `?name=true` count; `=false` not."""
-    if name not in request.query:
-        return False
-    return request.query.get(name, "").strip().lower() not in _FALSE
+    return name in request.query and request.query[name].strip().lower() not in _FALSE
 
 
 def int_query(request: web.Request, name: str) -> int | None:
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if not raw:
         return None
     try:
         return int(raw)
     except ValueError:
         raise BadRequest(f"{name} is a whole number") from None
-
-
-def _ctx(request: web.Request) -> Storage:
-    return request.app[STORAGE]
 
 
 async def json_object(request: web.Request) -> dict[str, Any]:
@@ -57,20 +49,18 @@ async def json_object(request: web.Request) -> dict[str, Any]:
     return data
 
 
-async def _body_or_query(request: web.Request, fields: tuple[str, ...]) -> dict[str, Any]:
-    """The JSON body when one is sent, else the named query parameters."""
-    if request.can_read_body and request.content_type not in ("", "application/octet-stream"):
-        return await json_object(request)
-    return {k: request.query[k] for k in fields if k in request.query}
-
-
 @describe(request=CreateBucket, tags=["buckets"])
 async def create_bucket(request: web.Request) -> web.Response:
     """Create a bucket (`?type=&name=&public=` or a JSON body); answers the bucket."""
-    data = await _body_or_query(request, ("name", "type", "public"))
+    if request.can_read_body and request.content_type not in ("", "application/octet-stream"):
+        data = await json_object(request)
+    else:
+        data = {k: request.query[k] for k in ("name", "type", "public") if k in request.query}
     if "public" in data and isinstance(data["public"], str):
         data["public"] = data["public"].strip().lower() not in _FALSE
-    bucket = await service.create_bucket(_ctx(request), principal(request), CreateBucket(**data))
+    bucket = await service.create_bucket(
+        request.app[STORAGE], principal(request), CreateBucket(**data)
+    )
     return json_response(bucket.json())
 
 
@@ -79,7 +69,7 @@ async def list_buckets(request: web.Request) -> web.Response:
     """The buckets the caller may read (`?owner=`, `?name=`, `?limit=`, `?continuationToken=`)."""
     token = request.query.get("continuationToken") or request.query.get("ContinuationToken")
     buckets, next_token = await service.list_buckets(
-        _ctx(request),
+        request.app[STORAGE],
         principal(request),
         owner=request.query.get("owner") or None,
         name=request.query.get("name") or None,
@@ -93,7 +83,7 @@ async def list_buckets(request: web.Request) -> web.Response:
 @describe(tags=["buckets"])
 async def show_bucket(request: web.Request) -> web.Response:
     """The bucket; with `?permissions`, its grants."""
-    ctx, who, raw_id = _ctx(request), principal(request), request.match_info["bucket"]
+    ctx, who, raw_id = request.app[STORAGE], principal(request), request.match_info["bucket"]
     if flag(request, "permissions"):
         return json_response(await service.list_grants(ctx, who, raw_id))
     return json_response((await service.bucket_for(ctx, who, raw_id, "READ")).json())
@@ -104,7 +94,7 @@ async def update_bucket(request: web.Request) -> web.Response:
     """Change the name, type or user metadata of a bucket (FULL_CONTROL)."""
     body = UpdateBucket.model_validate(await json_object(request))
     bucket = await service.update_bucket(
-        _ctx(request), principal(request), request.match_info["bucket"], body
+        request.app[STORAGE], principal(request), request.match_info["bucket"], body
     )
     return json_response(bucket.json())
 
@@ -116,7 +106,7 @@ async def add_grant(request: web.Request) -> web.Response:
         raise BadRequest("PUT on a bucket takes ?permissions; to upload, PUT to a key")
     grant = Grant.model_validate(await json_object(request))
     added = await service.add_grant(
-        _ctx(request), principal(request), request.match_info["bucket"], grant
+        request.app[STORAGE], principal(request), request.match_info["bucket"], grant
     )
     return json_response(added.model_dump())
 
@@ -124,11 +114,9 @@ async def add_grant(request: web.Request) -> web.Response:
 @describe(tags=["buckets", "permissions"])
 async def delete_bucket(request: web.Request) -> web.Response:
     """Delete the bucket and all in it; with `?permissions&grantee=TYPE:NAME[:PERM]`, grants.
-
     Any `permissions` (even `=false`) or `grantee` in the query makes it a grant deletion, which
-    never deletes the bucket: a misspelt flag must not turn "remove a grant" into "delete all".
-    """
-    ctx, who, raw_id = _ctx(request), principal(request), request.match_info["bucket"]
+    never deletes the bucket: a misspelt flag must not turn "remove a grant" into "delete all"."""
+    ctx, who, raw_id = request.app[STORAGE], principal(request), request.match_info["bucket"]
     if "permissions" in request.query or "grantee" in request.query:
         deleted = await service.delete_grants(ctx, who, raw_id, request.query.getall("grantee", []))
         return json_response({"deleted": deleted})

@@ -1,8 +1,7 @@
 """HTTP in and out for objects: streamed uploads (multipart form or raw body), downloads, listings.
-
-Bodies are never read whole: each file streams from the socket to S3 in parts. When an upload
-fails before its body is read, the rest is read and dropped (for a bounded time) so the client
-gets the error answer rather than a reset connection.
+Bodies stream from the socket to S3, never read whole. When an upload fails before its body is
+read, the rest is read and dropped (for a bounded time) so the client gets the error answer rather
+than a reset connection.
 """
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
@@ -36,6 +34,7 @@ log = logging.getLogger(__name__)
 PART_READ = 1024 * 1024
 _FORM_TYPES = ("application/x-www-form-urlencoded", "")
 MALFORMED_FORM = "the multipart form is malformed (its boundary or a part's headers)"
+RAW_NEEDS_KEY = "a raw upload names its key; a key ending in '/' needs a multipart form"
 
 
 def _is_listing(path: str) -> bool:
@@ -49,12 +48,10 @@ async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
 
 async def _drain(request: web.Request, seconds: float) -> None:
     """Read and drop what is left of the body, for at most `seconds`."""
-    deadline = time.monotonic() + seconds
     with contextlib.suppress(Exception):
-        while time.monotonic() < deadline:
-            left = deadline - time.monotonic()
-            if not await asyncio.wait_for(request.content.readany(), max(left, 0.01)):
-                return
+        async with asyncio.timeout(seconds):
+            while await request.content.readany():
+                pass
 
 
 @describe(tags=["objects"])
@@ -83,24 +80,19 @@ async def _upload_raw(
     request: web.Request, ctx: service.Storage, bucket: Bucket, path: str, blob: str
 ) -> str:
     try:
-        incoming = _raw_incoming(request, path)
+        if _is_listing(path):
+            raise BadRequest(RAW_NEEDS_KEY)
+        ctype = request.headers.get(CONTENT_TYPE)
+        incoming = Incoming(
+            chunks=request.content.iter_any(),
+            content_type=None if request.content_type in _FORM_TYPES else ctype,
+            length=request.content_length,
+            expect=Checksums.from_headers(request.headers),
+        )
     except BaseException:
-        with contextlib.suppress(Exception):  # if this fails, the sweeper's
-            await asyncio.shield(ctx.store.forget_upload(blob))
+        await service.forget_begun(ctx, blob)
         raise
     return await service_objects.upload(ctx, bucket, path, incoming, begun=blob)
-
-
-def _raw_incoming(request: web.Request, path: str) -> Incoming:
-    if _is_listing(path):
-        raise BadRequest("a raw upload names its key; a key ending in '/' needs a multipart form")
-    ctype = request.headers.get(CONTENT_TYPE, "")
-    return Incoming(
-        chunks=request.content.iter_any(),
-        content_type=None if request.content_type in _FORM_TYPES else ctype,
-        length=request.content_length,
-        expect=Checksums.from_headers(request.headers),
-    )
 
 
 async def _upload_form(
@@ -184,12 +176,12 @@ async def get(request: web.Request) -> web.StreamResponse:
     if request.method == "HEAD":
         headers["Content-Length"] = str(length)
         return web.Response(status=status, headers=headers)
-    reader = await service_objects.open_blob(ctx, obj, offset, length if wanted else None)
+    chunks = await service_objects.open_blob(ctx, obj, offset, length if wanted else None)
     response = web.StreamResponse(status=status, headers=headers)
     response.content_length = length
     try:
         await response.prepare(request)
-        async for chunk in reader.chunks:
+        async for chunk in chunks:
             await response.write(chunk)
         await response.write_eof()
     except ProblemError as exc:
@@ -198,7 +190,7 @@ async def get(request: web.Request) -> web.StreamResponse:
         if request.transport is not None:
             request.transport.close()
     finally:
-        await reader.close()
+        await chunks.aclose()
     return response
 
 

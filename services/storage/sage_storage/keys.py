@@ -16,9 +16,8 @@ MAX_KEY_BYTES = 1024
 def _check_segments(path: str, what: str) -> None:
     if len(path.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
         raise BadRequest(f"the {what} is longer than {MAX_KEY_BYTES} bytes of UTF-8")
-    for ch in path:
-        if unicodedata.category(ch) in ("Cc", "Cs"):
-            raise BadRequest(f"the {what} holds a control character")
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in path):
+        raise BadRequest(f"the {what} holds a control character")
     for segment in path.split("/"):
         if segment == "":
             raise BadRequest(f"the {what} has an empty segment ('//' or a leading '/')")

@@ -1,18 +1,16 @@
 """An in-memory `ObjectStore` for unit tests: same contract and errors as S3, no network.
-
-Set `down = True` to make every call fail as an unreachable store does; `fail_part` makes the
-upload of that part number fail, to exercise what happens half way through an upload.
+`down = True` fails every call as an unreachable store does; `fail_part`, that part's upload.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from sage_common.errors import Unavailable
 
-from .objectstore import BlobMissing, BlobReader, Buffer, UploadMissing
+from .objectstore import BlobMissing, Buffer, UploadMissing
 
 _ids = itertools.count(1)
 
@@ -61,7 +59,7 @@ class MemoryObjectStore:
         *,
         content_type: str,
         metadata: dict[str, str],
-        sha256: str | None = None,
+        sha256: str,
     ) -> None:
         self._check("put")
         self.blobs[key] = Blob(bytes(data), content_type, dict(metadata))
@@ -102,7 +100,9 @@ class MemoryObjectStore:
         self._check("abort_multipart")
         self.uploads.pop(upload_id, None)
 
-    async def open(self, key: str, offset: int = 0, length: int | None = None) -> BlobReader:
+    async def open(
+        self, key: str, offset: int = 0, length: int | None = None
+    ) -> AsyncGenerator[bytes, None]:
         self._check("open")
         blob = self.blobs.get(key)
         if blob is None:
@@ -110,11 +110,11 @@ class MemoryObjectStore:
         end = len(blob.data) if length is None else offset + length
         data = blob.data[offset:end]
 
-        async def chunks() -> AsyncIterator[bytes]:
+        async def chunks() -> AsyncGenerator[bytes, None]:
             for i in range(0, len(data), 65536):
                 yield data[i : i + 65536]
 
-        return BlobReader(chunks(), len(data))
+        return chunks()
 
     async def delete(self, keys: list[str]) -> None:
         self._check("delete")

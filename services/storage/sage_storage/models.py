@@ -6,14 +6,12 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from .access import Permission
 
-BucketType = Literal["training-data", "model", "profile", "none"]
-BUCKET_TYPES: tuple[str, ...] = ("training-data", "model", "profile", "none")
 _NAME_RE = re.compile(r"^\w[\w .+@/-]{0,127}$")
 _META_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_META_ENTRIES = 64
@@ -34,13 +32,11 @@ def _name(value: str) -> str:
     return value
 
 
-def _type(value: Any) -> Any:
+def _lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
-def _metadata(value: dict[str, str] | None) -> dict[str, str] | None:
-    if value is None:  # PATCH's "metadata": null leaves the stored metadata as it is
-        return None
+def _metadata(value: dict[str, str]) -> dict[str, str]:
     if len(value) > MAX_META_ENTRIES:
         raise ValueError(f"at most {MAX_META_ENTRIES} metadata entries")
     for key, item in value.items():
@@ -51,19 +47,22 @@ def _metadata(value: dict[str, str] | None) -> dict[str, str] | None:
     return value
 
 
+Name = Annotated[str, AfterValidator(_name)]
+BucketType = Annotated[
+    Literal["training-data", "model", "profile", "none"], BeforeValidator(_lower)
+]
+Metadata = Annotated[dict[str, str], AfterValidator(_metadata)]
+
+
 class CreateBucket(BaseModel):
     """`POST /api/v1/objects`: from the query (`type`, `name`, `public`) or a JSON body."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = ""
+    name: Name = ""
     type: BucketType = "none"
     public: bool = False
-    metadata: dict[str, str] = Field(default_factory=dict)
-
-    _check_name = field_validator("name")(_name)
-    _check_meta = field_validator("metadata")(_metadata)
-    _lower_type = field_validator("type", mode="before")(_type)
+    metadata: Metadata = Field(default_factory=dict)
 
 
 class UpdateBucket(BaseModel):
@@ -71,13 +70,9 @@ class UpdateBucket(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = None
+    name: Name | None = None
     type: BucketType | None = None
-    metadata: dict[str, str] | None = None
-
-    _check_name = field_validator("name")(_name)
-    _check_meta = field_validator("metadata")(_metadata)
-    _lower_type = field_validator("type", mode="before")(_type)
+    metadata: Metadata | None = None  # null leaves the stored metadata as it is
 
 
 class Grant(BaseModel):

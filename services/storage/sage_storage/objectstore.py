@@ -7,8 +7,7 @@ Both raise the same errors: `Unavailable` (503 with Retry-After) when the store 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator
 from typing import Protocol
 
 Buffer = bytes | bytearray | memoryview
@@ -20,19 +19,6 @@ class BlobMissing(Exception):
 
 class UploadMissing(Exception):
     """The named multipart upload does not exist (completed, aborted, or never made)."""
-
-
-@dataclass(frozen=True)
-class BlobReader:
-    """An open download: its chunks, and a way to give the connection back early."""
-
-    chunks: AsyncIterator[bytes]
-    length: int
-
-    async def close(self) -> None:
-        close = getattr(self.chunks, "aclose", None)
-        if close is not None:
-            await close()
 
 
 class ObjectStore(Protocol):
@@ -51,9 +37,9 @@ class ObjectStore(Protocol):
         *,
         content_type: str,
         metadata: dict[str, str],
-        sha256: str | None = None,
+        sha256: str,
     ) -> None:
-        """Store a small blob in one request; `sha256` is its digest in hex, when known."""
+        """Store a small blob in one request; `sha256` is its digest in hex."""
 
     async def create_multipart(
         self, key: str, *, content_type: str, metadata: dict[str, str]
@@ -71,8 +57,11 @@ class ObjectStore(Protocol):
     async def abort_multipart(self, key: str, upload_id: str) -> None:
         """Drop an upload and its parts; an upload that is already gone is not an error."""
 
-    async def open(self, key: str, offset: int = 0, length: int | None = None) -> BlobReader:
-        """Stream a blob, or `length` bytes of it from `offset`; `BlobMissing` if absent."""
+    async def open(
+        self, key: str, offset: int = 0, length: int | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        """Stream a blob, or `length` bytes of it from `offset`; `BlobMissing` if absent. Its
+        `aclose()` gives the connection back early."""
 
     async def delete(self, keys: list[str]) -> None:
         """Delete blobs; keys that are already gone are not an error."""

@@ -18,9 +18,7 @@ unsatisfiable = _Unsatisfiable()
 def parse_range(header: str | None, size: int) -> tuple[int, int] | _Unsatisfiable | None:
     """(offset, length) to send; None for the whole object (no header, or one we may ignore:
     malformed or several ranges); `unsatisfiable` for a range outside the object (416)."""
-    if not header:
-        return None
-    match = _RANGE_RE.match(header)
+    match = _RANGE_RE.match(header or "")
     if match is None:
         return None
     first, last = match.groups()

@@ -1,10 +1,9 @@
 """The object store on a real S3 server (MinIO, or `rclone serve s3`) through the `minio` client.
 
-The client is synchronous: every call runs on a bounded thread pool whose size is also the size of
-the HTTP connection pool. The one exception is a small body's single PUT, the most frequent call,
-which is signed with the client's signer and sent from the event loop on one aiohttp session
-(kept-alive connections, no thread). Network failures and S3 server errors become `Unavailable`
-here, so the rest of the service never sees a urllib3, aiohttp or minio exception.
+The client is synchronous: its calls run on a bounded thread pool, also its connection pool's size;
+a small body's single PUT, the most frequent call, is signed with its signer and sent from the
+event loop on one aiohttp session instead. Network failures and S3 server errors become
+`Unavailable` here, so the rest of the service never sees a urllib3, aiohttp or minio exception.
 """
 
 from __future__ import annotations
@@ -12,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
-from urllib.parse import SplitResult, quote
+from urllib.parse import quote
 
 import aiohttp
 import urllib3
@@ -33,7 +31,7 @@ from sage_common.errors import Unavailable
 from sage_common.s3 import body_code, s3_code
 
 from .config import Config
-from .objectstore import BlobMissing, BlobReader, Buffer, UploadMissing
+from .objectstore import BlobMissing, Buffer, UploadMissing
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +39,7 @@ T = TypeVar("T")
 READ_CHUNK = 1024 * 1024
 _MISSING_BLOB = {"NoSuchKey", "NoSuchObject"}
 _MISSING_UPLOAD = {"NoSuchUpload"}
+_UNREACHABLE = (urllib3.exceptions.HTTPError, aiohttp.ClientError, OSError, ServerError)
 
 
 def translate(exc: BaseException, what: str) -> BaseException:
@@ -50,10 +49,14 @@ def translate(exc: BaseException, what: str) -> BaseException:
         return BlobMissing(what)
     if code in _MISSING_UPLOAD:
         return UploadMissing(what)
-    if isinstance(exc, (urllib3.exceptions.HTTPError, OSError, ServerError)):
+    if isinstance(exc, _UNREACHABLE):
         log.warning("object store unreachable during %s: %s", what, type(exc).__name__)
         return Unavailable("the object store is unreachable, try again", retry_after=5)
-    log.error("object store refused %s: %s", what, code or type(exc).__name__)
+    return _refused(what, code or type(exc).__name__)
+
+
+def _refused(what: str, why: object) -> Unavailable:
+    log.error("object store refused %s: %s", what, why)
     return Unavailable("the object store failed, try again", retry_after=5)
 
 
@@ -86,14 +89,10 @@ class S3ObjectStore:
             http_client=http,
         )
         # Where a small body's PUT goes: the URL of a key is this one's path plus the quoted key.
-        put_url = self.client._base_url.build(
+        url = self.client._base_url.build(
             method="PUT", region=self._region, bucket_name=self._bucket, object_name="k"
         )
-        self._put_scheme, self._put_host, self._put_path = (
-            put_url.scheme,
-            put_url.netloc,
-            put_url.path[:-1],
-        )
+        self._put_url = url._replace(path=url.path[:-1])
         # Small bodies go in one PUT on this aiohttp session (made on first use, in the loop).
         self._http: aiohttp.ClientSession | None = None
         self._connections = config.s3_connections
@@ -109,23 +108,24 @@ class S3ObjectStore:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _call(self, what: str, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
-        loop = asyncio.get_running_loop()
+        """`fn(bucket, *args, **kw)` on a thread, for this store's S3 bucket."""
+        call = functools.partial(fn, self._bucket, *args, **kw)
         try:
-            return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kw))
+            return await asyncio.get_running_loop().run_in_executor(self._pool, call)
         except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             raise translate(exc, what) from None
 
     async def ensure_bucket(self) -> None:
-        if not await self._call("bucket check", self.client.bucket_exists, self._bucket):
+        if not await self._call("bucket check", self.client.bucket_exists):
             try:
-                await self._call("bucket creation", self.client.make_bucket, self._bucket)
+                await self._call("bucket creation", self.client.make_bucket)
             except Unavailable:
                 # A replica starting beside this one may have made it first.
-                if not await self._call("bucket check", self.client.bucket_exists, self._bucket):
+                if not await self._call("bucket check", self.client.bucket_exists):
                     raise
 
     async def ping(self) -> None:
-        await self._call("ping", self.client.bucket_exists, self._bucket)
+        await self._call("ping", self.client.bucket_exists)
 
     async def put(
         self,
@@ -134,12 +134,12 @@ class S3ObjectStore:
         *,
         content_type: str,
         metadata: dict[str, str],
-        sha256: str | None = None,
+        sha256: str,
     ) -> None:
         """One signed PUT sent from the event loop itself, not through the minio client's threads:
         most uploads are small, and a thread per request costs more (GIL hand-overs, a second
         SHA-256 of the body) than the request. `sha256`, the body's digest in hex, is the payload
-        hash the signature covers (computed here when not given)."""
+        hash the signature covers."""
         if self._http is None:
             # One session for every PUT: kept-alive connections, the timeouts set once, and no
             # headers that S3 does not need (each is parsed, and signed, on every request).
@@ -149,101 +149,71 @@ class S3ObjectStore:
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
             )
-        path = self._put_path + quote(key)
-        payload = sha256 or hashlib.sha256(data).hexdigest()
+        url = self._put_url._replace(path=self._put_url.path + quote(key))
         date = minio_time.utcnow()
         headers: DictType = {
-            "Host": self._put_host,
+            "Host": url.netloc,
             "Content-Type": content_type,
             "Content-Length": str(len(data)),
-            "x-amz-content-sha256": payload,
+            "x-amz-content-sha256": sha256,
             "x-amz-date": minio_time.to_amz_date(date),
             **_meta_headers(metadata),
         }
         creds = self.client._provider.retrieve() if self.client._provider else None
-        signed = headers
         if creds is not None:
-            signed = sign_v4_s3(
+            headers = sign_v4_s3(
                 method="PUT",
-                url=SplitResult(self._put_scheme, self._put_host, path, "", ""),
+                url=url,
                 region=self._region,
                 headers=headers,
                 credentials=creds,
-                content_sha256=payload,
+                content_sha256=sha256,
                 date=date,
             )
         try:
             async with self._http.put(
-                f"{self._put_scheme}://{self._put_host}{path}",
-                data=data,
-                headers={k: str(v) for k, v in signed.items()},
+                url.geturl(), data=data, headers={k: str(v) for k, v in headers.items()}
             ) as response:
                 status, answer = response.status, await response.read()
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            log.warning("object store unreachable during put: %s", type(exc).__name__)
-            raise Unavailable("the object store is unreachable, try again", retry_after=5) from None
+        except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
+            raise translate(exc, "put") from None
         if status != 200:
-            code = body_code(answer.decode(errors="replace"))
-            log.error("object store refused put: %s", code or status)
-            raise Unavailable("the object store failed, try again", retry_after=5)
+            raise _refused("put", body_code(answer.decode(errors="replace")) or status)
 
     async def create_multipart(
         self, key: str, *, content_type: str, metadata: dict[str, str]
     ) -> str:
         headers = {"Content-Type": content_type, **_meta_headers(metadata)}
         return await self._call(
-            "multipart start", self.client._create_multipart_upload, self._bucket, key, headers
+            "multipart start", self.client._create_multipart_upload, key, headers
         )
 
     async def upload_part(self, key: str, upload_id: str, number: int, data: Buffer) -> str:
         return await self._call(
-            "part upload",
-            self.client._upload_part,
-            self._bucket,
-            key,
-            data,
-            None,
-            upload_id,
-            number,
+            "part upload", self.client._upload_part, key, data, None, upload_id, number
         )
 
     async def complete_multipart(
         self, key: str, upload_id: str, parts: list[tuple[int, str]]
     ) -> None:
+        done = [Part(number, etag) for number, etag in parts]
         await self._call(
-            "multipart completion",
-            self.client._complete_multipart_upload,
-            self._bucket,
-            key,
-            upload_id,
-            [Part(n, etag) for n, etag in parts],
+            "multipart completion", self.client._complete_multipart_upload, key, upload_id, done
         )
 
     async def abort_multipart(self, key: str, upload_id: str) -> None:
-        try:
-            await self._call(
-                "multipart abort",
-                self.client._abort_multipart_upload,
-                self._bucket,
-                key,
-                upload_id,
-            )
-        except UploadMissing:
-            pass
+        with contextlib.suppress(UploadMissing):
+            await self._call("multipart abort", self.client._abort_multipart_upload, key, upload_id)
 
-    async def open(self, key: str, offset: int = 0, length: int | None = None) -> BlobReader:
+    async def open(
+        self, key: str, offset: int = 0, length: int | None = None
+    ) -> AsyncGenerator[bytes, None]:
         response = await self._call(
-            "download",
-            self.client.get_object,
-            self._bucket,
-            key,
-            offset=offset,
-            length=length or 0,
+            "download", self.client.get_object, key, offset=offset, length=length or 0
         )
-        size = int(response.headers.get("Content-Length", "0"))
-        return BlobReader(self._chunks(response), size)
+        return self._chunks(response)
 
-    async def _chunks(self, response: Any) -> AsyncIterator[bytes]:
+    async def _chunks(self, response: Any) -> AsyncGenerator[bytes, None]:
         # One read always in flight: S3 delivers the next chunk while the caller sends this one.
         loop = asyncio.get_running_loop()
         pending = loop.run_in_executor(self._pool, response.read, READ_CHUNK)
@@ -268,7 +238,7 @@ class S3ObjectStore:
         for start in range(0, len(keys), 1000):
             batch = [DeleteObject(k) for k in keys[start : start + 1000]]
             errors = await self._call(
-                "delete", lambda b=batch: list(self.client.remove_objects(self._bucket, b))
+                "delete", lambda bucket, b=batch: list(self.client.remove_objects(bucket, b))
             )
             failed = [e for e in errors if e.code not in _MISSING_BLOB]
             if failed:

@@ -1,7 +1,5 @@
 """Use cases on buckets and their grants: who may do what, and the rules the API promises.
-
-Objects are in service_objects.py, listings in service_listing.py, deletion and clean-up in
-service_upkeep.py.
+Objects are in service_objects.py, listings in service_listing.py, deletion in service_upkeep.py.
 """
 
 from __future__ import annotations
@@ -27,7 +25,7 @@ from .objectstore import ObjectStore
 from .store import Store
 
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
-MAX_BUCKET_PAGE = 1000
+MAX_PAGE = 1000  # buckets, or keys of a listing
 
 
 @dataclass
@@ -47,12 +45,13 @@ def bucket_uuid(raw: str) -> uuid.UUID:
 
 
 async def bucket_for(
-    ctx: Storage, who: Principal | None, raw_id: str, needed: Permission
+    ctx: Storage, who: Principal | None, raw_id: str, needed: Permission, begin: str | None = None
 ) -> Bucket:
-    """The bucket, when the caller holds `needed` on it; 404/401/403 as access.check decides."""
-    bucket = await ctx.store.bucket(
-        bucket_uuid(raw_id), who.username if who else None, access.grantee_groups(who)
-    )
+    """The bucket, when the caller holds `needed` on it; 404/401/403 as access.check decides.
+    `begin`: a blob recorded as an upload into it by the same query, whatever the answer."""
+    username = who.username if who else None
+    groups = access.grantee_groups(who)
+    bucket = await ctx.store.bucket(bucket_uuid(raw_id), username, groups, begin)
     if bucket is None:
         raise NotFound("no such bucket")
     access.check(who, bucket.owner, bucket.granted, needed)
@@ -67,20 +66,19 @@ def new_blob(bucket_id: uuid.UUID) -> str:
 async def bucket_to_write(ctx: Storage, who: Principal | None, raw_id: str) -> tuple[Bucket, str]:
     """`bucket_for(..., "WRITE")` and a new blob to upload into it, recorded as begun by the same
     query (store.Store.bucket): one round trip fewer per upload. When refused, the record goes."""
-    bucket_id = bucket_uuid(raw_id)
-    blob = new_blob(bucket_id)
+    blob = new_blob(bucket_uuid(raw_id))
     try:
-        bucket = await ctx.store.bucket(
-            bucket_id, who.username if who else None, access.grantee_groups(who), begin=blob
-        )
-        if bucket is None:
-            raise NotFound("no such bucket")
-        access.check(who, bucket.owner, bucket.granted, "WRITE")
-    except BaseException:  # refused, or cancelled: a record left over is the sweeper's
-        with contextlib.suppress(Exception):
-            await asyncio.shield(ctx.store.forget_upload(blob))
+        return await bucket_for(ctx, who, raw_id, "WRITE", begin=blob), blob
+    except BaseException:  # refused, or cancelled
+        await forget_begun(ctx, blob)
         raise
-    return bucket, blob
+
+
+async def forget_begun(ctx: Storage, blob: str) -> None:
+    """Forget an upload that sent nothing to S3, even when cancelled; if that fails, the sweeper
+    finds the record."""
+    with contextlib.suppress(Exception):
+        await asyncio.shield(ctx.store.forget_upload(blob))
 
 
 async def create_bucket(ctx: Storage, who: Principal | None, body: CreateBucket) -> Bucket:
@@ -88,9 +86,7 @@ async def create_bucket(ctx: Storage, who: Principal | None, body: CreateBucket)
         raise Unauthorized("creating a bucket needs a token: send 'Authorization: sage <token>'")
     if not (who.is_approved or who.is_admin):
         raise Forbidden("your account is not approved yet")
-    return await ctx.store.create_bucket(
-        who.username, body.name, body.type, body.metadata, body.public, ctx.config.quota_buckets
-    )
+    return await ctx.store.create_bucket(who.username, body, ctx.config.quota_buckets)
 
 
 async def list_buckets(
@@ -103,9 +99,7 @@ async def list_buckets(
     token: str | None,
 ) -> tuple[list[Bucket], str | None]:
     """One page of the buckets the caller may read, and the token of the next (None at the end)."""
-    size = MAX_BUCKET_PAGE if limit is None else limit
-    if not 1 <= size <= MAX_BUCKET_PAGE:
-        raise BadRequest(f"limit is between 1 and {MAX_BUCKET_PAGE}")
+    size = page_size(limit)
     after = _decode_position(token) if token else None
     rows = await ctx.store.list_buckets(
         who.username if who else None,
@@ -119,21 +113,33 @@ async def list_buckets(
     if len(rows) <= size:
         return rows, None
     last = rows[size - 1]
-    return rows[:size], _encode_position(last.time_created, last.id)
-
-
-def _encode_position(when: datetime, bucket_id: uuid.UUID) -> str:
-    raw = json.dumps([when.isoformat(), str(bucket_id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return rows[:size], encode_token(json.dumps([last.time_created.isoformat(), str(last.id)]))
 
 
 def _decode_position(token: str) -> tuple[datetime, uuid.UUID]:
     try:
-        raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
-        when, bucket_id = json.loads(raw)
+        when, bucket_id = json.loads(decode_token(token))
         return datetime.fromisoformat(when), uuid.UUID(bucket_id)
     except (ValueError, TypeError):
         raise BadRequest("the continuation token is not one this service gave") from None
+
+
+def page_size(limit: int | None) -> int:
+    """A page's size: `limit`, at most (and by default) MAX_PAGE."""
+    size = MAX_PAGE if limit is None else limit
+    if not 1 <= size <= MAX_PAGE:
+        raise BadRequest(f"limit is between 1 and {MAX_PAGE}")
+    return size
+
+
+def encode_token(text: str) -> str:
+    """A continuation token: `text` in unpadded URL-safe base64."""
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_token(token: str) -> str:
+    """The text of an `encode_token`; ValueError when it is not one."""
+    return base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True).decode()
 
 
 async def update_bucket(
@@ -186,9 +192,8 @@ async def delete_grants(
     if not specs:
         raise BadRequest("name what to remove: grantee=TYPE:NAME[:PERMISSION]")
     parsed = [parse_grantee(s) for s in specs]
-    for type_, name, _ in parsed:
-        if type_ == "USER" and name == bucket.owner:
-            raise BadRequest("the owner's FULL_CONTROL cannot be removed")
+    if any(type_ == "USER" and name == bucket.owner for type_, name, _ in parsed):
+        raise BadRequest("the owner's FULL_CONTROL cannot be removed")
     deleted = []
     for type_, name, perm in parsed:
         if await ctx.store.delete_grants(bucket.id, type_, name, perm):

@@ -9,30 +9,15 @@ The continuation token names the last entry answered, so every next token differ
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 
 from sage_common.errors import BadRequest
 
 from . import keys
 from .models import Bucket, StoredObject, sage_time
-from .service import Storage
+from .service import Storage, decode_token, encode_token, page_size
 
-MAX_KEYS = 1000
 _BATCH = 1000
-
-
-def encode_token(after: str) -> str:
-    return base64.urlsafe_b64encode(after.encode()).decode().rstrip("=")
-
-
-def decode_token(token: str) -> str:
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadRequest("the ContinuationToken is not one this service gave") from None
 
 
 def _past(entry: str) -> str:
@@ -59,12 +44,13 @@ async def list_objects(
     token: str | None,
 ) -> dict[str, Any]:
     prefix = keys.prefix(path)
-    size = MAX_KEYS if limit is None else limit
-    if not 1 <= size <= MAX_KEYS:
-        raise BadRequest(f"limit is between 1 and {MAX_KEYS}")
+    size = page_size(limit)
     lower = prefix
     if token:
-        lower = max(prefix, _past(decode_token(token)))
+        try:
+            lower = max(prefix, _past(decode_token(token)))
+        except ValueError:
+            raise BadRequest("the ContinuationToken is not one this service gave") from None
     upper = _upper(prefix)
     entries: list[StoredObject | str] = []
     truncated = False

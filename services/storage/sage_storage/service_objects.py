@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
-from collections.abc import AsyncIterable
+from collections.abc import AsyncGenerator, AsyncIterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote
@@ -15,8 +14,8 @@ from sage_common.errors import BadRequest, NotFound, PayloadTooLarge
 
 from . import keys
 from .models import Bucket, StoredObject
-from .objectstore import BlobMissing, BlobReader
-from .service import Storage, new_blob
+from .objectstore import BlobMissing
+from .service import Storage, forget_begun, new_blob
 from .uploads import Checksums, Limit, write_blob
 
 log = logging.getLogger(__name__)
@@ -36,19 +35,16 @@ class Incoming:
     expect: Checksums = Checksums()
 
 
-def _limit(ctx: Storage, bucket: Bucket, used: int | None) -> Limit:
-    limit = Limit(
-        ctx.config.max_upload_bytes,
-        f"the upload is larger than this service accepts ({ctx.config.max_upload_bytes} bytes)",
-    )
-    quota = ctx.config.quota_bytes
-    if quota > 0 and used is not None and quota - used < limit.bytes:
-        left = max(0, quota - used)
-        limit = Limit(
-            left,
-            f"storage quota exceeded: {bucket.owner} uses {used} of {quota} bytes",
-        )
-    return limit
+async def _limit(ctx: Storage, bucket: Bucket, key: str) -> Limit:
+    """The most an upload to `key` may send: the service's maximum, or the owner's quota left."""
+    most, quota = ctx.config.max_upload_bytes, ctx.config.quota_bytes
+    if quota > 0:  # what replacing an object frees counts as free
+        current = await ctx.store.object(bucket.id, key)
+        used = await ctx.store.usage(bucket.owner) - (current.size if current else 0)
+        if quota - used < most:
+            message = f"storage quota exceeded: {bucket.owner} uses {used} of {quota} bytes"
+            return Limit(max(0, quota - used), message)
+    return Limit(most, f"the upload is larger than this service accepts ({most} bytes)")
 
 
 async def upload(
@@ -58,20 +54,15 @@ async def upload(
     blob already recorded as an upload into the bucket (service.bucket_to_write) to use."""
     try:
         key = keys.upload_key(path, incoming.filename)
-        used = None
-        if ctx.config.quota_bytes > 0:  # what replacing an object frees counts as free
-            current = await ctx.store.object(bucket.id, key)
-            used = await ctx.store.usage(bucket.owner) - (current.size if current else 0)
-        limit = _limit(ctx, bucket, used)
+        limit = await _limit(ctx, bucket, key)
         if incoming.length is not None and incoming.length > limit.bytes:
             raise PayloadTooLarge(limit.message)
         content_type = incoming.content_type or DEFAULT_TYPE
         if not _CONTENT_TYPE_RE.match(content_type):
             raise BadRequest("the Content-Type is not printable ASCII of at most 255 characters")
     except BaseException:
-        if begun is not None:  # nothing was sent to S3 yet; if this fails, the sweeper's
-            with contextlib.suppress(Exception):
-                await asyncio.shield(ctx.store.forget_upload(begun))
+        if begun is not None:
+            await forget_begun(ctx, begun)
         raise
     blob = begun or new_blob(bucket.id)
     if begun is None:
@@ -112,9 +103,7 @@ async def upload(
 
 async def discard_upload(ctx: Storage, blob: str) -> None:
     """Undo an upload that did not commit: abort its S3 upload, delete its blob, forget it.
-
-    Whatever cannot be undone now (S3 or Postgres down) stays recorded for the sweeper.
-    """
+    Whatever cannot be undone now (S3 or Postgres down) stays recorded for the sweeper."""
     try:
         row = await ctx.store.upload(blob)
         if row is not None and row["upload_id"]:
@@ -150,7 +139,7 @@ async def stat(ctx: Storage, bucket: Bucket, path: str) -> StoredObject:
 
 async def open_blob(
     ctx: Storage, obj: StoredObject, offset: int = 0, length: int | None = None
-) -> BlobReader:
+) -> AsyncGenerator[bytes, None]:
     try:
         return await ctx.objects.open(obj.blob, offset, length)
     except BlobMissing:

@@ -11,14 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
 
-from aiohttp import web
 from prometheus_client import Counter
 
 from sage_common.auth import Principal
-from sage_common.supervise import Supervised
-from sage_common.web import supervise
 
 from .service import Storage, bucket_for, bucket_uuid
 
@@ -82,21 +78,11 @@ async def sweep_once(ctx: Storage) -> bool:
     return True
 
 
-def sweeper_context(key: web.AppKey[Storage]) -> object:
-    """A cleanup context that sweeps at start-up and then every `sweep_interval_seconds`."""
-
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        async def loop() -> None:
-            storage = app[key]
-            while True:
-                try:
-                    await sweep_once(storage)
-                except Exception as exc:  # noqa: BLE001 - the next pass retries
-                    log.warning("sweep failed: %s", type(exc).__name__)
-                await asyncio.sleep(storage.config.sweep_interval_seconds)
-
-        sweeper = supervise(app, Supervised("storage-sweeper", loop))
-        yield
-        await sweeper.stop()
-
-    return ctx
+async def sweep_forever(ctx: Storage) -> None:
+    """Sweep at start-up and then every `sweep_interval_seconds`."""
+    while True:
+        try:
+            await sweep_once(ctx)
+        except Exception as exc:  # noqa: BLE001 - the next pass retries
+            log.warning("sweep failed: %s", type(exc).__name__)
+        await asyncio.sleep(ctx.config.sweep_interval_seconds)

@@ -11,7 +11,7 @@ import asyncpg
 from sage_common.errors import Forbidden, NotFound, PayloadTooLarge
 
 from .batch import Batcher
-from .models import Bucket, StoredObject
+from .models import Bucket, CreateBucket, StoredObject
 from .store_upkeep import UpkeepStore
 
 # Most uploads committed (or begun) in one statement; more wait for the next.
@@ -42,10 +42,6 @@ def _bucket(row: asyncpg.Record) -> Bucket:
     return Bucket(**data)
 
 
-def _object(row: asyncpg.Record) -> StoredObject:
-    return StoredObject(**dict(row))
-
-
 class Store(UpkeepStore):
     """Every query of the service; `UpkeepStore` holds the S3 bookkeeping half."""
 
@@ -62,15 +58,7 @@ class Store(UpkeepStore):
         ] = Batcher(self._lookup_batch, 10_000)
 
     # ------------------------------------------------------------------ buckets and grants
-    async def create_bucket(
-        self,
-        owner: str,
-        name: str,
-        type_: str,
-        metadata: dict[str, str],
-        public: bool,
-        max_buckets: int,
-    ) -> Bucket:
+    async def create_bucket(self, owner: str, body: CreateBucket, max_buckets: int) -> Bucket:
         """Insert a bucket with the owner's FULL_CONTROL (and public READ); 403 over quota."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
@@ -86,13 +74,13 @@ class Store(UpkeepStore):
                 f"""INSERT INTO buckets AS b (id, name, owner, type, metadata)
                     VALUES ($1, $2, $3, $4, $5) RETURNING {_BUCKET_COLS}""",
                 uuid.uuid4(),
-                name,
+                body.name,
                 owner,
-                type_,
-                metadata,
+                body.type,
+                body.metadata,
             )
             grants = [(row["id"], "USER", owner, "FULL_CONTROL")]
-            if public:
+            if body.public:
                 grants.append((row["id"], "GROUP", "AllUsers", "READ"))
             await conn.executemany("INSERT INTO grants VALUES ($1, $2, $3, $4)", grants)
         return _bucket(row)
@@ -104,14 +92,10 @@ class Store(UpkeepStore):
         groups: list[str],
         begin: str | None = None,
     ) -> Bucket | None:
-        """The bucket with the caller's grants on it; None when absent or being deleted. With
-        `begin`, a blob about to be uploaded into it is recorded (as `begin_upload` does) by the
-        same statement, whatever the answer: a caller refused the bucket forgets it.
-
-        Every upload and download asks this first. Lookups of one bucket by one caller that arrive
-        while one runs share the next query (batch.py): each is still answered by a query that
-        started after it arrived, so a grant changed before it is seen.
-        """
+        """The bucket with the caller's grants on it; None when absent or being deleted. `begin`:
+        a blob recorded as an upload into it (as `begin_upload` does) by the same statement,
+        whatever the answer. Every upload and download asks this first, so lookups of one bucket
+        by one caller share the next query (batch.py), which still sees a grant changed before."""
         row = await self._lookups.submit((bucket_id, username, tuple(groups)), begin)
         return _bucket(row) if row else None
 
@@ -212,7 +196,7 @@ class Store(UpkeepStore):
         row = await self.pool.fetchrow(
             "SELECT * FROM objects WHERE bucket_id = $1 AND key = $2", bucket_id, key
         )
-        return _object(row) if row else None
+        return StoredObject(**row) if row else None
 
     async def list_objects(
         self, bucket_id: uuid.UUID, start: str, end: str | None, limit: int
@@ -226,7 +210,7 @@ class Store(UpkeepStore):
             end,
             limit,
         )
-        return [_object(r) for r in rows]
+        return [StoredObject(**r) for r in rows]
 
     async def list_folded(
         self, bucket_id: uuid.UUID, start: str, end: str | None, prefix_length: int, limit: int
@@ -257,7 +241,7 @@ class Store(UpkeepStore):
             prefix_length,
             limit,
         )
-        return [_object(r) for r in rows]
+        return [StoredObject(**r) for r in rows]
 
     async def usage(self, owner: str) -> int:
         return int(
@@ -267,12 +251,9 @@ class Store(UpkeepStore):
         )
 
     async def commit_object(self, obj: StoredObject, quota_bytes: int) -> str | None:
-        """Make an uploaded blob the object at its key, with its bookkeeping.
-
-        Answers the replaced blob (now in `garbage`), if any; 404 if the bucket went away
-        meanwhile, 413 if the owner's byte quota would be passed (migration 0002). Commits into
-        one bucket that arrive while one runs go together in the next transaction (migration 0003).
-        """
+        """Make an uploaded blob the object at its key; answers the replaced blob (now in
+        `garbage`), if any. 404 if the bucket went away meanwhile, 413 over the owner's byte quota
+        (migration 0002). Commits into one bucket are batched (migration 0003)."""
         row = await self._commits.submit((obj.bucket_id, quota_bytes), obj)
         if row["outcome"] == "gone":
             raise NotFound("the bucket was deleted during the upload")

@@ -56,11 +56,6 @@ class UpkeepStore:
         )
 
     # ------------------------------------------------------------------ garbage blobs
-    async def add_garbage(self, blobs: list[str]) -> None:
-        await self.pool.executemany(
-            "INSERT INTO garbage (blob) VALUES ($1) ON CONFLICT DO NOTHING", [(b,) for b in blobs]
-        )
-
     async def garbage(self, limit: int, older_than: float = 0.0) -> list[str]:
         """Garbage blobs retired more than `older_than` seconds ago, oldest first."""
         rows = await self.pool.fetch(

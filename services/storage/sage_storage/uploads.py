@@ -1,10 +1,9 @@
 """Stream one upload into one blob with bounded memory, hashing as it goes.
 
 Small bodies (under one part) go to S3 in one request; larger ones as a multipart upload whose next
-part is read from the client while up to `parallel` earlier ones are sent to S3, so memory stays
-near `parallel + 1` parts whatever the size. Checksums sent by the client are compared before the
-upload is completed: a mismatch, a failure or a disconnect leaves nothing visible, and the caller
-aborts what was started.
+part is read from the client while up to `parallel` earlier ones are sent, so memory stays near
+`parallel + 1` parts. Client checksums are compared before the upload completes: a mismatch, a
+failure or a disconnect leaves nothing visible, and the caller aborts what was started.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import binascii
 import contextlib
 import hashlib
 from collections import deque
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from sage_common.errors import BadRequest, PayloadTooLarge
@@ -31,10 +30,9 @@ class Checksums:
     sha256: bytes | None = None
 
     @classmethod
-    def from_headers(cls, headers: object) -> Checksums:
-        get = headers.get  # type: ignore[attr-defined]
-        md5 = get("Content-MD5")
-        sha = get("X-Checksum-SHA256") or get("x-amz-checksum-sha256")
+    def from_headers(cls, headers: Mapping[str, str]) -> Checksums:
+        md5 = headers.get("Content-MD5")
+        sha = headers.get("X-Checksum-SHA256") or headers.get("x-amz-checksum-sha256")
         return cls(
             md5=_digest(md5, 16, "Content-MD5") if md5 else None,
             sha256=_digest(sha, 32, "SHA-256 checksum") if sha else None,
@@ -147,10 +145,8 @@ async def write_blob(
     on_multipart: Callable[[str], Awaitable[None]],
 ) -> Written:
     """Upload the stream to `key`; raises without completing anything on any failure.
-
     `on_multipart` learns the upload id before the first part is sent, so that whoever cleans up
-    after a failure (or a crash) can abort it.
-    """
+    after a failure (or a crash) can abort it."""
     sha = hashlib.sha256()
     md5 = hashlib.md5(usedforsecurity=False) if expect.md5 is not None else None
     size = 0

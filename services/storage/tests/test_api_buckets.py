@@ -271,7 +271,7 @@ async def test_sweeper_finishes_deletes_garbage_and_abandoned_uploads(make_api) 
     await store.mark_deleting(uuid.UUID(doomed["id"]))
     orphan = f"{kept['id']}/orphan"
     api.objects.blobs[orphan] = api.objects.blobs[next(iter(api.objects.blobs))]
-    await store.add_garbage([orphan])
+    await store.pool.execute("INSERT INTO garbage (blob) VALUES ($1)", orphan)
     abandoned = f"{kept['id']}/abandoned"
     upload_id = await api.objects.create_multipart(abandoned, content_type="x", metadata={})
     await store.begin_upload(abandoned, uuid.UUID(kept["id"]))
