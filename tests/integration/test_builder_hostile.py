@@ -329,7 +329,11 @@ async def test_a_fork_bomb_stops_at_the_builds_process_limit(stack, s3_server, s
     assert stopped or "can't fork" in text
     if stopped:
         assert int(stopped.group(1)) < LIMITS["build_nproc"]
-    await until(lambda: not processes_with(b"sleep\x00300"), within=30)
+    try:
+        await until(lambda: not processes_with(b"sleep\x00300"), within=30)
+    except AssertionError:
+        left = "; ".join(process_story(pid) for pid in processes_with(b"sleep\x00300")[:5])
+        raise AssertionError(f"the build's forks outlived it ({done.error}): {left}") from None
     assert_nothing_leaked(text, service_secrets)
 
 
@@ -413,6 +417,17 @@ async def test_the_builder_is_healthy_and_builds_after_the_corpus(stack, s3_serv
 def line(pattern: str, text: str) -> re.Match[str] | None:
     """A whole log line matching `pattern` (not the echo of the step's script that holds it)."""
     return re.search(rf"^{pattern}$", text, re.MULTILINE)
+
+
+def process_story(pid: str) -> str:
+    """Where a process is, to say why it outlived its build: state, parent, PID namespace, cgroups."""
+    proc = Path("/proc") / pid
+    try:
+        stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        groups = (proc / "cgroup").read_text().split()
+        return f"pid {pid} state {stat[0]} ppid {stat[1]} {os.readlink(proc / 'ns/pid')} {groups}"
+    except OSError as exc:
+        return f"pid {pid} ({exc.strerror})"
 
 
 def processes_with(needle: bytes) -> list[str]:
