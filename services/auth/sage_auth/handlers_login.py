@@ -138,37 +138,32 @@ async def session_token(request: web.Request) -> web.Response:
     return await mint_token(request, who)
 
 
-def _clear(request: web.Request, response: web.StreamResponse) -> None:
-    domain = request.app[AUTH_CONFIG].cookie_domain or None
-    response.del_cookie(COOKIE, path="/auth")
-    for name in (TOKEN_COOKIE, USER_COOKIE):
-        response.del_cookie(name, path="/", domain=domain)
-    response.headers["Cache-Control"] = "no-store"
-
-
-async def _end_session(request: web.Request) -> None:
+async def _logged_out(request: web.Request, response: web.Response) -> web.Response:
+    """End the browser's session (revoking its portal token) and clear its cookies."""
     login = request.app.get(LOGIN)
     if login is not None:
         revoked = await login.logout(request.cookies.get(COOKIE))
         if revoked is not None:
             request.app[LOCAL].forget(revoked)
+    domain = request.app[AUTH_CONFIG].cookie_domain or None
+    response.del_cookie(COOKIE, path="/auth")
+    for name in (TOKEN_COOKIE, USER_COOKIE):
+        response.del_cookie(name, path="/", domain=domain)
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @describe(status=204, tags=["login"])
 async def logout(request: web.Request) -> web.Response:
     """End the browser session: its cookies go, and so does the portal's token (tokens made
     with the session for the command line keep working until they expire or are revoked)."""
-    await _end_session(request)
-    response = web.Response(status=204)
-    _clear(request, response)
-    return response
+    return await _logged_out(request, web.Response(status=204))
 
 
 @describe(tags=["login"])
 async def portal_logout(request: web.Request) -> web.Response:
     """SAGE's `portal-logout/?callback=URL`, as the portal's sign-out calls it: log out, then
     back to the portal (a URL of this site or the cookie domain; else a plain answer)."""
-    await _end_session(request)
     target = request.query.get("callback", "")
     config = request.app[AUTH_CONFIG]
     hosts = frozenset({urlsplit(config.public_url).hostname or ""} - {""})
@@ -176,8 +171,7 @@ async def portal_logout(request: web.Request) -> web.Response:
         response = web.Response(status=303, headers={"Location": target})
     else:
         response = web.Response(text="Logged out.\n", content_type="text/plain")
-    _clear(request, response)
-    return response
+    return await _logged_out(request, response)
 
 
 @describe(tags=["login"])

@@ -13,8 +13,7 @@ NAME_PATTERN = r"^[a-z][a-z0-9_.-]{1,63}$"
 NAME_RE = re.compile(NAME_PATTERN)
 SCOPE_RE = r"^[a-z][a-z0-9_.:*-]{0,63}$"
 
-Username = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
-GroupName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]  # of a user or a group
 Scope = Annotated[str, StringConstraints(pattern=SCOPE_RE)]
 Text = Annotated[str, StringConstraints(max_length=256)]
 
@@ -119,7 +118,7 @@ class SageTokenInfoOut(BaseModel):
 
 
 class CreateUser(_Body):
-    username: Username
+    username: Name
     name: Text = ""
     email: Text = ""
     is_admin: bool = False
@@ -134,5 +133,5 @@ class UpdateUser(_Body):
 
 
 class CreateGroup(_Body):
-    name: GroupName
+    name: Name
     description: Text = ""

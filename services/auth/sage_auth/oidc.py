@@ -56,11 +56,14 @@ class OidcProvider:
             await self._session.close()
             self._session = None
 
-    async def _get_json(self, url: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+    async def _get_json(self, url: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
         try:
-            async with self._session.get(url, headers=headers) as resp:
+            async with self._http().get(url, headers=headers) as resp:
                 if resp.status != 200:
                     raise Unavailable(f"the identity provider answered {resp.status}")
                 return await resp.json(content_type=None)
@@ -97,8 +100,6 @@ class OidcProvider:
     async def exchange(self, code: str, code_verifier: str) -> dict[str, Any]:
         """Trade the code (with the PKCE verifier and our secret) for the provider's tokens."""
         meta = await self.metadata()
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
         form = {
             "grant_type": "authorization_code",
             "code": code,
@@ -110,7 +111,7 @@ class OidcProvider:
             basic = aiohttp.encode_basic_auth(
                 quote(self.client_id, safe=""), quote(self._secret, safe="")
             )
-            async with self._session.post(
+            async with self._http().post(
                 meta["token_endpoint"], data=form, headers={"Authorization": basic}
             ) as resp:
                 body: dict[str, Any] = await resp.json(content_type=None)

@@ -102,13 +102,10 @@ def token_expiry(
 async def create_token(store: Store, who: Principal, body: CreateToken, config: Config) -> NewToken:
     """A new token for the caller, with at most the caller's own scopes and lifetime."""
     _require_person(who)
-    if body.scopes is None:
-        scopes = list(who.scopes)
-    else:
-        beyond = [s for s in body.scopes if not who.has_scope(s)]
-        if beyond:
-            raise Forbidden(f"this token cannot grant scopes it lacks: {', '.join(sorted(beyond))}")
-        scopes = list(body.scopes)
+    scopes = who.scopes if body.scopes is None else body.scopes
+    beyond = [s for s in scopes if not who.has_scope(s)]
+    if beyond:
+        raise Forbidden(f"this token cannot grant scopes it lacks: {', '.join(sorted(beyond))}")
     expires_at = token_expiry(body.expires_in_days, config, who.exp)
     return await issue_token(store, who.username, body.name, scopes, expires_at=expires_at)
 
@@ -171,13 +168,7 @@ async def create_user(store: Store, who: Principal | None, body: CreateUser) -> 
     """`who` is None for the operator's own command line, which is trusted."""
     if who is not None:
         require_admin(who)
-    return await store.insert_user(
-        body.username,
-        name=body.name,
-        email=body.email,
-        is_admin=body.is_admin,
-        is_approved=body.is_approved,
-    )
+    return await store.insert_user(body)
 
 
 async def update_user(store: Store, who: Principal | None, username: str, body: UpdateUser) -> User:

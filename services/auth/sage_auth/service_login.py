@@ -6,7 +6,6 @@ States and sessions are random, kept server-side only as SHA-256 hashes, and exp
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import re
@@ -15,6 +14,8 @@ from dataclasses import KW_ONLY, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
+
+from jwt.utils import base64url_encode
 
 from sage_common.auth import Principal, token_hash
 from sage_common.errors import BadRequest, Conflict
@@ -30,8 +31,7 @@ PORTAL_TOKEN_NAME = "portal login"  # noqa: S105 - a name, not a secret
 
 
 def pkce_challenge(verifier: str) -> str:
-    digest = hashlib.sha256(verifier.encode()).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    return base64url_encode(hashlib.sha256(verifier.encode()).digest()).decode()
 
 
 def username_from_claims(claims: dict[str, Any]) -> str:

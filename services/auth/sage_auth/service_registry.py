@@ -26,6 +26,11 @@ REGISTRY_SCOPE = "registry"
 # Service accounts that may ask for a pull token on behalf of a user (Basic user `client+username`):
 # the builder pulls an app's base images with its submitter's rights, never its own.
 ON_BEHALF_CLIENTS = frozenset({"builder"})
+# What each service account may do in the registry under the local policy (see above).
+SERVICE_ACTIONS: dict[str, tuple[str, ...]] = {
+    "builder": ("pull", "push", "delete"),
+    "profiler": ("pull",),
+}
 _SCOPE_RE = re.compile(
     r"^([a-z0-9]+(?:\([a-z0-9]+\))?)"  # type, e.g. repository or repository(plugin)
     r":([^:\s]+(?::[0-9]+/[^:\s]+)?)"  # name, which may hold a host:port/ prefix
@@ -83,29 +88,15 @@ class RegistryPolicy(Protocol):
     async def grant(self, who: Principal | None, wanted: list[Access]) -> list[Access]: ...
 
 
-@dataclass(frozen=True)
 class AdminAndBuilderPolicy:
-    """Admins get what they ask; the builder may push, pull and delete, the profiler pull."""
-
-    pushers: frozenset[str] = frozenset({"builder"})
-    pullers: frozenset[str] = frozenset({"profiler"})
-    deleters: frozenset[str] = frozenset({"builder"})
+    """Admins get what they ask; service accounts get their `SERVICE_ACTIONS`."""
 
     async def grant(self, who: Principal | None, wanted: list[Access]) -> list[Access]:
         if who is None:
             return []
         if who.is_admin and who.has_scope(REGISTRY_SCOPE):
             return list(wanted)
-        if not who.is_service:
-            return []
-        if who.client_id in self.pushers:
-            allowed: tuple[str, ...] = ("pull", "push")
-        elif who.client_id in self.pullers:
-            allowed = ("pull",)
-        else:
-            return []
-        if who.client_id in self.deleters:
-            allowed += ("delete",)
+        allowed = SERVICE_ACTIONS.get(who.client_id or "", ()) if who.is_service else ()
         granted = (a.limited(allowed) for a in wanted if a.type == "repository")
         return [a for a in granted if a is not None]
 

@@ -15,7 +15,7 @@ import aiohttp
 
 from sage_common.auth import Principal
 
-from .service_registry import REGISTRY_SCOPE, Access, AdminAndBuilderPolicy
+from .service_registry import REGISTRY_SCOPE, SERVICE_ACTIONS, Access, AdminAndBuilderPolicy
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +37,11 @@ class EcrRegistryPolicy:
         client_secret: str,
         *,
         timeout: float = 3.0,
-        pushers: frozenset[str] = frozenset({"builder"}),
     ) -> None:
         self._url = ecr_url.rstrip("/") + ACCESS_PATH
         self._secret = client_secret
         self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._local = AdminAndBuilderPolicy(pushers)
+        self._local = AdminAndBuilderPolicy()
         self._session: aiohttp.ClientSession | None = None
         if not client_secret:
             log.warning(
@@ -58,7 +57,7 @@ class EcrRegistryPolicy:
     async def grant(self, who: Principal | None, wanted: list[Access]) -> list[Access]:
         if who is not None and (
             (who.is_admin and who.has_scope(REGISTRY_SCOPE))
-            or (who.is_service and who.client_id in self._local.pushers)
+            or (who.is_service and "push" in SERVICE_ACTIONS.get(who.client_id or "", ()))
         ):
             return await self._local.grant(who, wanted)
         # A token not meant for the registry acts for nobody there: it pulls what anyone may.

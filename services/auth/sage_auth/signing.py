@@ -35,13 +35,9 @@ CERT_YEARS = 10
 @contextmanager
 def _locked(directory: Path) -> Iterator[None]:
     """Serialise processes that start at once and would otherwise each make a key."""
-    fd = os.open(directory / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with os.fdopen(os.open(directory / ".lock", os.O_WRONLY | os.O_CREAT, 0o600), "wb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:

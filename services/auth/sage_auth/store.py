@@ -12,7 +12,7 @@ import asyncpg
 from sage_common.auth import Principal
 from sage_common.errors import Conflict, NotFound
 
-from .models import Group, Token, User
+from .models import CreateUser, Group, Token, User
 
 _USER = """SELECT u.username, u.name, u.email, u.is_admin, u.is_approved, u.created_at,
                   u.last_login_at,
@@ -44,22 +44,20 @@ class Store:
         self.pool = pool
 
     # ------------------------------------------------------------------ users
-    async def insert_user(
-        self, username: str, *, name: str, email: str, is_admin: bool, is_approved: bool
-    ) -> User:
+    async def insert_user(self, user: CreateUser) -> User:
         try:
             await self.pool.execute(
                 "INSERT INTO users (username, name, email, is_admin, is_approved)"
                 " VALUES ($1, $2, $3, $4, $5)",
-                username,
-                name,
-                email,
-                is_admin,
-                is_approved,
+                user.username,
+                user.name,
+                user.email,
+                user.is_admin,
+                user.is_approved,
             )
         except asyncpg.UniqueViolationError:
-            raise Conflict(f"user {username} already exists") from None
-        return await self.get_user(username)
+            raise Conflict(f"user {user.username} already exists") from None
+        return await self.get_user(user.username)
 
     async def get_user(self, username: str) -> User:
         row = await self.pool.fetchrow(_USER + " WHERE u.username = $1", username)
