@@ -62,9 +62,8 @@ def create_app(
         sweeper = supervise(app, Supervised("storage-sweeper", lambda: sweep_forever(storage)))
         yield
         await sweeper.stop()
-        close = getattr(store, "close", None)
-        if objects is None and close is not None:
-            await close()
+        if objects is None and isinstance(store, S3ObjectStore):
+            await store.close()
 
     app.cleanup_ctx.append(storage_context)
     return app

@@ -49,7 +49,7 @@ def upload_key(path: str, filename: str | None) -> str:
         name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
         if not name:
             raise BadRequest("the key ends in '/' and the file part has no filename")
-        return object_key(path + name)
+        path += name
     return object_key(path)
 
 

@@ -49,9 +49,6 @@ class MemoryObjectStore:
     async def ensure_bucket(self) -> None:
         self._check("ensure_bucket")
 
-    async def ping(self) -> None:
-        self._check("ping")
-
     async def put(
         self,
         key: str,

@@ -101,8 +101,6 @@ class Bucket:
     metadata: dict[str, str]
     time_created: datetime
     time_last_updated: datetime
-    bytes_used: int = 0
-    object_count: int = 0
     granted: list[str] = field(default_factory=list)  # the caller's own grants, when asked
 
     def json(self) -> dict[str, Any]:

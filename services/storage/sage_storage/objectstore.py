@@ -27,9 +27,6 @@ class ObjectStore(Protocol):
     async def ensure_bucket(self) -> None:
         """Make the one S3 bucket that holds every SAGE bucket, if it is not there yet."""
 
-    async def ping(self) -> None:
-        """Raise `Unavailable` unless the store answers now."""
-
     async def put(
         self,
         key: str,

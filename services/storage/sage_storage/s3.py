@@ -124,9 +124,6 @@ class S3ObjectStore:
                 if not await self._call("bucket check", self.client.bucket_exists):
                     raise
 
-    async def ping(self) -> None:
-        await self._call("ping", self.client.bucket_exists)
-
     async def put(
         self,
         key: str,

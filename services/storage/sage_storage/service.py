@@ -12,7 +12,6 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sage_common.auth import Principal
 from sage_common.errors import BadRequest, Forbidden, NotFound, Unauthorized
@@ -146,8 +145,7 @@ async def update_bucket(
     ctx: Storage, who: Principal | None, raw_id: str, body: UpdateBucket
 ) -> Bucket:
     bucket = await bucket_for(ctx, who, raw_id, "FULL_CONTROL")
-    fields: dict[str, Any] = body.model_dump(exclude_none=True)
-    if fields:
+    if fields := body.model_dump(exclude_none=True):
         await ctx.store.update_bucket(bucket.id, fields)
     return await bucket_for(ctx, who, raw_id, "FULL_CONTROL")
 

@@ -81,18 +81,6 @@ async def list_objects(
             # Past the last entry, and so past its folder's rest: never back to a folder
             # (rows after it in this batch were listed already).
             lower = _past(entry if isinstance(entry, str) else entry.key)
-    return _answer(bucket, prefix, entries, truncated, size, token, recursive)
-
-
-def _answer(
-    bucket: Bucket,
-    prefix: str,
-    entries: list[StoredObject | str],
-    truncated: bool,
-    size: int,
-    token: str | None,
-    recursive: bool,
-) -> dict[str, Any]:
     contents = [
         {
             "Key": e.key[len(prefix) :],
@@ -104,9 +92,9 @@ def _answer(
         if isinstance(e, StoredObject)
     ]
     folders = [{"Prefix": e[len(prefix) :]} for e in entries if isinstance(e, str)]
-    last = entries[-1] if entries else None
     next_token = None
-    if truncated and last is not None:
+    if truncated:  # a full page: never empty
+        last = entries[-1]
         next_token = encode_token(last if isinstance(last, str) else last.key)
     return {
         "Name": str(bucket.id),

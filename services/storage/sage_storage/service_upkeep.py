@@ -52,8 +52,7 @@ async def sweep(ctx: Storage) -> None:
     for bucket_id in await ctx.store.deleting_buckets():
         await finish_delete(ctx, bucket_id)
         SWEPT.labels("bucket").inc()
-    grace = ctx.config.garbage_grace_seconds
-    while garbage := await ctx.store.garbage(BATCH, grace):
+    while garbage := await ctx.store.garbage(BATCH, ctx.config.garbage_grace_seconds):
         await ctx.objects.delete(garbage)
         await ctx.store.forget_garbage(garbage)
         SWEPT.labels("garbage").inc(len(garbage))

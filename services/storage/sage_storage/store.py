@@ -16,10 +16,7 @@ from .store_upkeep import UpkeepStore
 
 # Most uploads committed (or begun) in one statement; more wait for the next.
 BATCH_ITEMS = 100
-_BUCKET_COLS = (
-    "b.id, b.name, b.owner, b.type, b.metadata, b.time_created, b.time_last_updated, "
-    "b.bytes_used, b.object_count"
-)
+_BUCKET_COLS = "b.id, b.name, b.owner, b.type, b.metadata, b.time_created, b.time_last_updated"
 # The caller's grants on b: as a user ($2, NULL when anonymous) and through groups ($3).
 _MY_GRANTS = """(g.grantee_type = 'USER' AND g.grantee = $2)
                 OR (g.grantee_type = 'GROUP' AND g.grantee = ANY($3::text[]))"""
@@ -138,8 +135,7 @@ class Store(UpkeepStore):
             admin,
             owner,
             name,
-            after[0] if after else None,
-            after[1] if after else None,
+            *(after or (None, None)),
         )
         return [_bucket(r) for r in rows]
 
@@ -160,36 +156,32 @@ class Store(UpkeepStore):
         return [dict(r) for r in rows]
 
     async def add_grant(self, bucket_id: uuid.UUID, type_: str, grantee: str, perm: str) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO grants VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                bucket_id,
-                type_,
-                grantee,
-                perm,
-            )
-            await conn.execute(
-                "UPDATE buckets SET time_last_updated = now() WHERE id = $1", bucket_id
-            )
+        await self.pool.execute(
+            """WITH added AS (INSERT INTO grants VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING)
+               UPDATE buckets SET time_last_updated = now() WHERE id = $1""",
+            bucket_id,
+            type_,
+            grantee,
+            perm,
+        )
 
     async def delete_grants(
         self, bucket_id: uuid.UUID, type_: str, grantee: str, perm: str | None
     ) -> int:
-        async with self.pool.acquire() as conn, conn.transaction():
-            result = await conn.execute(
-                """DELETE FROM grants WHERE bucket_id = $1 AND grantee_type = $2 AND grantee = $3
-                   AND ($4::text IS NULL OR permission = $4)""",
-                bucket_id,
-                type_,
-                grantee,
-                perm,
-            )
-            deleted = int(result.split()[-1])
-            if deleted:
-                await conn.execute(
-                    "UPDATE buckets SET time_last_updated = now() WHERE id = $1", bucket_id
-                )
-        return deleted
+        return await self.pool.fetchval(
+            """WITH gone AS (
+                   DELETE FROM grants WHERE bucket_id = $1 AND grantee_type = $2 AND grantee = $3
+                     AND ($4::text IS NULL OR permission = $4) RETURNING 1
+               ), touched AS (
+                   UPDATE buckets SET time_last_updated = now()
+                   WHERE id = $1 AND EXISTS (SELECT FROM gone)
+               )
+               SELECT count(*) FROM gone""",
+            bucket_id,
+            type_,
+            grantee,
+            perm,
+        )
 
     # ------------------------------------------------------------------ objects
     async def object(self, bucket_id: uuid.UUID, key: str) -> StoredObject | None:

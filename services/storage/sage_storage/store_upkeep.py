@@ -75,10 +75,9 @@ class UpkeepStore:
 
     async def deleting_owner(self, bucket_id: uuid.UUID) -> str | None:
         """The owner of the bucket when it is being deleted; None otherwise."""
-        owner = await self.pool.fetchval(
+        return await self.pool.fetchval(
             "SELECT owner FROM buckets WHERE id = $1 AND deleting", bucket_id
         )
-        return str(owner) if owner is not None else None
 
     async def deleting_buckets(self) -> list[uuid.UUID]:
         rows = await self.pool.fetch("SELECT id FROM buckets WHERE deleting")

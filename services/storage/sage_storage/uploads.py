@@ -168,8 +168,11 @@ async def write_blob(
             if md5 is not None:
                 md5.update(chunk)
             await parts.add(chunk)
+        if md5 is not None and md5.digest() != expect.md5:  # md5 is made only when expected
+            raise BadRequest("the body does not match its Content-MD5: nothing was stored")
+        if expect.sha256 is not None and sha.digest() != expect.sha256:
+            raise BadRequest("the body does not match its SHA-256 checksum: nothing was stored")
         written = Written(size, sha.hexdigest(), md5.hexdigest() if md5 is not None else None)
-        _verify(expect, sha.digest(), md5.digest() if md5 is not None else None)
         if parts.upload_id is None:
             await objects.put(
                 key,
@@ -183,10 +186,3 @@ async def write_blob(
         return written
     finally:
         await parts.settle()
-
-
-def _verify(expect: Checksums, sha256: bytes, md5: bytes | None) -> None:
-    if expect.md5 is not None and expect.md5 != md5:
-        raise BadRequest("the body does not match its Content-MD5: nothing was stored")
-    if expect.sha256 is not None and expect.sha256 != sha256:
-        raise BadRequest("the body does not match its SHA-256 checksum: nothing was stored")
