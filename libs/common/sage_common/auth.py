@@ -21,7 +21,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from pydantic import BaseModel, Field
 
-from .errors import Forbidden, Unauthorized, Unavailable
+from .errors import Unauthorized, Unavailable
 from .scopes import RouteScopes, holds
 
 log = logging.getLogger(__name__)
@@ -209,11 +209,4 @@ def require_principal(request: web.Request) -> Principal:
     who = principal(request)
     if who is None:
         raise Unauthorized("this needs a token: send 'Authorization: sage <token>'")
-    return who
-
-
-def require_admin(request: web.Request) -> Principal:
-    who = require_principal(request)
-    if not who.is_admin:
-        raise Forbidden("this needs an administrator")
     return who

@@ -22,10 +22,9 @@ _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _FILE_RE = re.compile(r"^(\d{4})_[\w-]+\.sql$")
 
 
-def _check_schema(schema: str) -> str:
+def _check_schema(schema: str) -> None:
     if not _SCHEMA_RE.match(schema):
         raise ValueError(f"not a valid schema name: {schema!r}")
-    return schema
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -68,10 +67,6 @@ async def create_pool(
     return pool
 
 
-def _migration_files(directory: Path) -> list[tuple[str, Path]]:
-    return [(p.stem, p) for p in sorted(directory.glob("*.sql")) if _FILE_RE.match(p.name)]
-
-
 async def migrate(pool: asyncpg.Pool, schema: str, *directories: Path) -> list[str]:
     """Apply what is new in `directories` (common migrations first) to `schema`; return what ran."""
     _check_schema(schema)
@@ -91,8 +86,9 @@ async def migrate(pool: asyncpg.Pool, schema: str, *directories: Path) -> list[s
             rows = await conn.fetch(f"SELECT component, version FROM {schema}.schema_migrations")
             done = {(r["component"], r["version"]) for r in rows}
             for component, directory in dirs:
-                for version, path in _migration_files(directory):
-                    if (component, version) in done:
+                for path in sorted(directory.glob("*.sql")):
+                    version = path.stem
+                    if not _FILE_RE.match(path.name) or (component, version) in done:
                         continue
                     async with conn.transaction():
                         await conn.execute(f"SET LOCAL search_path TO {schema}, public")

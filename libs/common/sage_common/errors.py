@@ -141,13 +141,10 @@ _REFUSED_DATA: tuple[tuple[type[Exception], str], ...] = (
 
 def refused_data_detail(exc: BaseException) -> str | None:
     """What is wrong with the input Postgres refused, or None when `exc` is not such a refusal."""
-    for kind, detail in _REFUSED_DATA:
-        if isinstance(exc, kind):
-            return detail
     # asyncpg's own check of an integer argument against its column's type, before sending it
     if type(exc) is asyncpg.exceptions.DataError and "value out of int" in str(exc):
         return "a number is out of its field's range"
-    return None
+    return next((detail for kind, detail in _REFUSED_DATA if isinstance(exc, kind)), None)
 
 
 @web.middleware

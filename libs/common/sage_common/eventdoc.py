@@ -94,10 +94,6 @@ members of `profile.done` follow the shapes `Recommended`, `NodeFit`, `Concurren
 """
 
 
-def _schema(model: type[BaseModel]) -> str:
-    return json.dumps(model.model_json_schema(mode="serialization"), indent=2, sort_keys=True)
-
-
 def event_models() -> list[type[EventData]]:
     """Every event model in `sage_common.schemas`, in routing-key order."""
     found = [
@@ -133,9 +129,10 @@ def render() -> str:
     for model in [*events, *shapes]:
         doc = (model.__doc__ or "").strip().splitlines()
         heading = f"`{model.routing_key}`" if issubclass(model, EventData) else "shape"
+        schema = model.model_json_schema(mode="serialization")
         parts.append(
             f"### {model.__name__}\n\n{heading}{': ' + doc[0] if doc else ''}\n\n"
-            f"```json\n{_schema(model)}\n```\n"
+            f"```json\n{json.dumps(schema, indent=2, sort_keys=True)}\n```\n"
         )
     return "\n".join(parts)
 
@@ -145,12 +142,11 @@ def main(argv: list[str]) -> int:
     paths = [a for a in argv if not a.startswith("--")]
     target = Path(paths[0] if paths else "docs/events.md")
     text = render()
-    if check:
-        if not target.exists() or target.read_text() != text:
-            print(f"{target} is out of date: run python -m sage_common.eventdoc {target}")
-            return 1
-        return 0
-    target.write_text(text)
+    if not check:
+        target.write_text(text)
+    elif not target.exists() or target.read_text() != text:
+        print(f"{target} is out of date: run python -m sage_common.eventdoc {target}")
+        return 1
     return 0
 
 

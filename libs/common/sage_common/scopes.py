@@ -35,19 +35,13 @@ COMMON_SCOPES: Final[ScopeTable] = {
 }
 
 
-def granting(wanted: str) -> frozenset[str]:
-    """The scopes that hold `wanted`: itself, `all`, and the wider scopes of its family."""
-    holders = {ALL, wanted}
+def holds(scopes: Iterable[str], wanted: str) -> bool:
+    """Whether `scopes` hold `wanted`: itself, `all`, or a wider scope of its family."""
     base = wanted.removesuffix(":read")
-    holders.add(base)
+    holders = {ALL, wanted, base}
     if not base.endswith(":admin"):
         holders.add(base + ":admin")
-    return frozenset(holders)
-
-
-def holds(scopes: Iterable[str], wanted: str) -> bool:
-    """Whether a token with `scopes` holds `wanted`."""
-    return not granting(wanted).isdisjoint(scopes)
+    return not holders.isdisjoint(scopes)
 
 
 def route_key(method: str, path: str) -> RouteKey:

@@ -234,19 +234,18 @@ async def _bus_ready(app: web.Application) -> None:
 
 
 def _progress_check(
-    outbox: OutboxRelay | None, consumers: list[Consumer], stall_seconds: float
+    outbox: OutboxRelay, consumers: list[Consumer], stall_seconds: float
 ) -> tuple[ReadyCheck, ReadyCheck]:
     """Readiness (relay and consumers make progress) and liveness (the relay loop lives)."""
 
     async def progress(_: web.Application) -> None:
-        reasons = [outbox.stalled(stall_seconds)] if outbox is not None else []
-        reasons += [consumer.stalled(stall_seconds) for consumer in consumers]
+        reasons = [outbox.stalled(stall_seconds), *(c.stalled(stall_seconds) for c in consumers)]
         found = [r for r in reasons if r]
         if found:
             raise Stalled("; ".join(found))
 
     async def outbox_relay(_: web.Application) -> None:
-        if outbox is not None and not outbox.alive:
+        if not outbox.alive:
             raise Stalled(outbox.stalled(0) or "the outbox relay is not running")
 
     return progress, outbox_relay
@@ -277,9 +276,7 @@ async def _watch_consumers(
 
 
 def bus_context(
-    consumers: Callable[[web.Application], Iterable[Consumer]] | None = None,
-    *,
-    relay: bool = True,
+    consumers: Callable[[web.Application], Iterable[Consumer]],
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     """Connect the bus, start the outbox relay and the consumers `consumers(app)` builds; stop all.
     Append it to `app.cleanup_ctx` after the database context: the relay and consumers need POOL."""
@@ -290,17 +287,15 @@ def bus_context(
         await bus.connect()
         app[BUS] = bus
         app[READY_CHECKS].append(_bus_ready)
-        outbox: OutboxRelay | None = None
+        outbox = OutboxRelay(
+            app[POOL], bus, service=service, poll_seconds=config.outbox_poll_seconds
+        )
         started: list[Consumer] = []
         watcher: Supervised | None = None
         stall = config.stall_seconds
         try:
-            if relay:
-                outbox = OutboxRelay(
-                    app[POOL], bus, service=service, poll_seconds=config.outbox_poll_seconds
-                )
-                await outbox.start()
-            for consumer in consumers(app) if consumers is not None else ():
+            await outbox.start()
+            for consumer in consumers(app):
                 await consumer.start()
                 started.append(consumer)
             progress, relay_alive = _progress_check(outbox, started, stall)
@@ -315,8 +310,7 @@ def bus_context(
                 await watcher.stop()
             for consumer in reversed(started):
                 await consumer.stop()
-            if outbox is not None:
-                await outbox.stop()
+            await outbox.stop()
             await bus.close()
 
     return ctx

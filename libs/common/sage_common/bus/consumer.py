@@ -140,10 +140,6 @@ class Consumer:
         return f"{self.name}.retry.{round(delay * 1000)}ms"
 
     @property
-    def requeue_exchange_name(self) -> str:
-        return requeue_exchange_name(self.name)
-
-    @property
     def queue_names(self) -> list[str]:
         """Every queue this consumer declares (for operators and test clean-up)."""
         return queue_names(self.name, self.retry_delays)
@@ -156,7 +152,10 @@ class Consumer:
         self._channel = channel
         # Auto-delete: it goes when the queues bound to it are deleted.
         requeue = await channel.declare_exchange(
-            self.requeue_exchange_name, aio_pika.ExchangeType.DIRECT, durable=True, auto_delete=True
+            requeue_exchange_name(self.name),
+            aio_pika.ExchangeType.DIRECT,
+            durable=True,
+            auto_delete=True,
         )
         dlq = await channel.declare_queue(self.dlq_name, durable=True)
         await dlq.bind(requeue, self.dlq_name)

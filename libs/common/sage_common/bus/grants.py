@@ -68,21 +68,16 @@ class BrokerGrant:
     user: str
     vhost: str
     exchange: str
-    configure: str
-    write: str
-    read: str
-    topic_write: str
-    topic_read: str
+    resources: str  # what the user may configure, write and read alike
+    topic_write: str  # the routing keys it may publish; it may read every one
 
     def commands(self) -> list[list[str]]:
         """The rabbitmqctl arguments that set the permissions (the user must exist)."""
+        own, keys = self.resources, self.topic_write
         return [
-            ["set_permissions", "-p", self.vhost, self.user, self.configure, self.write, self.read],
-            [
-                "set_topic_permissions", "-p", self.vhost, self.user, self.exchange,
-                self.topic_write, self.topic_read,
-            ],
-        ]  # fmt: skip
+            ["set_permissions", "-p", self.vhost, self.user, own, own, own],
+            ["set_topic_permissions", "-p", self.vhost, self.user, self.exchange, keys, ".*"],
+        ]
 
 
 def grant_for(
@@ -103,11 +98,8 @@ def grant_for(
         user=user or user_name(service),
         vhost=vhost,
         exchange=exchange,
-        configure=resources,
-        write=resources,
-        read=resources,
+        resources=resources,
         topic_write=f"^({'|'.join(map(re.escape, keys))})$" if keys else "^$",
-        topic_read=".*",
     )
 
 
