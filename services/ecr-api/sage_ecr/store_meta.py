@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import astuple, replace
 
 from .records import MetaFileRow
 from .store_catalogue import OnConnection
 
-# The columns of `MetaFileRow`, in the order of its fields.
+# The columns of a `MetaFileRow` (read back by name).
 _FILE = "file_name, kind, content_type, size, sha256, location, build_id"
 
 
@@ -23,7 +22,20 @@ class MetaSql(OnConnection):
         await self.conn.executemany(
             f"""INSERT INTO meta_files (app_id, {_FILE}, position)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
-            [(app_id, *astuple(replace(f, build_id=build_id)), i) for i, f in enumerate(files)],
+            [
+                (
+                    app_id,
+                    f.file_name,
+                    f.kind,
+                    f.content_type,
+                    f.size,
+                    f.sha256,
+                    f.location,
+                    build_id,
+                    i,
+                )
+                for i, f in enumerate(files)
+            ],
         )
 
     async def meta_files(self, app_id: int) -> list[MetaFileRow]:
