@@ -45,8 +45,10 @@ async def create_pool(
     reset_sessions: bool = True,
 ) -> asyncpg.Pool:
     """A pool whose connections see `schema` first and decode json/jsonb to Python values.
+
     `reset_sessions=False` skips resetting a connection given back (advisory locks, settings,
-    LISTENs: a round trip per use), for code that releases what it takes in `finally`."""
+    LISTENs: a round trip per use), for code that releases what it takes in `finally`.
+    """
     _check_schema(schema)
     pool = await asyncpg.create_pool(
         dsn,

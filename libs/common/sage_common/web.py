@@ -279,7 +279,9 @@ def bus_context(
     consumers: Callable[[web.Application], Iterable[Consumer]],
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     """Connect the bus, start the outbox relay and the consumers `consumers(app)` builds; stop all.
-    Append it to `app.cleanup_ctx` after the database context: the relay and consumers need POOL."""
+
+    Append it to `app.cleanup_ctx` after the database context: the relay and consumers need POOL.
+    """
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         config, service = app[CONFIG], app[SERVICE]

@@ -28,7 +28,9 @@ class Batcher(Generic[K, I, R]):
 
     async def submit(self, key: K, item: I) -> R:
         """The result for `item`, from the next batch of `key` (or raises what that batch raised).
-        Cancelling the caller does not take the item out: its batch may already be running."""
+
+        Cancelling the caller does not take the item out: its batch may already be running.
+        """
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queued.setdefault(key, []).append((item, future))
         if key not in self._running:

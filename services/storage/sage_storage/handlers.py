@@ -1,4 +1,5 @@
 """HTTP in and out for buckets and their permissions; objects are in handlers_objects.py.
+
 Every success is 200, bucket creation included: SAGE clients take any other status as a failure.
 """
 
@@ -114,8 +115,10 @@ async def add_grant(request: web.Request) -> web.Response:
 @describe(tags=["buckets", "permissions"])
 async def delete_bucket(request: web.Request) -> web.Response:
     """Delete the bucket and all in it; with `?permissions&grantee=TYPE:NAME[:PERM]`, grants.
+
     Any `permissions` (even `=false`) or `grantee` in the query makes it a grant deletion, which
-    never deletes the bucket: a misspelt flag must not turn "remove a grant" into "delete all"."""
+    never deletes the bucket: a misspelt flag must not turn "remove a grant" into "delete all".
+    """
     ctx, who, raw_id = request.app[STORAGE], principal(request), request.match_info["bucket"]
     if "permissions" in request.query or "grantee" in request.query:
         deleted = await service.delete_grants(ctx, who, raw_id, request.query.getall("grantee", []))

@@ -1,4 +1,5 @@
 """HTTP in and out for objects: streamed uploads (multipart form or raw body), downloads, listings.
+
 Bodies stream from the socket to S3, never read whole. When an upload fails before its body is
 read, the rest is read and dropped (for a bounded time) so the client gets the error answer rather
 than a reset connection.

@@ -1,4 +1,5 @@
 """An in-memory `ObjectStore` for unit tests: same contract and errors as S3, no network.
+
 `down = True` fails every call as an unreachable store does; `fail_part`, that part's upload.
 """
 

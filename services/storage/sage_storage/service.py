@@ -1,4 +1,5 @@
 """Use cases on buckets and their grants: who may do what, and the rules the API promises.
+
 Objects are in service_objects.py, listings in service_listing.py, deletion in service_upkeep.py.
 """
 

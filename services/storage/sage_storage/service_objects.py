@@ -103,7 +103,9 @@ async def upload(
 
 async def discard_upload(ctx: Storage, blob: str) -> None:
     """Undo an upload that did not commit: abort its S3 upload, delete its blob, forget it.
-    Whatever cannot be undone now (S3 or Postgres down) stays recorded for the sweeper."""
+
+    Whatever cannot be undone now (S3 or Postgres down) stays recorded for the sweeper.
+    """
     try:
         row = await ctx.store.upload(blob)
         if row is not None and row["upload_id"]:

@@ -145,8 +145,10 @@ async def write_blob(
     on_multipart: Callable[[str], Awaitable[None]],
 ) -> Written:
     """Upload the stream to `key`; raises without completing anything on any failure.
+
     `on_multipart` learns the upload id before the first part is sent, so that whoever cleans up
-    after a failure (or a crash) can abort it."""
+    after a failure (or a crash) can abort it.
+    """
     sha = hashlib.sha256()
     md5 = hashlib.md5(usedforsecurity=False) if expect.md5 is not None else None
     size = 0

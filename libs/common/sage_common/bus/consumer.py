@@ -91,7 +91,9 @@ def queue_names(name: str, retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS)
 
 class Consumer:
     """Subclass per consumer; override `handle`, or `process` for slow work outside a transaction.
-    Each instance consumes one durable queue named `name`; run one per service replica."""
+
+    Each instance consumes one durable queue named `name`; run one per service replica.
+    """
 
     def __init__(
         self,
